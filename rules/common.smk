@@ -1,0 +1,90 @@
+# Named helpers that hand each rule only its slice of the config (so a config change re-runs exactly
+# what it affects), and the wildcard constraints, declared once.
+import json
+import re
+import sys
+
+PY = sys.executable
+RESULTS = config["results_dir"]
+CIRCUITS = list(config["circuits"])
+MODELS = list(config["models"])
+SCENARIOS = list(config["scenarios"])
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    circuit=_alternatives(CIRCUITS),
+    model=_alternatives(MODELS),
+    scenario=_alternatives(SCENARIOS),
+    shard=r"\d+",
+
+
+def _dumps(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def simulated_circuits():
+    """Circuits whose surrogate is trained here (no external surrogate_file)."""
+    return [c for c in CIRCUITS if not config["circuits"][c].get("surrogate_file")]
+
+
+def circuit_json(wildcards):
+    """The circuit's own keys (preset, netlist, sizes, resistances), without stage settings."""
+    entry = dict(config["circuits"][wildcards.circuit])
+    for key in ("sampling", "surrogate", "surrogate_file"):
+        entry.pop(key, None)
+    return _dumps(entry)
+
+
+def sampling_json(wildcards):
+    return _dumps(config["circuits"][wildcards.circuit]["sampling"])
+
+
+def spice_shards(wildcards):
+    n = config["circuits"][wildcards.circuit]["sampling"]["n_shards"]
+    return [f"{RESULTS}/spice/{wildcards.circuit}/shard{k}.h5" for k in range(n)]
+
+
+def surrogate_params_json(wildcards):
+    return _dumps(config["circuits"][wildcards.circuit].get("surrogate", {}))
+
+
+def surrogate_path(wildcards):
+    """An external surrogate file named in the config, else the one trained by the pipeline."""
+    external = config["circuits"][wildcards.circuit].get("surrogate_file")
+    return external if external else f"{RESULTS}/surrogate/{wildcards.circuit}.h5"
+
+
+def model_json(wildcards):
+    return _dumps(config["models"][wildcards.model])
+
+
+def scenario_json(wildcards):
+    """The crossbar settings of one scenario: shared `crossbar` defaults overridden by the scenario."""
+    return _dumps({**config.get("crossbar", {}), **config["scenarios"][wildcards.scenario]})
+
+
+def evaluation_json(wildcards):
+    return _dumps(config["evaluation"])
+
+
+def eval_results():
+    return expand(
+        f"{RESULTS}/eval/{{circuit}}/{{model}}/{{scenario}}.json",
+        circuit=CIRCUITS,
+        model=MODELS,
+        scenario=SCENARIOS,
+    )
+
+
+def all_targets():
+    return [
+        *expand(f"{RESULTS}/surrogate/{{circuit}}.fidelity.json", circuit=simulated_circuits()),
+        *eval_results(),
+        f"{RESULTS}/report/results.md",
+        f"{RESULTS}/report/results.csv",
+        f"{RESULTS}/report/accuracy.png",
+    ]

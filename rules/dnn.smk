@@ -1,0 +1,35 @@
+# Stage 3: software baselines, then every circuit x model x scenario through the crossbar layers
+# with each mitigation method (stage 4 procedures live in dnn/mitigation.py).
+
+
+rule train_model:
+    output:
+        f"{RESULTS}/models/{{model}}.pt",
+    params:
+        model=model_json,
+    log:
+        f"{RESULTS}/logs/models/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{model}}.tsv"
+    shell:
+        "{PY} -m dnn train --params-json {params.model:q} --out {output} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model=f"{RESULTS}/models/{{model}}.pt",
+        surrogate=surrogate_path,
+    output:
+        f"{RESULTS}/eval/{{circuit}}/{{model}}/{{scenario}}.json",
+    params:
+        circuit=circuit_json,
+        crossbar=scenario_json,
+        evaluation=evaluation_json,
+    log:
+        f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{circuit}}/{{model}}/{{scenario}}.tsv"
+    shell:
+        "{PY} -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
+        "--circuit-name {wildcards.circuit} --circuit {params.circuit:q} --scenario {wildcards.scenario} "
+        "--crossbar-json {params.crossbar:q} --evaluation-json {params.evaluation:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,29 @@
+# Stage 1: ngspice ground truth. Shards are independent jobs; merge joins them into one file.
+
+
+rule spice_shard:
+    output:
+        temp(f"{RESULTS}/spice/{{circuit}}/shard{{shard}}.h5"),
+    params:
+        circuit=circuit_json,
+        sampling=sampling_json,
+    log:
+        f"{RESULTS}/logs/spice/{{circuit}}/shard{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spice/{{circuit}}/shard{{shard}}.tsv"
+    shell:
+        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --quiet > {log} 2>&1"
+
+
+rule spice_merge:
+    input:
+        spice_shards,
+    output:
+        f"{RESULTS}/spice/{{circuit}}.h5",
+    log:
+        f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spice/{{circuit}}.merge.tsv"
+    shell:
+        "{PY} -m spice merge {input} --out {output} > {log} 2>&1 && {PY} -m spice inspect {output} >> {log} 2>&1"

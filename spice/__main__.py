@@ -1,0 +1,5 @@
+import sys
+
+from spice.cli import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""Crossbar circuit specification: array topology + user-swappable SPICE subcircuits.
+
+A circuit is an array xbarchar builds itself (``rows`` x ``cols`` cells, a driver on every row, a
+per-segment wire resistance along rows and columns, a sense element on every column) plus a circuit
+file in plain ngspice syntax that defines the parts a user may swap:
+
+``.subckt cell row col [gate] params: g=...``   required; ``g`` is the programmed conductance (S)
+``.subckt driver in out params: r=...``          optional; default: a series resistor ``r_driver_ohm``
+``.subckt sense in params: r=...``               optional; default: a resistor to ground ``r_sense_ohm``
+``.model ...`` cards                             optional (e.g. a MOSFET for a 1T1R cell)
+
+Topology (node names used by :mod:`spice.netlist` and, independently, :mod:`spice.nodal`):
+row ``r`` is driven by source ``vin_r`` through the driver to node ``d_r``; a row-wire segment of
+``r_wire_row_ohm`` separates ``d_r`` from the first cell and every cell from the next one. Cell
+``(r, c)`` joins row node ``a_r_c`` to column node ``b_r_c``; a column-wire segment of
+``r_wire_col_ohm`` separates vertically adjacent column nodes and the last one from the sense input
+``s_c``. The output is the current flowing from the array into each column's sense element (A,
+positive into the sense element).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_NOTE = "current into each column's sense element, amperes, positive flowing from array into sense"
+
+
+class CircuitError(ValueError):
+    """A circuit spec or circuit file is invalid; the message names the file/key and what was expected."""
+
+
+@dataclass(frozen=True)
+class Subckt:
+    """One ``.subckt`` definition found in a circuit file."""
+
+    name: str
+    pins: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CircuitSpec:
+    """Everything that defines a crossbar circuit. Units are in the field names."""
+
+    name: str
+    rows: int
+    cols: int
+    r_driver_ohm: float = 1000.0
+    """Series resistance of each row driver (0 = ideal voltage source)."""
+    r_wire_row_ohm: float = 5.0
+    """Row wire resistance per cell segment."""
+    r_wire_col_ohm: float = 5.0
+    """Column wire resistance per cell segment."""
+    r_sense_ohm: float = 1000.0
+    """Resistance of each column sense element to ground (0 = virtual ground)."""
+    g_on_s: float = 5e-5
+    """Highest programmable cell conductance (ON state)."""
+    g_off_s: float = 5e-6
+    """Lowest programmable cell conductance (OFF state)."""
+    v_read_max_v: float = 0.2
+    """Largest |row input voltage|."""
+    v_read_min_v: float = 0.0
+    """Smallest row input voltage (0 for unipolar reads, -v_read_max_v for bipolar)."""
+    v_gate_v: float = 0.0
+    """Gate-line voltage for three-terminal (1T1R) cells; ignored for two-terminal cells."""
+    netlist_path: str = ""
+    """Circuit file with the ``cell`` (and optional ``driver``/``sense``) subcircuits."""
+    netlist_text: str = field(default="", repr=False)
+    """Contents of ``netlist_path`` at load time (kept so the spec is self-contained)."""
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        where = f"circuit '{self.name}'"
+        if not isinstance(self.rows, int) or not 1 <= self.rows <= 1024:
+            raise CircuitError(f"{where}: rows must be an integer in [1, 1024], got {self.rows!r}")
+        if not isinstance(self.cols, int) or not 1 <= self.cols <= 1024:
+            raise CircuitError(f"{where}: cols must be an integer in [1, 1024], got {self.cols!r}")
+        for key in ("r_driver_ohm", "r_wire_row_ohm", "r_wire_col_ohm", "r_sense_ohm"):
+            value = getattr(self, key)
+            if not _is_number(value) or not 0.0 <= value <= 1e9:
+                raise CircuitError(f"{where}: {key} must be a number in [0, 1e9] ohm, got {value!r}")
+        for key in ("g_on_s", "g_off_s"):
+            value = getattr(self, key)
+            if not _is_number(value) or not 0.0 < value <= 1.0:
+                raise CircuitError(f"{where}: {key} must be a number in (0, 1] S, got {value!r}")
+        if self.g_off_s >= self.g_on_s:
+            raise CircuitError(
+                f"{where}: g_off_s ({self.g_off_s}) must be smaller than g_on_s ({self.g_on_s})"
+            )
+        if not _is_number(self.v_read_max_v) or not 0.0 < self.v_read_max_v <= 10.0:
+            raise CircuitError(f"{where}: v_read_max_v must be in (0, 10] V, got {self.v_read_max_v!r}")
+        if not _is_number(self.v_read_min_v) or not -self.v_read_max_v <= self.v_read_min_v < self.v_read_max_v:
+            raise CircuitError(
+                f"{where}: v_read_min_v must be in [-v_read_max_v, v_read_max_v), got {self.v_read_min_v!r}"
+            )
+        if not self.netlist_text:
+            raise CircuitError(f"{where}: no circuit file given (key 'netlist': a file with '.subckt cell')")
+        # Parsing validates the file; raises CircuitError naming the file.
+        self.subckts()
+
+    # ------------------------------------------------------------------ circuit file
+    def subckts(self) -> dict[str, Subckt]:
+        """The subcircuits of the circuit file, validated against the pin contract."""
+        return parse_circuit_file(self.netlist_text, self.netlist_path or f"<{self.name}>")
+
+    @property
+    def cell_has_gate(self) -> bool:
+        """True for three-terminal cells (row, col, gate), e.g. 1T1R."""
+        return len(self.subckts()["cell"].pins) == 3
+
+    @property
+    def has_custom_driver(self) -> bool:
+        return "driver" in self.subckts()
+
+    @property
+    def has_custom_sense(self) -> bool:
+        return "sense" in self.subckts()
+
+    @property
+    def netlist_sha256(self) -> str:
+        return hashlib.sha256(self.netlist_text.encode()).hexdigest()
+
+    # ------------------------------------------------------------------ (de)serialization
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CircuitSpec:
+        return cls(**json.loads(text))
+
+    def physics_key(self) -> dict[str, Any]:
+        """The fields that define the physics (not the name or the file's path)."""
+        d = self.to_dict()
+        d.pop("name")
+        d.pop("netlist_path")
+        d.pop("netlist_text")
+        d["netlist_sha256"] = self.netlist_sha256
+        return d
+
+
+SPEC_KEYS = {f.name for f in dataclasses.fields(CircuitSpec)} - {"netlist_text", "netlist_path"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+_SUBCKT_RE = re.compile(r"^\s*\.subckt\s+(\S+)\s*(.*)$", re.IGNORECASE)
+_ENDS_RE = re.compile(r"^\s*\.ends\b", re.IGNORECASE)
+_PIN_CONTRACT = {
+    "cell": ((2, 3), "row col [gate]", ("g",)),
+    "driver": ((2,), "in out", ("r",)),
+    "sense": ((1,), "in", ("r",)),
+}
+_FORBIDDEN = re.compile(r"^\s*\.(end|op|dc|tran|ac|control|endc|include|lib)\b", re.IGNORECASE)
+
+
+def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
+    """Parse and validate a circuit file's subcircuits.
+
+    Raises :class:`CircuitError` naming ``source`` when there is no ``.subckt cell``, a known
+    subcircuit has the wrong pins or lacks its parameter, a ``.subckt`` is not closed, or the file
+    carries analysis/control cards (the array builder adds those itself).
+    """
+    lines = _join_continuations(text)
+    found: dict[str, Subckt] = {}
+    open_name: str | None = None
+    for number, line in lines:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("*"):
+            continue
+        if _FORBIDDEN.match(stripped) and not stripped.lower().startswith(".ends"):
+            raise CircuitError(
+                f"circuit file {source}, line {number}: '{stripped.split()[0]}' is not allowed; a circuit "
+                "file holds only .subckt definitions (cell, optional driver/sense) and .model/.param cards"
+            )
+        match = _SUBCKT_RE.match(stripped)
+        if match:
+            if open_name is not None:
+                raise CircuitError(f"circuit file {source}, line {number}: nested .subckt inside '{open_name}'")
+            name = match.group(1).lower()
+            rest = match.group(2)
+            head, _, param_text = _split_params(rest)
+            pins = tuple(p.lower() for p in head.split() if "=" not in p)
+            params = tuple(
+                m.group(1).lower() for m in re.finditer(r"(\w+)\s*=", param_text + " " + " ".join(
+                    p for p in head.split() if "=" in p))
+            )
+            found[name] = Subckt(name=name, pins=pins, params=params)
+            open_name = name
+            continue
+        if _ENDS_RE.match(stripped):
+            if open_name is None:
+                raise CircuitError(f"circuit file {source}, line {number}: .ends without .subckt")
+            open_name = None
+    if open_name is not None:
+        raise CircuitError(f"circuit file {source}: .subckt '{open_name}' is never closed with .ends")
+    if "cell" not in found:
+        raise CircuitError(
+            f"circuit file {source}: no '.subckt cell row col params: g=...' found; every circuit file "
+            "must define the cell subcircuit"
+        )
+    for name, (counts, pin_text, needed) in _PIN_CONTRACT.items():
+        if name not in found:
+            continue
+        sub = found[name]
+        if len(sub.pins) not in counts:
+            raise CircuitError(
+                f"circuit file {source}: .subckt {name} has {len(sub.pins)} pins {sub.pins}; "
+                f"expected pins ({pin_text})"
+            )
+        for param in needed:
+            if param not in sub.params:
+                raise CircuitError(
+                    f"circuit file {source}: .subckt {name} lacks parameter '{param}'; expected "
+                    f"'.subckt {name} {pin_text} params: {param}=<default>'"
+                )
+    return found
+
+
+def _split_params(rest: str) -> tuple[str, str, str]:
+    parts = re.split(r"params:", rest, maxsplit=1, flags=re.IGNORECASE)
+    if len(parts) == 2:
+        return parts[0], "params:", parts[1]
+    return parts[0], "", ""
+
+
+def _join_continuations(text: str) -> list[tuple[int, str]]:
+    """SPICE '+' continuation lines joined onto the line before; keeps 1-based line numbers."""
+    out: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(";")[0] if not raw.lstrip().startswith("*") else raw
+        if line.lstrip().startswith("+") and out:
+            prev_number, prev = out[-1]
+            out[-1] = (prev_number, prev + " " + line.lstrip()[1:])
+        else:
+            out.append((number, line))
+    return out
+
+
+def load_circuit_file(path: str | Path) -> str:
+    """Read a circuit file, with a clear error when it is missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise CircuitError(f"circuit file {p} does not exist (key 'netlist'); expected an ngspice file "
+                           "with '.subckt cell row col params: g=...'")
+    return p.read_text()
+
+
+def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".") -> CircuitSpec:
+    """Build a :class:`CircuitSpec` from one ``circuits:`` entry of the config.
+
+    ``entry`` may name a ``preset`` (see :mod:`spice.presets`) whose values the other keys override;
+    ``netlist`` is a path relative to ``base_dir``. Keys that belong to other stages (``sampling``,
+    ``surrogate``, ``surrogate_file``) are ignored here.
+    """
+    from spice.presets import PRESETS
+
+    entry = dict(entry)
+    values: dict[str, Any] = {}
+    preset = entry.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise CircuitError(
+                f"circuits.{name}.preset: unknown preset '{preset}'; expected one of {sorted(PRESETS)}"
+            )
+        values.update(PRESETS[preset])
+    for other_stage_key in ("sampling", "surrogate", "surrogate_file", "solver"):
+        entry.pop(other_stage_key, None)
+    netlist = entry.pop("netlist", values.pop("netlist", None))
+    unknown = set(entry) - SPEC_KEYS
+    if unknown:
+        raise CircuitError(
+            f"circuits.{name}: unknown key(s) {sorted(unknown)}; expected some of {sorted(SPEC_KEYS | {'netlist', 'preset'})}"
+        )
+    values.update(entry)
+    if netlist is None:
+        raise CircuitError(f"circuits.{name}: key 'netlist' (path of the circuit file) is required")
+    path = Path(netlist)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    text = load_circuit_file(path)
+    values.pop("name", None)
+    return CircuitSpec(name=name, netlist_path=str(netlist), netlist_text=text, **values)

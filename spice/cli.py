@@ -1,0 +1,124 @@
+"""Command line of the SPICE stage: ``python -m spice {simulate,merge,inspect,check}``.
+
+A circuit arrives as a JSON object (one ``circuits:`` entry of the config, e.g. from Snakemake's
+``params``) or as ``--preset NAME``; sampling settings likewise as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from spice import ngspice
+from spice.circuit import CircuitError, spec_from_config
+from spice.io import DatasetFileError, merge_shards, summary, write_dataset
+from spice.sampling import SamplingConfig
+from spice.simulate import simulate_shard
+
+log = logging.getLogger("spice")
+
+
+def _load_json_arg(text: str, what: str) -> dict:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CircuitError(f"--{what}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise CircuitError(f"--{what}: expected a JSON object")
+    return value
+
+
+def _spec(args: argparse.Namespace):
+    entry = _load_json_arg(args.circuit, "circuit") if args.circuit else {}
+    if args.preset:
+        entry = {"preset": args.preset, **entry}
+    return spec_from_config(args.name, entry, base_dir=args.base_dir)
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    spec = _spec(args)
+    cfg = SamplingConfig.from_dict(_load_json_arg(args.sampling, "sampling") if args.sampling else {})
+    ngspice.check_circuit(spec)
+    ng = ngspice.info()
+    log.info("circuit %s %dx%d, ngspice %s (KLU: %s), shard %d/%d", spec.name, spec.rows, spec.cols,
+             ng.version, ng.has_klu, args.shard, cfg.n_shards)
+    result = simulate_shard(spec, cfg, args.shard, progress=not args.quiet)
+    arrays = {
+        "g_s": result.g_s, "g_id": result.g_id, "solver": result.solver,
+        "transfer_a_per_v": result.transfer_a_per_v, "g_index": result.g_index, "v_v": result.v_v,
+        "i_a": result.i_a, "i_ideal_a": result.i_ideal_a, "failed": result.failed,
+    }
+    attrs = {
+        "ngspice_version": ng.version, "ngspice_klu": ng.has_klu, "pyspice_version": ng.pyspice_version,
+        "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
+    }
+    write_dataset(args.out, spec, arrays, attrs)
+    log.info("wrote %s: %d samples, %d failed", args.out, len(result.v_v), int(result.failed.sum()))
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    ds = merge_shards(args.shards, args.out)
+    log.info("merged %d shards into %s: %d samples", len(args.shards), args.out, ds.n_samples)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    print(summary(args.file))
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    spec = _spec(args)
+    ngspice.check_circuit(spec)
+    ng = ngspice.info()
+    print(f"circuit '{spec.name}' OK: {spec.rows}x{spec.cols}, cell pins "
+          f"{spec.subckts()['cell'].pins}, ngspice {ng.version} (KLU: {ng.has_klu})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spice", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def circuit_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", default="circuit", help="circuit name (for messages and metadata)")
+        p.add_argument("--circuit", default="", help="circuit config entry as JSON (or @file.json)")
+        p.add_argument("--preset", default="", help="circuit preset (spice/presets.py)")
+        p.add_argument("--base-dir", default=".", help="directory that relative netlist paths start from")
+
+    p = sub.add_parser("simulate", help="run ngspice over sampled G and V for one shard -> HDF5")
+    circuit_args(p)
+    p.add_argument("--sampling", default="", help="sampling settings as JSON (or @file.json)")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("merge", help="concatenate shard files into one dataset")
+    p.add_argument("shards", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("inspect", help="print a dataset's provenance and summary statistics")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("check", help="validate a circuit file and run a 2x2 copy through ngspice")
+    circuit_args(p)
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (CircuitError, DatasetFileError, ngspice.NgspiceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

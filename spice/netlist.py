@@ -1,0 +1,109 @@
+"""Build the ngspice netlist of a crossbar. Building never runs a simulation (see :mod:`spice.ngspice`).
+
+Many input vectors are solved in one ngspice run: every row is driven by a B-source
+``V = pwl(V(idx), 0,v0, 1,v1, ...)`` of one swept index source ``vidx`` (a DC sweep over
+0..n-1), so ngspice orders the sparse matrix once and reuses it for every vector. (An E-source
+TABLE is not used: ngspice smooths its corners and the row voltages come out ~1% wrong.)
+The current of column ``c`` is the branch current of the 0 V source ``vm<c>`` in series with the
+sense element, positive when it flows from the array into the sense element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spice.circuit import CircuitSpec
+
+SWEEP_SOURCE = "vidx"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.15g}"
+
+
+def column_current_vector(col: int) -> str:
+    """Name of the ngspice vector that holds the current of column ``col``."""
+    return f"vm{col}#branch"
+
+
+def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: bool,
+                  extra_options: str = "") -> str:
+    """Netlist that solves the array with conductances ``g_s`` [rows, cols] for every input vector.
+
+    ``v_v`` is [n_vectors, rows] (volts). With one vector the rows are plain DC sources; with more,
+    the rows follow the swept index source (see module docstring) and the caller runs
+    ``dc vidx 0 n-1 1``.
+    """
+    rows, cols = spec.rows, spec.cols
+    g_s = np.asarray(g_s, dtype=float)
+    v_v = np.atleast_2d(np.asarray(v_v, dtype=float))
+    if g_s.shape != (rows, cols):
+        raise ValueError(f"g_s has shape {g_s.shape}, expected ({rows}, {cols}) for circuit '{spec.name}'")
+    if v_v.shape[1] != rows:
+        raise ValueError(f"v_v has {v_v.shape[1]} rows, expected {rows} for circuit '{spec.name}'")
+    n = v_v.shape[0]
+    out: list[str] = [f"* xbarchar crossbar '{spec.name}' {rows}x{cols}"]
+    options = "klu" if use_klu else ""
+    options = " ".join(x for x in (options, extra_options) if x)
+    if options:
+        out.append(f".options {options}")
+    out.append(spec.netlist_text.strip())
+    subckts = spec.subckts()
+    gate = spec.cell_has_gate
+
+    out.append(f"{SWEEP_SOURCE} idx 0 0")
+    for r in range(rows):
+        if n == 1:
+            out.append(f"vin{r} in{r} 0 {_fmt(v_v[0, r])}")
+        else:
+            points = ", ".join(f"{k},{_fmt(v_v[k, r])}" for k in range(n))
+            out.append(f"bin{r} in{r} 0 V=pwl(V(idx), {points})")
+    if gate:
+        out.append(f"vgate gl 0 {_fmt(spec.v_gate_v)}")
+
+    # Node names; a zero resistance merges the nodes it would separate.
+    def drv(r: int) -> str:
+        return f"in{r}" if spec.r_driver_ohm == 0 and "driver" not in subckts else f"d{r}"
+
+    def row_node(r: int, c: int) -> str:
+        return drv(r) if spec.r_wire_row_ohm == 0 else f"a{r}_{c}"
+
+    def col_node(r: int, c: int) -> str:
+        return f"s{c}" if spec.r_wire_col_ohm == 0 else f"b{r}_{c}"
+
+    for r in range(rows):
+        if "driver" in subckts:
+            out.append(f"xdrv{r} in{r} d{r} driver r={_fmt(spec.r_driver_ohm)}")
+        elif spec.r_driver_ohm > 0:
+            out.append(f"rdrv{r} in{r} d{r} {_fmt(spec.r_driver_ohm)}")
+        if spec.r_wire_row_ohm > 0:
+            out.append(f"rwr{r}_0 {drv(r)} a{r}_0 {_fmt(spec.r_wire_row_ohm)}")
+            for c in range(1, cols):
+                out.append(f"rwr{r}_{c} a{r}_{c - 1} a{r}_{c} {_fmt(spec.r_wire_row_ohm)}")
+    for r in range(rows):
+        for c in range(cols):
+            pins = f"{row_node(r, c)} {col_node(r, c)}" + (" gl" if gate else "")
+            out.append(f"xc{r}_{c} {pins} cell g={_fmt(g_s[r, c])}")
+    if spec.r_wire_col_ohm > 0:
+        for c in range(cols):
+            for r in range(rows - 1):
+                out.append(f"rwc{r}_{c} b{r}_{c} b{r + 1}_{c} {_fmt(spec.r_wire_col_ohm)}")
+            out.append(f"rwc{rows - 1}_{c} b{rows - 1}_{c} s{c} {_fmt(spec.r_wire_col_ohm)}")
+    for c in range(cols):
+        if "sense" in subckts:
+            out.append(f"vm{c} s{c} t{c} 0")
+            out.append(f"xsense{c} t{c} sense r={_fmt(spec.r_sense_ohm)}")
+        elif spec.r_sense_ohm > 0:
+            out.append(f"vm{c} s{c} t{c} 0")
+            out.append(f"rsense{c} t{c} 0 {_fmt(spec.r_sense_ohm)}")
+        else:
+            out.append(f"vm{c} s{c} 0 0")
+    out.append(".end")
+    return "\n".join(out) + "\n"
+
+
+def sweep_command(n_vectors: int) -> str:
+    """The analysis command that solves all vectors of :func:`build_netlist`."""
+    if n_vectors == 1:
+        return "op"
+    return f"dc {SWEEP_SOURCE} 0 {n_vectors - 1} 1"

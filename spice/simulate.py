@@ -1,0 +1,101 @@
+"""Run ngspice over sampled conductances and input vectors (one shard of a dataset)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from spice import ngspice
+from spice.circuit import CircuitSpec
+from spice.sampling import SamplingConfig, draw
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardResult:
+    """Arrays of one shard; shapes as in the HDF5 file (see :mod:`spice.io`)."""
+
+    g_s: np.ndarray  # [n_g, rows, cols]
+    g_id: np.ndarray  # [n_g] global index of each matrix in the full dataset
+    g_index: np.ndarray  # [n_samples] which local matrix each sample uses
+    v_v: np.ndarray  # [n_samples, rows]
+    i_a: np.ndarray  # [n_samples, cols]
+    failed: np.ndarray  # [n_samples] bool
+    solver: np.ndarray  # [n_g] b"superposition" | b"sweep"
+    transfer_a_per_v: np.ndarray  # [n_g, rows, cols]; NaN where the circuit was not linear
+
+    @property
+    def i_ideal_a(self) -> np.ndarray:
+        return np.einsum("nr,nrc->nc", self.v_v, self.g_s[self.g_index])
+
+
+def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray,
+                  rtol: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Transfer matrix and offset from rows+1 solves, in one ngspice sweep, if the circuit is linear.
+
+    The same sweep solves ``v_check_v`` directly; the circuit counts as linear (affine) for this
+    ``g_s`` when those currents match ``offset + v @ T`` within ``rtol`` of the largest check
+    current. Returns ``(T [rows, cols], offset [cols])`` or ``None`` when the check fails.
+    """
+    v_ref = spec.v_read_max_v if abs(spec.v_read_max_v) >= abs(spec.v_read_min_v) else spec.v_read_min_v
+    basis = np.vstack([np.zeros(spec.rows), v_ref * np.eye(spec.rows), v_check_v])
+    i_a, failed = ngspice.solve(spec, g_s, basis)
+    if failed.any():
+        return None
+    offset = i_a[0]
+    t = (i_a[1:spec.rows + 1] - offset) / v_ref
+    predicted = offset + v_check_v @ t
+    direct = i_a[spec.rows + 1:]
+    scale = max(np.max(np.abs(direct)), 1e-30)
+    err = np.max(np.abs(predicted - direct)) / scale
+    if err > rtol:
+        log.info("linearity check failed (relative error %.2e > %.1e): using direct sweep", err, rtol)
+        return None
+    return t, offset
+
+
+def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress: bool = True) -> ShardResult:
+    """Simulate the conductance matrices of ``shard`` with ngspice."""
+    ids = cfg.shard_indices(shard)
+    g_list, v_list, i_list, f_list, solver, transfer = [], [], [], [], [], []
+    n_failed = 0
+    for k in tqdm(ids, desc=f"ngspice {spec.name} shard {shard}", disable=not progress, unit="G"):
+        g, v = draw(spec, cfg, int(k))
+        result = None
+        if cfg.solver == "auto":
+            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, int(k), 1]))
+            v_check = rng.uniform(spec.v_read_min_v, spec.v_read_max_v, size=(2, spec.rows))
+            result = superposition(spec, g, v_check, cfg.linearity_rtol)
+        if result is not None:
+            t, offset = result
+            i_a = offset + v @ t
+            failed = np.zeros(len(v), dtype=bool)
+            solver.append(b"superposition")
+            transfer.append(t)
+        else:
+            i_a, failed = ngspice.solve(spec, g, v)
+            solver.append(b"sweep")
+            transfer.append(np.full((spec.rows, spec.cols), np.nan))
+        n_failed += int(failed.sum())
+        g_list.append(g)
+        v_list.append(v)
+        i_list.append(i_a)
+        f_list.append(failed)
+    if n_failed:
+        log.error("%d of %d samples failed to converge after all convergence aids; they are marked in "
+                  "/failed", n_failed, sum(len(f) for f in f_list))
+    n_v = [len(v) for v in v_list]
+    return ShardResult(
+        g_s=np.stack(g_list),
+        g_id=ids.astype(np.int64),
+        g_index=np.repeat(np.arange(len(ids)), n_v).astype(np.int64),
+        v_v=np.concatenate(v_list),
+        i_a=np.concatenate(i_list),
+        failed=np.concatenate(f_list),
+        solver=np.array(solver),
+        transfer_a_per_v=np.stack(transfer),
+    )

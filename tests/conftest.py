@@ -1,0 +1,25 @@
+"""Shared fixtures: small real circuits and a place for real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spice.circuit import spec_from_config
+
+REPO = Path(__file__).resolve().parents[1]
+CIRCUITS = REPO / "data" / "circuits"
+
+
+@pytest.fixture
+def make_spec():
+    """Build a CircuitSpec from keyword overrides of a small resistive array."""
+
+    def _make(name: str = "t", **overrides):
+        entry = {"netlist": str(CIRCUITS / "resistive.cir"), "rows": 4, "cols": 3, "r_driver_ohm": 100.0,
+                 "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0, "r_sense_ohm": 100.0}
+        entry.update(overrides)
+        return spec_from_config(name, entry)
+
+    return _make
