@@ -179,7 +179,7 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
     if not parts:
         raise ValueError("merge_shards: no shard files given")
     first = parts[0]
-    for p, part in zip(paths, parts):
+    for p, part in zip(paths, parts, strict=True):
         for key in ("circuit_spec", "sampling", "seed"):
             if part.attrs.get(key) != first.attrs.get(key):
                 raise DatasetFileError(f"{p}: attribute '{key}' differs from {paths[0]}; shards do not belong together")
@@ -189,7 +189,7 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
         "g_id": np.concatenate([p.g_id for p in parts]),
         "solver": np.concatenate([p.solver for p in parts]),
         "transfer_a_per_v": np.concatenate([p.transfer_a_per_v for p in parts]),
-        "g_index": np.concatenate([p.g_index + o for p, o in zip(parts, offsets)]),
+        "g_index": np.concatenate([p.g_index + o for p, o in zip(parts, offsets, strict=True)]),
         "v_v": np.concatenate([p.v_v for p in parts]),
         "i_a": np.concatenate([p.i_a for p in parts]),
         "i_ideal_a": np.concatenate([p.i_ideal_a for p in parts]),
