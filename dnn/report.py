@@ -4,7 +4,8 @@ Each evaluation JSON (written by ``python -m dnn evaluate``) holds one circuit x
 
     {"circuit": str, "model": str, "scenario": str, "software_accuracy": float,
      "methods": {method: {"accuracy_mean": float, "accuracy_std": float, "accuracies": [float],
-                          "trainable_params": int, "wall_s": float, "peak_mem_mb": float}}, ...}
+                          "trainable_params": int, "wall_s": float, "peak_mem_mb": float,
+                          "pc2_mean": float, "pc2_per_layer": {layer: float}}}, ...}
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
 CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accuracy_std", "n_runs",
-               "software_accuracy", "trainable_params", "wall_s", "peak_mem_mb"]
+               "software_accuracy", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
 
 
 def load_results(paths: list[str | Path]) -> list[dict]:
@@ -36,7 +37,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                 "method": method, "accuracy_mean": m["accuracy_mean"], "accuracy_std": m["accuracy_std"],
                 "n_runs": len(m.get("accuracies", [])), "software_accuracy": result["software_accuracy"],
                 "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
-                "peak_mem_mb": m.get("peak_mem_mb", ""),
+                "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
             })
     rows.sort(key=lambda r: (r["circuit"], r["model"], r["scenario"], _method_rank(r["method"])))
     return rows

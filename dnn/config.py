@@ -1,0 +1,228 @@
+"""Crossbar-mapping configuration and device presets (frozen dataclasses, validated in one place).
+
+`CrossbarConfig` says *how* a DNN layer is put on crossbar tiles (bits, encoding, converters, noise,
+drift). The physical tile (size, conductance range, read voltage) is not here: it belongs to the
+`TileMVM` (see `dnn.mvm`), because the surrogate of a circuit fixes it. `DevicePreset` bundles the
+numbers of a memory technology (conductance range, drift) with the source of every value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ENCODINGS = ("differential", "offset")
+INPUT_POLARITIES = ("signed", "two_phase")
+ADC_RANGE_MODES = ("fixed",)
+ANALOG_LAYERS = ("conv", "all")
+
+
+@dataclass(frozen=True)
+class CrossbarConfig:
+    """How layers are mapped onto crossbar tiles.
+
+    Weights: symmetric per-layer quantization to `weight_bits` signed levels
+    (q in [-(2^(b-1)-1), 2^(b-1)-1]), split into slices of `bits_per_cell`-bit cells.
+    Inputs: per-tile, per-vector abs-max scaling onto a `input_bits` DAC in [-v_max, v_max].
+    Outputs: one `adc_bits` ADC per (signed) column current, full scale fixed from the ideal tile.
+    """
+
+    weight_bits: int = 8
+    """Bits of the signed integer weight (8 -> q in [-127, 127])."""
+    bits_per_cell: int = 4
+    """Bits stored per device; slices = ceil(magnitude bits / bits_per_cell)."""
+    encoding: str = "differential"
+    """'differential': G+ / G- pair per weight; 'offset': one device per weight, level = q + offset,
+    a reference column at g_min per tile and digital removal of the integer offset."""
+    input_bits: int = 8
+    """Signed DAC resolution in bits (2^(b-1)-1 levels per polarity); 0 = no input quantization."""
+    input_polarity: str = "two_phase"
+    """'two_phase': a positive and a negative read with unipolar voltages in [0, v_max], digitized
+    separately and subtracted digitally; the negative read is skipped when no input is negative (e.g.
+    after ReLU), and both reads of one forward see the same read-noise draw. 'signed': bipolar row
+    voltages in one read (only for tile models that accept negative voltages). Default two_phase because
+    SPICE data and surrogates cover [v_read_min, v_max] with v_read_min = 0 by default."""
+    adc_bits: int = 8
+    """Signed ADC resolution in bits; 0 = no ADC (ideal readout)."""
+    adc_range: str = "fixed"
+    """'fixed': full scale = adc_range_fraction * rows * v_max * (g_max - g_min), the largest ideal
+    signed column current of one tile."""
+    adc_range_fraction: float = 1.0
+    """Scale of the ADC full scale relative to the ideal maximum (dimensionless, > 0)."""
+    analog_layers: str = "conv"
+    """'conv': only Conv2d layers analog (Paper 1 setting); 'all': Conv2d and Linear."""
+    exclude: tuple[str, ...] = field(default_factory=tuple)
+    """Qualified module names kept digital."""
+    read_noise_sigma: float = 0.0
+    """Relative Gaussian read noise, g * (1 + sigma * N(0, 1)), redrawn every forward; 0 = off."""
+    t_drift_s: float = 0.0
+    """Time since programming at which the array is read, seconds; 0 = no drift."""
+    t0_s: float = 1.0
+    """Drift reference time t0 in G(t) = G0 * (t / t0)^(-nu), seconds."""
+    drift_nu_mean: float = 0.0
+    """Mean drift exponent nu (dimensionless)."""
+    drift_nu_std: float = 0.0
+    """Device-to-device std of nu, drawn once per programming (clamped at nu >= 0)."""
+    clip_conductances: bool = True
+    """Clip noisy / drifted conductances to [g_min, g_max] (the range a surrogate was trained on)."""
+    seed: int = 0
+    """Seed for noise and drift draws (each layer derives its own stream from it and its name)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.exclude, list):  # accept lists from JSON/YAML, store a hashable tuple
+            object.__setattr__(self, "exclude", tuple(self.exclude))
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CrossbarConfig:
+        """Build from a plain dict; unknown keys are an error that lists the valid ones."""
+        return cls().replace(**d)
+
+    def replace(self, **changes: Any) -> CrossbarConfig:
+        """Copy with `changes` applied (validated; unknown keys rejected)."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            raise ValueError(f"unknown CrossbarConfig key(s) {unknown}; valid keys: {sorted(valid)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serializable)."""
+        d = dataclasses.asdict(self)
+        d["exclude"] = list(self.exclude)
+        return d
+
+    @property
+    def n_slices(self) -> int:
+        """Number of bit slices (devices per weight and polarity)."""
+        magnitude_bits = self.weight_bits - 1 if self.encoding == "differential" else self.weight_bits
+        return math.ceil(magnitude_bits / self.bits_per_cell)
+
+    @property
+    def drift_on(self) -> bool:
+        return self.t_drift_s > 0.0
+
+    @property
+    def read_noise_on(self) -> bool:
+        return self.read_noise_sigma > 0.0
+
+
+def _check(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"CrossbarConfig.{key} = {value!r}: expected {expected}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _validate(c: CrossbarConfig) -> None:
+    """All range checks of CrossbarConfig; each error names the key and the expected range."""
+    _check(_is_int(c.weight_bits) and 2 <= c.weight_bits <= 16, "weight_bits", "an int in [2, 16]",
+           c.weight_bits)
+    _check(_is_int(c.bits_per_cell) and 1 <= c.bits_per_cell <= min(8, c.weight_bits), "bits_per_cell",
+           f"an int in [1, min(8, weight_bits={c.weight_bits})]", c.bits_per_cell)
+    _check(c.encoding in ENCODINGS, "encoding", f"one of {ENCODINGS}", c.encoding)
+    _check(_is_int(c.input_bits) and (c.input_bits == 0 or 2 <= c.input_bits <= 16), "input_bits",
+           "0 (off) or an int in [2, 16]", c.input_bits)
+    _check(c.input_polarity in INPUT_POLARITIES, "input_polarity", f"one of {INPUT_POLARITIES}",
+           c.input_polarity)
+    _check(_is_int(c.adc_bits) and (c.adc_bits == 0 or 2 <= c.adc_bits <= 16), "adc_bits",
+           "0 (off) or an int in [2, 16]", c.adc_bits)
+    _check(c.adc_range in ADC_RANGE_MODES, "adc_range", f"one of {ADC_RANGE_MODES}", c.adc_range)
+    _check(_is_num(c.adc_range_fraction) and 0.0 < c.adc_range_fraction <= 10.0, "adc_range_fraction",
+           "a number in (0, 10]", c.adc_range_fraction)
+    _check(c.analog_layers in ANALOG_LAYERS, "analog_layers", f"one of {ANALOG_LAYERS}", c.analog_layers)
+    _check(all(isinstance(n, str) for n in c.exclude), "exclude", "a list of module names (str)",
+           c.exclude)
+    _check(_is_num(c.read_noise_sigma) and 0.0 <= c.read_noise_sigma <= 1.0, "read_noise_sigma",
+           "a number in [0, 1]", c.read_noise_sigma)
+    _check(_is_num(c.t0_s) and c.t0_s > 0.0, "t0_s", "a number > 0 (seconds)", c.t0_s)
+    _check(_is_num(c.t_drift_s) and (c.t_drift_s == 0.0 or c.t_drift_s >= c.t0_s), "t_drift_s",
+           f"0 (off) or a number >= t0_s = {c.t0_s} (seconds)", c.t_drift_s)
+    _check(_is_num(c.drift_nu_mean) and 0.0 <= c.drift_nu_mean <= 1.0, "drift_nu_mean",
+           "a number in [0, 1]", c.drift_nu_mean)
+    _check(_is_num(c.drift_nu_std) and 0.0 <= c.drift_nu_std <= 1.0, "drift_nu_std",
+           "a number in [0, 1]", c.drift_nu_std)
+    _check(isinstance(c.clip_conductances, bool), "clip_conductances", "a bool", c.clip_conductances)
+    _check(_is_int(c.seed) and c.seed >= 0, "seed", "an int >= 0", c.seed)
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    """Numbers of one memory technology, each traceable to a source (see `source`)."""
+
+    name: str
+    g_max_s: float
+    """Highest programmable conductance (ON state), siemens."""
+    on_off_ratio: float
+    """g_max / g_min (dimensionless)."""
+    drift_nu_mean: float = 0.0
+    drift_nu_std: float = 0.0
+    t0_s: float = 1.0
+    """Reference time of the drift law, seconds."""
+    source: str = ""
+
+    @property
+    def g_min_s(self) -> float:
+        """Lowest programmable conductance (OFF state), siemens."""
+        return self.g_max_s / self.on_off_ratio
+
+    def drift_config(self, t_drift_s: float = 0.0) -> dict[str, Any]:
+        """The CrossbarConfig keys this preset sets (pass to `CrossbarConfig.replace`)."""
+        return {"drift_nu_mean": self.drift_nu_mean, "drift_nu_std": self.drift_nu_std,
+                "t0_s": self.t0_s, "t_drift_s": t_drift_s}
+
+
+DEVICE_PRESETS: dict[str, DevicePreset] = {
+    "rram": DevicePreset(
+        name="rram",
+        g_max_s=1.0 / 20e3,  # R_on ~ 20 kOhm: Paper 1 (Bhattacharjee et al. 2023, arXiv 2305.18416)
+        on_off_ratio=10.0,  # ON/OFF 10: Paper 1
+        drift_nu_mean=0.0,  # RRAM conductance drift is usually neglected at room temperature
+        drift_nu_std=0.0,  # (typical literature assumption, not a measured value)
+        source="Paper 1 = Bhattacharjee et al. 2023, arXiv 2305.18416 (R_on 20 kOhm, ON/OFF 10)",
+    ),
+    "pcm_40": DevicePreset(
+        name="pcm_40",
+        g_max_s=25e-6,  # 25 uS: g_max of aihwkit's PCMLikeNoiseModel (Joshi et al., Nat. Commun. 2020)
+        on_off_ratio=40.0,  # typical PCM ON/OFF (literature range ~10-100); a chosen variant
+        drift_nu_mean=0.05,  # aihwkit PCM preset: mean nu clamped to [0.049, 0.1]; ~0.05 near g_max
+        drift_nu_std=0.02,  # aihwkit PCM preset: std of nu in [0.008, 0.045]; mid-range value chosen
+        t0_s=20.0,  # t_0 = 20 s in aihwkit's PCMLikeNoiseModel
+        source="Joshi et al., Nat. Commun. 11, 2473 (2020); aihwkit PCMLikeNoiseModel (g_max 25 uS, "
+               "t0 20 s, nu ~0.05 with device spread); ON/OFF 40 is a typical literature value",
+    ),
+    "pcm_80": DevicePreset(
+        name="pcm_80",
+        g_max_s=25e-6,  # as pcm_40
+        on_off_ratio=80.0,  # typical PCM ON/OFF (literature range ~10-100); a chosen variant
+        drift_nu_mean=0.05,
+        drift_nu_std=0.02,
+        t0_s=20.0,
+        source="as pcm_40 with ON/OFF 80 (typical literature value)",
+    ),
+    "fefet": DevicePreset(
+        name="fefet",
+        g_max_s=1.0 / 20e3,  # no single source: chosen equal to the RRAM read-current scale
+        on_off_ratio=45.0,  # ~45x with 32 levels reported for HfO2 FeFET synapses (Jerry et al.,
+        # IEDM 2017); quoted from memory of the paper: a typical literature value, verify before citing
+        drift_nu_mean=0.0,  # FeFET retention loss is not a power-law drift; neglected here
+        drift_nu_std=0.0,
+        source="typical literature values (ON/OFF ~45: Jerry et al., IEDM 2017); g_max chosen",
+    ),
+}
+
+
+def get_device_preset(name: str) -> DevicePreset:
+    """Preset by name; the error lists the valid names."""
+    try:
+        return DEVICE_PRESETS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown device preset {name!r}; valid: {sorted(DEVICE_PRESETS)}") from None

@@ -1,0 +1,365 @@
+"""Crossbar layers: `CrossbarLinear` and `CrossbarConv2d` (plain nn.Modules, not torch-layer subclasses).
+
+Forward of one layer (all tiles and slices of the layer in one batched `TileMVM` call):
+quantize weights -> bit slices -> conductances -> [T, rows, cols] tiles -> (drift, read noise, clip)
+-> `mvm.bind(g)` -> DAC'd row voltages -> column currents -> pair / reference subtraction -> ADC ->
+divide by the ideal scale -> shift-add slices -> sum row tiles -> rescale -> + digital bias.
+
+Caching: the programmed conductances (quantization, slicing, tiling, drift) and the bound MVM are
+kept until the weight changes (tracked by the weight tensor's version counter and storage pointer),
+the device/dtype or the MVM changes. Read noise is a new draw every forward, so with read noise on the
+MVM is re-bound every forward. Weights edited through `.data` bypass the version counter: call
+`invalidate_cache()` after such edits. While weights require grad (noise-aware retraining) nothing is cached.
+
+Drift exponents nu belong to a *programming* of the array: drawn once (deterministically from the seed,
+the layer name and a programming index) and kept across copies, device moves and weight updates, so a
+BN calibration stays valid for the array it was made on; `reprogram()` starts a new programming.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CrossbarConfig
+from .mapping import (
+    adc_full_scale,
+    adc_quantize,
+    dac_quantize,
+    encode_levels,
+    levels_to_conductance,
+    quantize_weights,
+    shift_add,
+    tile_grid,
+    tile_inputs,
+    tile_matrix,
+    unfold_conv_input,
+    untile_outputs,
+    weight_offset,
+)
+from .mvm import BoundMVM, TileMVM
+from .noise import apply_drift, apply_read_noise, clip_conductance, derive_seed, draw_drift_nu, make_generator
+
+logger = logging.getLogger(__name__)
+
+MAX_CHUNK_ELEMENTS = 2**25
+"""Largest [T, B, rows|cols] tensor (elements) one MVM call may see; larger batches are split along B."""
+
+
+@dataclass
+class _Programmed:
+    """Conductances of one programming of a layer and what is needed to read them back."""
+
+    key: tuple[Any, ...]
+    g_s: torch.Tensor  # [T, rows, cols], T = S * P * n_r * n_c
+    s_w: torch.Tensor  # weight units per integer level
+    grid: tuple[int, int, int, int]  # (slices S, polarity arrays P, row tiles n_r, column tiles n_c)
+    bound: BoundMVM | None = None  # cached bound MVM (only without read noise)
+
+
+def _pair(x: int | tuple[int, ...]) -> tuple[int, int]:
+    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
+class CrossbarLayerBase(nn.Module):
+    """Shared machinery: weight (frozen Parameter unless asked), digital bias, tile mapping, caching.
+
+    The `mvm` is kept as a plain attribute, not a registered submodule: the crossbar model is shared
+    hardware, not a parameter of the DNN. Replace it with `set_mvm`.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, config: CrossbarConfig,
+                 mvm: TileMVM, name: str = "") -> None:
+        super().__init__()
+        if not isinstance(config, CrossbarConfig):
+            raise TypeError(f"config must be a CrossbarConfig, got {type(config).__name__}")
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        if bias is None:
+            self.register_parameter("bias", None)
+        else:
+            self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.config = config
+        self.name = name
+        self.set_mvm(mvm)
+        self._programmed: _Programmed | None = None
+        self._programming_index = 0
+        self._nu: tuple[int, torch.Tensor] | None = None  # (programming index, drift exponents on CPU)
+        self._generators: dict[str, torch.Generator] = {}
+
+    # ----------------------------------------------------------------- public helpers
+    def set_mvm(self, mvm: TileMVM) -> None:
+        """Use another tile model (e.g. ideal vs surrogate); drops the cache."""
+        if not isinstance(mvm, TileMVM):
+            raise TypeError(f"mvm must implement dnn.mvm.TileMVM (rows, cols, g_min_s, g_max_s, v_max_v, "
+                            f"bind), got {type(mvm).__name__}")
+        if self.config.encoding == "offset" and mvm.cols < 2:
+            raise ValueError("offset encoding needs >= 2 columns per tile (one is the reference column)")
+        v_min = getattr(mvm, "v_min_v", None)  # optional: the voltage range a tile model is valid for
+        if self.config.input_polarity == "signed" and v_min is not None and v_min >= 0:
+            raise ValueError(f"{type(mvm).__name__} covers row voltages [{v_min}, {mvm.v_max_v}] V only; signed "
+                             "inputs need input_polarity='two_phase'")
+        self.__dict__["mvm"] = mvm
+        self._programmed = None
+
+    def reprogram(self) -> None:
+        """Start a new programming of the array: the next forward draws new drift exponents nu.
+        (Copies, device moves and weight updates keep the current programming's nu.)"""
+        self._programming_index += 1
+        self._programmed = None
+
+    def invalidate_cache(self) -> None:
+        """Drop the cached conductances and bound MVM (same programming, same nu), e.g. after editing
+        the weight through `.data`."""
+        self._programmed = None
+
+    def reset_read_noise(self) -> None:
+        """Restart the read-noise stream from the seed."""
+        self._generators.clear()
+
+    def _copy_from(self, module: nn.Module) -> None:
+        """Copy weight and bias of a float layer (frozen, on the float layer's device)."""
+        self.weight = nn.Parameter(module.weight.detach().clone(), requires_grad=False)
+        if module.bias is not None:
+            self.bias = nn.Parameter(module.bias.detach().clone(), requires_grad=False)
+        self._programmed = None
+
+    def weight_matrix(self) -> torch.Tensor:
+        """Weight as the [in_features, out_features] matrix mapped onto rows x columns."""
+        raise NotImplementedError
+
+    @property
+    def cols_per_tile(self) -> int:
+        """Weight columns per tile (one fewer with offset encoding: the reference column)."""
+        return self.mvm.cols - (1 if self.config.encoding == "offset" else 0)
+
+    def tile_count(self) -> int:
+        """Number of physical tiles T this layer occupies (slices x polarity arrays x grid)."""
+        n_in, n_out = self.weight_matrix().shape
+        n_r, n_c = tile_grid(n_in, n_out, self.mvm.rows, self.cols_per_tile)
+        p = 2 if self.config.encoding == "differential" else 1
+        return self.config.n_slices * p * n_r * n_c
+
+    # ----------------------------------------------------------------- programming
+    def _read_generator(self, device: torch.device) -> torch.Generator:
+        """Per-device read-noise stream seeded from (config.seed, layer name)."""
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = make_generator(derive_seed(self.config.seed, self.name, "read"), device)
+        return self._generators[key]
+
+    def _drift_nu(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Per-device drift exponents of the current programming: a deterministic draw (on CPU, so the
+        same on every device) from (config.seed, layer name, programming index)."""
+        cfg = self.config
+        if self._nu is None or self._nu[0] != self._programming_index or self._nu[1].shape != shape:
+            seed = derive_seed(cfg.seed, self.name, f"drift{self._programming_index}")
+            nu = draw_drift_nu(shape, cfg.drift_nu_mean, cfg.drift_nu_std, make_generator(seed))
+            self._nu = (self._programming_index, nu)
+        return self._nu[1].to(device=device, dtype=dtype)
+
+    def _program(self, device: torch.device, dtype: torch.dtype, key: tuple[Any, ...]) -> _Programmed:
+        """Quantize, slice, tile and map the weights to conductances; apply drift."""
+        cfg, mvm = self.config, self.mvm
+        w = self.weight_matrix().to(device=device, dtype=dtype)
+        q, s_w = quantize_weights(w, cfg.weight_bits)
+        levels = encode_levels(q, cfg.weight_bits, cfg.bits_per_cell, cfg.encoding)  # [S, P, in, out]
+        tiles = tile_matrix(levels, mvm.rows, self.cols_per_tile)  # [S, P, n_r, n_c, rows, cols']
+        if cfg.encoding == "offset":
+            tiles = F.pad(tiles, (0, 1))  # reference column, level 0 = g_min
+        grid = tuple(tiles.shape[:4])
+        g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.g_min_s, mvm.g_max_s)
+        g = g.reshape(-1, mvm.rows, mvm.cols)
+        if cfg.drift_on:
+            g = apply_drift(g, self._drift_nu(g.shape, device, dtype), cfg.t_drift_s, cfg.t0_s)
+            if cfg.clip_conductances:
+                g = clip_conductance(g, mvm.g_min_s, mvm.g_max_s)
+        return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid)  # type: ignore[arg-type]
+
+    def _cache_key(self, device: torch.device, dtype: torch.dtype) -> tuple[Any, ...]:
+        w = self.weight
+        return (w._version, w.data_ptr(), str(device), dtype, id(self.mvm), self.config)
+
+    def _programmed_state(self, device: torch.device, dtype: torch.dtype) -> tuple[_Programmed, BoundMVM]:
+        """Programmed conductances and a bound MVM for this forward (cached when possible)."""
+        cfg = self.config
+        cacheable = not (torch.is_grad_enabled() and self.weight.requires_grad)
+        key = self._cache_key(device, dtype) + (self._programming_index,)
+        prog = self._programmed
+        if not cacheable or prog is None or prog.key != key:
+            prog = self._program(device, dtype, key)
+            self._programmed = prog if cacheable else None
+        if cfg.read_noise_on:
+            g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
+            if cfg.clip_conductances:
+                g = clip_conductance(g, self.mvm.g_min_s, self.mvm.g_max_s)
+            return prog, self.mvm.bind(g)
+        if prog.bound is None:
+            prog.bound = self.mvm.bind(prog.g_s)
+        return prog, prog.bound
+
+    def _prepare_mvm_device(self, device: torch.device) -> None:
+        """A tile model that is an nn.Module (e.g. a surrogate) follows the input's device."""
+        mvm = self.mvm
+        if isinstance(mvm, nn.Module):
+            t = next(iter(mvm.parameters()), None)
+            t = next(iter(mvm.buffers()), None) if t is None else t
+            if t is not None and t.device != device:
+                mvm.to(device)
+                self._programmed = None
+
+    # ----------------------------------------------------------------- analog matmul
+    def analog_matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, in_features] -> [B, out_features] through DAC, crossbar tiles, ADC and shift-add."""
+        self._prepare_mvm_device(x.device)
+        prog, bound = self._programmed_state(x.device, x.dtype)
+        s, p, n_r, n_c = prog.grid
+        per_row = s * p * n_c * n_r * max(self.mvm.rows, self.mvm.cols) * (2 if self._two_phase else 1)
+        chunk = max(1, MAX_CHUNK_ELEMENTS // per_row)
+        outs = [self._matmul_chunk(xc, prog, bound) for xc in x.split(chunk)]
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y * (prog.s_w / self._delta_g)  # amperes -> levels x input units -> output units
+
+    @property
+    def _two_phase(self) -> bool:
+        return self.config.input_polarity == "two_phase"
+
+    def _matmul_chunk(self, x: torch.Tensor, prog: _Programmed, bound: BoundMVM) -> torch.Tensor:
+        cfg, mvm = self.config, self.mvm
+        rows, cols = mvm.rows, mvm.cols
+        s, p, n_r, n_c = prog.grid
+        b = x.shape[0]
+        v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.v_max_v)  # [n_r, B, rows]
+        two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
+        v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
+        bp = v_read.shape[1]
+        v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
+        i = bound(v_all).reshape(s, p, n_r, n_c, bp, cols)
+        if cfg.encoding == "differential":
+            i = i[:, 0] - i[:, 1]  # G+ minus G- column currents
+        else:
+            i = i[:, 0, ..., :-1] - i[:, 0, ..., -1:]  # minus the reference column
+        full_scale = adc_full_scale(rows, mvm.v_max_v, mvm.g_min_s, mvm.g_max_s, cfg.adc_range_fraction)
+        i = adc_quantize(i, cfg.adc_bits, full_scale)  # [S, n_r, n_c, B', cols'], amperes
+        if two_reads:
+            i = i[..., :b, :] - i[..., b:, :]
+        y = shift_add(i, cfg.bits_per_cell)  # = delta_g * sum_rows v * u, amperes
+        if cfg.encoding == "offset":  # digital removal of the integer offset (DAC codes are known)
+            y = y - (weight_offset(cfg.weight_bits) * self._delta_g) * v.sum(-1, keepdim=True)[:, None]
+        y = y * x_per_volt[:, None]  # [n_r, n_c, B, cols']; x_per_volt differs per row tile and vector
+        return untile_outputs(y, self.weight_matrix().shape[1])
+
+    @property
+    def _delta_g(self) -> float:
+        """Conductance step of one device level, siemens."""
+        return (self.mvm.g_max_s - self.mvm.g_min_s) / (2**self.config.bits_per_cell - 1)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"tiles={self.tile_count()} of {self.mvm.rows}x{self.mvm.cols}, weight_bits={c.weight_bits}, "
+                f"bits_per_cell={c.bits_per_cell}, encoding={c.encoding}, input_bits={c.input_bits}, "
+                f"adc_bits={c.adc_bits}, read_noise_sigma={c.read_noise_sigma}, t_drift_s={c.t_drift_s}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (deepcopy, pickling) drop the cache; generators are kept."""
+        state = self.__dict__.copy()
+        state["_programmed"] = None
+        return state
+
+
+class CrossbarLinear(CrossbarLayerBase):
+    """Linear layer computed on crossbar tiles: y = x W^T + b (bias digital)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, config: CrossbarConfig,
+                 mvm: TileMVM, name: str = "") -> None:
+        ref = nn.Linear(in_features, out_features, bias=bias)  # torch's default initialization
+        super().__init__(ref.weight, ref.bias, config, mvm, name)
+        self.in_features = in_features
+        self.out_features = out_features
+
+    @classmethod
+    def from_float(cls, module: nn.Linear, config: CrossbarConfig, mvm: TileMVM, name: str = ""
+                   ) -> CrossbarLinear:
+        """Crossbar copy of a trained nn.Linear (weights copied, frozen)."""
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"expected nn.Linear, got {type(module).__name__}")
+        layer = cls(module.in_features, module.out_features, module.bias is not None, config=config,
+                    mvm=mvm, name=name)
+        layer._copy_from(module)
+        return layer
+
+    def weight_matrix(self) -> torch.Tensor:
+        return self.weight.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self.analog_matmul(x.reshape(-1, self.in_features)).reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias.to(y)
+
+
+class CrossbarConv2d(CrossbarLayerBase):
+    """Conv2d computed on crossbar tiles through im2col (groups = 1, zero padding; bias digital)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, config: CrossbarConfig,
+                 mvm: TileMVM, name: str = "") -> None:
+        ref = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+        super().__init__(ref.weight, ref.bias, config, mvm, name)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+
+    @classmethod
+    def from_float(cls, module: nn.Conv2d, config: CrossbarConfig, mvm: TileMVM, name: str = ""
+                   ) -> CrossbarConv2d:
+        """Crossbar copy of a trained nn.Conv2d (weights copied, frozen)."""
+        if not isinstance(module, nn.Conv2d):
+            raise TypeError(f"expected nn.Conv2d, got {type(module).__name__}")
+        if module.groups != 1:
+            raise ValueError(f"{name or 'Conv2d'}: groups={module.groups} is not supported (only 1); "
+                             "exclude this layer to keep it digital")
+        if module.padding_mode != "zeros" or isinstance(module.padding, str) and module.padding != "valid":
+            raise ValueError(f"{name or 'Conv2d'}: padding={module.padding!r}, padding_mode="
+                             f"{module.padding_mode!r} not supported (numeric zero padding only)")
+        padding = (0, 0) if isinstance(module.padding, str) else module.padding
+        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride, padding,
+                    module.dilation, module.bias is not None, config=config, mvm=mvm, name=name)
+        layer._copy_from(module)
+        return layer
+
+    def weight_matrix(self) -> torch.Tensor:
+        return self.weight.reshape(self.out_channels, -1).t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        patches = unfold_conv_input(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        y = self.analog_matmul(patches)  # [N * L, out]
+        y = y.reshape(n, h_out * w_out, self.out_channels).transpose(1, 2)
+        y = y.reshape(n, self.out_channels, h_out, w_out)
+        return y if self.bias is None else y + self.bias.to(y).view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, " + super().extra_repr())
+
+
+def reprogram(model: nn.Module) -> nn.Module:
+    """Call `reprogram` on every crossbar layer of `model` (new drift draw on the next forward)."""
+    for m in model.modules():
+        if isinstance(m, CrossbarLayerBase):
+            m.reprogram()
+    return model
+
+
+__all__ = ["CrossbarLayerBase", "CrossbarLinear", "CrossbarConv2d", "reprogram", "MAX_CHUNK_ELEMENTS"]

@@ -1,0 +1,114 @@
+"""The tile-MVM protocol: what a crossbar layer asks of one physical array model.
+
+A `TileMVM` knows the physical tile (rows x cols, programmable conductance range, maximum row
+voltage) and turns conductances of T tiles into a function from row voltages to column currents.
+`bind` does all the work that depends only on G once; the returned function is applied to many
+input batches. Implementations here: `IdealTileMVM` (i = v @ G) and `TransferTileMVM` (exact linear
+physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver). The surrogate package
+implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+BoundMVM = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class TileMVM(Protocol):
+    """Protocol of a crossbar tile model (keep exactly: the surrogate package implements it too)."""
+
+    rows: int
+    cols: int  # physical crossbar size
+    g_min_s: float
+    g_max_s: float  # programmable conductance range, siemens
+    v_max_v: float  # max |input voltage| on a row, volts
+
+    def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s: [T, rows, cols] conductances of T tiles. Returns f(v_v: [T, B, rows]) -> i_a: [T, B, cols]
+        (column currents, amperes). All G-only work is done once in bind. Differentiable w.r.t. v (and g).
+
+        `f` runs on the device and dtype of `g_s` (the caller passes `v_v` on the same device).
+        """
+        ...
+
+
+def _validate_tile(rows: int, cols: int, g_min_s: float, g_max_s: float, v_max_v: float) -> None:
+    if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
+        raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
+    if not (0.0 <= g_min_s < g_max_s):
+        raise ValueError(f"conductance range g_min_s={g_min_s!r}, g_max_s={g_max_s!r} S: expected "
+                         "0 <= g_min_s < g_max_s")
+    if not v_max_v > 0.0:
+        raise ValueError(f"v_max_v={v_max_v!r} V: expected > 0")
+
+
+def _check_g(g_s: torch.Tensor, rows: int, cols: int) -> None:
+    if g_s.ndim != 3 or g_s.shape[1:] != (rows, cols):
+        raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {rows}, {cols}]")
+
+
+@dataclass(frozen=True)
+class IdealTileMVM:
+    """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance)."""
+
+    rows: int
+    cols: int
+    g_min_s: float
+    g_max_s: float
+    v_max_v: float
+
+    def __post_init__(self) -> None:
+        _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
+
+    def bind(self, g_s: torch.Tensor) -> BoundMVM:
+        _check_g(g_s, self.rows, self.cols)
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            return torch.bmm(v_v, g_s)
+
+        return mvm
+
+
+TransferFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TransferTileMVM:
+    """Exact linear array physics through a transfer matrix: i = v @ T(G).
+
+    `transfer_fn(g_s [T, rows, cols] numpy, S) -> T [T, rows, cols]` (A/V) is called once per bind
+    (e.g. `spice.nodal`'s exact solver). T(G) is computed in numpy, so no gradient reaches G through
+    it; for noise-aware retraining the gradient w.r.t. G is passed straight through as if ideal
+    (forward value exact, backward dI/dG = v).
+    """
+
+    rows: int
+    cols: int
+    g_min_s: float
+    g_max_s: float
+    v_max_v: float
+    transfer_fn: TransferFn
+
+    def __post_init__(self) -> None:
+        _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
+
+    def bind(self, g_s: torch.Tensor) -> BoundMVM:
+        _check_g(g_s, self.rows, self.cols)
+        t_np = np.asarray(self.transfer_fn(g_s.detach().cpu().double().numpy()))
+        if t_np.shape != tuple(g_s.shape):
+            raise ValueError(f"transfer_fn returned shape {t_np.shape}; expected {tuple(g_s.shape)}")
+        t = torch.as_tensor(t_np, dtype=g_s.dtype, device=g_s.device)
+        if g_s.requires_grad:
+            t = t + (g_s - g_s.detach())  # straight-through gradient to G; value unchanged
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            return torch.bmm(v_v, t)
+
+        return mvm

@@ -1,0 +1,160 @@
+"""Software-baseline training, evaluation, and saving/loading a trained model with its metadata."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .models import build_model
+
+logger = logging.getLogger(__name__)
+
+MODEL_FORMAT_VERSION = 1
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None or 'auto' -> `default_device()`; otherwise torch.device(device)."""
+    if device is None or device == "auto":
+        return default_device()
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Single-process DataLoader; shuffling uses its own seeded generator."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=0)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """'adam' or 'sgd' (with momentum)."""
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid: ['adam', 'sgd']")
+
+
+def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], epochs: int, lr: float,
+        optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
+        lr_step_epochs: int | None = None, lr_gamma: float = 0.1, device: str | torch.device | None = None,
+        seed: int = 0, set_mode: Callable[[nn.Module], None] | None = None, max_batches: int | None = None,
+        desc: str = "train", progress: bool = True) -> list[dict[str, float]]:
+    """Cross-entropy training of `params` only. `set_mode(model)` is called at the start of each epoch
+    (default `model.train()`). Seeds torch/numpy/random and re-seeds the loader's shuffling generator
+    with `seed`, so a call is reproducible on CPU. Returns per-epoch {'epoch', 'loss', 'train_accuracy',
+    'lr'}."""
+    device = resolve_device(device)
+    seed_everything(seed)
+    if isinstance(getattr(loader, "generator", None), torch.Generator):
+        loader.generator.manual_seed(seed)  # same shuffling order for the same seed
+    model.to(device)
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, lr_gamma) if lr_step_epochs else None
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+    for epoch in range(epochs):
+        (set_mode or (lambda m: m.train()))(model)
+        total, correct, loss_sum = 0, 0, 0.0
+        n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
+        bar = tqdm(loader, total=n_batches, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
+                   disable=not progress)
+        for b, (x, y) in enumerate(bar):
+            if b >= n_batches:
+                break
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            total += len(y)
+            bar.set_postfix(loss=f"{loss_sum / total:.4f}")
+        rec = {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1),
+               "lr": opt.param_groups[0]["lr"]}
+        history.append(rec)
+        logger.info("%s epoch %d/%d: loss %.4f, train accuracy %.4f, lr %.3g", desc, epoch + 1, epochs,
+                    rec["loss"], rec["train_accuracy"], rec["lr"])
+        if sched is not None:
+            sched.step()
+    return history
+
+
+def train_model(model: nn.Module, loader: DataLoader, epochs: int = 2, lr: float = 1e-3,
+                optimizer: str = "adam", weight_decay: float = 0.0, device: str | torch.device | None = None,
+                seed: int = 0, progress: bool = True) -> list[dict[str, float]]:
+    """Software-baseline training of all parameters (cross-entropy). Returns the per-epoch history."""
+    return fit(model, loader, model.parameters(), epochs, lr, optimizer=optimizer, weight_decay=weight_decay,
+               device=device, seed=seed, desc="train", progress=progress)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy in [0, 1] in eval mode."""
+    device = resolve_device(device)
+    model.to(device).eval()
+    correct, total = 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def save_model(path: str | Path, model: nn.Module, model_name: str, model_kwargs: dict[str, Any],
+               dataset: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+    """Save weights plus what is needed to rebuild the model (`build_model(model_name, **model_kwargs)`),
+    written atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": MODEL_FORMAT_VERSION,
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs),
+        "dataset": dict(dataset or {}),
+        "metrics": dict(metrics or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by `save_model`. Returns (model in eval mode, metadata without weights)."""
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    version = payload.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise ValueError(f"{path}: model file format_version {version!r} is not supported "
+                         f"(expected {MODEL_FORMAT_VERSION})")
+    model = build_model(payload["model_name"], **payload["model_kwargs"])
+    model.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.eval(), meta

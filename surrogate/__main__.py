@@ -1,0 +1,5 @@
+import sys
+
+from surrogate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""Command line of the surrogate stage: ``python -m surrogate {train,fidelity,inspect}``.
+
+::
+
+    python -m surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp] [--hidden 500]
+        [--epochs N] [--seed S] [--params-json '{"design": "transfer", ...}']
+        [--fidelity-json F.json --fidelity-png F.png]
+    python -m surrogate fidelity --surrogate SURR.h5 --data DATA.h5 --json F.json [--png F.png]
+    python -m surrogate inspect SURR.h5
+
+Training hyperparameters are the fields of :class:`surrogate.train.TrainParams`; ``--params-json``
+(a JSON object, or ``@file.json``) sets any of them, explicit flags override it, unknown keys are
+rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spice.circuit import CircuitError
+from spice.io import DatasetFileError
+from surrogate import fidelity as fid
+from surrogate.data import load_splits
+from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
+from surrogate.train import TrainParams, TrainParamsError, resolve_v_order, train
+
+log = logging.getLogger("surrogate")
+
+# CLI flag (argparse dest) -> TrainParams field
+_PARAM_FLAGS = ("design", "hidden", "cell_hidden", "v_order", "epochs", "batch_size", "lr", "weight_decay",
+                "patience", "seed", "val_fraction", "test_fraction")
+
+
+def _v_order(text: str) -> Any:
+    return text if text == "auto" else int(text)
+
+
+def _params_from_args(args: argparse.Namespace) -> TrainParams:
+    merged: dict[str, Any] = {}
+    if args.params_json:
+        text = Path(args.params_json[1:]).read_text() if args.params_json.startswith("@") else args.params_json
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TrainParamsError(f"--params-json: not valid JSON ({exc})") from exc
+        if not isinstance(given, dict):
+            raise TrainParamsError("--params-json: expected a JSON object of training parameters")
+        merged.update(given)
+    for key in _PARAM_FLAGS:
+        value = getattr(args, key)
+        if value is not None:
+            merged[key] = value
+    return TrainParams.from_dict(merged)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    params = _params_from_args(args)
+    splits = load_splits(args.data, params.val_fraction, params.test_fraction, params.seed)
+    result = train(splits, params, progress=not args.quiet)
+    report: dict[str, Any] = {}
+    if args.fidelity_json or args.fidelity_png:
+        report, preds = fid.evaluate(result.model, splits)
+        if args.fidelity_json:
+            fid.write_json(report, args.fidelity_json)
+        if args.fidelity_png:
+            fid.plot(report, preds, splits.test.i_a, args.fidelity_png)
+    resolved = params.to_dict()
+    resolved.update(lr=params.learning_rate, weight_decay=params.l2)
+    if params.design == "transfer":
+        resolved["v_order"] = resolve_v_order(params, splits.all_linear)
+    save_surrogate(args.out, result.model, splits.spec, train_params=resolved, history=result.history,
+                   data_sha256=splits.sha256, data_path=str(args.data), split=splits.split_json(),
+                   fidelity=report)
+    log.info("wrote %s", args.out)
+
+
+def cmd_fidelity(args: argparse.Namespace) -> None:
+    meta = read_metadata(args.surrogate)
+    split = meta.get("split") or {}
+    splits = load_splits(args.data, split.get("val_fraction", 0.15), split.get("test_fraction", 0.15),
+                         split.get("seed", 0))
+    model = load_surrogate(args.surrogate, expect_spec=splits.spec)
+    if splits.sha256 == meta.get("training_data_sha256"):
+        log.info("%s is the training data: measuring on its held-out test matrices", args.data)
+    else:
+        log.info("%s is not the training data of %s: measuring on its test split (seed %s)", args.data,
+                 args.surrogate, split.get("seed", 0))
+    report, preds = fid.evaluate(model, splits, ridge=not args.no_ridge)
+    report["surrogate_path"] = str(args.surrogate)
+    fid.write_json(report, args.json)
+    if args.png:
+        fid.plot(report, preds, splits.test.i_a, args.png)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    sys.stdout.write(describe(args.file) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m surrogate", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the models are small, and OpenMP threads that "
+                             "share cores with other jobs slow batched small solves down by up to 100x)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a surrogate on a SPICE dataset -> surrogate HDF5")
+    p.add_argument("--data", required=True, help="SPICE dataset (.h5 from python -m spice)")
+    p.add_argument("--out", required=True, help="surrogate file to write")
+    p.add_argument("--design", choices=("transfer", "mlp"), default=None,
+                   help="transfer (default): effective transfer matrix, ideal-MVM cost; mlp: GENIEx")
+    p.add_argument("--hidden", type=int, default=None, help="mlp hidden width (default 500)")
+    p.add_argument("--cell-hidden", type=int, default=None, help="transfer per-cell network width (default 32)")
+    p.add_argument("--v-order", type=_v_order, default=None, help="transfer: auto (default), 1 or 3")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (default 200)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per step (default 256)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per design)")
+    p.add_argument("--weight-decay", type=float, default=None, help="L2 on weight matrices (default per design)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="split, init and batch-order seed (default 0)")
+    p.add_argument("--val-fraction", type=float, default=None, help="held-out matrices for early stopping")
+    p.add_argument("--test-fraction", type=float, default=None, help="held-out matrices for fidelity")
+    p.add_argument("--params-json", default="", help="training parameters as a JSON object (or @file.json)")
+    p.add_argument("--fidelity-json", default="", help="also write the fidelity report here")
+    p.add_argument("--fidelity-png", default="", help="also write the fidelity plot here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("fidelity", help="measure a surrogate on held-out ngspice data -> json (+ png)")
+    p.add_argument("--surrogate", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--png", default="")
+    p.add_argument("--no-ridge", action="store_true", help="skip the ridge baseline")
+    p.set_defaults(func=cmd_fidelity)
+
+    p = sub.add_parser("inspect", help="print a surrogate file's provenance, architecture and fidelity")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except (SurrogateFileError, DatasetFileError, TrainParamsError, CircuitError) as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,170 @@
+"""Load a SPICE dataset and split it into train / validation / test sets by conductance matrix.
+
+One conductance matrix G (with all its input vectors) goes to exactly one split, so the held-out
+error measures how well a surrogate generalizes to conductances it never saw. Samples that did not
+converge in ngspice (``/failed``) are dropped with a logged count; a matrix left without samples is
+dropped too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spice.circuit import CircuitSpec
+from spice.io import SpiceDataset, read_dataset
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """Samples of one split. ``g_index`` indexes this split's own ``g_s``."""
+
+    g_s: np.ndarray
+    """Conductance matrices [n_g, rows, cols] (S)."""
+    g_rows: np.ndarray
+    """Row of each matrix in the dataset file's /g_s [n_g]."""
+    g_index: np.ndarray
+    """Matrix of each sample [n_samples] (index into ``g_s``)."""
+    v_v: np.ndarray
+    """Row input voltages [n_samples, rows] (V)."""
+    i_a: np.ndarray
+    """Column currents from ngspice [n_samples, cols] (A)."""
+    i_ideal_a: np.ndarray
+    """Ideal column currents v @ G [n_samples, cols] (A)."""
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.v_v)
+
+    @property
+    def n_matrices(self) -> int:
+        return len(self.g_s)
+
+
+@dataclass
+class SplitDataset:
+    """A SPICE dataset split by conductance matrix, with its provenance."""
+
+    spec: CircuitSpec
+    train: Split
+    val: Split
+    test: Split
+    path: str
+    sha256: str
+    """sha256 of the dataset file's bytes."""
+    n_failed_dropped: int
+    all_linear: bool
+    """True when ngspice's linearity check passed for every matrix (exact transfer matrices stored)."""
+    seed: int
+    val_fraction: float
+    test_fraction: float
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    def split_json(self) -> dict:
+        """Which rows of /g_s went to which split (stored in the surrogate file)."""
+        return {
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            **{f"{name}_g_rows": [int(x) for x in self.split(name).g_rows] for name in SPLITS},
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _split_counts(n_g: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    n_val = max(1, int(round(val_fraction * n_g))) if val_fraction > 0 else 0
+    n_test = max(1, int(round(test_fraction * n_g))) if test_fraction > 0 else 0
+    n_train = n_g - n_val - n_test
+    return n_train, n_val, n_test
+
+
+def _subset(ds: SpiceDataset, g_rows: np.ndarray, keep: np.ndarray) -> Split:
+    g_rows = np.sort(g_rows)
+    remap = -np.ones(len(ds.g_s), dtype=np.int64)
+    remap[g_rows] = np.arange(len(g_rows))
+    mask = keep & (remap[ds.g_index] >= 0)
+    return Split(
+        g_s=ds.g_s[g_rows].astype(np.float64),
+        g_rows=g_rows.astype(np.int64),
+        g_index=remap[ds.g_index[mask]],
+        v_v=ds.v_v[mask].astype(np.float64),
+        i_a=ds.i_a[mask].astype(np.float64),
+        i_ideal_a=ds.i_ideal_a[mask].astype(np.float64),
+    )
+
+
+def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                  seed: int = 0, path: str = "", sha256: str = "") -> SplitDataset:
+    """Split an in-memory dataset by conductance matrix (seeded permutation of the matrices).
+
+    ``val_fraction`` and ``test_fraction`` are fractions of the matrices (each split gets at least
+    one matrix when its fraction is > 0; a fraction of 0 leaves that split empty).
+    """
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions "
+                         "in [0, 1) that sum to less than 1")
+    keep = ~np.asarray(ds.failed, dtype=bool) & np.all(np.isfinite(ds.i_a), axis=1)
+    n_failed = int((~keep).sum())
+    if n_failed:
+        log.warning("%s: dropped %d of %d samples that failed in ngspice", path or "dataset", n_failed,
+                    ds.n_samples)
+    used = np.unique(ds.g_index[keep])
+    n_empty = len(ds.g_s) - len(used)
+    if n_empty:
+        log.warning("%s: %d conductance matrices have no converged sample and are not used",
+                    path or "dataset", n_empty)
+    n_train, n_val, n_test = _split_counts(len(used), val_fraction, test_fraction)
+    if n_train < 1:
+        raise ValueError(
+            f"{path or 'dataset'}: {len(used)} usable conductance matrices cannot be split into train/val/test "
+            f"with val_fraction={val_fraction}, test_fraction={test_fraction}; simulate more matrices "
+            "(sampling.n_conductance)"
+        )
+    order = np.random.default_rng(seed).permutation(used)
+    parts = np.split(order, [n_train, n_train + n_val])
+    solvers = {s.decode() if isinstance(s, bytes) else str(s) for s in ds.solver[used]}
+    linear = solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used])))
+    result = SplitDataset(
+        spec=ds.spec,
+        train=_subset(ds, parts[0], keep),
+        val=_subset(ds, parts[1], keep),
+        test=_subset(ds, parts[2], keep),
+        path=path,
+        sha256=sha256,
+        n_failed_dropped=n_failed,
+        all_linear=linear,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
+    log.info("%s: %s split by conductance matrix: train %d G / %d samples, val %d / %d, test %d / %d",
+             path or "dataset", ds.spec.name, result.train.n_matrices, result.train.n_samples,
+             result.val.n_matrices, result.val.n_samples, result.test.n_matrices, result.test.n_samples)
+    return result
+
+
+def load_splits(path: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                seed: int = 0) -> SplitDataset:
+    """Read a SPICE dataset file (:func:`spice.io.read_dataset`) and split it by conductance matrix."""
+    ds = read_dataset(path)
+    return split_dataset(ds, val_fraction, test_fraction, seed, path=str(path), sha256=file_sha256(path))

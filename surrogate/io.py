@@ -1,0 +1,169 @@
+"""Surrogate HDF5 files: self-describing, units on every dataset, written atomically, checked on load.
+
+Layout (format_version 1)::
+
+    /weights/<state_dict key>   float32  the module's parameters and buffers; attr ``units``
+                                         (most act on normalized quantities: '1'; see ``normalization``)
+
+Root attributes: format_version, kind ('xbarchar.surrogate'), design, architecture (json: design,
+tile constants, hyperparameters), normalization (json), circuit_spec (json), netlist_sha256,
+training_data_sha256 (of the dataset file's bytes), training_data_path, train_params (json),
+split (json: seed, fractions, rows of /g_s per split), history (json), fidelity (json, '{}' when
+not measured), created, package_version, torch_version.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spice.circuit import CircuitSpec
+from spice.io import DatasetFileError, atomic_h5, open_checked, package_version
+from surrogate.models import SurrogateMVM, from_architecture
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KIND = "xbarchar.surrogate"
+COMPATIBILITY_KEYS = (("rows", "rows"), ("cols", "cols"), ("g_off_s", "g_min_s"), ("g_on_s", "g_max_s"),
+                      ("v_read_min_v", "v_min_v"), ("v_read_max_v", "v_max_v"))
+"""(CircuitSpec field, TileSpec field) pairs a surrogate must match to be used for a circuit."""
+
+
+class SurrogateFileError(DatasetFileError):
+    """A surrogate file is missing, corrupt, of an unknown format version or does not fit the circuit."""
+
+
+def save_surrogate(path: str | Path, model: SurrogateMVM, spec: CircuitSpec, *, train_params: dict[str, Any],
+                   history: dict[str, Any], data_sha256: str, data_path: str, split: dict[str, Any],
+                   fidelity: dict[str, Any] | None = None) -> None:
+    """Write ``model`` and its provenance to ``path`` atomically (temp name, then rename)."""
+    units = model.param_units()
+    with atomic_h5(path) as f:
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["kind"] = KIND
+        f.attrs["design"] = model.design
+        f.attrs["architecture"] = json.dumps(model.architecture(), sort_keys=True)
+        f.attrs["normalization"] = json.dumps(model.normalization(), sort_keys=True)
+        f.attrs["circuit_spec"] = spec.to_json()
+        f.attrs["netlist_sha256"] = spec.netlist_sha256
+        f.attrs["training_data_sha256"] = data_sha256
+        f.attrs["training_data_path"] = str(data_path)
+        f.attrs["train_params"] = json.dumps(train_params, sort_keys=True)
+        f.attrs["split"] = json.dumps(split, sort_keys=True)
+        f.attrs["history"] = json.dumps(history, sort_keys=True)
+        f.attrs["fidelity"] = json.dumps(fidelity or {}, sort_keys=True)
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["package_version"] = package_version()
+        f.attrs["torch_version"] = str(torch.__version__)
+        group = f.create_group("weights")
+        for name, tensor in model.state_dict().items():
+            ds = group.create_dataset(name, data=tensor.detach().cpu().numpy())
+            ds.attrs["units"] = units.get(name, "1")
+
+
+def _attr_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Root attributes of a surrogate file (json attributes decoded), after the kind/version check."""
+    try:
+        f = open_checked(path, KIND, FORMAT_VERSION)
+    except DatasetFileError as exc:
+        raise SurrogateFileError(str(exc)) from exc
+    with f:
+        meta: dict[str, Any] = {}
+        for key, value in f.attrs.items():
+            value = _attr_text(value) if isinstance(value, (bytes, str)) else value
+            if key in ("architecture", "normalization", "train_params", "split", "history", "fidelity"):
+                try:
+                    value = json.loads(value)
+                except (TypeError, ValueError) as exc:
+                    raise SurrogateFileError(f"{path}: attribute '{key}' is not valid json ({exc})") from exc
+            meta[key] = value
+    return meta
+
+
+def check_compatible(model: SurrogateMVM, spec: CircuitSpec, path: str | Path) -> None:
+    """Raise one :class:`SurrogateFileError` listing every way ``model`` does not fit ``spec``."""
+    tile = model.tile.to_dict()
+    problems = []
+    for spec_key, tile_key in COMPATIBILITY_KEYS:
+        want, have = getattr(spec, spec_key), tile[tile_key]
+        if not np.isclose(float(want), float(have), rtol=1e-9, atol=0.0):
+            problems.append(f"{spec_key} {have!r} in the file != {want!r} for the circuit")
+    if problems:
+        raise SurrogateFileError(
+            f"{path}: surrogate does not fit circuit '{spec.name}' ({spec.rows}x{spec.cols}): "
+            + "; ".join(problems) + "; train a surrogate for this circuit or point the config at a matching file"
+        )
+    for key in ("r_driver_ohm", "r_sense_ohm", "r_wire_row_ohm", "r_wire_col_ohm"):
+        want = getattr(spec, key)
+        if not np.isclose(float(want), float(tile[key]), rtol=1e-9):
+            log.warning("%s: surrogate was trained with %s=%r, circuit '%s' has %r", path, key, tile[key],
+                        spec.name, want)
+
+
+def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
+                   device: str | torch.device | None = None) -> SurrogateMVM:
+    """Load a surrogate (parameters frozen, eval mode) and check it against ``expect_spec``.
+
+    Raises :class:`SurrogateFileError` naming the file when it is missing, not HDF5, of another
+    kind or format_version, incomplete, or made for another array size, conductance range or
+    voltage range than ``expect_spec``. A different netlist or different resistances only log a
+    warning (the caller may deliberately reuse a surrogate).
+    """
+    meta = read_metadata(path)
+    try:
+        model = from_architecture(meta["architecture"])
+        with open_checked(path, KIND, FORMAT_VERSION) as f:
+            state = {name: torch.as_tensor(np.asarray(ds[()])) for name, ds in f["weights"].items()}
+        model.load_state_dict(state, strict=True)
+        model.spec = CircuitSpec.from_json(meta["circuit_spec"])
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        raise SurrogateFileError(f"{path}: corrupt or incomplete surrogate file ({exc})") from exc
+    model.metadata = meta
+    model.requires_grad_(False)
+    model.eval()
+    if expect_spec is not None:
+        check_compatible(model, expect_spec, path)
+        if expect_spec.netlist_sha256 != meta.get("netlist_sha256"):
+            log.warning("%s: surrogate was trained on another circuit file than %s (netlist sha256 differs)",
+                        path, expect_spec.netlist_path or expect_spec.name)
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def describe(path: str | Path) -> str:
+    """Human-readable summary of a surrogate file (the ``inspect`` CLI)."""
+    meta = read_metadata(path)
+    model = load_surrogate(path)
+    spec = json.loads(meta["circuit_spec"])
+    spec.pop("netlist_text", None)
+    lines = [str(path), "provenance:"]
+    for key in ("format_version", "design", "created", "package_version", "torch_version", "netlist_sha256",
+                "training_data_path", "training_data_sha256"):
+        lines.append(f"  {key}: {meta.get(key)}")
+    lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
+    lines.append(f"architecture: {json.dumps(meta['architecture']['hyperparameters'], sort_keys=True)}")
+    lines.append(f"parameters: {sum(p.numel() for p in model.parameters())}  "
+                 f"MACs per vector after bind: {model.macs_per_vector()}")
+    lines.append(f"train_params: {json.dumps(meta.get('train_params'), sort_keys=True)}")
+    lines.append(f"history: {json.dumps(meta.get('history'), sort_keys=True)}")
+    fid = meta.get("fidelity") or {}
+    if fid:
+        for name, m in fid.get("models", {}).items():
+            lines.append(f"  fidelity {name:>9}: rms {m['rel_rms_fs']:.3e} of full scale, worst "
+                         f"{m['worst_abs_fs']:.3e}, {fid['improvement_over_ideal'].get(name, float('nan')):.1f}x "
+                         "better than ideal")
+    else:
+        lines.append("fidelity: not measured")
+    return "\n".join(lines)

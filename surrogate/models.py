@@ -1,0 +1,366 @@
+"""Neural surrogates of a crossbar's non-ideal MVM, all behind one interface (:class:`SurrogateMVM`).
+
+Designs
+-------
+``mlp`` (:class:`GeniexMLP`)
+    GENIEx (Chakraborty et al., DAC 2020): input ``[G scaled (rows*cols), V scaled (rows)]`` ->
+    ``hidden`` ReLU -> per column a ratio of non-ideal to ideal current (plus a small additive term
+    in units of the full-scale current, so a column whose ideal current is ~0 can still carry
+    current, e.g. for bipolar inputs). The loss is on the current, not on the ratio, so near-zero
+    ideal currents never blow up a target. The first layer splits into ``W_g g + W_v v``: ``bind``
+    computes ``W_g g`` once per tile; per vector it costs ``rows*hidden + hidden*2*cols`` MACs.
+``transfer`` (:class:`TransferNet`)
+    Predicts an effective transfer matrix ``T_eff(G)`` once per tile, then ``i = v @ T_eff``: per
+    vector exactly the cost of the ideal model. ``T_eff`` is the exact solve of the array without
+    wires (learned effective driver and sense conductances, initialized from the circuit spec)
+    applied to effective cell conductances ``g_eff = g exp(h) / (1 + a_r rho + a_c kappa)``:
+    ``rho``, ``kappa`` are first-order wire-drop features (:func:`surrogate.physics.wire_drop`),
+    ``a_r``, ``a_c`` learned gains and ``h`` a small per-cell network of local physics features.
+    With ``v_order=3`` the same per-cell network also gives coefficients of quadratic and cubic
+    input terms (non-linear cells): ``i = [v, v^2, v^3] @ [T; T*c2; T*c3]``, one matmul with 3*rows
+    inputs.
+
+Units: every public method takes siemens and volts and returns amperes. Internally the models
+work in normalized units (:mod:`surrogate.physics`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from spice.circuit import CircuitSpec
+from surrogate.data import Split
+from surrogate.physics import TileSpec, lumped_currents, lumped_transfer, wire_drop
+
+Folded = tuple[torch.Tensor, ...]
+DESIGNS = ("mlp", "transfer")
+R_MIN_OHM = 1e-3
+"""Driver/sense resistances below this (0 = ideal source / virtual ground) start from this value."""
+
+
+class SurrogateMVM(nn.Module):
+    """A crossbar tile model learned from SPICE data (implements :class:`dnn.mvm.TileMVM`).
+
+    Subclasses implement :meth:`fold` (all G-only work), :meth:`apply_n` (per input vector) and
+    :meth:`forward_n` (the unfused reference path), in normalized units.
+    """
+
+    design: ClassVar[str] = ""
+    rows: int
+    cols: int
+    g_min_s: float
+    g_max_s: float
+    v_max_v: float
+
+    def __init__(self, tile: TileSpec) -> None:
+        super().__init__()
+        self.tile = tile
+        self.rows = tile.rows
+        self.cols = tile.cols
+        self.g_min_s = tile.g_min_s
+        self.g_max_s = tile.g_max_s
+        self.v_max_v = tile.v_max_v
+        self.full_scale_a = tile.full_scale_a
+        self.spec: CircuitSpec | None = None
+        """The circuit the surrogate was trained for (set by :func:`surrogate.io.load_surrogate`)."""
+        self.metadata: dict[str, Any] = {}
+        """Root attributes of the file it was loaded from (provenance, fidelity)."""
+
+    # ------------------------------------------------------------------ subclass hooks
+    def fold(self, g_s: torch.Tensor) -> Folded:
+        """All G-only work for tiles ``g_s`` [T, rows, cols] (S); a tuple of [T, ...] tensors."""
+        raise NotImplementedError
+
+    def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
+        """Column currents as fractions of full scale [T, B, cols] for ``v_v`` [T, B, rows] (V)."""
+        raise NotImplementedError
+
+    def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
+        """Unfused reference path of :meth:`apply_n` (nothing cached), fractions of full scale."""
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fit_normalization(self, train: Split) -> None:
+        """Fit normalization statistics on the training split (before training)."""
+        raise NotImplementedError
+
+    def normalization(self) -> dict[str, Any]:
+        """How inputs and outputs are scaled, with fitted values (stored as json in the file)."""
+        raise NotImplementedError
+
+    def param_units(self) -> dict[str, str]:
+        """Units of the entries of ``state_dict()``; unlisted entries are dimensionless ('1')."""
+        return {}
+
+    # ------------------------------------------------------------------ public API (SI units)
+    @property
+    def param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _check(self, g_s: torch.Tensor, v_v: torch.Tensor | None = None) -> None:
+        if g_s.ndim != 3 or tuple(g_s.shape[1:]) != (self.rows, self.cols):
+            raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [T, {self.rows}, "
+                             f"{self.cols}]")
+        if v_v is not None and (v_v.ndim != 3 or v_v.shape[0] != g_s.shape[0] or v_v.shape[2] != self.rows):
+            raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{g_s.shape[0]}, B, {self.rows}]")
+
+    def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s [T, rows, cols] (S) for T tiles -> f(v_v [T, B, rows] (V)) -> i_a [T, B, cols] (A).
+
+        All G-only work happens once here; f is differentiable w.r.t. v (and g) and runs on the
+        device of ``g_s``, returning the dtype of ``v_v`` (computation in the model's dtype).
+        """
+        self._check(g_s)
+        folded = self.fold(g_s.to(self.param_dtype))
+        n_tiles = g_s.shape[0]
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            if v_v.ndim != 3 or v_v.shape[0] != n_tiles or v_v.shape[2] != self.rows:
+                raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_tiles}, B, {self.rows}]")
+            return (self.apply_n(folded, v_v.to(self.param_dtype)) * self.full_scale_a).to(v_v.dtype)
+
+        return mvm
+
+    def forward(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
+        """Unfused evaluation: g_s [T, rows, cols] (S), v_v [T, B, rows] (V) -> i_a [T, B, cols] (A)."""
+        self._check(g_s, v_v)
+        dtype = self.param_dtype
+        return (self.forward_n(g_s.to(dtype), v_v.to(dtype)) * self.full_scale_a).to(v_v.dtype)
+
+    def architecture(self) -> dict[str, Any]:
+        """Everything needed to rebuild the module before loading its weights (json-able)."""
+        return {"design": self.design, "tile": self.tile.to_dict(), "hyperparameters": self.hyperparameters()}
+
+    def macs_per_vector(self) -> int:
+        """Multiply-accumulates per input vector and tile after bind (cost model)."""
+        raise NotImplementedError
+
+
+class GeniexMLP(SurrogateMVM):
+    """GENIEx-style MLP: [G scaled, V scaled] -> hidden ReLU -> per-column ratio (+ small offset)."""
+
+    design = "mlp"
+    OFFSET_SCALE = 0.1
+    """The additive head is multiplied by this (fraction of full scale) so it starts small."""
+
+    def __init__(self, tile: TileSpec, hidden: int = 500) -> None:
+        super().__init__(tile)
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+        self.hidden = hidden
+        self.n_g = tile.rows * tile.cols
+        self.first = nn.Linear(self.n_g + tile.rows, hidden)
+        self.out = nn.Linear(hidden, 2 * tile.cols)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+        self.register_buffer("ratio0", torch.ones(tile.cols))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"hidden": self.hidden}
+
+    def _scale_g(self, g_s: torch.Tensor) -> torch.Tensor:
+        t = self.tile
+        return 2.0 * (g_s - t.g_min_s) / (t.g_max_s - t.g_min_s) - 1.0
+
+    def _scale_v(self, v_v: torch.Tensor) -> torch.Tensor:
+        t = self.tile
+        return 2.0 * (v_v - t.v_min_v) / (t.v_max_v - t.v_min_v) - 1.0
+
+    def _head(self, h: torch.Tensor, v_v: torch.Tensor, g_n: torch.Tensor) -> torch.Tensor:
+        o = self.out(h)
+        ratio = self.ratio0 + o[..., : self.cols]
+        i_ideal_n = (v_v / self.tile.v_max_v) @ g_n / self.rows
+        return i_ideal_n * ratio + self.OFFSET_SCALE * o[..., self.cols:]
+
+    def fold(self, g_s: torch.Tensor) -> Folded:
+        h_g = self._scale_g(g_s).flatten(-2) @ self.first.weight[:, : self.n_g].T + self.first.bias
+        return h_g, g_s / self.tile.g_max_s
+
+    def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
+        h_g, g_n = folded
+        h = torch.relu(h_g.unsqueeze(-2) + self._scale_v(v_v) @ self.first.weight[:, self.n_g:].T)
+        return self._head(h, v_v, g_n)
+
+    def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
+        x_g = self._scale_g(g_s).flatten(-2).unsqueeze(-2).expand(-1, v_v.shape[1], -1)
+        h = torch.relu(self.first(torch.cat([x_g, self._scale_v(v_v)], -1)))
+        return self._head(h, v_v, g_s / self.tile.g_max_s)
+
+    def fit_normalization(self, train: Split) -> None:
+        """Start the ratio head at the least-squares gain of every column on the training data."""
+        num = np.sum(train.i_a * train.i_ideal_a, axis=0)
+        den = np.sum(train.i_ideal_a ** 2, axis=0)
+        ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        self.ratio0.copy_(torch.as_tensor(ratio, dtype=self.ratio0.dtype))
+
+    def normalization(self) -> dict[str, Any]:
+        return {
+            "g_input": "2*(g_s - g_min_s)/(g_max_s - g_min_s) - 1",
+            "v_input": "2*(v_v - v_min_v)/(v_max_v - v_min_v) - 1",
+            "output": "i_a = full_scale_a * ((v_v/v_max_v) @ (g_s/g_max_s) / rows * (ratio0 + r) + 0.1 * d)",
+            "full_scale_a": self.full_scale_a,
+            "ratio0": [float(x) for x in self.ratio0],
+        }
+
+    def macs_per_vector(self) -> int:
+        return self.rows * self.hidden + self.hidden * 2 * self.cols + self.rows * self.cols
+
+
+class TransferNet(SurrogateMVM):
+    """Effective transfer matrix T_eff(G) from wire-free circuit physics + a per-cell correction network."""
+
+    design = "transfer"
+    FEATURES = ("g_n", "row_position", "col_position", "rho_row_wire", "kappa_col_wire",
+                "driver_load", "sense_load")
+
+    def __init__(self, tile: TileSpec, cell_hidden: int = 32, v_order: int = 1) -> None:
+        super().__init__(tile)
+        if not isinstance(cell_hidden, int) or cell_hidden < 1:
+            raise ValueError(f"cell_hidden must be a positive integer, got {cell_hidden!r}")
+        if v_order not in (1, 3):
+            raise ValueError(f"v_order must be 1 (linear in v) or 3 (up to cubic in v), got {v_order!r}")
+        self.cell_hidden = cell_hidden
+        self.v_order = v_order
+        g_on = tile.g_max_s
+        self.log_g_driver_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_driver_ohm, R_MIN_OHM) * g_on)))
+        self.log_g_sense_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_sense_ohm, R_MIN_OHM) * g_on)))
+        self.log_wire_row_gain = nn.Parameter(torch.zeros(()))
+        self.log_wire_col_gain = nn.Parameter(torch.zeros(()))
+        n_f = len(self.FEATURES)
+        self.cell_net = nn.Sequential(
+            nn.Linear(n_f, cell_hidden), nn.SiLU(), nn.Linear(cell_hidden, cell_hidden), nn.SiLU(),
+            nn.Linear(cell_hidden, v_order),
+        )
+        with torch.no_grad():  # start exactly at the physics prior
+            self.cell_net[-1].weight.zero_()
+            self.cell_net[-1].bias.zero_()
+        self.register_buffer("feature_mean", torch.zeros(n_f))
+        self.register_buffer("feature_std", torch.ones(n_f))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"cell_hidden": self.cell_hidden, "v_order": self.v_order}
+
+    def param_units(self) -> dict[str, str]:
+        return {"log_g_driver_n": "ln(S / g_max_s)", "log_g_sense_n": "ln(S / g_max_s)"}
+
+    def _raw_features(self, g_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = self.tile
+        g_on = t.g_max_s
+        rho, kappa = wire_drop(g_n, t.r_wire_row_ohm * g_on, t.r_wire_col_ohm * g_on)
+        shape = g_n.shape
+        pos_r = torch.linspace(0.0, 1.0, t.rows, dtype=g_n.dtype, device=g_n.device).unsqueeze(-1).expand(shape)
+        pos_c = torch.linspace(0.0, 1.0, t.cols, dtype=g_n.dtype, device=g_n.device).expand(shape)
+        load_r = (t.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)).expand(shape)
+        load_c = (t.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)).expand(shape)
+        feats = torch.stack([g_n, pos_r, pos_c, rho, kappa, load_r, load_c], -1)
+        return feats, rho, kappa
+
+    def _cells(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Effective conductances (normalized) and the per-cell network outputs [..., v_order]."""
+        g_n = g_s / self.tile.g_max_s
+        feats, rho, kappa = self._raw_features(g_n)
+        out = self.cell_net((feats - self.feature_mean) / self.feature_std)
+        wire = 1.0 + torch.exp(self.log_wire_row_gain) * rho + torch.exp(self.log_wire_col_gain) * kappa
+        return g_n * torch.exp(out[..., 0]) / wire, out
+
+    def transfer_n(self, g_s: torch.Tensor) -> torch.Tensor:
+        """The effective linear transfer matrix T_eff / g_max_s [T, rows, cols] (normalized)."""
+        g_eff, _ = self._cells(g_s)
+        return lumped_transfer(g_eff, torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n))
+
+    def fold(self, g_s: torch.Tensor) -> Folded:
+        g_eff, out = self._cells(g_s)
+        t_n = lumped_transfer(g_eff, torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n))
+        if self.v_order == 1:
+            return (t_n,)
+        return (torch.cat([t_n, t_n * out[..., 1], t_n * out[..., 2]], -2),)
+
+    def _basis(self, v_v: torch.Tensor) -> torch.Tensor:
+        v_n = v_v / self.tile.v_max_v
+        if self.v_order == 1:
+            return v_n
+        return torch.cat([v_n, v_n * v_n, v_n * v_n * v_n], -1)
+
+    def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
+        return self._basis(v_v) @ folded[0] / self.rows
+
+    def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
+        """Solves the circuit per input vector instead of forming T (an independent path to check fold)."""
+        g_eff, out = self._cells(g_s)
+        g_d, g_sn = torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n)
+        v_n = v_v / self.tile.v_max_v
+        i_n = lumped_currents(g_eff, v_n, g_d, g_sn)
+        if self.v_order == 3:
+            t_n = lumped_transfer(g_eff, g_d, g_sn)
+            i_n = i_n + (v_n * v_n) @ (t_n * out[..., 1]) + (v_n * v_n * v_n) @ (t_n * out[..., 2])
+        return i_n / self.rows
+
+    def fit_normalization(self, train: Split) -> None:
+        """StandardScaler of the per-cell features over the training conductance matrices."""
+        with torch.no_grad():
+            g_n = torch.as_tensor(train.g_s / self.tile.g_max_s, dtype=torch.float64)
+            feats = self._raw_features(g_n)[0].reshape(-1, len(self.FEATURES)).numpy()
+        scaler = StandardScaler().fit(feats)
+        std = np.where(scaler.scale_ > 1e-12, scaler.scale_, 1.0)
+        self.feature_mean.copy_(torch.as_tensor(scaler.mean_, dtype=self.feature_mean.dtype))
+        self.feature_std.copy_(torch.as_tensor(std, dtype=self.feature_std.dtype))
+
+    def normalization(self) -> dict[str, Any]:
+        return {
+            "conductance": "g_n = g_s / g_max_s",
+            "voltage": "v_n = v_v / v_max_v",
+            "output": "i_a = full_scale_a * [v_n, v_n^2, v_n^3][:v_order] @ T_n / rows",
+            "full_scale_a": self.full_scale_a,
+            "cell_features": list(self.FEATURES),
+            "feature_mean": [float(x) for x in self.feature_mean],
+            "feature_std": [float(x) for x in self.feature_std],
+        }
+
+    def macs_per_vector(self) -> int:
+        return self.v_order * self.rows * self.cols
+
+
+def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> SurrogateMVM:
+    """A fresh (untrained) surrogate of ``design`` ('mlp' or 'transfer') for ``tile``."""
+    if design == "mlp":
+        return GeniexMLP(tile, **hyperparameters)
+    if design == "transfer":
+        return TransferNet(tile, **hyperparameters)
+    raise ValueError(f"unknown surrogate design {design!r}; expected one of {DESIGNS}")
+
+
+def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:
+    """Rebuild an (untrained) surrogate from :meth:`SurrogateMVM.architecture`."""
+    return build_model(arch["design"], TileSpec(**arch["tile"]), **arch["hyperparameters"])
+
+
+@torch.no_grad()
+def predict_a(model: SurrogateMVM, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray,
+              chunk: int = 4096) -> np.ndarray:
+    """Column currents [n_samples, cols] (A) for samples ``v_v`` [n, rows] (V) of matrices ``g_s[g_index]``.
+
+    Folds every matrix once and evaluates its samples in chunks (numpy in, numpy out).
+    """
+    dtype = model.param_dtype
+    device = next(model.parameters()).device
+    out = np.empty((len(v_v), model.cols))
+    for k in range(len(g_s)):
+        idx = np.flatnonzero(g_index == k)
+        if len(idx) == 0:
+            continue
+        f = model.bind(torch.as_tensor(g_s[k:k + 1], dtype=dtype, device=device))
+        for s in range(0, len(idx), chunk):
+            part = idx[s:s + chunk]
+            v = torch.as_tensor(v_v[part], dtype=dtype, device=device).unsqueeze(0)
+            out[part] = f(v)[0].double().cpu().numpy()
+    return out

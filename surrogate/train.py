@@ -1,0 +1,235 @@
+"""Train a surrogate on the training split: seeded, Adam, early stopping on the validation split.
+
+Batches follow the structure of the data: the samples are ordered matrix by matrix (matrices and
+the vectors within each in a seeded random order) and cut into batches of ``batch_size`` samples,
+so a batch touches only a few conductance matrices and the G-only work (``fold``) is done once per
+matrix per batch, as in the DNN loop. The loss is the mean squared column-current error as a
+fraction of the full-scale current ``g_on * v_max * rows``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from surrogate.data import Split, SplitDataset
+from surrogate.models import DESIGNS, SurrogateMVM, build_model
+from surrogate.physics import TileSpec
+
+log = logging.getLogger(__name__)
+
+
+class TrainParamsError(ValueError):
+    """Training hyperparameters are unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training hyperparameters (the keys of ``--params-json`` and of the config's ``surrogate:``)."""
+
+    design: str = "transfer"
+    """'transfer' (effective transfer matrix, default: best fidelity at ideal-MVM cost) or 'mlp' (GENIEx)."""
+    hidden: int = 500
+    """mlp: width of the hidden ReLU layer (GENIEx: 500)."""
+    cell_hidden: int = 32
+    """transfer: width of the per-cell correction network."""
+    v_order: Any = "auto"
+    """transfer: 1 (i linear in v), 3 (adds v^2, v^3 terms) or 'auto' (1 when every matrix of the
+    dataset passed ngspice's linearity check, else 3)."""
+    epochs: int = 200
+    """Upper bound on passes over the training samples (early stopping usually ends sooner)."""
+    batch_size: int = 256
+    """Samples per optimizer step."""
+    lr: float | None = None
+    """Adam learning rate; None = the design's default (mlp 1e-3, transfer 1e-2)."""
+    weight_decay: float | None = None
+    """Adam L2 penalty on the weight matrices of linear layers (not on biases or physics parameters);
+    None = the design's default (mlp 1e-3: without it the G half of the first layer overfits the
+    few training matrices; transfer 0)."""
+    patience: int = 20
+    """Stop after this many epochs without a better validation loss (best weights are kept)."""
+    seed: int = 0
+    """Seeds the split, the initialization and the batch order (training is deterministic on CPU)."""
+    val_fraction: float = 0.15
+    """Fraction of conductance matrices held out for early stopping."""
+    test_fraction: float = 0.15
+    """Fraction of conductance matrices held out for the fidelity report."""
+
+    def __post_init__(self) -> None:
+        def bad(key: str, expected: str) -> TrainParamsError:
+            return TrainParamsError(f"surrogate training parameter {key}={getattr(self, key)!r}: expected {expected}")
+
+        if self.design not in DESIGNS:
+            raise bad("design", f"one of {DESIGNS}")
+        for key in ("hidden", "cell_hidden", "epochs", "batch_size", "patience"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(key, "a positive integer")
+        if self.v_order not in ("auto", 1, 3):
+            raise bad("v_order", "'auto', 1 or 3")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise bad("seed", "a non-negative integer")
+        for key in ("lr", "weight_decay"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise bad(key, "null (design default) or a number >= 0")
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
+                raise bad(key, "a number in (0, 0.5)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainParams:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise TrainParamsError(f"unknown surrogate training parameter(s) {sorted(unknown)}; "
+                                   f"expected some of {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return 1e-3 if self.design == "mlp" else 1e-2
+
+    @property
+    def l2(self) -> float:
+        if self.weight_decay is not None:
+            return float(self.weight_decay)
+        return 1e-3 if self.design == "mlp" else 0.0
+
+
+@dataclass
+class TrainResult:
+    """A trained model and how training went."""
+
+    model: SurrogateMVM
+    history: dict[str, Any]
+
+
+def resolve_v_order(params: TrainParams, all_linear: bool) -> int:
+    if params.v_order != "auto":
+        return int(params.v_order)
+    return 1 if all_linear else 3
+
+
+def make_model(params: TrainParams, tile: TileSpec, all_linear: bool) -> SurrogateMVM:
+    """The untrained model that ``params`` describe."""
+    if params.design == "mlp":
+        return build_model("mlp", tile, hidden=params.hidden)
+    return build_model("transfer", tile, cell_hidden=params.cell_hidden,
+                       v_order=resolve_v_order(params, all_linear))
+
+
+class _Tensors:
+    """One split as float32 tensors (conductances in S, voltages in V, targets as fractions of full scale)."""
+
+    def __init__(self, split: Split, full_scale_a: float) -> None:
+        self.g_s = torch.as_tensor(split.g_s, dtype=torch.float32)
+        self.g_index = torch.as_tensor(split.g_index, dtype=torch.long)
+        self.v_v = torch.as_tensor(split.v_v, dtype=torch.float32)
+        self.i_n = torch.as_tensor(split.i_a / full_scale_a, dtype=torch.float32)
+        self.n = len(split.v_v)
+
+
+def _predict_n(model: SurrogateMVM, data: _Tensors, sample_idx: torch.Tensor) -> torch.Tensor:
+    """Normalized predictions for ``sample_idx``; folds each matrix the batch touches once."""
+    g_idx = data.g_index[sample_idx]
+    unique, inverse = torch.unique(g_idx, return_inverse=True)
+    folded = model.fold(data.g_s[unique])
+    gathered = tuple(t[inverse] for t in folded)
+    return model.apply_n(gathered, data.v_v[sample_idx].unsqueeze(1))[:, 0]
+
+
+def _batches(data: _Tensors, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    n_g = int(data.g_index.max()) + 1 if data.n else 0
+    order_g = torch.randperm(n_g, generator=gen)
+    rank = torch.empty(n_g, dtype=torch.long)
+    rank[order_g] = torch.arange(n_g)
+    jitter = torch.rand(data.n, generator=gen)
+    order = torch.argsort(rank[data.g_index].double() + jitter.double())
+    return list(torch.split(order, batch_size))
+
+
+@torch.no_grad()
+def _rms_n(model: SurrogateMVM, data: _Tensors, batch_size: int = 8192) -> float:
+    if data.n == 0:
+        return float("nan")
+    idx = torch.argsort(data.g_index)
+    sq = 0.0
+    for part in torch.split(idx, batch_size):
+        sq += float(((_predict_n(model, data, part) - data.i_n[part]) ** 2).sum())
+    return float(np.sqrt(sq / (data.n * data.i_n.shape[1])))
+
+
+def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> TrainResult:
+    """Train a surrogate of ``params.design`` on ``splits.train``; early stopping on ``splits.val``."""
+    tile = TileSpec.from_circuit(splits.spec)
+    torch.manual_seed(params.seed)
+    gen = torch.Generator().manual_seed(params.seed)
+    model = make_model(params, tile, splits.all_linear)
+    model.fit_normalization(splits.train)
+    train_t = _Tensors(splits.train, tile.full_scale_a)
+    val_t = _Tensors(splits.val, tile.full_scale_a)
+    decay = [p for name, p in model.named_parameters() if name.endswith("weight")]
+    keep = [p for name, p in model.named_parameters() if not name.endswith("weight")]
+    opt = torch.optim.Adam([{"params": decay, "weight_decay": params.l2},
+                            {"params": keep, "weight_decay": 0.0}], lr=params.learning_rate)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, params.patience // 4))
+    start_val = _rms_n(model, val_t)
+    best_val, best_epoch, best_state = start_val, 0, copy.deepcopy(model.state_dict())
+    log.info("training %s surrogate (%d parameters) on %d samples of %d matrices; initial val rms %.3e of full scale",
+             params.design, sum(p.numel() for p in model.parameters()), train_t.n, splits.train.n_matrices,
+             start_val)
+    t0 = time.perf_counter()
+    bar = tqdm(range(1, params.epochs + 1), desc=f"train {params.design}", unit="epoch", disable=not progress)
+    epoch = 0
+    for epoch in bar:
+        model.train()
+        sq, count = 0.0, 0
+        for batch in _batches(train_t, params.batch_size, gen):
+            loss = torch.mean((_predict_n(model, train_t, batch) - train_t.i_n[batch]) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sq += float(loss.detach()) * len(batch)
+            count += len(batch)
+        model.eval()
+        val = _rms_n(model, val_t)
+        sched.step(val)
+        if val < best_val * (1.0 - 1e-4):
+            best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(train=f"{np.sqrt(sq / max(count, 1)):.2e}", val=f"{val:.2e}", best=f"{best_val:.2e}")
+        if epoch - best_epoch >= params.patience:
+            log.info("early stop at epoch %d (best epoch %d)", epoch, best_epoch)
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    history = {
+        "epochs_run": epoch,
+        "best_epoch": best_epoch,
+        "initial_val_rms_fs": start_val,
+        "best_val_rms_fs": best_val,
+        "train_seconds": round(seconds, 3),
+        "n_train_samples": train_t.n,
+        "n_val_samples": val_t.n,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "torch_threads": torch.get_num_threads(),
+    }
+    log.info("trained %s in %.1f s: val rms %.3e of full scale (initial %.3e), best epoch %d",
+             params.design, seconds, best_val, start_val, best_epoch)
+    return TrainResult(model=model, history=history)

@@ -1,0 +1,76 @@
+"""The CLI as the workflow calls it: train --params-json, evaluate with JSON settings, report."""
+
+import json
+
+import pytest
+import torch
+
+from dnn.cli import main
+from dnn.train import load_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small models run fastest on one thread (see test_dnn_train)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "digits_small.pt"
+    params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
+              "width": 0.5}
+    rc = main(["--log-level", "WARNING", "train", "--params-json", json.dumps(params), "--epochs", "2",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_train_params_json_and_flag_override(model_path):
+    model, meta = load_model(model_path)
+    p = meta["metrics"]["params"]
+    assert p["epochs"] == 2 and p["width"] == 0.5 and p["seed"] == 3  # flag wins over --params-json
+    assert meta["metrics"]["test_accuracy"] > 0.8
+    with pytest.raises(SystemExit, match="unknown key\\(s\\) \\['epoch'\\]"):
+        main(["train", "--params-json", '{"dataset": "digits", "model": "bn_cnn", "epoch": 1}', "--out", "x.pt"])
+
+
+def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
+    out = tmp_path / "eval" / "ideal_circuit" / "digits_small" / "noise.json"
+    evaluation = {"methods": ["none", "bn_adapt", "adapt_finetune"], "seeds": [0, 1], "calibration_samples": 256,
+                  "bn_adapt": {"n_draws": 2}, "bn_finetune": {"epochs": 1, "lr": 0.01}}
+    rc = main(["--log-level", "WARNING", "evaluate", "--model", str(model_path), "--circuit-name", "p64",
+               "--circuit", '{"preset": "paper1_64_w5"}', "--scenario", "noise",
+               "--crossbar-json", '{"read_noise_sigma": 0.1, "adc_range_fraction": 0.5}',
+               "--evaluation-json", json.dumps(evaluation), "--no-progress", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert (res["circuit"], res["model"], res["scenario"]) == ("p64", "digits_small", "noise")
+    assert res["mvm"]["rows"] == 64 and res["mvm"]["g_max_s"] == pytest.approx(1 / 20e3)  # from the preset
+    assert res["xbar_config"]["read_noise_sigma"] == 0.1
+    m = res["methods"]
+    assert set(m) == {"none", "bn_adapt", "adapt_finetune"}
+    for r in m.values():
+        assert len(r["accuracies"]) == 2 and 0 <= r["accuracy_mean"] <= 1 and r["accuracy_std"] >= 0
+    assert m["adapt_finetune"]["trainable_params"] > 0 and m["bn_adapt"]["trainable_params"] == 0
+    assert m["none"]["accuracy_mean"] > 0.5
+
+    md, csv, png = tmp_path / "r.md", tmp_path / "r.csv", tmp_path / "r.png"
+    assert main(["--log-level", "WARNING", "report", str(out), "--md", str(md), "--csv", str(csv),
+                 "--plot", str(png)]) == 0
+    assert "p64" in md.read_text() and "adapt_finetune" in csv.read_text() and png.stat().st_size > 0
+
+
+def test_evaluate_rejects_bad_settings(model_path, tmp_path):
+    with pytest.raises(SystemExit, match="unknown key\\(s\\) \\['seed'\\]"):
+        main(["evaluate", "--model", str(model_path), "--evaluation-json", '{"seed": 1}', "--out",
+              str(tmp_path / "e.json")])
+    with pytest.raises(SystemExit, match="--crossbar-json: unknown CrossbarConfig key"):
+        main(["evaluate", "--model", str(model_path), "--crossbar-json", '{"adc_bit": 4}', "--out",
+              str(tmp_path / "e.json")])
+    with pytest.raises(SystemExit, match="--mvm exact needs --circuit"):
+        main(["evaluate", "--model", str(model_path), "--mvm", "exact", "--methods", "none", "--out",
+              str(tmp_path / "e.json")])

@@ -1,0 +1,337 @@
+"""Crossbar layers against float layers, caching, read noise, drift, tile models, devices."""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dnn.layers as layers_mod
+from dnn.config import CrossbarConfig
+from dnn.layers import CrossbarConv2d, CrossbarLinear
+from dnn.mapping import quantize_weights
+from dnn.mvm import IdealTileMVM, TileMVM, TransferTileMVM
+
+G_MIN, G_MAX, V_MAX = 5e-6, 50e-6, 0.2
+EXACT = CrossbarConfig(input_bits=0, adc_bits=0)  # only weight quantization
+
+
+def ideal(rows=16, cols=8):
+    return IdealTileMVM(rows, cols, G_MIN, G_MAX, V_MAX)
+
+
+@dataclass
+class CountingMVM:
+    """Ideal tile model that counts `bind` calls."""
+
+    rows: int = 16
+    cols: int = 8
+    g_min_s: float = G_MIN
+    g_max_s: float = G_MAX
+    v_max_v: float = V_MAX
+    binds: int = 0
+
+    def bind(self, g_s):
+        self.binds += 1
+        return lambda v: torch.bmm(v, g_s)
+
+
+def _seeded(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _weight_error_bound(x, w, bits=8):
+    """|y - y_float| <= sum_i |x_i| * s_w / 2 for weight quantization alone (per output)."""
+    _, s_w = quantize_weights(w, bits)
+    return x.abs().sum(-1, keepdim=True) * s_w / 2
+
+
+@pytest.mark.parametrize("encoding", ["differential", "offset"])
+@pytest.mark.parametrize("polarity", ["signed", "two_phase"])
+def test_linear_matches_float_within_weight_quantization(encoding, polarity):
+    torch.manual_seed(0)
+    lin = nn.Linear(50, 21)
+    cfg = EXACT.replace(encoding=encoding, input_polarity=polarity)
+    xl = CrossbarLinear.from_float(lin, cfg, ideal())
+    x = _seeded(7, 50, seed=1)
+    with torch.no_grad():
+        y, y_float = xl(x), lin(x)
+        q, s_w = quantize_weights(lin.weight, 8)
+        y_quant = x @ (q * s_w).t() + lin.bias
+    scale = y_float.abs().max()
+    assert (y - y_quant).abs().max() <= 1e-5 * scale  # the crossbar computes exactly x @ W_q
+    bound = _weight_error_bound(x, lin.weight)
+    assert torch.all((y - y_float).abs() <= bound + 1e-5 * scale)
+    assert (y - y_float).abs().max() > 0  # quantization really happened
+
+
+def test_linear_with_dac_within_derived_bound():
+    torch.manual_seed(0)
+    lin = nn.Linear(40, 9, bias=False)
+    rows = 16
+    xl = CrossbarLinear.from_float(lin, CrossbarConfig(input_bits=8, adc_bits=0), ideal(rows=rows))
+    x = _seeded(5, 40, seed=2)
+    with torch.no_grad():
+        y, y_float = xl(x), lin(x)
+        q, s_w = quantize_weights(lin.weight, 8)
+        wq = (q * s_w).t()  # [in, out]
+        # DAC error: |dx_i| <= a_t / (2 * 127), a_t = max |x| over the row tile holding input i
+        xp = F.pad(x, (0, 48 - 40)).reshape(5, 3, rows)
+        a = xp.abs().amax(-1, keepdim=True).expand_as(xp).reshape(5, 48)[:, :40]
+        bound = _weight_error_bound(x, lin.weight) + (a / 254) @ wq.abs()
+    assert torch.all((y - y_float).abs() <= bound * (1 + 1e-4))
+
+
+def test_integer_weights_are_mapped_exactly():
+    """Weights on the quantization grid and integer inputs: every step is exact (slices, tiles, padding)."""
+    lin = nn.Linear(37, 10, bias=False)
+    levels = torch.randint(-127, 128, (10, 37), generator=torch.Generator().manual_seed(3)).float()
+    levels[0, 0] = 127
+    with torch.no_grad():
+        lin.weight.copy_(levels / 64)
+    x = torch.randint(-3, 4, (6, 37), generator=torch.Generator().manual_seed(4)).double()
+    for enc in ("differential", "offset"):
+        xl = CrossbarLinear.from_float(lin.double(), EXACT.replace(encoding=enc), ideal(rows=8, cols=4))
+        with torch.no_grad():
+            assert torch.allclose(xl(x), x @ (levels.double() / 64).t(), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("encoding", ["differential", "offset"])
+def test_conv_matches_float_within_weight_quantization(encoding):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    xc = CrossbarConv2d.from_float(conv, EXACT.replace(encoding=encoding), ideal())
+    x = _seeded(2, 3, 9, 9, seed=5)
+    with torch.no_grad():
+        y, y_float = xc(x), conv(x)
+        patches = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2)  # [N, L, in]
+        bound = _weight_error_bound(patches, conv.weight.reshape(5, -1)).squeeze(-1)  # [N, L]
+    assert y.shape == y_float.shape == (2, 5, 5, 5)
+    err = (y - y_float).abs().reshape(2, 5, 25)
+    assert torch.all(err <= bound[:, None, :] + 1e-5 * y_float.abs().max())
+
+
+def test_full_pipeline_close_to_float():
+    """Default config (8-bit DAC, 8-bit ADC): close to float but not equal."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    xc = CrossbarConv2d.from_float(conv, CrossbarConfig(adc_range_fraction=0.25), ideal(rows=36, cols=8))
+    x = _seeded(2, 4, 6, 6, seed=6)
+    with torch.no_grad():
+        y, y_float = xc(x), conv(x)
+    rel = ((y - y_float).norm() / y_float.norm()).item()
+    assert 0 < rel < 0.05
+
+
+def test_transfer_tile_mvm_applies_transfer_matrix():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6, bias=False)
+    mvm = TransferTileMVM(16, 8, G_MIN, G_MAX, V_MAX, transfer_fn=lambda g: 0.8 * g)
+    assert isinstance(mvm, TileMVM)
+    x = _seeded(4, 20, seed=7)
+    with torch.no_grad():
+        y_t = CrossbarLinear.from_float(lin, EXACT, mvm)(x)
+        y_i = CrossbarLinear.from_float(lin, EXACT, ideal())(x)
+    assert torch.allclose(y_t, 0.8 * y_i, rtol=1e-4, atol=1e-6)
+
+
+def test_transfer_tile_mvm_gradient_and_shape_check():
+    mvm = TransferTileMVM(4, 3, G_MIN, G_MAX, V_MAX, transfer_fn=lambda g: 0.5 * g)
+    g = torch.full((2, 4, 3), 1e-5, requires_grad=True)
+    v = torch.ones(2, 5, 4, requires_grad=True)
+    i = mvm.bind(g)(v)
+    assert torch.allclose(i, torch.full((2, 5, 3), 0.5 * 4e-5))
+    i.sum().backward()
+    assert torch.allclose(v.grad, torch.full_like(v, 0.5 * 3e-5))
+    assert torch.allclose(g.grad, torch.full_like(g, 5.0))  # straight through as if ideal
+    bad = TransferTileMVM(4, 3, G_MIN, G_MAX, V_MAX, transfer_fn=lambda g: g[:, :2])
+    with pytest.raises(ValueError, match="transfer_fn returned shape"):
+        bad.bind(g)
+    with pytest.raises(ValueError, match="expected \\[T, 4, 3\\]"):
+        mvm.bind(torch.zeros(4, 3))
+
+
+def test_ideal_tile_mvm_validation():
+    with pytest.raises(ValueError, match="g_min_s"):
+        IdealTileMVM(4, 4, 1e-4, 1e-5, 0.2)
+    with pytest.raises(ValueError, match="v_max_v"):
+        IdealTileMVM(4, 4, 1e-6, 1e-5, 0.0)
+
+
+def test_bind_is_cached_until_weights_change():
+    torch.manual_seed(0)
+    mvm = CountingMVM()
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), CrossbarConfig(), mvm)
+    x = _seeded(3, 20)
+    with torch.no_grad():
+        y1 = xl(x)
+        xl(x)
+        assert mvm.binds == 1
+        xl.weight.mul_(2.0)  # in-place edit bumps the version counter
+        y2 = xl(x)
+    assert mvm.binds == 2
+    assert not torch.allclose(y1, y2)
+    xl.reprogram()
+    with torch.no_grad():
+        xl(x)
+    assert mvm.binds == 3
+    xl.weight.requires_grad_(True)  # training weights: no caching, graph rebuilt each forward
+    xl(x).sum().backward()
+    xl(x).sum().backward()
+    assert mvm.binds == 5
+    assert xl.weight.grad is not None and xl.weight.grad.abs().sum() > 0
+
+
+def test_read_noise_redraws_every_forward_and_is_seeded():
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 8)
+    cfg = CrossbarConfig(read_noise_sigma=0.1, seed=3)
+    mvm = CountingMVM()
+    a = CrossbarLinear.from_float(lin, cfg, mvm, name="fc")
+    b = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")
+    x = _seeded(4, 30)
+    with torch.no_grad():
+        a1, a2 = a(x), a(x)
+        b1, b2 = b(x), b(x)
+        c1 = CrossbarLinear.from_float(lin, cfg.replace(seed=4), ideal(), name="fc")(x)
+        d1 = CrossbarLinear.from_float(lin, cfg, ideal(), name="other")(x)
+        clean = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), ideal())(x)
+    assert mvm.binds == 2  # re-bound on every forward
+    assert not torch.allclose(a1, a2)
+    assert torch.equal(a1, b1) and torch.equal(a2, b2)  # same seed and name: same draws
+    assert not torch.allclose(a1, c1) and not torch.allclose(a1, d1)
+    rel = ((a1 - clean).norm() / clean.norm()).item()
+    assert 0.005 < rel < 0.3
+
+
+def test_drift_lowers_conductance_as_power_law():
+    lin = nn.Linear(12, 5)
+    t, t0, nu = 1e4, 1.0, 0.05
+    cfg = EXACT.replace(t_drift_s=t, t0_s=t0, drift_nu_mean=nu, drift_nu_std=0.0, clip_conductances=False)
+    xl = CrossbarLinear.from_float(lin, cfg, ideal())
+    ref = CrossbarLinear.from_float(lin, EXACT, ideal())
+    x = _seeded(3, 12)
+    with torch.no_grad():
+        factor = (t / t0) ** (-nu)
+        g, g0 = xl._program(x.device, x.dtype, ()).g_s, ref._program(x.device, x.dtype, ()).g_s
+        assert torch.allclose(g, g0 * factor, rtol=1e-6)
+        assert torch.allclose(xl(x) - lin.bias, (ref(x) - lin.bias) * factor, rtol=1e-4, atol=1e-6)
+        # device-to-device spread: nu per device, drawn once per programming
+        spread = CrossbarLinear.from_float(lin, cfg.replace(drift_nu_std=0.02), ideal())
+        g1 = spread._program(x.device, x.dtype, ()).g_s
+        log_ratio = torch.log(g1 / g0) / -math.log(t / t0)  # = nu per device
+        assert 0.04 < log_ratio.mean() < 0.06 and 0.01 < log_ratio.std() < 0.03
+        y1, y2 = spread(x), spread(x)
+        assert torch.equal(y1, y2)  # same programming: drift does not change between reads
+        spread.reprogram()
+        assert not torch.equal(spread(x), y1)  # new programming: new nu draw
+        # a programming survives copies and dtype/device moves (BN calibrations stay valid)
+        y3 = spread(x)
+        assert torch.equal(copy.deepcopy(spread)(x), y3)
+        assert torch.allclose(copy.deepcopy(spread).double()(x.double()).float(), y3, rtol=1e-5, atol=1e-6)
+    # with clipping (default) drifted conductances stay in range
+    clipped = CrossbarLinear.from_float(lin, cfg.replace(clip_conductances=True), ideal())
+    g2 = clipped._program(x.device, x.dtype, ()).g_s
+    assert g2.min() >= G_MIN and g2.max() <= G_MAX
+
+
+def test_gradients_reach_inputs_through_all_quantizers():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    cfg = CrossbarConfig(read_noise_sigma=0.05, adc_range_fraction=0.5)
+    xc = CrossbarConv2d.from_float(conv, cfg, ideal(rows=18, cols=4))
+    x = _seeded(2, 2, 5, 5).requires_grad_()
+    xc(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert xc.weight.grad is None  # weights frozen by default
+
+
+def test_batch_chunking_gives_same_result(monkeypatch):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    xc = CrossbarConv2d.from_float(conv, CrossbarConfig(), ideal())
+    x = _seeded(2, 3, 6, 6)
+    with torch.no_grad():
+        y = xc(x)
+        monkeypatch.setattr(layers_mod, "MAX_CHUNK_ELEMENTS", 1000)
+        assert torch.allclose(xc(x), y, rtol=1e-6, atol=1e-7)
+
+
+def test_deepcopy_and_state_dict():
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(10, 4), CrossbarConfig(), ideal())
+    x = _seeded(2, 10)
+    with torch.no_grad():
+        y = xl(x)
+        assert xl._programmed is not None
+        c = copy.deepcopy(xl)
+        assert c._programmed is None and c.mvm == xl.mvm
+        assert torch.equal(c(x), y)
+    assert set(xl.state_dict()) == {"weight", "bias"}
+    assert not any(p.requires_grad for p in xl.parameters())
+
+
+def test_unsupported_conv_and_bad_mvm_rejected():
+    with pytest.raises(ValueError, match="groups"):
+        CrossbarConv2d.from_float(nn.Conv2d(4, 4, 3, groups=2), CrossbarConfig(), ideal())
+    with pytest.raises(TypeError, match="TileMVM"):
+        CrossbarLinear.from_float(nn.Linear(3, 2), CrossbarConfig(), object())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    xc = CrossbarConv2d.from_float(conv, CrossbarConfig(), ideal())
+    x = _seeded(2, 3, 6, 6)
+    with torch.no_grad():
+        y_cpu = xc(x)
+        y_gpu = xc.cuda()(x.cuda())
+    assert y_gpu.device.type == "cuda"
+    assert torch.allclose(y_gpu.cpu(), y_cpu, rtol=1e-4, atol=1e-5)
+    noisy = CrossbarConv2d.from_float(conv, CrossbarConfig(read_noise_sigma=0.1), ideal()).cuda()
+    with torch.no_grad():
+        assert not torch.equal(noisy(x.cuda()), noisy(x.cuda()))
+
+
+@dataclass
+class RecordingMVM:
+    """Ideal tile model that records the row voltages it is asked to read; valid for v >= 0 only."""
+
+    rows: int = 16
+    cols: int = 8
+    g_min_s: float = G_MIN
+    g_max_s: float = G_MAX
+    v_max_v: float = V_MAX
+    v_min_v: float = 0.0
+    seen: list = None
+
+    def bind(self, g_s):
+        def f(v):
+            self.seen.append(v.detach().clone())
+            return torch.bmm(v, g_s)
+
+        return f
+
+
+def test_two_phase_reads_only_non_negative_voltages():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    mvm = RecordingMVM(seen=[])
+    xl = CrossbarLinear.from_float(lin, CrossbarConfig(input_polarity="two_phase", adc_bits=0), mvm)
+    x = _seeded(3, 20)
+    with torch.no_grad():
+        y_signed_input = xl(x)
+        xl(x.relu())
+    (v_two, v_one) = mvm.seen
+    assert v_two.min() >= 0 and v_one.min() >= 0 and v_two.max() <= V_MAX + 1e-9
+    assert v_two.shape[1] == 6 and v_one.shape[1] == 3  # negative read skipped after ReLU
+    ref = CrossbarLinear.from_float(lin, CrossbarConfig(input_polarity="signed", adc_bits=0), ideal())
+    with torch.no_grad():
+        assert torch.allclose(ref(x), y_signed_input, rtol=1e-5, atol=1e-6)  # linear tiles: same result
+    with pytest.raises(ValueError, match="two_phase"):
+        CrossbarLinear.from_float(lin, CrossbarConfig(input_polarity="signed"), RecordingMVM(seen=[]))

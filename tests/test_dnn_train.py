@@ -1,0 +1,105 @@
+"""Software baseline on real data, save/load in another process, and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dnn.cli import main
+from dnn.config import CrossbarConfig
+from dnn.convert import convert_to_crossbar
+from dnn.datasets import load_dataset
+from dnn.models import build_model
+from dnn.mvm import IdealTileMVM
+from dnn.train import evaluate, load_model, make_loader, save_model, train_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small models run fastest on one thread; with 2 OpenMP threads on a shared 2-core machine a busy
+    neighbour process slows them >10x (measured: 2 s -> 36 s). Restored after the module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = load_dataset("digits", seed=0)
+    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 8}
+    torch.manual_seed(0)
+    model = build_model("bn_cnn", **kwargs)
+    history = train_model(model, make_loader(data.train, 32, shuffle=True, seed=0), epochs=2, lr=3e-3,
+                          progress=False)
+    path = tmp_path_factory.mktemp("models") / "digits_bn_cnn.pt"
+    acc = evaluate(model, make_loader(data.test, 256))
+    save_model(path, model, "bn_cnn", kwargs, dataset={"name": "digits", "seed": 0},
+               metrics={"test_accuracy": acc})
+    return model, data, path, acc, history
+
+
+def test_bn_cnn_learns_digits(trained):
+    model, data, _, acc, history = trained
+    assert acc > 0.85
+    assert history[1]["loss"] < history[0]["loss"]
+    # an 8-bit crossbar (ideal tiles, 8-bit DAC and ADC) keeps most of the accuracy
+    xbar = convert_to_crossbar(model, CrossbarConfig(), IdealTileMVM(64, 64, 5e-6, 50e-6, 0.2))
+    assert evaluate(xbar, make_loader(data.test, 256)) > acc - 0.1
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    model, data, path, acc, _ = trained
+    loaded, meta = load_model(path)
+    assert meta["model_name"] == "bn_cnn" and meta["dataset"]["name"] == "digits"
+    x = data.test.tensors[0][:16]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    bad = tmp_path / "bad.pt"
+    torch.save({"format_version": 99}, bad)
+    with pytest.raises(ValueError, match="format_version 99 is not supported"):
+        load_model(bad)
+
+
+def test_cli_evaluate_in_another_process(trained, tmp_path):
+    _, _, path, acc, _ = trained
+    out = tmp_path / "eval.json"
+    cmd = [sys.executable, "-m", "dnn", "--log-level", "WARNING", "evaluate", "--model-path", str(path),
+           "--methods", "none,bn_adapt", "--adapt-batches", "4", "--xbar-config", '{"read_noise_sigma": 0.05}',
+           "--device-preset", "rram", "--no-progress", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["software_accuracy"] == pytest.approx(acc)
+    assert res["xbar_config"]["read_noise_sigma"] == 0.05 and res["mvm"]["g_max_s"] == pytest.approx(5e-5)
+    assert set(res["methods"]) == {"none", "bn_adapt"}
+    assert res["methods"]["none"]["accuracy_mean"] > 0.7
+    assert res["methods"]["bn_adapt"]["wall_s"] > 0 and res["methods"]["none"]["trainable_params"] == 0
+
+
+def test_cli_train_writes_model_and_metrics(tmp_path):
+    out, metrics = tmp_path / "m.pt", tmp_path / "m.json"
+    rc = main(["--log-level", "WARNING", "train", "--dataset", "digits", "--model", "bn_cnn", "--width", "0.25",
+               "--epochs", "1", "--n-train", "300", "--no-progress", "--out", str(out), "--metrics", str(metrics)])
+    assert rc == 0
+    m = json.loads(metrics.read_text())
+    assert m["n_train"] == 300 and 0.0 <= m["test_accuracy"] <= 1.0
+    model, meta = load_model(out)
+    assert meta["model_kwargs"]["width"] == 0.25 and meta["dataset"]["n_train"] == 300
+
+
+def test_cli_surrogate_guard(trained, tmp_path, monkeypatch):
+    _, _, path, _, _ = trained
+    monkeypatch.setitem(sys.modules, "surrogate.io", None)  # as if the surrogate package were missing
+    with pytest.raises(SystemExit, match="surrogate.io.load_surrogate"):
+        main(["evaluate", "--model-path", str(path), "--surrogate", "x.h5", "--methods", "none",
+              "--out", str(tmp_path / "e.json")])
+    with pytest.raises(SystemExit, match="methods: unknown \\['magic'\\]"):
+        main(["evaluate", "--model-path", str(path), "--methods", "magic", "--out", str(tmp_path / "e.json")])

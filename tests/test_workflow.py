@@ -1,0 +1,94 @@
+"""The real Snakemake workflow: dry run of the default config, a tiny end-to-end run, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_default_config_dry_run_lists_every_stage():
+    proc = run_snakemake("-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for rule in ("spice_shard", "spice_merge", "surrogate_train", "train_model", "evaluate", "report"):
+        assert rule in out, f"rule {rule} missing from the default DAG"
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    for dotted, value in changes.items():
+        node = cfg
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("circuits.tiny.rows", 0, "rows"),
+        ("circuits.tiny.sampling.n_vectors", -3, "n_vectors"),
+        ("evaluation.methods", ["none", "magic"], "magic"),
+        ("circuits.tiny.colour", "red", "colour"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, key, value, expected):
+    cfg = write_config(tmp_path, **{key: value})
+    proc = run_snakemake("-n", "--configfile", str(cfg), "--replace-workflow-config")
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists(), "a rejected config must not write anything"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tmp_path):
+    cfg = write_config(tmp_path)
+    proc = run_snakemake("--cores", "2", "--configfile", str(cfg), "--replace-workflow-config")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    results = tmp_path / "results"
+    assert (results / "spice" / "tiny.h5").is_file()
+    assert (results / "surrogate" / "tiny.h5").is_file()
+    assert (results / "surrogate" / "tiny.fidelity.json").is_file()
+    assert (results / "models" / "digits_cnn.pt").is_file()
+    rows = list(csv.DictReader(open(results / "report" / "results.csv")))
+    methods = {r["method"] for r in rows}
+    assert methods == {"none", "bn_adapt", "bn_finetune"}
+    assert {r["scenario"] for r in rows} == {"parasitics", "noise_0.1"}
+    for r in rows:
+        assert 0.0 <= float(r["accuracy_mean"]) <= 1.0
+    assert (results / "report" / "accuracy.png").stat().st_size > 1000
+    assert "| tiny | digits_cnn | parasitics |" in (results / "report" / "results.md").read_text()
+    assert list((results / "benchmarks").rglob("*.tsv")), "every rule writes a benchmark file"
+
+    # Reuse: a second run on the same config does nothing; an external surrogate file skips SPICE.
+    again = run_snakemake("-n", "--configfile", str(cfg), "--replace-workflow-config")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    external = tmp_path / "external_surrogate.h5"
+    shutil.copy(results / "surrogate" / "tiny.h5", external)
+    cfg2 = write_config(tmp_path, **{"circuits.tiny.surrogate_file": str(external),
+                                     "results_dir": str(tmp_path / "results2")})
+    dry = run_snakemake("-n", "--configfile", str(cfg2), "--replace-workflow-config")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    out = dry.stdout + dry.stderr
+    assert "spice_shard" not in out and "surrogate_train" not in out
+    assert "evaluate" in out
