@@ -278,6 +278,23 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- export-tiles
+def cmd_export_tiles(ns: argparse.Namespace) -> int:
+    from .export import save_bank, tile_bank
+
+    spec = _circuit_spec(ns)
+    if spec is None:
+        raise SystemExit("export-tiles: --circuit is required (the array the tiles are mapped onto)")
+    cfg = _xbar_config(ns)
+    model, meta = load_model(ns.model_path)
+    data = _load_data(dict(meta["dataset"]))
+    images = torch.stack([data.test[k][0] for k in range(min(ns.n_images, len(data.test)))])
+    g, v = tile_bank(model, cfg, spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v, images,
+                     ns.n_tiles, ns.n_vectors, ns.seed)
+    save_bank(ns.out, g, v)
+    return 0
+
+
 # ----------------------------------------------------------------------------- report
 def cmd_report(ns: argparse.Namespace) -> int:
     from .report import write_report
@@ -354,6 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-batches", type=int, default=None, help="bn_finetune/retrain: batches per epoch")
     e.add_argument("--out", required=True, help="output .json")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export-tiles", help="conductance tiles and row voltages of a trained model on a "
+                       "circuit, as .npz for the SPICE stage's from_file sampler")
+    x.add_argument("--model-path", "--model", dest="model_path", required=True, help=".pt written by `train`")
+    x.add_argument("--circuit-name", default=None)
+    x.add_argument("--circuit", required=True, help="circuit config entry as JSON")
+    x.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None)
+    x.add_argument("--device-preset", default=None)
+    x.add_argument("--n-images", type=int, default=256, help="test images whose activations give the voltages")
+    x.add_argument("--n-tiles", type=int, default=512)
+    x.add_argument("--n-vectors", type=int, default=8192)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", required=True, help="output .npz (g_s, v_v)")
+    x.set_defaults(func=cmd_export_tiles)
 
     r = sub.add_parser("report", help="tables and plots over evaluation results (dnn/report.py)")
     r.add_argument("inputs", nargs="+", help="evaluation .json files")

@@ -39,8 +39,39 @@ def circuit_json(wildcards):
     return _dumps(entry)
 
 
+def tile_bank_path(circuit):
+    return f"{RESULTS}/spice/{circuit}.tiles.npz"
+
+
 def sampling_json(wildcards):
-    return _dumps(config["circuits"][wildcards.circuit]["sampling"])
+    """Sampler settings; `source_model` becomes the from_file sampler over that model's tile bank."""
+    sampling = dict(config["circuits"][wildcards.circuit]["sampling"])
+    if sampling.pop("source_model", None):
+        sampling["sampler"] = "from_file"
+        sampling["source_file"] = tile_bank_path(wildcards.circuit)
+    return _dumps(sampling)
+
+
+def spice_shard_inputs(wildcards):
+    """A distribution-matched sampler needs the source model's tile bank first."""
+    source = config["circuits"][wildcards.circuit]["sampling"].get("source_model")
+    return [tile_bank_path(wildcards.circuit)] if source else []
+
+
+def source_model_path(wildcards):
+    source = config["circuits"][wildcards.circuit]["sampling"]["source_model"]
+    if source not in config["models"]:
+        raise ValueError(f"circuits.{wildcards.circuit}.sampling.source_model: unknown model '{source}'; "
+                         f"expected one of {MODELS}")
+    return f"{RESULTS}/models/{source}.pt"
+
+
+def sampling_seed(wildcards):
+    return config["circuits"][wildcards.circuit]["sampling"]["seed"]
+
+
+def crossbar_json(wildcards):
+    return _dumps(config.get("crossbar", {}))
 
 
 def spice_shards(wildcards):

@@ -1,7 +1,27 @@
 # Stage 1: ngspice ground truth. Shards are independent jobs; merge joins them into one file.
 
 
+rule spice_tile_bank:
+    input:
+        source_model_path,
+    output:
+        f"{RESULTS}/spice/{{circuit}}.tiles.npz",
+    params:
+        circuit=circuit_json,
+        crossbar=crossbar_json,
+        seed=sampling_seed,
+    log:
+        f"{RESULTS}/logs/spice/{{circuit}}.tiles.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spice/{{circuit}}.tiles.tsv"
+    shell:
+        "{PY} -m dnn export-tiles --model {input} --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
+        "--crossbar-json {params.crossbar:q} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
 rule spice_shard:
+    input:
+        spice_shard_inputs,
     output:
         temp(f"{RESULTS}/spice/{{circuit}}/shard{{shard}}.h5"),
     params:

@@ -16,9 +16,11 @@ Designs
     applied to effective cell conductances ``g_eff = g exp(h) / (1 + a_r rho + a_c kappa)``:
     ``rho``, ``kappa`` are first-order wire-drop features (:func:`surrogate.physics.wire_drop`),
     ``a_r``, ``a_c`` learned gains and ``h`` a small per-cell network of local physics features.
-    With ``v_order=3`` the same per-cell network also gives coefficients of quadratic and cubic
-    input terms (non-linear cells): ``i = [v, v^2, v^3] @ [T; T*c2; T*c3]``, one matmul with 3*rows
-    inputs.
+    With ``v_order=3`` (non-linear cells) the same per-cell network also gives seven coefficient
+    maps ``M_pq = T * c_pq`` of a third-order expansion of the cell current in the cell voltage
+    ``~ a_r v_r - w_c``, where the column-node voltage ``w_c`` is proportional to the linear column
+    current ``lin = v @ T``: ``i = lin + v^2 @ M20 + v^3 @ M30 + lin (v @ M11 + v^2 @ M21)
+    + lin^2 (v @ M12 + sum_r M02) + lin^3 sum_r M03`` (3 matmuls, 6 rows*cols MACs per vector).
 
 Units: every public method takes siemens and volts and returns amperes. Internally the models
 work in normalized units (:mod:`surrogate.physics`).
@@ -239,7 +241,7 @@ class TransferNet(SurrogateMVM):
         n_f = len(self.FEATURES)
         self.cell_net = nn.Sequential(
             nn.Linear(n_f, cell_hidden), nn.SiLU(), nn.Linear(cell_hidden, cell_hidden), nn.SiLU(),
-            nn.Linear(cell_hidden, v_order),
+            nn.Linear(cell_hidden, 1 if v_order == 1 else 8),
         )
         with torch.no_grad():  # start exactly at the physics prior
             self.cell_net[-1].weight.zero_()
@@ -266,7 +268,7 @@ class TransferNet(SurrogateMVM):
         return feats, rho, kappa
 
     def _cells(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Effective conductances (normalized) and the per-cell network outputs [..., v_order]."""
+        """Effective conductances (normalized) and the per-cell network outputs [..., 1 or 8]."""
         g_n = g_s / self.tile.g_max_s
         feats, rho, kappa = self._raw_features(g_n)
         out = self.cell_net((feats - self.feature_mean) / self.feature_std)
@@ -283,27 +285,46 @@ class TransferNet(SurrogateMVM):
         t_n = lumped_transfer(g_eff, torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n))
         if self.v_order == 1:
             return (t_n,)
-        return (torch.cat([t_n, t_n * out[..., 1], t_n * out[..., 2]], -2),)
-
-    def _basis(self, v_v: torch.Tensor) -> torch.Tensor:
-        v_n = v_v / self.tile.v_max_v
-        if self.v_order == 1:
-            return v_n
-        return torch.cat([v_n, v_n * v_n, v_n * v_n * v_n], -1)
+        m = t_n.unsqueeze(-1) * out[..., 1:]  # per-cell coefficient matrices, [T, rows, cols, 7]
+        w_v = torch.cat([t_n, m[..., 2], m[..., 4]], -1)  # v    -> lin | b (x lin) | c (x lin^2)
+        w_v2 = torch.cat([m[..., 0], m[..., 3]], -1)  # v^2  -> a | b
+        w_v3 = m[..., 1]  # v^3  -> a
+        col = m[..., 5:].sum(-3).transpose(-1, -2)  # [T, 2, cols]: lin^2 and lin^3 coefficients
+        return w_v, w_v2, w_v3, col
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        return self._basis(v_v) @ folded[0] / self.rows
+        v_n = v_v / self.tile.v_max_v
+        if self.v_order == 1:
+            return v_n @ folded[0] / self.rows
+        w_v, w_v2, w_v3, col = folded
+        c = self.cols
+        p1 = v_n @ w_v / self.rows
+        p2 = (v_n * v_n) @ w_v2 / self.rows
+        lin = p1[..., :c]
+        a = p2[..., :c] + (v_n * v_n * v_n) @ w_v3 / self.rows
+        b = p1[..., c:2 * c] + p2[..., c:]
+        return self._combine(lin, a, b, p1[..., 2 * c:], col[..., 0:1, :], col[..., 1:2, :])
+
+    def _combine(self, lin: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+                 c2: torch.Tensor, c3: torch.Tensor) -> torch.Tensor:
+        """i = lin + a + lin*b + lin^2*(c + c2/rows) + lin^3*c3/rows (all fractions of full scale)."""
+        return lin + a + lin * b + lin * lin * (c + c2 / self.rows) + lin * lin * lin * c3 / self.rows
 
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
-        """Solves the circuit per input vector instead of forming T (an independent path to check fold)."""
+        """Solves the circuit per input vector instead of forming T, and evaluates every correction
+        term with its own matmul (an independent path to check :meth:`fold`)."""
         g_eff, out = self._cells(g_s)
         g_d, g_sn = torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n)
         v_n = v_v / self.tile.v_max_v
-        i_n = lumped_currents(g_eff, v_n, g_d, g_sn)
-        if self.v_order == 3:
-            t_n = lumped_transfer(g_eff, g_d, g_sn)
-            i_n = i_n + (v_n * v_n) @ (t_n * out[..., 1]) + (v_n * v_n * v_n) @ (t_n * out[..., 2])
-        return i_n / self.rows
+        lin = lumped_currents(g_eff, v_n, g_d, g_sn) / self.rows
+        if self.v_order == 1:
+            return lin
+        t_n = lumped_transfer(g_eff, g_d, g_sn)
+        m = [t_n * out[..., k] for k in range(1, 8)]  # c20, c30, c11, c21, c12, c02, c03
+        a = ((v_n ** 2) @ m[0] + (v_n ** 3) @ m[1]) / self.rows
+        b = (v_n @ m[2] + (v_n ** 2) @ m[3]) / self.rows
+        c = v_n @ m[4] / self.rows
+        return self._combine(lin, a, b, c, m[5].sum(-2, keepdim=True), m[6].sum(-2, keepdim=True))
 
     def fit_normalization(self, train: Split) -> None:
         """StandardScaler of the per-cell features over the training conductance matrices."""
@@ -319,7 +340,8 @@ class TransferNet(SurrogateMVM):
         return {
             "conductance": "g_n = g_s / g_max_s",
             "voltage": "v_n = v_v / v_max_v",
-            "output": "i_a = full_scale_a * [v_n, v_n^2, v_n^3][:v_order] @ T_n / rows",
+            "output": "i_a = full_scale_a * i_n; v_order 1: i_n = v_n @ T_n / rows; v_order 3: see "
+                      "TransferNet docstring",
             "full_scale_a": self.full_scale_a,
             "cell_features": list(self.FEATURES),
             "feature_mean": [float(x) for x in self.feature_mean],
@@ -327,7 +349,7 @@ class TransferNet(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        return self.v_order * self.rows * self.cols
+        return self.rows * self.cols * (1 if self.v_order == 1 else 6)
 
 
 def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> SurrogateMVM:
