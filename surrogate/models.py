@@ -248,6 +248,7 @@ class TransferNet(SurrogateMVM):
             self.cell_net[-1].bias.zero_()
         self.register_buffer("feature_mean", torch.zeros(n_f))
         self.register_buffer("feature_std", torch.ones(n_f))
+        self.register_buffer("lin_scale", torch.ones(()))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"cell_hidden": self.cell_hidden, "v_order": self.v_order}
@@ -307,8 +308,14 @@ class TransferNet(SurrogateMVM):
 
     def _combine(self, lin: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                  c2: torch.Tensor, c3: torch.Tensor) -> torch.Tensor:
-        """i = lin + a + lin*b + lin^2*(c + c2/rows) + lin^3*c3/rows (all fractions of full scale)."""
-        return lin + a + lin * b + lin * lin * (c + c2 / self.rows) + lin * lin * lin * c3 / self.rows
+        """i = lin + a + l*b + l^2*(c + c2/rows) + l^3*c3/rows with l = lin * lin_scale ~ 1.
+
+        All currents are fractions of full scale; ``lin_scale`` (1 / RMS training current) makes
+        a unit coefficient of every term about as large as the linear current, so Adam moves
+        all of them at the same pace.
+        """
+        l1 = lin * self.lin_scale
+        return lin + a + l1 * b + l1 * l1 * (c + c2 / self.rows) + l1 * l1 * l1 * c3 / self.rows
 
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
         """Solves the circuit per input vector instead of forming T, and evaluates every correction
@@ -335,6 +342,8 @@ class TransferNet(SurrogateMVM):
         std = np.where(scaler.scale_ > 1e-12, scaler.scale_, 1.0)
         self.feature_mean.copy_(torch.as_tensor(scaler.mean_, dtype=self.feature_mean.dtype))
         self.feature_std.copy_(torch.as_tensor(std, dtype=self.feature_std.dtype))
+        rms = float(np.sqrt(np.mean((train.i_a / self.full_scale_a) ** 2)))
+        self.lin_scale.fill_(1.0 / rms if rms > 0 else 1.0)
 
     def normalization(self) -> dict[str, Any]:
         return {
@@ -346,6 +355,7 @@ class TransferNet(SurrogateMVM):
             "cell_features": list(self.FEATURES),
             "feature_mean": [float(x) for x in self.feature_mean],
             "feature_std": [float(x) for x in self.feature_std],
+            "lin_scale": float(self.lin_scale),
         }
 
     def macs_per_vector(self) -> int:

@@ -30,5 +30,5 @@ def test_tile_bank_holds_programmed_levels_and_dac_voltages(tmp_path, make_spec)
     save_bank(tmp_path / "bank.npz", g, v)
     spec = make_spec(rows=16, cols=16)
     g_s, v_v = draw(spec, SamplingConfig(sampler="from_file", source_file=str(tmp_path / "bank.npz"), n_vectors=5), 0)
-    assert any(np.array_equal(g_s, gi) for gi in g)
+    assert any(np.allclose(g_s, gi, rtol=1e-6, atol=0) for gi in g)  # the sampler clips to [g_off, g_on]
     assert all(any(np.array_equal(row, vi) for vi in v) for row in v_v)
