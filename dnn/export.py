@@ -62,7 +62,8 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
     v = v[rng.permutation(len(v))[:n_vectors]]
     log.info("tile bank: %d tiles (of %d) and %d voltage vectors from %d layers", len(g), len(torch.cat(g_all)),
              len(v), len(layers))
-    return g.astype(np.float64), v.astype(np.float64)
+    # float32 rounding can step a hair outside the physical ranges; clip in float64
+    return np.clip(g.astype(np.float64), g_min_s, g_max_s), np.clip(v.astype(np.float64), 0.0, v_max_v)
 
 
 def save_bank(path: str | Path, g_s: np.ndarray, v_v: np.ndarray) -> None:

@@ -22,13 +22,13 @@ def test_tile_bank_holds_programmed_levels_and_dac_voltages(tmp_path, make_spec)
     # conductances sit on the 16 levels of a 4-bit cell between g_min and g_max
     levels = (g - 5e-6) / ((5e-5 - 5e-6) / 15)
     np.testing.assert_allclose(levels, np.round(levels), atol=1e-6)
-    assert g.min() >= 5e-6 * (1 - 1e-6) and g.max() <= 5e-5 * (1 + 1e-6)  # float32 tiles
+    assert g.min() >= 5e-6 and g.max() <= 5e-5
     # voltages are DAC outputs: non-negative, within v_max, on a 2^8-level grid per vector
-    assert v.min() >= 0.0 and v.max() <= 0.2 * (1 + 1e-6)
+    assert v.min() >= 0.0 and v.max() <= 0.2
     assert (np.abs(v).sum(1) > 0).all()
     # the SPICE stage's from_file sampler draws exactly these
     save_bank(tmp_path / "bank.npz", g, v)
     spec = make_spec(rows=16, cols=16)
     g_s, v_v = draw(spec, SamplingConfig(sampler="from_file", source_file=str(tmp_path / "bank.npz"), n_vectors=5), 0)
-    assert any(np.allclose(g_s, gi, rtol=1e-6, atol=0) for gi in g)  # the sampler clips to [g_off, g_on]
+    assert any(np.array_equal(g_s, gi) for gi in g)
     assert all(any(np.array_equal(row, vi) for vi in v) for row in v_v)
