@@ -1,10 +1,13 @@
 # Named helpers that hand each rule only its slice of the config (so a config change re-runs exactly
 # what it affects), and the wildcard constraints, declared once.
 import json
+import os
 import re
 import sys
 
 PY = sys.executable
+# Progress bars go to the rule logs: one update every 30 s keeps them readable.
+os.environ.setdefault("TQDM_MININTERVAL", "30")
 RESULTS = config["results_dir"]
 CIRCUITS = list(config["circuits"])
 MODELS = list(config["models"])

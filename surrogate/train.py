@@ -187,7 +187,7 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
     keep = [p for name, p in model.named_parameters() if not name.endswith("weight")]
     opt = torch.optim.Adam([{"params": decay, "weight_decay": params.l2},
                             {"params": keep, "weight_decay": 0.0}], lr=params.learning_rate)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, params.patience // 4))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs, eta_min=params.learning_rate / 100)
     start_val = _rms_n(model, val_t)
     best_val, best_epoch, best_state = start_val, 0, copy.deepcopy(model.state_dict())
     log.info("training %s surrogate (%d parameters) on %d samples of %d matrices; initial val rms %.3e of full scale",
@@ -208,7 +208,7 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
             count += len(batch)
         model.eval()
         val = _rms_n(model, val_t)
-        sched.step(val)
+        sched.step()
         if val < best_val * (1.0 - 1e-4):
             best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{np.sqrt(sq / max(count, 1)):.2e}", val=f"{val:.2e}", best=f"{best_val:.2e}")

@@ -88,15 +88,17 @@ def test_same_seed_same_weights_other_seed_other_weights(r16):
 
 def test_non_linear_cells_get_the_cubic_input_terms(sinh8):
     assert not sinh8.all_linear
-    auto = train(sinh8, TrainParams(design="transfer", epochs=80, seed=0), progress=False).model
-    linear = train(sinh8, TrainParams(design="transfer", epochs=80, seed=0, v_order=1), progress=False).model
+    auto = train(sinh8, TrainParams(design="transfer", epochs=100, seed=0), progress=False).model
+    linear = train(sinh8, TrainParams(design="transfer", epochs=100, seed=0, v_order=1), progress=False).model
     assert isinstance(auto, TransferNet) and auto.v_order == 3 and linear.v_order == 1
     err = {}
     for name, model in (("cubic", auto), ("linear", linear)):
         report, _ = fidelity.evaluate(model, sinh8, ridge=False)
         err[name] = report["models"]["surrogate"]["rel_rms_fs"]
-        assert err[name] < report["models"]["ideal"]["rel_rms_fs"] / 20
-    assert err["cubic"] < 0.7 * err["linear"]
+        ideal = report["models"]["ideal"]["rel_rms_fs"]
+    # strongly non-linear (b*V up to ~2 across a cell): a linear T_eff cannot follow, the cubic terms can
+    assert err["cubic"] < ideal / 5
+    assert err["cubic"] < 0.3 * err["linear"]
 
 
 def test_training_parameters_are_checked():

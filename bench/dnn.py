@@ -1,0 +1,402 @@
+"""DNN-stage throughput and surrogate-vs-exact accuracy: digital, ideal-quantized, surrogate and exact crossbars.
+
+Usage::
+
+    python bench/dnn.py                                  # default model trained here, default surrogate
+    python bench/dnn.py --model results/models/mnist_bncnn.pt --surrogate results/surrogate/paper1_64.h5
+    python bench/dnn.py --quick                          # smaller model, fewer batches, <= ~90 s
+    python bench/dnn.py --json bench/dnn.json            # also write every figure
+
+What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU):
+
+- Throughput, images/s at batch 256 (``--batch-size``), of the same trained model run as
+  digital (float), ideal-quantized crossbar (``dnn.mvm.IdealTileMVM`` of the circuit's tile: rows x
+  cols, conductance range, v_max; default ``CrossbarConfig``: 8-bit weights as 2x4-bit cells,
+  differential pairs, 8-bit DAC/ADC, conv layers analog), surrogate crossbar (each ``--surrogate``
+  file through ``surrogate.io.load_surrogate``), exact linear physics (``dnn.mvm.TransferTileMVM``
+  with ``spice.nodal.transfer_matrix`` per tile) and, with read noise on (G redrawn and the MVM
+  re-bound every forward), ideal-quantized and surrogate crossbars.
+  Every G-only step (quantize, slice, map, bind) is cached by the crossbar layers, so each mode
+  reports its *first forward* (programming + bind included; for exact mode this is dominated by
+  the nodal solves, and it is what every forward costs once read noise redraws G) and its
+  *steady state*: the median over ``--rounds`` rounds of the time per batch, the modes interleaved
+  within each round so that load changes on a shared machine hit every mode alike. Ratios are
+  steady-state time per batch relative to the ideal-quantized crossbar and to digital.
+- Accuracy (noise-free, parasitics only): test accuracy of the converted model with each tile
+  model, without mitigation and after BN adaptation (``dnn.mitigation.bn_adapt`` on a seeded subset
+  of ``--calibration-samples`` training images); the gap |surrogate - exact| in points is the
+  surrogate's DNN-level error against exact linear-array physics.
+
+Targets (issues): surrogate crossbar <= 3x the ideal-quantized time on CPU; surrogate accuracy
+within 1 point of exact mode. Both are printed as met / not met; nothing is asserted.
+
+Default model: ``bn_cnn`` on ``mnist_subset``, trained here (seeded, ``--epochs`` 2) unless
+``--model`` gives a ``.pt`` from ``python -m dnn train`` (its own dataset split is then used).
+Default circuit: the Paper-1 64x64 preset (``paper1_64_w5``). Default surrogate:
+``results/surrogate/paper1_64.h5`` (from the workflow); ``--surrogate`` may be repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# This script's folder would shadow the `dnn` package (it is named dnn.py): drop it from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from dnn.config import CrossbarConfig  # noqa: E402
+from dnn.convert import convert_to_crossbar, crossbar_layers  # noqa: E402
+from dnn.datasets import DatasetSplit, load_dataset  # noqa: E402
+from dnn.mitigation import bn_adapt  # noqa: E402
+from dnn.models import build_model  # noqa: E402
+from dnn.mvm import IdealTileMVM, TileMVM, TransferTileMVM  # noqa: E402
+from dnn.train import evaluate, load_model, make_loader, seed_everything, train_model  # noqa: E402
+from spice.circuit import CircuitSpec, spec_from_config  # noqa: E402
+from spice.nodal import transfer_matrix  # noqa: E402
+
+logger = logging.getLogger("bench.dnn")
+
+DEFAULT_SURROGATE = Path("results/surrogate/paper1_64.h5")
+SURROGATE_TIME_TARGET = 3.0
+"""Issue target: surrogate crossbar time per batch <= this many times the ideal-quantized crossbar's."""
+ACCURACY_GAP_TARGET_POINTS = 1.0
+"""Issue target: |surrogate - exact| test accuracy within this many percentage points."""
+DEVICE = torch.device("cpu")
+QUICK = {"epochs": 1, "n_train": 1000, "width": 0.25, "n_test": 256, "rounds": 2, "batches_per_round": 1,
+         "calibration_samples": 256}
+"""--quick defaults: a narrow model trained on 1,000 images, 256 test images, one batch per round."""
+FULL = {"epochs": 2, "n_train": None, "width": 1.0, "n_test": None, "rounds": 5, "batches_per_round": 2,
+        "calibration_samples": 512}
+
+
+# ----------------------------------------------------------------------------- setup
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"smaller model and fewer batches (defaults {QUICK})")
+    p.add_argument("--json", default="", help="write every figure to this path")
+    p.add_argument("--model", default="", help=".pt from `python -m dnn train` (default: train bn_cnn here)")
+    p.add_argument("--surrogate", action="append", default=[],
+                   help=f"surrogate .h5 (repeatable; default {DEFAULT_SURROGATE})")
+    p.add_argument("--circuit-name", default="paper1_64")
+    p.add_argument("--circuit", default='{"preset": "paper1_64_w5"}', help="circuit config entry (JSON)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward (default 256)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--rounds", type=int, default=None, help="timing rounds (median taken)")
+    p.add_argument("--batches-per-round", type=int, default=None, help="timed batches per mode and round")
+    p.add_argument("--read-noise-sigma", type=float, default=0.1,
+                   help="relative read noise of the noisy modes (0 = skip them)")
+    p.add_argument("--calibration-samples", type=int, default=None, help="training images for BN adaptation")
+    p.add_argument("--n-test", type=int, default=None, help="test images for accuracy (default: full split)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs when training the default model")
+    p.add_argument("--n-train", type=int, default=None, help="training images when training the default model")
+    p.add_argument("--width", type=float, default=None, help="bn_cnn width when training the default model")
+    p.add_argument("--seed", type=int, default=0, help="data split, training and calibration seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if not args.surrogate:
+        args.surrogate = [str(DEFAULT_SURROGATE)]
+    return args
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """Where the figures come from: versions, cores, threads, load (1-minute load average)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": threads, "load_avg_1min_start": load}
+
+
+def prepare_model(args: argparse.Namespace) -> tuple[nn.Module, DatasetSplit, dict[str, Any]]:
+    """The trained float model and its dataset split (the model's own split when loaded from --model)."""
+    if args.model:
+        model, meta = load_model(args.model)
+        spec = dict(meta["dataset"])
+        data = load_dataset(spec["name"], spec.get("root"), spec.get("seed", 0), n_test=args.n_test)
+        info = {"source": str(args.model), "architecture": meta["model_name"], "dataset": spec["name"],
+                "model_kwargs": meta["model_kwargs"]}
+        return model.eval(), data, info
+    data = load_dataset("mnist_subset", None, args.seed, n_train=args.n_train, n_test=args.n_test)
+    kwargs = {"in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": data.image_size,
+              "width": args.width}
+    seed_everything(args.seed)
+    model = build_model("bn_cnn", **kwargs)
+    t0 = time.perf_counter()
+    train_model(model, make_loader(data.train, 64, shuffle=True, seed=args.seed), epochs=args.epochs, lr=1e-3,
+                device=DEVICE, seed=args.seed, progress=not args.no_progress)
+    info = {"source": "trained in bench", "architecture": "bn_cnn", "dataset": "mnist_subset", "model_kwargs": kwargs,
+            "epochs": args.epochs, "n_train": len(data.train), "train_s": time.perf_counter() - t0}
+    return model.eval(), data, info
+
+
+# ----------------------------------------------------------------------------- tile models
+@dataclass
+class SolveStats:
+    """Cost of the exact mode's nodal solves: tiles solved and wall seconds spent in them."""
+
+    tiles: int = 0
+    seconds: float = 0.0
+
+
+def exact_tile_model(spec: CircuitSpec, stats: SolveStats, progress: bool) -> TransferTileMVM:
+    """Exact linear array physics: one `spice.nodal.transfer_matrix` per tile at bind (counted in `stats`)."""
+
+    def transfer(g_s: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = np.stack([transfer_matrix(spec, g) for g in tqdm(g_s, desc="exact bind (nodal solves)", unit="tile",
+                                                               leave=False, disable=not progress)])
+        stats.tiles += len(g_s)
+        stats.seconds += time.perf_counter() - t0
+        return out
+
+    return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v, transfer_fn=transfer)
+
+
+def load_surrogates(paths: list[str], spec: CircuitSpec) -> dict[str, tuple[TileMVM, dict[str, Any]]]:
+    """{label: (surrogate tile model, description)} for each file; a clear exit when one is missing."""
+    from surrogate.io import load_surrogate
+
+    out = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise SystemExit(f"surrogate file {path} not found: run the workflow (`snakemake`) or train one, e.g. "
+                             "`python -m spice simulate --name paper1_64 --preset paper1_64_w5 --sampling "
+                             "'{\"n_conductance\": 8, \"n_vectors\": 256}' --out /tmp/x.h5` then "
+                             "`python -m surrogate train --data /tmp/x.h5 --out /tmp/s.h5`, and pass --surrogate")
+        mvm = load_surrogate(path, expect_spec=spec)
+        label = f"surrogate {mvm.design} ({Path(path).name})"
+        out[label] = (mvm, {"path": str(path), "design": mvm.design, "hyperparameters": mvm.hyperparameters(),
+                            "macs_per_vector": mvm.macs_per_vector(),
+                            "parameters": sum(p.numel() for p in mvm.parameters())})
+    return out
+
+
+# ----------------------------------------------------------------------------- modes
+@dataclass
+class Mode:
+    """One way of running the model: a label, the (converted) model and whether it enters the accuracy table."""
+
+    label: str
+    model: nn.Module
+    kind: str  # digital | ideal | surrogate | exact | noisy
+    accuracy: bool = True
+    first_forward_s: float = float("nan")
+    batch_s: list[float] = field(default_factory=list)
+
+
+def build_modes(model: nn.Module, spec: CircuitSpec, surrogates: dict[str, tuple[TileMVM, dict[str, Any]]],
+                exact: TileMVM, sigma: float, seed: int) -> list[Mode]:
+    """Every mode of the bench, each an independent converted copy of `model`."""
+    cfg = CrossbarConfig(seed=seed)
+    ideal = IdealTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
+    modes = [Mode("digital (float)", copy.deepcopy(model), "digital"),
+             Mode("ideal-quantized crossbar", convert_to_crossbar(model, cfg, ideal), "ideal")]
+    modes += [Mode(label, convert_to_crossbar(model, cfg, mvm), "surrogate") for label, (mvm, _) in surrogates.items()]
+    modes.append(Mode("exact (nodal transfer matrix)", convert_to_crossbar(model, cfg, exact), "exact"))
+    if sigma > 0:
+        noisy = cfg.replace(read_noise_sigma=sigma)
+        modes.append(Mode(f"ideal-quantized + read noise {sigma:g}", convert_to_crossbar(model, noisy, ideal),
+                          "noisy", accuracy=False))
+        modes += [Mode(f"{label} + read noise {sigma:g}", convert_to_crossbar(model, noisy, mvm), "noisy",
+                       accuracy=False) for label, (mvm, _) in surrogates.items()]
+    return modes
+
+
+def tile_counts(model: nn.Module) -> dict[str, int]:
+    """Physical tiles per crossbar layer of a converted model."""
+    return {name: layer.tile_count() for name, layer in crossbar_layers(model).items()}
+
+
+# ----------------------------------------------------------------------------- timing
+def timing_batches(data: DatasetSplit, batch_size: int, n: int) -> list[torch.Tensor]:
+    """`n` batches of `batch_size` test images (the test split repeated when it is smaller)."""
+    x = data.test.tensors[0]
+    idx = torch.arange(n * batch_size) % len(x)
+    return list(x[idx].split(batch_size))
+
+
+@torch.no_grad()
+def _timed_forward(model: nn.Module, x: torch.Tensor) -> float:
+    t0 = time.perf_counter()
+    model(x)
+    return time.perf_counter() - t0
+
+
+def time_modes(modes: list[Mode], batches: list[torch.Tensor], rounds: int, progress: bool) -> None:
+    """First forward (programming and bind included) and one more warm-up per mode, then `rounds` rounds in
+    which every mode runs all `batches` in turn (modes interleaved); fills `first_forward_s` and `batch_s`
+    (seconds per batch, one value per round)."""
+    for mode in modes:
+        mode.model.eval()
+        mode.first_forward_s = _timed_forward(mode.model, batches[0])
+        _timed_forward(mode.model, batches[-1])
+        logger.info("%s: first forward %.3f s", mode.label, mode.first_forward_s)
+    for _ in tqdm(range(rounds), desc="timing rounds", disable=not progress):
+        for mode in modes:
+            mode.batch_s.append(sum(_timed_forward(mode.model, x) for x in batches) / len(batches))
+
+
+def throughput(modes: list[Mode], batch_size: int) -> dict[str, dict[str, Any]]:
+    """Per mode: first-forward s, median steady s/batch, images/s, time ratios vs ideal-quantized and digital."""
+    med = {m.label: statistics.median(m.batch_s) for m in modes}
+    t_ideal = next(med[m.label] for m in modes if m.kind == "ideal")
+    t_digital = next(med[m.label] for m in modes if m.kind == "digital")
+    return {m.label: {"kind": m.kind, "first_forward_s": m.first_forward_s, "batch_s_median": med[m.label],
+                      "batch_s_samples": m.batch_s, "images_per_s": batch_size / med[m.label],
+                      "first_forward_images_per_s": batch_size / m.first_forward_s,
+                      "time_x_ideal": med[m.label] / t_ideal, "time_x_digital": med[m.label] / t_digital}
+            for m in modes}
+
+
+# ----------------------------------------------------------------------------- accuracy
+def calibration_loader(data: DatasetSplit, n: int, seed: int, batch_size: int = 64) -> DataLoader:
+    """Seeded subset of `n` training images for BN adaptation."""
+    idx = np.sort(np.random.default_rng(seed).permutation(len(data.train))[: min(n, len(data.train))])
+    return make_loader(Subset(data.train, idx.tolist()), batch_size, shuffle=True, seed=seed)
+
+
+def accuracies(modes: list[Mode], data: DatasetSplit, n_calib: int, batch_size: int, seed: int
+               ) -> dict[str, dict[str, float]]:
+    """Test accuracy (fraction) of each accuracy mode without mitigation and after BN adaptation (in place)."""
+    test = make_loader(data.test, batch_size)
+    out = {}
+    for mode in (m for m in modes if m.accuracy):
+        none = evaluate(mode.model, test, DEVICE)
+        bn_adapt(mode.model, calibration_loader(data, n_calib, seed), device=DEVICE)
+        out[mode.label] = {"none": none, "bn_adapt": evaluate(mode.model, test, DEVICE)}
+        logger.info("%s: accuracy %.4f, after BN adaptation %.4f", mode.label, none, out[mode.label]["bn_adapt"])
+    return out
+
+
+def gaps(acc: dict[str, dict[str, float]], surrogate_labels: list[str], exact_label: str) -> dict[str, dict[str, float]]:
+    """|surrogate - exact| accuracy in percentage points, per surrogate and method."""
+    return {label: {k: 100.0 * abs(acc[label][k] - acc[exact_label][k]) for k in ("none", "bn_adapt")}
+            for label in surrogate_labels}
+
+
+# ----------------------------------------------------------------------------- report
+def throughput_table(tp: dict[str, dict[str, Any]], batch_size: int) -> str:
+    lines = [f"| mode (batch {batch_size}) | images/s | time x ideal-quantized | time x digital | "
+             "first forward s (bind incl.) | first-forward images/s |",
+             "|---|---|---|---|---|---|"]
+    for label, r in tp.items():
+        lines.append(f"| {label} | {r['images_per_s']:.0f} | {r['time_x_ideal']:.2f}x | {r['time_x_digital']:.1f}x | "
+                     f"{r['first_forward_s']:.2f} | {r['first_forward_images_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def accuracy_table(acc: dict[str, dict[str, float]], gap: dict[str, dict[str, float]], n_test: int,
+                   n_calib: int) -> str:
+    lines = [f"| tile model ({n_test} test images) | no mitigation | BN adapt ({n_calib} images) |", "|---|---|---|"]
+    for label, r in acc.items():
+        lines.append(f"| {label} | {100 * r['none']:.1f}% | {100 * r['bn_adapt']:.1f}% |")
+    for label, g in gap.items():
+        lines.append(f"| gap \\|{label} - exact\\| | {g['none']:.1f} pts | {g['bn_adapt']:.1f} pts |")
+    return "\n".join(lines)
+
+
+def targets(tp: dict[str, dict[str, Any]], gap: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Each surrogate against the two issue targets."""
+    return {label: {"time_x_ideal": tp[label]["time_x_ideal"],
+                    "time_target_met": tp[label]["time_x_ideal"] <= SURROGATE_TIME_TARGET,
+                    "max_gap_points": max(g.values()),
+                    "accuracy_target_met": max(g.values()) <= ACCURACY_GAP_TARGET_POINTS}
+            for label, g in gap.items()}
+
+
+def target_lines(tg: dict[str, dict[str, Any]]) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = []
+    for label, t in tg.items():
+        lines.append(f"- {label}: {t['time_x_ideal']:.2f}x the ideal-quantized time (target <= "
+                     f"{SURROGATE_TIME_TARGET:g}x: {verdict(t['time_target_met'])}); accuracy gap to exact <= "
+                     f"{t['max_gap_points']:.1f} points (target <= {ACCURACY_GAP_TARGET_POINTS:g}: "
+                     f"{verdict(t['accuracy_target_met'])})")
+    return lines
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Atomic write (temp name, then rename)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, out)
+
+
+# ----------------------------------------------------------------------------- main
+def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole bench; prints the tables through `say` and returns every figure."""
+    torch.set_num_threads(args.threads)
+    env = environment(args.threads)
+    spec = spec_from_config(args.circuit_name, json.loads(args.circuit))
+    surrogates = load_surrogates(args.surrogate, spec)
+    model, data, model_info = prepare_model(args)
+    stats = SolveStats()
+    modes = build_modes(model, spec, surrogates, exact_tile_model(spec, stats, not args.no_progress),
+                        args.read_noise_sigma, args.seed)
+    exact_label = next(m.label for m in modes if m.kind == "exact")
+
+    batches = timing_batches(data, args.batch_size, args.batches_per_round)
+    time_modes(modes, batches, args.rounds, not args.no_progress)
+    tiles_per_bind = stats.tiles
+    tp = throughput(modes, args.batch_size)
+    acc = accuracies(modes, data, args.calibration_samples, args.batch_size, args.seed)
+    gap = gaps(acc, list(surrogates), exact_label)
+    tg = targets(tp, gap)
+    env["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    tiles = tile_counts(modes[1].model)
+    say(f"{args.circuit_name} {spec.rows}x{spec.cols}; model {model_info['architecture']} "
+        f"({model_info['source']}); {sum(tiles.values())} tiles {tiles}; torch {env['torch']}, "
+        f"{args.threads} thread(s) of {env['cpu_count']} cores, load {env['load_avg_1min_start']:.1f} -> "
+        f"{env['load_avg_1min_end']:.1f}; median of {args.rounds} rounds x {args.batches_per_round} batch(es)")
+    say(throughput_table(tp, args.batch_size))
+    say(f"exact bind: {tiles_per_bind} nodal solves, {stats.seconds / max(tiles_per_bind, 1):.2f} s per tile; "
+        "with read noise on, exact mode pays this bind every forward")
+    say(accuracy_table(acc, gap, len(data.test), min(args.calibration_samples, len(data.train))))
+    say("\n".join(target_lines(tg)))
+    result = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "environment": env,
+              "circuit": {"name": args.circuit_name, "rows": spec.rows, "cols": spec.cols,
+                          "r_driver_ohm": spec.r_driver_ohm, "r_sense_ohm": spec.r_sense_ohm,
+                          "r_wire_row_ohm": spec.r_wire_row_ohm, "r_wire_col_ohm": spec.r_wire_col_ohm},
+              "model": model_info, "crossbar_config": CrossbarConfig(seed=args.seed).to_dict(), "tiles": tiles,
+              "surrogates": {label: info for label, (_, info) in surrogates.items()},
+              "exact_bind": {"tiles": tiles_per_bind, "seconds": stats.seconds,
+                             "seconds_per_tile": stats.seconds / max(tiles_per_bind, 1)},
+              "throughput": tp, "accuracy": acc, "n_test": len(data.test), "accuracy_gap_points": gap,
+              "targets": tg}
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
