@@ -7,6 +7,7 @@ they can be compared with ngspice and with the neural surrogates sample by sampl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,19 +26,20 @@ def ideal_a(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray
     return np.einsum("nr,nrc->nc", v_v, g_s[g_index])
 
 
-def _per_matrix(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray, fn) -> np.ndarray:
-    first = None
-    out = None
+def _per_matrix(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray,
+                fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``fn(g [rows, cols], v [n_k, rows]) -> [n_k, ...]`` matrix by matrix; rows in sample order."""
+    parts, order = [], []
     for k in range(len(g_s)):
         idx = np.flatnonzero(g_index == k)
-        if len(idx) == 0:
-            continue
-        part = fn(g_s[k], v_v[idx])
-        if out is None:
-            first = part
-            out = np.empty((len(v_v),) + first.shape[1:])
-        out[idx] = part
-    return out if out is not None else np.empty((0,))
+        if len(idx):
+            parts.append(fn(g_s[k], v_v[idx]))
+            order.append(idx)
+    if not parts:
+        raise ValueError("no samples to evaluate")
+    out = np.empty((len(v_v),) + parts[0].shape[1:])
+    out[np.concatenate(order)] = np.concatenate(parts)
+    return out
 
 
 def analytic_a(tile: TileSpec, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:

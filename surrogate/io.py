@@ -125,6 +125,14 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
         model = from_architecture(meta["architecture"])
         with open_checked(path, KIND, FORMAT_VERSION) as f:
             state = {name: torch.as_tensor(np.asarray(ds[()])) for name, ds in f["weights"].items()}
+        expected = model.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"/weights is missing {missing} and has unexpected {unexpected}")
+        for name, tensor in state.items():
+            if tensor.shape != expected[name].shape:
+                raise ValueError(f"/weights/{name} has shape {tuple(tensor.shape)}, the architecture needs "
+                                 f"{tuple(expected[name].shape)}")
         model.load_state_dict(state, strict=True)
         model.spec = CircuitSpec.from_json(meta["circuit_spec"])
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:

@@ -28,6 +28,7 @@ work in normalized units (:mod:`surrogate.physics`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -40,6 +41,8 @@ from torch import nn
 from spice.circuit import CircuitSpec
 from surrogate.data import Split
 from surrogate.physics import TileSpec, lumped_currents, lumped_transfer, wire_drop
+
+log = logging.getLogger(__name__)
 
 Folded = tuple[torch.Tensor, ...]
 DESIGNS = ("mlp", "transfer")
@@ -91,8 +94,8 @@ class SurrogateMVM(nn.Module):
     def hyperparameters(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def fit_normalization(self, train: Split) -> None:
-        """Fit normalization statistics on the training split (before training)."""
+    def init_from_data(self, train: Split) -> None:
+        """Fit normalization statistics and data-driven starting values on the training split."""
         raise NotImplementedError
 
     def normalization(self) -> dict[str, Any]:
@@ -198,7 +201,7 @@ class GeniexMLP(SurrogateMVM):
         h = torch.relu(self.first(torch.cat([x_g, self._scale_v(v_v)], -1)))
         return self._head(h, v_v, g_s / self.tile.g_max_s)
 
-    def fit_normalization(self, train: Split) -> None:
+    def init_from_data(self, train: Split) -> None:
         """Start the ratio head at the least-squares gain of every column on the training data."""
         num = np.sum(train.i_a * train.i_ideal_a, axis=0)
         den = np.sum(train.i_ideal_a ** 2, axis=0)
@@ -306,6 +309,22 @@ class TransferNet(SurrogateMVM):
         b = p1[..., c:2 * c] + p2[..., c:]
         return self._combine(lin, a, b, p1[..., 2 * c:], col[..., 0:1, :], col[..., 1:2, :])
 
+    def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """As :meth:`SurrogateMVM.bind`; with ``v_order=1`` the bound function is one batched matmul
+        ``v_v @ T_eff`` with ``T_eff`` in A/V (exactly the cost of the ideal model)."""
+        if self.v_order != 1:
+            return super().bind(g_s)
+        self._check(g_s)
+        t_a = self.fold(g_s.to(self.param_dtype))[0] * self.tile.g_max_s  # A/V
+        n_tiles = g_s.shape[0]
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            if v_v.ndim != 3 or v_v.shape[0] != n_tiles or v_v.shape[2] != self.rows:
+                raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_tiles}, B, {self.rows}]")
+            return torch.matmul(v_v.to(t_a.dtype), t_a).to(v_v.dtype)
+
+        return mvm
+
     def _combine(self, lin: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                  c2: torch.Tensor, c3: torch.Tensor) -> torch.Tensor:
         """i = lin + a + l*b + l^2*(c + c2/rows) + l^3*c3/rows with l = lin * lin_scale ~ 1.
@@ -333,8 +352,10 @@ class TransferNet(SurrogateMVM):
         c = v_n @ m[4] / self.rows
         return self._combine(lin, a, b, c, m[5].sum(-2, keepdim=True), m[6].sum(-2, keepdim=True))
 
-    def fit_normalization(self, train: Split) -> None:
-        """StandardScaler of the per-cell features over the training conductance matrices."""
+    def init_from_data(self, train: Split) -> None:
+        """StandardScaler of the per-cell features over the training matrices, the RMS training current
+        (``lin_scale``), and the effective driver and sense resistances of the physics prior."""
+        self._calibrate_prior(train)
         with torch.no_grad():
             g_n = torch.as_tensor(train.g_s / self.tile.g_max_s, dtype=torch.float64)
             feats = self._raw_features(g_n)[0].reshape(-1, len(self.FEATURES)).numpy()
@@ -344,6 +365,37 @@ class TransferNet(SurrogateMVM):
         self.feature_std.copy_(torch.as_tensor(std, dtype=self.feature_std.dtype))
         rms = float(np.sqrt(np.mean((train.i_a / self.full_scale_a) ** 2)))
         self.lin_scale.fill_(1.0 / rms if rms > 0 else 1.0)
+
+    @torch.no_grad()
+    def _calibrate_prior(self, train: Split, max_matrices: int = 8, max_samples: int = 2048) -> None:
+        """Pick the effective driver and sense resistances that fit (part of) the training data best.
+
+        A grid of 10^k multiples of the spec's values: a custom driver or sense subcircuit (e.g. a
+        TIA whose ``r`` is a feedback resistor but whose input is a virtual ground) can be far
+        from the series resistor the spec names, further than gradient steps on a log scale travel.
+        """
+        t = self.tile
+        g_on = t.g_max_s
+        pick = np.flatnonzero(train.g_index < max_matrices)[:max_samples]
+        g_n = torch.as_tensor(train.g_s[:max_matrices] / g_on, dtype=torch.float64)
+        rho, kappa = wire_drop(g_n, t.r_wire_row_ohm * g_on, t.r_wire_col_ohm * g_on)
+        g_eff = (g_n / (1.0 + rho + kappa))[torch.as_tensor(train.g_index[pick])]
+        v_n = torch.as_tensor(train.v_v[pick] / t.v_max_v, dtype=torch.float64).unsqueeze(1)
+        target = torch.as_tensor(train.i_a[pick] / t.full_scale_a, dtype=torch.float64)
+        factors = 10.0 ** np.array([-6, -4, -3, -2, -1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1])
+        candidates = {key: max(getattr(t, key), R_MIN_OHM) * factors for key in ("r_driver_ohm", "r_sense_ohm")}
+        best = (float("inf"), 0.0, 0.0)
+        for r_d in candidates["r_driver_ohm"]:
+            for r_s in candidates["r_sense_ohm"]:
+                t_n = lumped_transfer(g_eff, 1.0 / (r_d * g_on), 1.0 / (r_s * g_on))
+                err = float(((v_n @ t_n)[:, 0] / t.rows - target).square().mean())
+                if err < best[0]:
+                    best = (err, r_d, r_s)
+        _, r_d, r_s = best
+        self.log_g_driver_n.fill_(-math.log(r_d * g_on))
+        self.log_g_sense_n.fill_(-math.log(r_s * g_on))
+        log.info("physics prior: effective R_driver %.3g ohm, R_sense %.3g ohm (spec %.3g, %.3g); rms %.2e of full "
+                 "scale on %d training samples", r_d, r_s, t.r_driver_ohm, t.r_sense_ohm, math.sqrt(best[0]), len(pick))
 
     def normalization(self) -> dict[str, Any]:
         return {

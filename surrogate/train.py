@@ -41,7 +41,7 @@ class TrainParams:
     """mlp: width of the hidden ReLU layer (GENIEx: 500)."""
     cell_hidden: int = 32
     """transfer: width of the per-cell correction network."""
-    v_order: Any = "auto"
+    v_order: int | str = "auto"
     """transfer: 1 (i linear in v), 3 (adds v^2, v^3 terms) or 'auto' (1 when every matrix of the
     dataset passed ngspice's linearity check, else 3)."""
     epochs: int = 200
@@ -55,7 +55,9 @@ class TrainParams:
     None = the design's default (mlp 1e-3: without it the G half of the first layer overfits the
     few training matrices; transfer 0)."""
     patience: int = 20
-    """Stop after this many epochs without a better validation loss (best weights are kept)."""
+    """Stop after this many epochs without a better validation loss (best weights are kept); never in
+    the first half of the cosine learning-rate schedule, whose large early steps may not beat a good
+    physics prior at first."""
     seed: int = 0
     """Seeds the split, the initialization and the batch order (training is deterministic on CPU)."""
     val_fraction: float = 0.15
@@ -180,7 +182,7 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
     torch.manual_seed(params.seed)
     gen = torch.Generator().manual_seed(params.seed)
     model = make_model(params, tile, splits.all_linear)
-    model.fit_normalization(splits.train)
+    model.init_from_data(splits.train)
     train_t = _Tensors(splits.train, tile.full_scale_a)
     val_t = _Tensors(splits.val, tile.full_scale_a)
     decay = [p for name, p in model.named_parameters() if name.endswith("weight")]
@@ -212,7 +214,7 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
         if val < best_val * (1.0 - 1e-4):
             best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
         bar.set_postfix(train=f"{np.sqrt(sq / max(count, 1)):.2e}", val=f"{val:.2e}", best=f"{best_val:.2e}")
-        if epoch - best_epoch >= params.patience:
+        if epoch >= params.epochs // 2 and epoch - best_epoch >= params.patience:
             log.info("early stop at epoch %d (best epoch %d)", epoch, best_epoch)
             break
     bar.close()

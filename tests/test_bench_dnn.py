@@ -1,0 +1,86 @@
+"""Smoke test of bench/dnn.py at tiny sizes: a 16x16 circuit, a surrogate file written here, a tiny model.
+
+No wall-clock time is asserted; the test checks that every mode runs, the figures are consistent with
+each other, and the exact mode's nodal solves are done once per tile (the bound MVM is reused).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from spice.circuit import spec_from_config
+from surrogate.io import save_surrogate
+from surrogate.models import build_model as build_surrogate
+from surrogate.physics import TileSpec
+from tests.conftest import REPO
+
+CIRCUIT = {"preset": "paper1_64_w5", "rows": 16, "cols": 16}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """bench/dnn.py imported as a module (it is a script, not a package)."""
+    saved_path = list(sys.path)
+    spec = importlib.util.spec_from_file_location("bench_dnn", REPO / "bench" / "dnn.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_dnn"] = module  # dataclasses look their module up while the script executes
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved_path  # the script drops its own folder from sys.path at import
+    yield module
+    sys.modules.pop("bench_dnn", None)
+
+
+@pytest.fixture
+def surrogate_file(tmp_path):
+    """An untrained transfer-design surrogate (its physics prior) for the 16x16 circuit, as a real file."""
+    spec = spec_from_config("tiny16", CIRCUIT)
+    model = build_surrogate("transfer", TileSpec.from_circuit(spec), cell_hidden=4)
+    path = tmp_path / "tiny16.h5"
+    save_surrogate(path, model, spec, train_params={}, history={}, data_sha256="", data_path="", split={})
+    return path
+
+
+def test_bench_runs_every_mode_and_reports_consistent_figures(bench, surrogate_file, tmp_path):
+    before = torch.get_num_threads()
+    out = tmp_path / "bench.json"
+    lines: list[str] = []
+    args = bench.parse_args([
+        "--quick", "--no-progress", "--json", str(out), "--surrogate", str(surrogate_file),
+        "--circuit-name", "tiny16", "--circuit", json.dumps(CIRCUIT), "--threads", "1", "--width", "0.125",
+        "--n-train", "64", "--epochs", "1", "--n-test", "24", "--batch-size", "8", "--calibration-samples", "16",
+        "--read-noise-sigma", "0.1",
+    ])
+    try:
+        result = bench.run(args, say=lines.append)
+    finally:
+        torch.set_num_threads(before)
+
+    assert json.loads(out.read_text())["targets"] == json.loads(json.dumps(result["targets"]))
+    tp = result["throughput"]
+    kinds = sorted(r["kind"] for r in tp.values())
+    assert kinds == ["digital", "exact", "ideal", "noisy", "noisy", "surrogate"]
+    for r in tp.values():
+        assert r["images_per_s"] == pytest.approx(8 / r["batch_s_median"])
+        assert len(r["batch_s_samples"]) == 2 and r["first_forward_s"] > 0
+    ideal = next(r for r in tp.values() if r["kind"] == "ideal")
+    assert ideal["time_x_ideal"] == pytest.approx(1.0)
+
+    n_tiles = sum(result["tiles"].values())
+    assert n_tiles == 4 + 12 + 20  # conv 1->4 (9 rows), 4->8 (36 rows), 8->8 (72 rows): x2 slices x2 polarities
+    assert result["exact_bind"]["nodal_solves"] == n_tiles  # bound once, reused by timing, BN adapt and eval
+
+    acc = result["accuracy"]
+    assert set(acc) == {label for label, r in tp.items() if r["kind"] != "noisy"}
+    assert all(0.0 <= a <= 1.0 for r in acc.values() for a in r.values())
+    (label, gap), = result["accuracy_gap_points"].items()
+    exact = next(lbl for lbl, r in tp.items() if r["kind"] == "exact")
+    assert gap["bn_adapt"] == pytest.approx(100 * abs(acc[label]["bn_adapt"] - acc[exact]["bn_adapt"]))
+    assert result["targets"][label]["time_target_met"] == (tp[label]["time_x_ideal"] <= 3.0)
+    assert any(label in line for line in lines) and any("| mode (batch 8)" in line for line in lines)
