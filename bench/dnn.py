@@ -6,6 +6,7 @@ Usage::
     python bench/dnn.py --model results/models/mnist_bncnn.pt --surrogate results/surrogate/paper1_64.h5
     python bench/dnn.py --quick                          # smoke run: batch 64, smaller model (~1-2 min)
     python bench/dnn.py --json bench/dnn.json            # also write every figure
+    python bench/dnn.py --no-timing --crossbar-json '{"adc_bits": 0}'   # accuracy gap without the ADC
 
 What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU):
 
@@ -25,7 +26,10 @@ What is measured (all in one process, one run, with a fixed ``torch.set_num_thre
 - Accuracy (noise-free, parasitics only): test accuracy of the converted model with each tile
   model, without mitigation and after BN adaptation (``dnn.mitigation.bn_adapt`` on a seeded subset
   of ``--calibration-samples`` training images); the gap |surrogate - exact| in points is the
-  surrogate's DNN-level error against exact linear-array physics.
+  surrogate's DNN-level error against exact linear-array physics. ``--crossbar-json`` overrides
+  the CrossbarConfig of every crossbar mode (e.g. ``{"adc_bits": 0}``: on the Paper-1 preset the
+  1 kOhm driver/sense shrink the column currents to ~20% of the fixed ADC range, which by itself
+  takes exact physics to near chance, so the gap is best read with and without the ADC).
 
 Targets (issues): surrogate crossbar <= 3x the ideal-quantized time on CPU; surrogate accuracy
 within 1 point of exact mode. Both are printed as met / not met; nothing is asserted.
@@ -113,7 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=None, help="training images when training the default model")
     p.add_argument("--width", type=float, default=None, help="bn_cnn width when training the default model")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate when training the default model")
-    p.add_argument("--seed", type=int, default=0, help="data split, training and calibration seed")
+    p.add_argument("--crossbar-json", default="",
+                   help='CrossbarConfig overrides for every crossbar mode, e.g. \'{"adc_bits": 0}\' (default: none)')
+    p.add_argument("--no-timing", action="store_true", help="accuracy only (skip the throughput measurement)")
+    p.add_argument("--seed", type=int, default=0, help="data split, training, calibration and noise seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():  # flags given explicitly win
@@ -208,10 +215,16 @@ class Mode:
     batch_s: list[float] = field(default_factory=list)
 
 
+def crossbar_config(args: argparse.Namespace) -> CrossbarConfig:
+    """Default CrossbarConfig (8-bit weights as 2x4-bit cells, 8-bit DAC/ADC, conv layers analog) with the
+    --seed and the --crossbar-json overrides."""
+    overrides = json.loads(args.crossbar_json) if args.crossbar_json else {}
+    return CrossbarConfig(seed=args.seed).replace(**overrides)
+
+
 def build_modes(model: nn.Module, spec: CircuitSpec, surrogates: dict[str, tuple[TileMVM, dict[str, Any]]],
-                exact: TileMVM, sigma: float, seed: int) -> list[Mode]:
-    """Every mode of the bench, each an independent converted copy of `model`."""
-    cfg = CrossbarConfig(seed=seed)
+                exact: TileMVM, sigma: float, cfg: CrossbarConfig) -> list[Mode]:
+    """Every mode of the bench, each an independent converted copy of `model` (noise-free modes use `cfg`)."""
     ideal = IdealTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     modes = [Mode("digital (float)", copy.deepcopy(model), "digital"),
              Mode("ideal-quantized crossbar", convert_to_crossbar(model, cfg, ideal), "ideal")]
@@ -266,7 +279,8 @@ def throughput(modes: list[Mode], batch_size: int) -> dict[str, dict[str, Any]]:
     t_ideal = next(med[m.label] for m in modes if m.kind == "ideal")
     t_digital = next(med[m.label] for m in modes if m.kind == "digital")
     return {m.label: {"kind": m.kind, "first_forward_s": m.first_forward_s, "batch_s_median": med[m.label],
-                      "batch_s_samples": m.batch_s, "images_per_s": batch_size / med[m.label],
+                      "batch_s_samples": m.batch_s, "batch_s_min": min(m.batch_s), "batch_s_max": max(m.batch_s),
+                      "images_per_s": batch_size / med[m.label],
                       "first_forward_images_per_s": batch_size / m.first_forward_s,
                       "time_x_ideal": med[m.label] / t_ideal, "time_x_digital": med[m.label] / t_digital}
             for m in modes}
@@ -300,11 +314,12 @@ def gaps(acc: dict[str, dict[str, float]], surrogate_labels: list[str], exact_la
 
 # ----------------------------------------------------------------------------- report
 def throughput_table(tp: dict[str, dict[str, Any]], batch_size: int) -> str:
-    lines = [f"| mode (batch {batch_size}) | images/s | time x ideal-quantized | time x digital | "
-             "first forward s (bind incl.) | first-forward images/s |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| mode (batch {batch_size}) | images/s | s/batch median [min-max] | time x ideal-quantized | "
+             "time x digital | first forward s (bind incl.) | first-forward images/s |",
+             "|---|---|---|---|---|---|---|"]
     for label, r in tp.items():
-        lines.append(f"| {label} | {r['images_per_s']:.0f} | {r['time_x_ideal']:.2f}x | {r['time_x_digital']:.1f}x | "
+        lines.append(f"| {label} | {r['images_per_s']:.0f} | {r['batch_s_median']:.2f} [{r['batch_s_min']:.2f}-"
+                     f"{r['batch_s_max']:.2f}] | {r['time_x_ideal']:.2f}x | {r['time_x_digital']:.1f}x | "
                      f"{r['first_forward_s']:.2f} | {r['first_forward_images_per_s']:.1f} |")
     return "\n".join(lines)
 
@@ -320,9 +335,9 @@ def accuracy_table(acc: dict[str, dict[str, float]], gap: dict[str, dict[str, fl
 
 
 def targets(tp: dict[str, dict[str, Any]], gap: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Each surrogate against the two issue targets."""
-    return {label: {"time_x_ideal": tp[label]["time_x_ideal"],
-                    "time_target_met": tp[label]["time_x_ideal"] <= SURROGATE_TIME_TARGET,
+    """Each surrogate against the two issue targets (time fields None without timing)."""
+    return {label: {"time_x_ideal": tp[label]["time_x_ideal"] if tp else None,
+                    "time_target_met": tp[label]["time_x_ideal"] <= SURROGATE_TIME_TARGET if tp else None,
                     "max_gap_points": max(g.values()),
                     "accuracy_target_met": max(g.values()) <= ACCURACY_GAP_TARGET_POINTS}
             for label, g in gap.items()}
@@ -334,10 +349,11 @@ def target_lines(tg: dict[str, dict[str, Any]]) -> list[str]:
 
     lines = []
     for label, t in tg.items():
-        lines.append(f"- {label}: {t['time_x_ideal']:.2f}x the ideal-quantized time (target <= "
-                     f"{SURROGATE_TIME_TARGET:g}x: {verdict(t['time_target_met'])}); accuracy gap to exact <= "
-                     f"{t['max_gap_points']:.1f} points (target <= {ACCURACY_GAP_TARGET_POINTS:g}: "
-                     f"{verdict(t['accuracy_target_met'])})")
+        time_part = ("not timed" if t["time_x_ideal"] is None else
+                     f"{t['time_x_ideal']:.2f}x the ideal-quantized time (target <= {SURROGATE_TIME_TARGET:g}x: "
+                     f"{verdict(t['time_target_met'])})")
+        lines.append(f"- {label}: {time_part}; accuracy gap to exact <= {t['max_gap_points']:.1f} points "
+                     f"(target <= {ACCURACY_GAP_TARGET_POINTS:g}: {verdict(t['accuracy_target_met'])})")
     return lines
 
 
@@ -351,33 +367,48 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+def header(args: argparse.Namespace, spec: CircuitSpec, model_info: dict[str, Any], tiles: dict[str, int],
+           cfg: CrossbarConfig, env: dict[str, Any]) -> str:
+    """One line saying what ran where."""
+    overrides = f"; crossbar overrides {args.crossbar_json}" if args.crossbar_json else ""
+    timing = ("no timing" if args.no_timing else
+              f"median of {args.rounds} rounds x {args.batches_per_round} batch(es) of {args.batch_size}")
+    return (f"{args.circuit_name} {spec.rows}x{spec.cols}; model {model_info['architecture']} ({model_info['source']}); "
+            f"{sum(tiles.values())} tiles {tiles}; {cfg.weight_bits}-bit weights as {cfg.bits_per_cell}-bit cells, "
+            f"DAC {cfg.input_bits} / ADC {cfg.adc_bits} bits{overrides}; torch {env['torch']}, {args.threads} "
+            f"thread(s) of {env['cpu_count']} cores, load {env['load_avg_1min_start']:.1f} -> "
+            f"{env['load_avg_1min_end']:.1f}; {timing}")
+
+
 def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole bench; prints the tables through `say` and returns every figure."""
     torch.set_num_threads(args.threads)
     env = environment(args.threads)
     spec = spec_from_config(args.circuit_name, json.loads(args.circuit))
+    cfg = crossbar_config(args)
     surrogates = load_surrogates(args.surrogate, spec)
     model, data, model_info = prepare_model(args)
     stats = SolveStats()
     modes = build_modes(model, spec, surrogates, exact_tile_model(spec, stats, not args.no_progress),
-                        args.read_noise_sigma, args.seed)
-    exact_label = next(m.label for m in modes if m.kind == "exact")
+                        args.read_noise_sigma, cfg)
+    if args.no_timing:
+        modes = [m for m in modes if m.accuracy]
+    tiles = tile_counts(modes[1].model)
 
-    batches = timing_batches(data, args.batch_size, args.batches_per_round)
-    time_modes(modes, batches, args.rounds, not args.no_progress)
-    tp = throughput(modes, args.batch_size)
+    tp: dict[str, dict[str, Any]] = {}
+    if not args.no_timing:
+        time_modes(modes, timing_batches(data, args.batch_size, args.batches_per_round), args.rounds,
+                   not args.no_progress)
+        tp = throughput(modes, args.batch_size)
     acc = accuracies(modes, data, args.calibration_samples, args.batch_size, args.seed)
     n_solves = stats.tiles  # equals the tile count when the bound exact MVM was reused by every later forward
-    gap = gaps(acc, list(surrogates), exact_label)
+    gap = gaps(acc, list(surrogates), next(m.label for m in modes if m.kind == "exact"))
     tg = targets(tp, gap)
     env["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    tiles = tile_counts(modes[1].model)
-    say(f"{args.circuit_name} {spec.rows}x{spec.cols}; model {model_info['architecture']} "
-        f"({model_info['source']}); {sum(tiles.values())} tiles {tiles}; torch {env['torch']}, "
-        f"{args.threads} thread(s) of {env['cpu_count']} cores, load {env['load_avg_1min_start']:.1f} -> "
-        f"{env['load_avg_1min_end']:.1f}; median of {args.rounds} rounds x {args.batches_per_round} batch(es)")
-    say(throughput_table(tp, args.batch_size))
+    say(header(args, spec, model_info, tiles, cfg, env))
+    if tp:
+        say(throughput_table(tp, args.batch_size))
     say(f"exact bind: {n_solves} nodal solves in the whole run, {stats.seconds / max(n_solves, 1):.2f} s per "
         "tile; with read noise on, exact mode would pay this bind every forward")
     say(accuracy_table(acc, gap, len(data.test), min(args.calibration_samples, len(data.train))))
@@ -390,7 +421,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
               "circuit": {"name": args.circuit_name, "rows": spec.rows, "cols": spec.cols,
                           "r_driver_ohm": spec.r_driver_ohm, "r_sense_ohm": spec.r_sense_ohm,
                           "r_wire_row_ohm": spec.r_wire_row_ohm, "r_wire_col_ohm": spec.r_wire_col_ohm},
-              "model": model_info, "crossbar_config": CrossbarConfig(seed=args.seed).to_dict(), "tiles": tiles,
+              "model": model_info, "crossbar_config": cfg.to_dict(), "tiles": tiles,
               "surrogates": {label: info for label, (_, info) in surrogates.items()},
               "exact_bind": {"nodal_solves": n_solves, "seconds": stats.seconds,
                              "seconds_per_tile": stats.seconds / max(n_solves, 1)},

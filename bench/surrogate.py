@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/surrogate.py                 # Paper-1 64x64 (paper1_64_w5), a few minutes on 2 cores
+    python bench/surrogate.py                 # Paper-1 64x64 (paper1_64_w5), ~5 minutes on 2 cores
     python bench/surrogate.py --quick         # 32x32 variant, fewer samples and epochs, <= 60 s
     python bench/surrogate.py --json bench/surrogate.json
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         entry.update(rows=32, cols=32)
     spec = spec_from_config("paper1_64_w5" if not args.quick else "paper1_32_w5", entry, base_dir=REPO)
-    n_g, n_v = (12, 64) if args.quick else (32, 96)
+    n_g, n_v = (12, 64) if args.quick else (24, 96)
     t0 = time.perf_counter()
     ds = make_dataset(spec, n_g, n_v, seed=1)
     sim_s = time.perf_counter() - t0
@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataset: {spec.name} {spec.rows}x{spec.cols}, {n_g} G x {n_v} vectors by ngspice in {sim_s:.1f} s "
           f"(train {splits.train.n_matrices} / val {splits.val.n_matrices} / test {splits.test.n_matrices} G)")
 
+    epochs = 40 if args.quick else 100
     designs = {
-        "transfer": TrainParams(design="transfer", epochs=60 if args.quick else 200),
-        "transfer_v3": TrainParams(design="transfer", v_order=3, epochs=60 if args.quick else 200),
-        "mlp": TrainParams(design="mlp", hidden=500, epochs=40 if args.quick else 200),
+        "transfer": TrainParams(design="transfer", epochs=epochs),
+        "transfer_v3": TrainParams(design="transfer", v_order=3, epochs=epochs),
+        "mlp": TrainParams(design="mlp", hidden=500, epochs=epochs),
     }
     models, fid, train_s = {}, {}, {}
     report = None

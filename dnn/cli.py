@@ -221,7 +221,7 @@ def _method_kwargs(ev: dict[str, Any], method: str, ns: argparse.Namespace) -> d
     if method == "adapt_finetune":
         return {"adapt": dict(ev["bn_adapt"]), "finetune": {**ev["bn_finetune"], **train}}
     if method == "retrain":
-        return {**ev["retrain"], **train}
+        return {**ev["retrain"], **train, "adapt": dict(ev["bn_adapt"])}
     return {}
 
 

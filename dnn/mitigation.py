@@ -184,7 +184,8 @@ def apply_method(method: str, model: nn.Module, loader: DataLoader, device: str 
                  seed: int = 0, **kwargs: Any) -> tuple[nn.Module, Cost, int]:
     """Run one mitigation method by name on `model` (in place). Returns (model, cost, number of
     parameters the method trains). kwargs go to the procedure (e.g. n_batches, epochs, lr); for
-    'adapt_finetune' pass `adapt={...}` and `finetune={...}`."""
+    'adapt_finetune' pass `adapt={...}` and `finetune={...}`; 'retrain' ends with a BN adaptation
+    (settings in `adapt={...}`) so the running statistics match the retrained weights."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
     n_bn = sum(p.numel() for p in bn_parameters(model))
@@ -199,7 +200,10 @@ def apply_method(method: str, model: nn.Module, loader: DataLoader, device: str 
             bn_adapt(model, loader, device=device, **kwargs.get("adapt", {}))
             bn_finetune(model, loader, device=device, seed=seed, **kwargs.get("finetune", {}))
         elif method == "retrain":
-            retrain(model, loader, device=device, seed=seed, **kwargs)
+            # Running statistics gathered while every weight moves lag behind the final weights:
+            # re-estimate them for the retrained network (as after any retraining).
+            retrain(model, loader, device=device, seed=seed, **{k: v for k, v in kwargs.items() if k != "adapt"})
+            bn_adapt(model, loader, device=device, **kwargs.get("adapt", {}))
     cost.extra["trained_parameters"] = n_trained
     logger.info("%s: %.2f s, peak memory %.1f MiB (%s), %d trained parameters", method, cost.wall_s,
                 cost.peak_memory_bytes / 2**20, cost.memory_kind, n_trained)

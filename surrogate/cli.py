@@ -29,7 +29,7 @@ from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
-from surrogate.train import TrainParams, TrainParamsError, resolve_v_order, train
+from surrogate.train import TrainParams, TrainParamsError, train
 
 log = logging.getLogger("surrogate")
 
@@ -71,10 +71,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             fid.write_json(report, args.fidelity_json)
         if args.fidelity_png:
             fid.plot(report, preds, splits.test.i_a, args.fidelity_png)
-    resolved = params.to_dict()
-    resolved.update(lr=params.learning_rate, weight_decay=params.l2)
-    if params.design == "transfer":
-        resolved["v_order"] = resolve_v_order(params, splits.all_linear)
+    resolved = params.to_dict()  # with the design defaults that were used filled in
+    resolved.update({key: result.history[key] for key in ("lr", "weight_decay", "v_order")})
     save_surrogate(args.out, result.model, splits.spec, train_params=resolved, history=result.history,
                    data_sha256=splits.sha256, data_path=str(args.data), split=splits.split_json(),
                    fidelity=report)

@@ -55,7 +55,7 @@ def test_bench_runs_every_mode_and_reports_consistent_figures(bench, surrogate_f
         "--quick", "--no-progress", "--json", str(out), "--surrogate", str(surrogate_file),
         "--circuit-name", "tiny16", "--circuit", json.dumps(CIRCUIT), "--threads", "1", "--width", "0.125",
         "--n-train", "64", "--epochs", "1", "--n-test", "24", "--batch-size", "8", "--calibration-samples", "16",
-        "--read-noise-sigma", "0.1",
+        "--read-noise-sigma", "0.1", "--crossbar-json", '{"adc_bits": 6}',
     ])
     try:
         result = bench.run(args, say=lines.append)
@@ -72,6 +72,7 @@ def test_bench_runs_every_mode_and_reports_consistent_figures(bench, surrogate_f
     ideal = next(r for r in tp.values() if r["kind"] == "ideal")
     assert ideal["time_x_ideal"] == pytest.approx(1.0)
 
+    assert result["crossbar_config"]["adc_bits"] == 6 and result["crossbar_config"]["weight_bits"] == 8
     n_tiles = sum(result["tiles"].values())
     assert n_tiles == 4 + 12 + 20  # conv 1->4 (9 rows), 4->8 (36 rows), 8->8 (72 rows): x2 slices x2 polarities
     assert result["exact_bind"]["nodal_solves"] == n_tiles  # bound once, reused by timing, BN adapt and eval
