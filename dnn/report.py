@@ -76,7 +76,13 @@ def markdown_table(rows: list[dict]) -> str:
         if sel:
             cost.append(f"| {m} | {sel[0]['trainable_params']} | {sum(r['wall_s'] for r in sel) / len(sel):.1f} | "
                         f"{sum(r['peak_mem_mb'] for r in sel) / len(sel):.0f} |")
-    return "\n".join(lines + cost) + "\n"
+    pc2 = ["", "PC2 diagnostic (mean over crossbar layers of sqrt(lambda2/lambda1) of the software-vs-crossbar "
+           "output scatter; 0 = a pure gain BN can undo)", "",
+           "| circuit | model | scenario | " + " | ".join(methods) + " |", "|" + "---|" * (3 + len(methods))]
+    for (circuit, model, scenario), g in groups.items():
+        cells = [f"{g[m]['pc2_mean']:.3f}" if m in g and g[m]["pc2_mean"] != "" else "" for m in methods]
+        pc2.append(f"| {circuit} | {model} | {scenario} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + cost + pc2) + "\n"
 
 
 def plot(rows: list[dict], path: str | Path) -> None:
@@ -106,7 +112,7 @@ def plot(rows: list[dict], path: str | Path) -> None:
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"{model} on {circuit}")
-    axes[0, 0].legend(ncol=3, fontsize=8, loc="lower left")
+    axes[-1, 0].legend(ncol=len(methods) + 1, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
