@@ -62,7 +62,9 @@ def spice_shard_inputs(wildcards):
 
 
 def source_model_path(wildcards):
-    source = config["circuits"][wildcards.circuit]["sampling"]["source_model"]
+    """The model whose tiles and activations give the DNN-distribution samples of a circuit:
+    `sampling.source_model` when set, else the first entry of `models`."""
+    source = config["circuits"][wildcards.circuit]["sampling"].get("source_model") or MODELS[0]
     if source not in config["models"]:
         raise ValueError(f"circuits.{wildcards.circuit}.sampling.source_model: unknown model '{source}'; "
                          f"expected one of {MODELS}")
@@ -71,6 +73,13 @@ def source_model_path(wildcards):
 
 def sampling_seed(wildcards):
     return config["circuits"][wildcards.circuit]["sampling"]["seed"]
+
+
+def dnn_sampling_json(wildcards):
+    """A small held-out set drawn from the source model's tiles and activations (fidelity check)."""
+    seed = config["circuits"][wildcards.circuit]["sampling"]["seed"] + 1000
+    return _dumps({"sampler": "from_file", "source_file": tile_bank_path(wildcards.circuit),
+                   "n_conductance": 4, "n_vectors": 256, "seed": seed})
 
 
 def crossbar_json(wildcards):
@@ -117,6 +126,7 @@ def eval_results():
 def all_targets():
     return [
         *expand(f"{RESULTS}/surrogate/{{circuit}}.fidelity.json", circuit=simulated_circuits()),
+        *expand(f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.json", circuit=simulated_circuits()),
         *eval_results(),
         f"{RESULTS}/report/results.md",
         f"{RESULTS}/report/results.csv",

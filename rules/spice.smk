@@ -47,3 +47,21 @@ rule spice_merge:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.merge.tsv"
     shell:
         "{PY} -m spice merge {input} --out {output} > {log} 2>&1 && {PY} -m spice inspect {output} >> {log} 2>&1"
+
+
+rule spice_dnn_samples:
+    input:
+        f"{RESULTS}/spice/{{circuit}}.tiles.npz",
+    output:
+        f"{RESULTS}/spice/{{circuit}}.dnn.h5",
+    params:
+        circuit=circuit_json,
+        sampling=dnn_sampling_json,
+    log:
+        f"{RESULTS}/logs/spice/{{circuit}}.dnn.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spice/{{circuit}}.dnn.tsv"
+    shell:
+        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "--sampling {params.sampling:q} --out {output} --quiet > {log} 2>&1"
+

@@ -17,3 +17,20 @@ rule surrogate_train:
     shell:
         "{PY} -m surrogate train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
         "--fidelity-json {output.fidelity} --fidelity-png {output.plot} > {log} 2>&1"
+
+
+rule surrogate_fidelity_dnn:
+    input:
+        surrogate=f"{RESULTS}/surrogate/{{circuit}}.h5",
+        data=f"{RESULTS}/spice/{{circuit}}.dnn.h5",
+    output:
+        fidelity=f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.json",
+        plot=f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.png",
+    log:
+        f"{RESULTS}/logs/surrogate/{{circuit}}.fidelity_dnn.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/surrogate/{{circuit}}.fidelity_dnn.tsv"
+    shell:
+        "{PY} -m surrogate fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
+        "--json {output.fidelity} --png {output.plot} > {log} 2>&1"
+

@@ -27,7 +27,7 @@ import torch
 from spice.circuit import CircuitError
 from spice.io import DatasetFileError
 from surrogate import fidelity as fid
-from surrogate.data import load_splits
+from surrogate.data import load_splits, load_whole_as_test
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
 from surrogate.train import TrainParams, TrainParamsError, train
 
@@ -82,10 +82,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_fidelity(args: argparse.Namespace) -> None:
     meta = read_metadata(args.surrogate)
     split = meta.get("split") or {}
-    splits = load_splits(args.data, split.get("val_fraction", 0.15), split.get("test_fraction", 0.15),
-                         split.get("seed", 0))
+    if args.whole_file:
+        splits = load_whole_as_test(args.data)
+        if splits.sha256 == meta.get("training_data_sha256"):
+            raise SystemExit(f"--whole-file: {args.data} is the training data of {args.surrogate}; "
+                             "measure on its held-out split instead (drop --whole-file)")
+        args.no_ridge = True  # no training samples in the file to fit the ridge baseline on
+    else:
+        splits = load_splits(args.data, split.get("val_fraction", 0.15), split.get("test_fraction", 0.15),
+                             split.get("seed", 0))
     model = load_surrogate(args.surrogate, expect_spec=splits.spec)
-    if splits.sha256 == meta.get("training_data_sha256"):
+    if args.whole_file:
+        log.info("%s: measuring on all %d samples", args.data, splits.test.n_samples)
+    elif splits.sha256 == meta.get("training_data_sha256"):
         log.info("%s is the training data: measuring on its held-out test matrices", args.data)
     else:
         log.info("%s is not the training data of %s: measuring on its test split (seed %s)", args.data,
@@ -137,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", required=True)
     p.add_argument("--png", default="")
     p.add_argument("--no-ridge", action="store_true", help="skip the ridge baseline")
+    p.add_argument("--whole-file", action="store_true",
+                   help="measure on every sample of --data (a file the surrogate never saw, e.g. "
+                        "DNN-distribution samples); no ridge baseline")
     p.set_defaults(func=cmd_fidelity)
 
     p = sub.add_parser("inspect", help="print a surrogate file's provenance, architecture and fidelity")

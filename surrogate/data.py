@@ -168,3 +168,21 @@ def load_splits(path: str | Path, val_fraction: float = 0.15, test_fraction: flo
     """Read a SPICE dataset file (:func:`spice.io.read_dataset`) and split it by conductance matrix."""
     ds = read_dataset(path)
     return split_dataset(ds, val_fraction, test_fraction, seed, path=str(path), sha256=file_sha256(path))
+
+
+def load_whole_as_test(path: str | Path) -> SplitDataset:
+    """Every converged sample of a SPICE dataset as the test split (train and val empty): for measuring
+    a surrogate on data it never saw, e.g. DNN-distribution samples of the same circuit."""
+    ds = read_dataset(path)
+    keep = ~np.asarray(ds.failed, dtype=bool) & np.all(np.isfinite(ds.i_a), axis=1)
+    n_failed = int((~keep).sum())
+    if n_failed:
+        log.warning("%s: dropped %d of %d samples that failed in ngspice", path, n_failed, ds.n_samples)
+    used = np.unique(ds.g_index[keep])
+    if len(used) == 0:
+        raise ValueError(f"{path}: no converged sample to measure fidelity on")
+    none = np.array([], dtype=np.int64)
+    return SplitDataset(spec=ds.spec, train=_subset(ds, none, keep), val=_subset(ds, none, keep),
+                        test=_subset(ds, used, keep), path=str(path), sha256=file_sha256(path),
+                        n_failed_dropped=n_failed, all_linear=False, seed=0, val_fraction=0.0, test_fraction=1.0)
+

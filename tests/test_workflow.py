@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,12 @@ def run_snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-def test_default_config_dry_run_lists_every_stage():
-    proc = run_snakemake("-n", "--quiet", "rules")
+def test_default_config_dry_run_lists_every_stage(tmp_path):
+    proc = run_snakemake("-n", "--quiet", "rules", "--config", f"results_dir={tmp_path / 'results'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    for rule in ("spice_shard", "spice_merge", "surrogate_train", "train_model", "evaluate", "report"):
+    for rule in ("spice_shard", "spice_merge", "surrogate_train", "train_model", "evaluate", "report",
+                 "spice_tile_bank", "spice_dnn_samples", "surrogate_fidelity_dnn"):
         assert rule in out, f"rule {rule} missing from the default DAG"
 
 
@@ -69,6 +71,9 @@ def test_tiny_end_to_end_run(tmp_path):
     assert (results / "spice" / "tiny.h5").is_file()
     assert (results / "surrogate" / "tiny.h5").is_file()
     assert (results / "surrogate" / "tiny.fidelity.json").is_file()
+    dnn_fidelity = json.loads((results / "surrogate" / "tiny.fidelity_dnn.json").read_text())
+    assert dnn_fidelity["n_test_samples"] == 4 * 256  # every DNN-distribution sample, none held back
+    assert dnn_fidelity["models"]["surrogate"]["rel_rms_fs"] < dnn_fidelity["models"]["ideal"]["rel_rms_fs"]
     assert (results / "models" / "digits_cnn.pt").is_file()
     rows = list(csv.DictReader(open(results / "report" / "results.csv")))
     methods = {r["method"] for r in rows}
