@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 CIRCUITS = REPO / "data" / "circuits"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models run fastest on one thread; with 2 OpenMP threads on a shared 2-core machine a busy
+    neighbour process slows them >10x (measured: 2 s -> 36 s). Restored after the module.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def make_spec():
     """Build a CircuitSpec from keyword overrides of a small resistive array."""

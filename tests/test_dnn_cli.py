@@ -3,19 +3,11 @@
 import json
 
 import pytest
-import torch
 
 from dnn.cli import main
 from dnn.train import load_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models run fastest on one thread (see test_dnn_train)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,7 @@ NOISY = CrossbarConfig(read_noise_sigma=0.1, adc_range_fraction=0.5, seed=1)
 LOSSY = TransferTileMVM(32, 16, 5e-6, 50e-6, 0.2, transfer_fn=lambda g: 0.5 * g)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models run fastest on one thread; with 2 OpenMP threads on a shared 2-core machine a busy
-    neighbour process slows them >10x (measured: 2 s -> 36 s). Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n=96, seed=0):

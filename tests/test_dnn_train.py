@@ -20,14 +20,7 @@ from dnn.train import evaluate, load_model, make_loader, save_model, train_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models run fastest on one thread; with 2 OpenMP threads on a shared 2-core machine a busy
-    neighbour process slows them >10x (measured: 2 s -> 36 s). Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
