@@ -170,6 +170,15 @@ def _circuit_spec(ns: argparse.Namespace) -> Any:
     return spec_from_config(ns.circuit_name or "circuit", entry)
 
 
+def _spec_summary(spec: Any) -> dict[str, Any] | None:
+    """The circuit's sizes and resistances for the results (None without --circuit)."""
+    if spec is None:
+        return None
+    keys = ("rows", "cols", "r_driver_ohm", "r_wire_row_ohm", "r_wire_col_ohm", "r_sense_ohm", "g_on_s", "g_off_s",
+            "v_read_max_v", "netlist_path")
+    return {k: getattr(spec, k) for k in keys}
+
+
 def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, Any]]:
     if ns.surrogate:
         try:
@@ -216,9 +225,7 @@ def _method_kwargs(ev: dict[str, Any], method: str, ns: argparse.Namespace) -> d
     train = {"max_batches": ns.max_batches, "progress": not ns.no_progress}
     if method == "bn_adapt":
         return dict(ev["bn_adapt"])
-    if method == "bn_finetune":
-        return {**ev["bn_finetune"], **train}
-    if method == "adapt_finetune":
+    if method in ("bn_finetune", "adapt_finetune"):
         return {"adapt": dict(ev["bn_adapt"]), "finetune": {**ev["bn_finetune"], **train}}
     if method == "retrain":
         return {**ev["retrain"], **train, "adapt": dict(ev["bn_adapt"])}
@@ -251,7 +258,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
             m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
                                               **_method_kwargs(ev, method, ns))
             accs = [evaluate(m, test_loader, device) for _ in range(int(ev["eval_draws"]))]
-            runs[method].append({"accuracy": statistics.fmean(accs), "wall_s": cost.wall_s,
+            runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
                                  "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
                                  "memory_kind": cost.memory_kind})
             logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method, runs[method][-1]["accuracy"],
@@ -260,16 +267,18 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
                 pc2[method] = layer_pc2(model, m, x_diag)
     methods_out = {}
     for method, rs in runs.items():
-        accs = [r["accuracy"] for r in rs]
+        accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw
         methods_out[method] = {
             "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "accuracies": accs, "trainable_params": rs[0]["trainable_params"],
+            "accuracies": accs, "accuracy_per_seed": [r["accuracy"] for r in rs],
+            "trainable_params": rs[0]["trainable_params"],
             "wall_s": statistics.fmean(r["wall_s"] for r in rs),
             "peak_mem_mb": statistics.fmean(r["peak_mem_mb"] for r in rs), "memory_kind": rs[0]["memory_kind"],
             "pc2_per_layer": pc2[method],
             "pc2_mean": statistics.fmean(pc2[method].values()) if pc2[method] else float("nan"),
         }
     out = {"circuit": ns.circuit_name or mvm_info["kind"], "model": Path(ns.model_path).stem,
+           "circuit_spec": _spec_summary(spec),
            "architecture": meta["model_name"], "scenario": ns.scenario, "model_path": str(ns.model_path),
            "dataset": data_spec, "mvm": mvm_info, "device_preset": ns.device_preset,
            "xbar_config": cfg.to_dict(), "evaluation": ev, "device": str(device),
@@ -297,9 +306,13 @@ def cmd_export_tiles(ns: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- report
 def cmd_report(ns: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report import ReportSettings, write_report
 
-    write_report(ns.inputs, ns.md, ns.csv, ns.plot)
+    try:
+        settings = ReportSettings.from_dict(_json_arg(ns.settings_json, "--settings-json"))
+        write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings)
+    except ValueError as e:
+        raise SystemExit(f"report: {e}") from None
     return 0
 
 
@@ -390,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", help="evaluation .json files")
     r.add_argument("--md", required=True)
     r.add_argument("--csv", required=True)
-    r.add_argument("--plot", required=True)
+    r.add_argument("--plot", required=True, help="bar chart per scenario and method")
+    r.add_argument("--plot-sigma", default=None, help="accuracy vs read-noise sigma (.png)")
+    r.add_argument("--plot-drift", default=None, help="accuracy vs drift time (.png)")
+    r.add_argument("--plot-size", default=None, help="accuracy vs array size, parasitics only (.png)")
+    r.add_argument("--settings-json", default=None,
+                   help="thresholds of the shape check (dnn/report.py ReportSettings) as JSON object or file")
     r.set_defaults(func=cmd_report)
     return p
 

@@ -176,6 +176,19 @@ def measure_cost(device: str | torch.device | None = None) -> Iterator[Cost]:
         cost.wall_s = time.perf_counter() - t0
 
 
+def _finetune_then_restat(model: nn.Module, loader: DataLoader, device: str | torch.device | None, seed: int,
+                          finetune: dict[str, Any], adapt: dict[str, Any] | None) -> None:
+    """bn_finetune; then, when `finetune['reestimate_stats']` (default True), the running statistics are
+    re-estimated for the final gamma/beta with `bn_adapt(**adapt)`: the momentum averages gathered
+    during training follow the last few noisy batches and lag behind the parameters that produced
+    them. Weights and gamma/beta are untouched by that step."""
+    finetune = dict(finetune)
+    reestimate = finetune.pop("reestimate_stats", True)
+    bn_finetune(model, loader, device=device, seed=seed, **finetune)
+    if reestimate:
+        bn_adapt(model, loader, device=device, **(adapt or {}))
+
+
 METHODS = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain")
 """'adapt_finetune' = bn_adapt, then bn_finetune starting from the adapted statistics."""
 
@@ -183,9 +196,11 @@ METHODS = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain")
 def apply_method(method: str, model: nn.Module, loader: DataLoader, device: str | torch.device | None = None,
                  seed: int = 0, **kwargs: Any) -> tuple[nn.Module, Cost, int]:
     """Run one mitigation method by name on `model` (in place). Returns (model, cost, number of
-    parameters the method trains). kwargs go to the procedure (e.g. n_batches, epochs, lr); for
-    'adapt_finetune' pass `adapt={...}` and `finetune={...}`; 'retrain' ends with a BN adaptation
-    (settings in `adapt={...}`) so the running statistics match the retrained weights."""
+    parameters the method trains). kwargs go to the procedure: 'bn_adapt' takes bn_adapt's keywords
+    (n_batches, n_draws); 'bn_finetune' and 'adapt_finetune' take `finetune={...}` (bn_finetune's
+    keywords plus `reestimate_stats`) and `adapt={...}`; 'retrain' takes retrain's keywords and
+    `adapt={...}`. Every method that trains ends with a BN re-estimate (settings in `adapt`) so the
+    running statistics match the final parameters."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
     n_bn = sum(p.numel() for p in bn_parameters(model))
@@ -195,10 +210,10 @@ def apply_method(method: str, model: nn.Module, loader: DataLoader, device: str 
         if method == "bn_adapt":
             bn_adapt(model, loader, device=device, **kwargs)
         elif method == "bn_finetune":
-            bn_finetune(model, loader, device=device, seed=seed, **kwargs)
+            _finetune_then_restat(model, loader, device, seed, kwargs.get("finetune", {}), kwargs.get("adapt"))
         elif method == "adapt_finetune":
             bn_adapt(model, loader, device=device, **kwargs.get("adapt", {}))
-            bn_finetune(model, loader, device=device, seed=seed, **kwargs.get("finetune", {}))
+            _finetune_then_restat(model, loader, device, seed, kwargs.get("finetune", {}), kwargs.get("adapt"))
         elif method == "retrain":
             # Running statistics gathered while every weight moves lag behind the final weights:
             # re-estimate them for the retrained network (as after any retraining).

@@ -3,9 +3,16 @@
 Each evaluation JSON (written by ``python -m dnn evaluate``) holds one circuit x model x scenario::
 
     {"circuit": str, "model": str, "scenario": str, "software_accuracy": float,
+     "mvm": {"rows": int, ...}, "circuit_spec": {"r_wire_row_ohm": float, ...} | null,
+     "xbar_config": {"read_noise_sigma": float, "t_drift_s": float, ...}, "device_preset": str | null,
      "methods": {method: {"accuracy_mean": float, "accuracy_std": float, "accuracies": [float],
                           "trainable_params": int, "wall_s": float, "peak_mem_mb": float,
                           "pc2_mean": float, "pc2_per_layer": {layer: float}}}, ...}
+
+Sweeps are read from the settings each result records, not from scenario names: accuracy vs read-noise
+sigma (results without drift), vs drift time (results without read noise, per drift law), vs array size
+(results with neither: the circuit's parasitics alone). `shape_check` states, from the same rows, whether
+the table has the shape of Paper 1 (Bhattacharjee et al. 2023).
 """
 
 from __future__ import annotations
@@ -13,13 +20,41 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
 CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accuracy_std", "n_runs",
-               "software_accuracy", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
+               "software_accuracy", "rows", "r_wire_ohm", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
+               "device_preset", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Thresholds of the Paper-1 shape check (accuracy in percentage points)."""
+
+    fail_drop_points: float = 5.0
+    """A method 'fails' at a read-noise sigma where it is more than this far below software."""
+    close_drop_points: float = 1.0
+    """'Close to software': at most this far below it."""
+    well_below_points: float = 10.0
+    """'Well below software': at least this far below it."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ReportSettings:
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"report: unknown key(s) {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
+        out = cls(**d)
+        for key, value in vars(out).items():
+            if not isinstance(value, (int, float)) or not 0 < value <= 100:
+                raise ValueError(f"report.{key}: expected a number of percentage points in (0, 100], got {value!r}")
+        return out
 
 
 def load_results(paths: list[str | Path]) -> list[dict]:
@@ -29,13 +64,22 @@ def load_results(paths: list[str | Path]) -> list[dict]:
         try:
             result = json.loads(Path(path).read_text())
             methods = result["methods"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            xbar = result.get("xbar_config", {})
+            spec = result.get("circuit_spec") or {}
+            setting = {
+                "rows": result.get("mvm", {}).get("rows", ""), "r_wire_ohm": spec.get("r_wire_row_ohm", ""),
+                "read_noise_sigma": float(xbar.get("read_noise_sigma", 0.0)),
+                "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
+                "device_preset": result.get("device_preset") or "",
+            }
+        except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an evaluation result ({exc})") from exc
         for method, m in methods.items():
             rows.append({
                 "circuit": result["circuit"], "model": result["model"], "scenario": result["scenario"],
                 "method": method, "accuracy_mean": m["accuracy_mean"], "accuracy_std": m["accuracy_std"],
                 "n_runs": len(m.get("accuracies", [])), "software_accuracy": result["software_accuracy"],
+                **setting,
                 "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
                 "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
             })
@@ -47,6 +91,10 @@ def _method_rank(method: str) -> int:
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
+def _methods(rows: list[dict]) -> list[str]:
+    return sorted({r["method"] for r in rows}, key=_method_rank)
+
+
 def write_csv(rows: list[dict], path: str | Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
@@ -54,13 +102,106 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer.writerows(rows)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """Accuracy (%) per circuit/model/scenario (rows) and method (columns), mean ± std."""
-    methods = sorted({r["method"] for r in rows}, key=_method_rank)
+# ----------------------------------------------------------------------------- sweeps
+def parasitics_only(r: dict) -> bool:
+    """No read noise and no drift: the circuit's parasitics (and converters) alone."""
+    return r["read_noise_sigma"] == 0.0 and r["t_drift_s"] == 0.0
+
+
+def sigma_sweep(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(circuit, model) -> rows without drift, where at least two read-noise sigmas were evaluated."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["t_drift_s"] == 0.0:
+            out.setdefault((r["circuit"], r["model"]), []).append(r)
+    return {k: v for k, v in out.items() if len({r["read_noise_sigma"] for r in v}) >= 2}
+
+
+def drift_sweep(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """(circuit, model, drift law) -> rows with drift and no read noise."""
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        if r["read_noise_sigma"] == 0.0 and r["t_drift_s"] > 0.0:
+            law = r["device_preset"] or f"nu={r['drift_nu_mean']:g}"
+            out.setdefault((r["circuit"], r["model"], law), []).append(r)
+    return out
+
+
+def size_sweep(rows: list[dict]) -> dict[str, list[dict]]:
+    """model -> parasitics-only rows of every circuit."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        if parasitics_only(r) and r["rows"] != "":
+            out.setdefault(r["model"], []).append(r)
+    return out
+
+
+def failure_sigma(sweep: list[dict], method: str, drop_points: float) -> float:
+    """Smallest read-noise sigma of the sweep at which `method` is more than `drop_points` below
+    software; inf when it never is."""
+    failing = [r["read_noise_sigma"] for r in sweep if r["method"] == method
+               and 100 * (r["software_accuracy"] - r["accuracy_mean"]) > drop_points]
+    return min(failing) if failing else math.inf
+
+
+# ----------------------------------------------------------------------------- tables
+def _groups(rows: list[dict]) -> dict[tuple, dict]:
     groups: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["circuit"], r["model"], r["scenario"])
-        groups.setdefault(key, {"software": r["software_accuracy"]})[r["method"]] = r
+        groups.setdefault((r["circuit"], r["model"], r["scenario"]), {"software": r["software_accuracy"]})[r["method"]] = r
+    return groups
+
+
+def _fmt_sigma(x: float) -> str:
+    return "never" if math.isinf(x) else f"{x:g}"
+
+
+def shape_check(rows: list[dict], settings: ReportSettings) -> list[tuple[str, bool | None, str]]:
+    """The four statements of Paper 1's result, each (statement, holds? or None = no data, evidence)."""
+    s = settings
+    out: list[tuple[str, bool | None, str]] = []
+    none = [r for r in rows if r["method"] == "none"]
+    if none:
+        worst = min(100 * (r["software_accuracy"] - r["accuracy_mean"]) for r in none)
+        out.append((f"no mitigation is well below software (>= {s.well_below_points:g} points) in every result",
+                    worst >= s.well_below_points, f"smallest drop {worst:.1f} points"))
+    para = [r for r in rows if parasitics_only(r)]
+    by_key = {(r["circuit"], r["model"], r["scenario"], r["method"]): r for r in para}
+    recovered = []
+    for (c, m, sc, method), r in by_key.items():
+        base = by_key.get((c, m, sc, "none"))
+        if method == "bn_adapt" and base is not None:
+            gap = r["software_accuracy"] - base["accuracy_mean"]
+            if gap > 0:
+                recovered.append((r["accuracy_mean"] - base["accuracy_mean"]) / gap)
+    if recovered:
+        out.append(("BN adaptation recovers most of the loss from parasitics (> 50% of the gap)",
+                    min(recovered) > 0.5, f"least recovered {100 * min(recovered):.0f}%"))
+    ft = [r for r in para if r["method"] == "bn_finetune"]
+    if ft:
+        drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})": 100 * (r["software_accuracy"] - r["accuracy_mean"])
+                 for r in ft}
+        out.append((f"BN fine-tuning is close to software (<= {s.close_drop_points:g} points) for parasitics at "
+                    "every array size", max(drops.values()) <= s.close_drop_points,
+                    ", ".join(f"{k}: {v:.1f}" for k, v in sorted(drops.items()))))
+    for (circuit, model), sweep in sigma_sweep(rows).items():
+        methods = {r["method"] for r in sweep}
+        if {"bn_adapt", "bn_finetune"} <= methods:
+            a = failure_sigma(sweep, "bn_adapt", s.fail_drop_points)
+            f = failure_sigma(sweep, "bn_finetune", s.fail_drop_points)
+            holds = a < f or (math.isinf(f) and not math.isinf(a))
+            out.append((f"{model} on {circuit}: BN adaptation fails (> {s.fail_drop_points:g} points below "
+                        "software) at a lower read-noise sigma than BN fine-tuning", holds,
+                        f"adaptation fails at sigma {_fmt_sigma(a)}, fine-tuning at {_fmt_sigma(f)}"))
+    return out
+
+
+def markdown_table(rows: list[dict], settings: ReportSettings | None = None) -> str:
+    """Accuracy (%) per circuit/model/scenario (rows) and method (columns), mean ± std; cost, PC2,
+    failure sigma and the Paper-1 shape check."""
+    settings = settings or ReportSettings()
+    methods = _methods(rows)
+    groups = _groups(rows)
     header = "| circuit | model | scenario | software | " + " | ".join(methods) + " |"
     lines = [header, "|" + "---|" * (4 + len(methods))]
     for (circuit, model, scenario), g in groups.items():
@@ -82,19 +223,50 @@ def markdown_table(rows: list[dict]) -> str:
     for (circuit, model, scenario), g in groups.items():
         cells = [f"{g[m]['pc2_mean']:.3f}" if m in g and g[m]["pc2_mean"] != "" else "" for m in methods]
         pc2.append(f"| {circuit} | {model} | {scenario} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + cost + pc2) + "\n"
+    sweeps = sigma_sweep(rows)
+    fail: list[str] = []
+    if sweeps:
+        fail = ["", f"Read-noise sigma at which each method first falls more than {settings.fail_drop_points:g} "
+                "points below software (\"never\": not within the sweep)", "",
+                "| circuit | model | sigmas | " + " | ".join(methods) + " |", "|" + "---|" * (3 + len(methods))]
+        for (circuit, model), sweep in sweeps.items():
+            sigmas = ", ".join(f"{x:g}" for x in sorted({r["read_noise_sigma"] for r in sweep}))
+            cells = [_fmt_sigma(failure_sigma(sweep, m, settings.fail_drop_points)) for m in methods]
+            fail.append(f"| {circuit} | {model} | {sigmas} | " + " | ".join(cells) + " |")
+    check = ["", "Shape of Paper 1's result", ""]
+    for statement, holds, evidence in shape_check(rows, settings):
+        mark = "n/a" if holds is None else ("yes" if holds else "NO")
+        check.append(f"- **{mark}**: {statement} ({evidence})")
+    return "\n".join(lines + cost + pc2 + fail + check) + "\n"
 
 
-def plot(rows: list[dict], path: str | Path) -> None:
-    """Grouped bars: accuracy per scenario (x) and method (colour); software as a dashed line."""
+# ----------------------------------------------------------------------------- plots
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _empty_figure(path: str | Path, message: str) -> None:
+    """A figure that says why there is nothing to plot (the workflow always gets its file)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, wrap=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot(rows: list[dict], path: str | Path) -> None:
+    """Grouped bars: accuracy per scenario (x) and method (colour); software as a dashed line."""
     import numpy as np
 
+    plt = _pyplot()
     panels = sorted({(r["circuit"], r["model"]) for r in rows})
-    methods = sorted({r["method"] for r in rows}, key=_method_rank)
+    methods = _methods(rows)
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
     for ax, (circuit, model) in zip(axes[:, 0], panels, strict=True):
         sel = [r for r in rows if r["circuit"] == circuit and r["model"] == model]
@@ -108,22 +280,80 @@ def plot(rows: list[dict], path: str | Path) -> None:
             ax.bar(np.arange(len(scenarios)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
                    label=m, capsize=2)
         ax.axhline(100 * sel[0]["software_accuracy"], color="k", ls="--", lw=1, label="software")
-        ax.set_xticks(np.arange(len(scenarios)), scenarios)
+        ax.set_xticks(np.arange(len(scenarios)), scenarios, rotation=30 if len(scenarios) > 6 else 0, fontsize=8)
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"{model} on {circuit}")
-    axes[-1, 0].legend(ncol=len(methods) + 1, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    axes[-1, 0].legend(ncol=len(methods) + 1, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path) -> list[dict]:
+def _line_panels(path: str | Path, panels: dict[tuple, list[dict]], x_key: str, xlabel: str, log_x: bool,
+                 series_key=None) -> None:
+    """One panel per key of `panels`: accuracy vs `x_key`, a line per method (and per `series_key`
+    value), error bars = std, software dashed."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.2 * len(panels)), squeeze=False)
+    for ax, (title, sel) in zip(axes[:, 0], panels.items(), strict=True):
+        series: dict[tuple, list[dict]] = {}
+        for r in sel:
+            extra = (series_key(r),) if series_key else ()
+            series.setdefault((r["method"], *extra), []).append(r)
+        for key in sorted(series, key=lambda k: (_method_rank(k[0]), k[1:])):
+            pts = sorted(series[key], key=lambda r: r[x_key])
+            label = key[0] if len(key) == 1 else f"{key[0]}, {key[1]}"
+            ax.errorbar([r[x_key] for r in pts], [100 * r["accuracy_mean"] for r in pts],
+                        yerr=[100 * r["accuracy_std"] for r in pts], marker="o", ms=3, capsize=2, label=label)
+        ax.axhline(100 * sel[0]["software_accuracy"], color="k", ls="--", lw=1, label="software")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(" / ".join(str(t) for t in (title if isinstance(title, tuple) else (title,))), fontsize=9)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sigma(rows: list[dict], path: str | Path) -> None:
+    panels = sigma_sweep(rows)
+    if not panels:
+        return _empty_figure(path, "no circuit x model was evaluated at two or more read-noise sigmas")
+    _line_panels(path, panels, "read_noise_sigma", "read-noise sigma (relative)", log_x=False)
+
+
+def plot_drift(rows: list[dict], path: str | Path) -> None:
+    panels = drift_sweep(rows)
+    if not panels:
+        return _empty_figure(path, "no scenario with drift and without read noise")
+    _line_panels(path, panels, "t_drift_s", "time since programming (s)", log_x=True)
+
+
+def plot_size(rows: list[dict], path: str | Path) -> None:
+    panels = size_sweep(rows)
+    if not panels:
+        return _empty_figure(path, "no parasitics-only scenario (no read noise, no drift)")
+    _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True,
+                 series_key=lambda r: f"wire {r['r_wire_ohm']:g} ohm" if r["r_wire_ohm"] != "" else "")
+
+
+def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path,
+                 plot_sigma_path: str | Path | None = None, plot_drift_path: str | Path | None = None,
+                 plot_size_path: str | Path | None = None, settings: ReportSettings | None = None) -> list[dict]:
     rows = load_results(paths)
-    for out in (md, csv_path, plot_path):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    outputs = [(md, None), (csv_path, None), (plot_path, plot), (plot_sigma_path, plot_sigma),
+               (plot_drift_path, plot_drift), (plot_size_path, plot_size)]
+    for out, _ in outputs:
+        if out is not None:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_csv(rows, csv_path)
-    Path(md).write_text(markdown_table(rows))
-    plot(rows, plot_path)
+    Path(md).write_text(markdown_table(rows, settings))
+    for out, fn in outputs[2:]:
+        if out is not None:
+            fn(rows, out)
     log.info("report: %d rows from %d evaluations", len(rows), len(paths))
     return rows

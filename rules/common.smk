@@ -1,5 +1,6 @@
 # Named helpers that hand each rule only its slice of the config (so a config change re-runs exactly
 # what it affects), and the wildcard constraints, declared once.
+import importlib.util
 import json
 import os
 import re
@@ -12,6 +13,10 @@ RESULTS = config["results_dir"]
 CIRCUITS = list(config["circuits"])
 MODELS = list(config["models"])
 SCENARIOS = list(config["scenarios"])
+
+
+REPORT_PLOTS = {kind: f"{RESULTS}/report/{kind}.png"
+                for kind in ("accuracy", "accuracy_vs_sigma", "accuracy_vs_drift", "accuracy_vs_size")}
 
 
 def _alternatives(names):
@@ -105,9 +110,58 @@ def model_json(wildcards):
     return _dumps(config["models"][wildcards.model])
 
 
+SCENARIO_WORKFLOW_KEYS = ("circuits", "device_preset")
+"""Scenario keys the workflow reads; every other key of a scenario is a CrossbarConfig key."""
+
+
+def _dnn_config_module():
+    """dnn/config.py loaded on its own (standard library only), so building the DAG never imports torch."""
+    name = "_xbarchar_dnn_config"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(workflow.basedir, "dnn", "config.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up here
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def _check_scenarios():
+    """Every scenario names known circuits and device preset and valid crossbar keys: one clear error
+    before any job runs."""
+    dnn_config = _dnn_config_module()
+    for name, entry in config["scenarios"].items():
+        unknown = sorted(set(entry.get("circuits") or []) - set(CIRCUITS))
+        if unknown:
+            raise ValueError(f"scenarios.{name}.circuits: unknown circuit(s) {unknown}; expected some of {CIRCUITS}")
+        preset = entry.get("device_preset")
+        if preset is not None and preset not in dnn_config.DEVICE_PRESETS:
+            raise ValueError(f"scenarios.{name}.device_preset: unknown preset '{preset}'; expected one of "
+                             f"{sorted(dnn_config.DEVICE_PRESETS)}")
+        try:
+            dnn_config.CrossbarConfig.from_dict({**config.get("crossbar", {}), **_crossbar_keys(name)})
+        except ValueError as e:
+            raise ValueError(f"scenarios.{name} (with `crossbar` defaults): {e}") from None
+
+
+def _crossbar_keys(scenario):
+    entry = config["scenarios"][scenario]
+    return {k: v for k, v in entry.items() if k not in SCENARIO_WORKFLOW_KEYS}
+
+
+def scenario_circuits(scenario):
+    """The circuits a scenario runs on: its `circuits` list, else every circuit."""
+    return list(config["scenarios"][scenario].get("circuits") or CIRCUITS)
+
+
 def scenario_json(wildcards):
     """The crossbar settings of one scenario: shared `crossbar` defaults overridden by the scenario."""
-    return _dumps({**config.get("crossbar", {}), **config["scenarios"][wildcards.scenario]})
+    return _dumps({**config.get("crossbar", {}), **_crossbar_keys(wildcards.scenario)})
+
+
+def device_preset_flag(wildcards):
+    """`--device-preset NAME` when the scenario names one (its drift law; the conductance range is the
+    circuit's), else nothing."""
+    preset = config["scenarios"][wildcards.scenario].get("device_preset")
+    return f"--device-preset {preset}" if preset else ""
 
 
 def evaluation_json(wildcards):
@@ -115,12 +169,13 @@ def evaluation_json(wildcards):
 
 
 def eval_results():
-    return expand(
-        f"{RESULTS}/eval/{{circuit}}/{{model}}/{{scenario}}.json",
-        circuit=CIRCUITS,
-        model=MODELS,
-        scenario=SCENARIOS,
-    )
+    """One evaluation per scenario x its circuits x model."""
+    return [f"{RESULTS}/eval/{circuit}/{model}/{scenario}.json"
+            for scenario in SCENARIOS for circuit in scenario_circuits(scenario) for model in MODELS]
+
+
+def report_json(wildcards):
+    return _dumps(config.get("report", {}))
 
 
 def all_targets():
@@ -130,5 +185,8 @@ def all_targets():
         *eval_results(),
         f"{RESULTS}/report/results.md",
         f"{RESULTS}/report/results.csv",
-        f"{RESULTS}/report/accuracy.png",
+        *REPORT_PLOTS.values(),
     ]
+
+
+_check_scenarios()

@@ -25,6 +25,7 @@ rule evaluate:
         circuit=circuit_json,
         crossbar=scenario_json,
         evaluation=evaluation_json,
+        device_preset=device_preset_flag,
     log:
         f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",
     benchmark:
@@ -32,4 +33,4 @@ rule evaluate:
     shell:
         "{PY} -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
         "--circuit-name {wildcards.circuit} --circuit {params.circuit:q} --scenario {wildcards.scenario} "
-        "--crossbar-json {params.crossbar:q} --evaluation-json {params.evaluation:q} --out {output} > {log} 2>&1"
+        "--crossbar-json {params.crossbar:q} {params.device_preset} --evaluation-json {params.evaluation:q} --out {output} > {log} 2>&1"

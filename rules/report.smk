@@ -7,10 +7,20 @@ rule report:
     output:
         md=report(f"{RESULTS}/report/results.md", caption="../report/results.rst", category="Results"),
         csv=f"{RESULTS}/report/results.csv",
-        plot=report(f"{RESULTS}/report/accuracy.png", caption="../report/accuracy.rst", category="Results"),
+        plot=report(REPORT_PLOTS["accuracy"], caption="../report/accuracy.rst", category="Results"),
+        sigma=report(REPORT_PLOTS["accuracy_vs_sigma"], caption="../report/accuracy_vs_sigma.rst",
+                     category="Sweeps"),
+        drift=report(REPORT_PLOTS["accuracy_vs_drift"], caption="../report/accuracy_vs_drift.rst",
+                     category="Sweeps"),
+        size=report(REPORT_PLOTS["accuracy_vs_size"], caption="../report/accuracy_vs_size.rst",
+                    category="Sweeps"),
+    params:
+        report=report_json,
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     shell:
-        "{PY} -m dnn report {input} --md {output.md} --csv {output.csv} --plot {output.plot} > {log} 2>&1"
+        "{PY} -m dnn report {input} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
+        "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "
+        "> {log} 2>&1"

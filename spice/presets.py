@@ -31,6 +31,7 @@ _GENIEX = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
+    "paper1_32_w5": {**_PAPER1, "rows": 32, "cols": 32, "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0},  # size sweep
     "paper1_64_w5": {**_PAPER1, "rows": 64, "cols": 64, "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0},
     "paper1_64_w10": {**_PAPER1, "rows": 64, "cols": 64, "r_wire_row_ohm": 10.0, "r_wire_col_ohm": 10.0},
     "paper1_128_w5": {**_PAPER1, "rows": 128, "cols": 128, "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0},

@@ -157,7 +157,7 @@ def test_retrain_changes_crossbar_weights():
 def test_apply_method_and_cost_accounting():
     model = _converted()
     loader = make_loader(_data(), 32)
-    _, cost, n_trained = apply_method("bn_finetune", model, loader, epochs=1, progress=False)
+    _, cost, n_trained = apply_method("bn_finetune", model, loader, finetune={"epochs": 1, "progress": False})
     assert n_trained == sum(p.numel() for p in bn_parameters(model)) > 0
     assert cost.wall_s > 0 and cost.peak_memory_bytes > 0 and cost.memory_kind
     assert cost.to_dict()["trained_parameters"] == n_trained

@@ -37,7 +37,7 @@ def write_config(tmp_path: Path, **changes) -> Path:
         node = cfg
         keys = dotted.split(".")
         for key in keys[:-1]:
-            node = node[key]
+            node = node.setdefault(key, {})
         node[keys[-1]] = value
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -51,6 +51,10 @@ def write_config(tmp_path: Path, **changes) -> Path:
         ("circuits.tiny.sampling.n_vectors", -3, "n_vectors"),
         ("evaluation.methods", ["none", "magic"], "magic"),
         ("circuits.tiny.colour", "red", "colour"),
+        ("scenarios.parasitics.circuits", ["nope"], "scenarios.parasitics.circuits: unknown circuit(s) ['nope']"),
+        ("scenarios.parasitics.read_noise_sigma", 2.0, "read_noise_sigma"),
+        ("scenarios.parasitics.device_preset", "dram", "scenarios.parasitics.device_preset: unknown preset 'dram'"),
+        ("report.fail_drop_points", -1, "fail_drop_points"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, key, value, expected):
@@ -59,6 +63,26 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, key, value, expected):
     assert proc.returncode != 0
     assert expected in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists(), "a rejected config must not write anything"
+
+
+def test_scenarios_run_on_their_circuits_with_their_device_preset(tmp_path):
+    cfg = yaml.safe_load(write_config(tmp_path).read_text())
+    cfg["circuits"]["tiny32"] = {**cfg["circuits"]["tiny"], "rows": 32, "cols": 32}
+    cfg["scenarios"]["noise_0.1"]["circuits"] = ["tiny"]
+    cfg["scenarios"]["drift"] = {"device_preset": "pcm_40", "t_drift_s": 1.0e6, "circuits": ["tiny32"]}
+    path = tmp_path / "two_circuits.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake("-n", "--printshellcmds", "--configfile", str(path), "--replace-workflow-config")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    evals = {line.split("/eval/")[1].split(".json")[0] for line in out.splitlines()
+             if "--out" in line and "/eval/" in line}
+    assert evals == {"tiny/digits_cnn/parasitics", "tiny32/digits_cnn/parasitics", "tiny/digits_cnn/noise_0.1",
+                     "tiny32/digits_cnn/drift"}
+    drift_cmd = next(line for line in out.splitlines() if "/eval/tiny32/digits_cnn/drift.json" in line
+                     and "--out" in line)
+    assert "--device-preset pcm_40" in drift_cmd and '"t_drift_s": 1000000.0' in drift_cmd
+    assert "device_preset" not in drift_cmd.split("--crossbar-json")[1].split("--evaluation-json")[0]
 
 
 @pytest.mark.e2e
@@ -81,7 +105,9 @@ def test_tiny_end_to_end_run(tmp_path):
     assert {r["scenario"] for r in rows} == {"parasitics", "noise_0.1"}
     for r in rows:
         assert 0.0 <= float(r["accuracy_mean"]) <= 1.0
-    assert (results / "report" / "accuracy.png").stat().st_size > 1000
+    for plot in ("accuracy", "accuracy_vs_sigma", "accuracy_vs_drift", "accuracy_vs_size"):
+        assert (results / "report" / f"{plot}.png").stat().st_size > 1000
+    assert "Shape of Paper 1's result" in (results / "report" / "results.md").read_text()
     assert "| tiny | digits_cnn | parasitics |" in (results / "report" / "results.md").read_text()
     assert list((results / "benchmarks").rglob("*.tsv")), "every rule writes a benchmark file"
 

@@ -1,0 +1,92 @@
+"""Report: sweeps found from the settings each result records, failure sigma, the Paper-1 shape check,
+and every output file written (including a figure that says why a sweep is missing)."""
+
+import json
+import math
+
+import pytest
+
+from dnn.cli import main
+from dnn.report import ReportSettings, failure_sigma, load_results, markdown_table, shape_check, sigma_sweep
+
+
+def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99):
+    """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}."""
+    data = {"circuit": circuit, "model": "m", "scenario": scenario, "software_accuracy": software,
+            "mvm": {"rows": rows}, "circuit_spec": {"r_wire_row_ohm": 5.0}, "device_preset": preset,
+            "xbar_config": {"read_noise_sigma": sigma, "t_drift_s": t_drift_s, "drift_nu_mean": 0.05 if t_drift_s else 0},
+            "methods": {m: {"accuracy_mean": a, "accuracy_std": 0.01, "accuracies": [a - 0.01, a + 0.01],
+                            "wall_s": 1.0, "peak_mem_mb": 10.0, "trainable_params": 0, "pc2_mean": 0.1}
+                        for m, a in accs.items()}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def paper1_like(tmp_path):
+    """Adaptation falls > 5 points below software at sigma 0.2, fine-tuning only at 0.35."""
+    table = {0.0: (0.10, 0.985, 0.985), 0.1: (0.10, 0.97, 0.98), 0.2: (0.10, 0.90, 0.96), 0.35: (0.10, 0.70, 0.85)}
+    methods = ("none", "bn_adapt", "bn_finetune")
+    paths = [_result(tmp_path / f"s{s}.json", "p64", f"noise_{s}", dict(zip(methods, a, strict=True)), sigma=s)
+             for s, a in table.items()]
+    paths.append(_result(tmp_path / "p128.json", "p128", "parasitics",
+                         {"none": 0.1, "bn_adapt": 0.98, "bn_finetune": 0.985}, rows=128))
+    paths.append(_result(tmp_path / "d.json", "p64", "drift", {"none": 0.1, "bn_adapt": 0.5, "bn_finetune": 0.6},
+                         t_drift_s=1e8, preset="pcm_40"))
+    return paths
+
+
+def test_sweeps_failure_sigma_and_shape_check(paper1_like):
+    rows = load_results(paper1_like)
+    sweeps = sigma_sweep(rows)
+    assert list(sweeps) == [("p64", "m")]  # p128 has one sigma only; the drift result is not in it
+    sweep = sweeps[("p64", "m")]
+    assert failure_sigma(sweep, "bn_adapt", 5.0) == 0.2
+    assert failure_sigma(sweep, "bn_finetune", 5.0) == 0.35
+    assert failure_sigma(sweep, "bn_finetune", 50.0) == math.inf
+    checks = shape_check(rows, ReportSettings())
+    assert [holds for _, holds, _ in checks] == [True, True, True, True]
+    assert "p128 (128x128): 0.5" in checks[2][2]
+    # Stricter "close to software": fine-tuning at 0.5 points below no longer counts as close.
+    assert shape_check(rows, ReportSettings(close_drop_points=0.4))[2][1] is False
+    md = markdown_table(rows)
+    assert "| p64 | m | 0, 0.1, 0.2, 0.35 | 0 | 0.2 | 0.35 |" in md
+    assert "**yes**: m on p64: BN adaptation fails" in md
+
+
+def test_shape_check_reports_when_adaptation_does_not_fail_first(tmp_path):
+    paths = [_result(tmp_path / f"s{s}.json", "p64", f"n{s}", {"none": 0.1, "bn_adapt": a, "bn_finetune": f}, sigma=s)
+             for s, a, f in ((0.0, 0.98, 0.98), (0.3, 0.80, 0.80))]
+    checks = shape_check(load_results(paths), ReportSettings())
+    assert checks[-1][1] is False and "adaptation fails at sigma 0.3, fine-tuning at 0.3" in checks[-1][2]
+
+
+def test_report_cli_writes_every_plot(paper1_like, tmp_path):
+    out = {k: tmp_path / "r" / f"{k}.png" for k in ("plot", "sigma", "drift", "size")}
+    md, csv = tmp_path / "r" / "r.md", tmp_path / "r" / "r.csv"
+    assert main(["--log-level", "WARNING", "report", *map(str, paper1_like), "--md", str(md), "--csv", str(csv),
+                 "--plot", str(out["plot"]), "--plot-sigma", str(out["sigma"]), "--plot-drift", str(out["drift"]),
+                 "--plot-size", str(out["size"]), "--settings-json", '{"fail_drop_points": 5}']) == 0
+    assert all(p.stat().st_size > 5000 for p in out.values())
+    header = csv.read_text().splitlines()[0]
+    assert "read_noise_sigma" in header and "t_drift_s" in header and "rows" in header
+    # A report without any sweep still writes every figure (saying why it is empty).
+    one = [paper1_like[0]]
+    assert main(["--log-level", "WARNING", "report", *map(str, one), "--md", str(md), "--csv", str(csv),
+                 "--plot", str(out["plot"]), "--plot-sigma", str(tmp_path / "e.png")]) == 0
+    assert (tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_report_rejects_bad_settings_and_files(paper1_like, tmp_path):
+    args = ["report", str(paper1_like[0]), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
+            "--plot", str(tmp_path / "p.png")]
+    with pytest.raises(SystemExit, match="report.fail_drop_points: expected a number of percentage points"):
+        main([*args, "--settings-json", '{"fail_drop_points": -1}'])
+    with pytest.raises(SystemExit, match="unknown key"):
+        main([*args, "--settings-json", '{"fail_points": 3}'])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match="bad.json: not an evaluation result"):
+        main(["report", str(bad), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
+              "--plot", str(tmp_path / "p.png")])
+    assert not (tmp_path / "r.md").exists()
