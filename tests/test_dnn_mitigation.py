@@ -97,6 +97,18 @@ def test_bn_finetune_changes_only_bn_parameters_and_statistics():
     assert not model.training
 
 
+@pytest.mark.parametrize("method", ["bn_finetune", "adapt_finetune"])
+def test_finetune_methods_with_reestimate_change_only_bn_state(method):
+    model = _converted()
+    before = _snapshot(model)
+    apply_method(method, model, make_loader(_data(), 32, shuffle=True),
+                 finetune={"epochs": 1, "lr": 0.05, "progress": False}, adapt={"n_draws": 2})
+    after = _snapshot(model)
+    bn_keys = _bn_names(model)
+    assert [k for k in before if k not in bn_keys and not torch.equal(before[k], after[k])] == []
+    assert any(not torch.equal(before[k], after[k]) for k in bn_keys if k.endswith(".running_var"))
+
+
 def test_bn_finetune_is_seeded():
     a, b = _converted(), _converted()
     for m in (a, b):
