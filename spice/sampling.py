@@ -7,6 +7,7 @@ is the same whichever shard computes it: sharding never changes the numbers.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
 
-SAMPLERS = ("uniform", "from_file")
+SAMPLERS = ("uniform", "from_file", "dnn_like", "mixed")
+_RANGES = ("w_scale_range", "v_zero_range", "v_scale_range")
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,40 @@ class SamplingConfig:
     sampler: str = "uniform"
     """'uniform': G ~ U[g_off, g_on] per cell, V ~ U[v_min, v_max] per row;
     'from_file': G tiles and V vectors drawn from an .npz with arrays g_s [n, rows, cols] and
-    v_v [m, rows] (e.g. quantized DNN weights and real layer activations)."""
+    v_v [m, rows] (e.g. quantized DNN weights and real layer activations);
+    'dnn_like': what a DNN layer programs and reads, from the circuit alone (no model): one bit slice
+    of differentially encoded quantized weights per matrix (see :func:`draw_dnn_like`) and sparse,
+    DAC-quantized ReLU-like inputs;
+    'mixed': each matrix is 'dnn_like' with probability ``mix_fraction``, else 'uniform' (the choice
+    has its own stream per matrix, ``SeedSequence([seed, k, 2])``)."""
     v_zero_fraction: float = 0.0
-    """Fraction of input rows set to 0 V (ReLU activations are sparse)."""
+    """Fraction of input rows set to 0 V (ReLU activations are sparse); 'uniform' and 'from_file'
+    matrices only ('dnn_like' draws its sparsity per vector from ``v_zero_range``)."""
     g_levels: int = 0
-    """Quantize conductances to this many evenly spaced levels (0 = continuous)."""
+    """Quantize conductances to this many evenly spaced levels (0 = continuous); 'uniform' and
+    'from_file' matrices only ('dnn_like' conductances lie on 2^bits_per_cell levels)."""
+    mix_fraction: float = 0.5
+    """'mixed': probability that a matrix is drawn by 'dnn_like' (else 'uniform')."""
+    weight_bits: int = 8
+    """'dnn_like': bits of the signed integer weights (symmetric, |q| <= 2^(weight_bits-1) - 1)."""
+    bits_per_cell: int = 4
+    """'dnn_like': bits per device; device level d in [0, 2^bits_per_cell - 1] gives
+    g = g_off + d (g_on - g_off) / (2^bits_per_cell - 1)."""
+    w_scale_range: tuple[float, float] = (0.02, 0.5)
+    """'dnn_like': per matrix, the Laplace scale of the weights as a fraction of the largest integer
+    weight, drawn log-uniform in this range (small: sparse tiles near g_off; large: dense tiles,
+    weights clipped at the largest level)."""
+    pad_probability: float = 0.25
+    """'dnn_like': probability that a matrix is an edge tile of a layer: a random number of its
+    last rows and/or columns hold no weights (all at g_off)."""
+    input_bits: int = 8
+    """'dnn_like': DAC bits; inputs lie on the grid v_max * j / (2^(input_bits-1) - 1), j >= 0
+    (0 = continuous)."""
+    v_zero_range: tuple[float, float] = (0.0, 0.95)
+    """'dnn_like': per vector, the fraction of rows at exactly 0 V, drawn uniform in this range."""
+    v_scale_range: tuple[float, float] = (0.05, 1.0)
+    """'dnn_like': per vector, the scale of the half-normal non-zero inputs as a fraction of
+    v_read_max_v, drawn log-uniform in this range; inputs are clipped to [0, v_read_max_v]."""
     source_file: str = ""
     """The .npz for the 'from_file' sampler."""
     seed: int = 0
@@ -49,6 +80,17 @@ class SamplingConfig:
         def bad(key: str, expected: str) -> CircuitError:
             return CircuitError(f"sampling.{key}: expected {expected}, got {getattr(self, key)!r}")
 
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_num(x: Any) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        for key in _RANGES:  # JSON and YAML give lists: store tuples (hashable, frozen)
+            value = getattr(self, key)
+            if isinstance(value, list):
+                object.__setattr__(self, key, tuple(value))
+
         if not isinstance(self.n_conductance, int) or self.n_conductance < 1:
             raise bad("n_conductance", "an integer >= 1")
         if not isinstance(self.n_vectors, int) or not 1 <= self.n_vectors <= 100000:
@@ -63,6 +105,25 @@ class SamplingConfig:
             raise bad("n_shards", f"an integer in [1, n_conductance={self.n_conductance}]")
         if self.solver not in ("auto", "sweep"):
             raise bad("solver", "'auto' or 'sweep'")
+        if not is_num(self.mix_fraction) or not 0.0 <= self.mix_fraction <= 1.0:
+            raise bad("mix_fraction", "a number in [0, 1]")
+        if not is_int(self.bits_per_cell) or not 1 <= self.bits_per_cell <= 8:
+            raise bad("bits_per_cell", "an integer in [1, 8]")
+        if not is_int(self.weight_bits) or not 2 <= self.weight_bits <= 16:
+            raise bad("weight_bits", "an integer in [2, 16]")
+        if not is_int(self.input_bits) or (self.input_bits != 0 and not 2 <= self.input_bits <= 16):
+            raise bad("input_bits", "0 (continuous) or an integer in [2, 16]")
+        if not is_num(self.pad_probability) or not 0.0 <= self.pad_probability <= 1.0:
+            raise bad("pad_probability", "a number in [0, 1]")
+        rules = {"w_scale_range": "0 < lo <= hi", "v_zero_range": "0 <= lo <= hi < 1", "v_scale_range": "0 < lo <= hi"}
+        for key, rule in rules.items():
+            value = getattr(self, key)
+            ok = isinstance(value, tuple) and len(value) == 2 and all(is_num(x) for x in value)
+            if ok:
+                lo, hi = value
+                ok = lo <= hi and (0.0 <= lo and hi < 1.0 if key == "v_zero_range" else lo > 0.0)
+            if not ok:
+                raise bad(key, f"a pair [lo, hi] with {rule}")
         if self.sampler == "from_file" and not self.source_file:
             raise bad("source_file", "a path to an .npz with g_s and v_v when sampler is 'from_file'")
 
@@ -88,7 +149,13 @@ class SamplingConfig:
 def draw(spec: CircuitSpec, cfg: SamplingConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Conductances [rows, cols] (S) and input vectors [n_vectors, rows] (V) of sample ``k``."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, k]))
-    if cfg.sampler == "uniform":
+    sampler = cfg.sampler
+    if sampler == "mixed":
+        choice = np.random.default_rng(np.random.SeedSequence([cfg.seed, k, 2]))
+        sampler = "dnn_like" if choice.random() < cfg.mix_fraction else "uniform"
+    if sampler == "dnn_like":
+        return draw_dnn_like(spec, cfg, rng)
+    if sampler == "uniform":
         g = rng.uniform(spec.g_off_s, spec.g_on_s, size=(spec.rows, spec.cols))
         v = rng.uniform(spec.v_read_min_v, spec.v_read_max_v, size=(cfg.n_vectors, spec.rows))
     else:
@@ -99,6 +166,55 @@ def draw(spec: CircuitSpec, cfg: SamplingConfig, k: int) -> tuple[np.ndarray, np
     if cfg.v_zero_fraction > 0:
         v = np.where(rng.random(v.shape) < cfg.v_zero_fraction, 0.0, v)
     return g, v
+
+
+def draw_dnn_like(spec: CircuitSpec, cfg: SamplingConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One tile a DNN layer could program and inputs it could read, from the circuit alone.
+
+    Conductances: integer weights ``q = min(round(|w|), q_max)``, ``w ~ Laplace(0, s q_max)`` with
+    ``q_max = 2^(weight_bits-1) - 1`` and ``s`` log-uniform in ``w_scale_range``; differential
+    encoding keeps the weights of one sign (each cell has that sign with a per-matrix probability
+    ~ U[0.25, 0.75]; the others are 0 on this array); one bit slice of ``bits_per_cell`` bits, chosen
+    uniformly, gives each cell's level (the least significant slice spreads over all levels, the
+    higher ones pile up at g_off). With ``pad_probability`` the matrix is an edge tile whose last
+    rows and/or columns hold no weights.
+
+    Inputs: per vector, a fraction ~ U(v_zero_range) of the rows is exactly 0 V; the others are
+    half-normal with a scale log-uniform in ``v_scale_range`` (times v_read_max_v), clipped to
+    [0, v_read_max_v] and rounded to the DAC grid of ``input_bits`` bits.
+    """
+    rows, cols = spec.rows, spec.cols
+    q_max = 2 ** (cfg.weight_bits - 1) - 1
+    base = 2 ** cfg.bits_per_cell
+    n_slices = math.ceil((cfg.weight_bits - 1) / cfg.bits_per_cell)
+    lo, hi = cfg.w_scale_range
+    scale = math.exp(rng.uniform(math.log(lo), math.log(hi))) * q_max
+    q = np.minimum(np.round(np.abs(rng.laplace(0.0, scale, size=(rows, cols)))), q_max)
+    q = np.where(rng.random((rows, cols)) < rng.uniform(0.25, 0.75), q, 0.0)
+    level = np.floor(q / base ** int(rng.integers(n_slices))) % base
+    if rng.random() < cfg.pad_probability:
+        used_rows, used_cols = rows, cols
+        kind = int(rng.integers(3))  # 0: rows, 1: columns, 2: both
+        if kind != 1 and rows > 1:
+            used_rows = int(rng.integers(1, rows))
+        if kind != 0 and cols > 1:
+            used_cols = int(rng.integers(1, cols))
+        level[used_rows:, :] = 0.0
+        level[:, used_cols:] = 0.0
+    g = spec.g_off_s + level * ((spec.g_on_s - spec.g_off_s) / (base - 1))
+
+    n = cfg.n_vectors
+    v_max = spec.v_read_max_v
+    z_lo, z_hi = cfg.v_zero_range
+    zero = rng.random((n, rows)) < rng.uniform(z_lo, z_hi, size=(n, 1))
+    s_lo, s_hi = cfg.v_scale_range
+    v_scale = np.exp(rng.uniform(math.log(s_lo), math.log(s_hi), size=(n, 1))) * v_max
+    v = np.minimum(np.abs(rng.standard_normal((n, rows))) * v_scale, v_max)
+    if cfg.input_bits:
+        step = v_max / (2 ** (cfg.input_bits - 1) - 1)
+        v = np.minimum(np.round(v / step) * step, v_max)
+    v = np.where(zero, 0.0, v)
+    return g, np.clip(v, max(spec.v_read_min_v, 0.0), v_max)
 
 
 def _draw_from_file(spec: CircuitSpec, cfg: SamplingConfig, rng: np.random.Generator):
