@@ -63,8 +63,11 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
     """A JSON object given inline or as a file path."""
     if not text:
         return {}
-    if Path(text).is_file():
-        text = Path(text).read_text()
+    if not text.lstrip().startswith("{"):  # a path (a long inline object is not a valid file name)
+        path = Path(text)
+        if not path.is_file():
+            raise SystemExit(f"{flag}: {text!r} is neither a JSON object nor an existing file")
+        text = path.read_text()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
