@@ -46,7 +46,7 @@ DEFAULT_METHODS = ("none", "bn_adapt", "bn_finetune", "retrain")
 EVAL_DEFAULTS: dict[str, Any] = {
     "methods": list(DEFAULT_METHODS), "seeds": [0], "calibration_samples": None, "eval_draws": 1,
     "bn_adapt": {"n_draws": 1, "n_batches": None},
-    "bn_finetune": {"epochs": 5, "lr": 0.01, "lr_step_epochs": 2, "lr_gamma": 0.2},
+    "bn_finetune": {"epochs": 5, "lr": 0.01, "lr_step_epochs": 2, "lr_gamma": 0.2, "optimizer": "adam"},
     "retrain": {"epochs": 1, "lr": 1e-3},
 }
 

@@ -4,7 +4,8 @@
   forwarding clean data through the non-ideal network; no gradient step, weights and gamma/beta untouched.
 - `bn_finetune` (Bhattacharjee et al. 2023 = Paper 1): train only BN gamma/beta through the non-ideal
   forward; Paper 1's schedule: 5 epochs, lr 0.01 divided by 5 every 2 epochs. The optimizer is our
-  choice: SGD with momentum 0.9 (Adam available).
+  choice: Adam (SGD with momentum 0.9 available). With only tens of steps on a small calibration set,
+  SGD at lr 0.01 barely moves gamma/beta; Adam's steps do not depend on the gradients' scale.
 - `retrain`: noise-aware retraining of every parameter through the same forward (upper bound).
 Each procedure modifies `model` in place, restores the parameters' `requires_grad` flags, leaves the
 model in eval mode and returns it.
@@ -102,7 +103,7 @@ def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = None,
 
 def bn_finetune(model: nn.Module, loader: DataLoader, epochs: int = 5, lr: float = 0.01,
                 lr_step_epochs: int = 2, lr_gamma: float = 0.2, device: str | torch.device | None = None,
-                seed: int = 0, optimizer: str = "sgd", momentum: float = 0.9, max_batches: int | None = None,
+                seed: int = 0, optimizer: str = "adam", momentum: float = 0.9, max_batches: int | None = None,
                 progress: bool = True) -> nn.Module:
     """Train only BN gamma/beta (everything else requires_grad=False, crossbar weights frozen) with
     cross-entropy through the non-ideal forward. BN layers run in train mode (batch statistics, running
