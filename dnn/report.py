@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
 CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accuracy_std", "n_runs",
-               "software_accuracy", "rows", "r_wire_ohm", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
+               "software_accuracy", "rows", "r_wire_ohm", "g_on_s", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
                "device_preset", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
 
 
@@ -68,6 +68,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
             spec = result.get("circuit_spec") or {}
             setting = {
                 "rows": result.get("mvm", {}).get("rows", ""), "r_wire_ohm": spec.get("r_wire_row_ohm", ""),
+                "g_on_s": spec.get("g_on_s", ""),
                 "read_noise_sigma": float(xbar.get("read_noise_sigma", 0.0)),
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
@@ -309,6 +310,10 @@ def _line_panels(path: str | Path, panels: dict[tuple, list[dict]], x_key: str, 
         ax.axhline(100 * sel[0]["software_accuracy"], color="k", ls="--", lw=1, label="software")
         if log_x:
             ax.set_xscale("log")
+        if x_key == "rows":  # array sizes: label the sizes themselves
+            sizes = sorted({r["rows"] for r in sel})
+            ax.set_xticks(sizes, [str(x) for x in sizes])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
@@ -338,7 +343,17 @@ def plot_size(rows: list[dict], path: str | Path) -> None:
     if not panels:
         return _empty_figure(path, "no parasitics-only scenario (no read noise, no drift)")
     _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True,
-                 series_key=lambda r: f"wire {r['r_wire_ohm']:g} ohm" if r["r_wire_ohm"] != "" else "")
+                 series_key=_circuit_family)
+
+
+def _circuit_family(r: dict) -> str:
+    """What besides the size tells circuits apart in the size sweep: wire resistance and R_on."""
+    parts = []
+    if r["r_wire_ohm"] != "":
+        parts.append(f"wire {r['r_wire_ohm']:g} ohm")
+    if r["g_on_s"] != "":
+        parts.append(f"R_on {1e-3 / r['g_on_s']:.0f} kohm")
+    return ", ".join(parts)
 
 
 def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path,
