@@ -32,6 +32,7 @@ from .config import CrossbarConfig, get_device_preset
 from .convert import convert_to_crossbar
 from .datasets import DatasetSplit, load_dataset
 from .diagnostics import layer_pc2
+from .layers import calibrate_adc
 from .mitigation import METHODS, apply_method
 from .models import MODELS, build_model
 from .mvm import IdealTileMVM, TileMVM, TransferTileMVM
@@ -256,6 +257,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     for seed in ev["seeds"]:
         base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
         calib = _calibration_loader(data, ev["calibration_samples"], ns.batch_size, int(seed))
+        calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
         for method in ev["methods"]:
             m = copy.deepcopy(base)
             m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),

@@ -15,7 +15,7 @@ from typing import Any
 
 ENCODINGS = ("differential", "offset")
 INPUT_POLARITIES = ("signed", "two_phase")
-ADC_RANGE_MODES = ("fixed",)
+ADC_RANGE_MODES = ("fixed", "calibrated")
 ANALOG_LAYERS = ("conv", "all")
 
 
@@ -48,9 +48,12 @@ class CrossbarConfig:
     """Signed ADC resolution in bits; 0 = no ADC (ideal readout)."""
     adc_range: str = "fixed"
     """'fixed': full scale = adc_range_fraction * rows * v_max * (g_max - g_min), the largest ideal
-    signed column current of one tile."""
+    signed column current of one tile; 'calibrated': full scale = adc_range_fraction * the largest
+    |column current| of the layer while calibration data runs through the programmed array once
+    (`dnn.layers.calibrate_adc`), as an ADC range trimmed on the chip itself."""
     adc_range_fraction: float = 1.0
-    """Scale of the ADC full scale relative to the ideal maximum (dimensionless, > 0)."""
+    """Scale of the ADC full scale relative to its reference (the ideal maximum, or the calibration
+    maximum), dimensionless, > 0."""
     analog_layers: str = "conv"
     """'conv': only Conv2d layers analog (Paper 1 setting); 'all': Conv2d and Linear."""
     exclude: tuple[str, ...] = field(default_factory=tuple)

@@ -90,6 +90,9 @@ class CrossbarLayerBase(nn.Module):
         self._programming_index = 0
         self._nu: tuple[int, torch.Tensor] | None = None  # (programming index, drift exponents on CPU)
         self._generators: dict[str, torch.Generator] = {}
+        self.adc_full_scale_a: float | None = None
+        """'calibrated' ADC range: the full scale set by `calibrate_adc`, amperes."""
+        self._adc_observed_a: float | None = None  # running max |i| while `calibrate_adc` observes
 
     # ----------------------------------------------------------------- public helpers
     def set_mvm(self, mvm: TileMVM) -> None:
@@ -243,8 +246,10 @@ class CrossbarLayerBase(nn.Module):
             i = i[:, 0] - i[:, 1]  # G+ minus G- column currents
         else:
             i = i[:, 0, ..., :-1] - i[:, 0, ..., -1:]  # minus the reference column
-        full_scale = adc_full_scale(rows, mvm.v_max_v, mvm.g_min_s, mvm.g_max_s, cfg.adc_range_fraction)
-        i = adc_quantize(i, cfg.adc_bits, full_scale)  # [S, n_r, n_c, B', cols'], amperes
+        if self._adc_observed_a is not None:  # calibrate_adc is observing: no ADC on this pass
+            self._adc_observed_a = max(self._adc_observed_a, float(i.detach().abs().max()))
+        else:
+            i = adc_quantize(i, cfg.adc_bits, self._adc_full_scale())  # [S, n_r, n_c, B', cols'], amperes
         if two_reads:
             i = i[..., :b, :] - i[..., b:, :]
         y = shift_add(i, cfg.bits_per_cell)  # = delta_g * sum_rows v * u, amperes
@@ -252,6 +257,15 @@ class CrossbarLayerBase(nn.Module):
             y = y - (weight_offset(cfg.weight_bits) * self._delta_g) * v.sum(-1, keepdim=True)[:, None]
         y = y * x_per_volt[:, None]  # [n_r, n_c, B, cols']; x_per_volt differs per row tile and vector
         return untile_outputs(y, self.weight_matrix().shape[1])
+
+    def _adc_full_scale(self) -> float:
+        cfg, mvm = self.config, self.mvm
+        if cfg.adc_range == "fixed":
+            return adc_full_scale(mvm.rows, mvm.v_max_v, mvm.g_min_s, mvm.g_max_s, cfg.adc_range_fraction)
+        if self.adc_full_scale_a is None:
+            raise RuntimeError(f"crossbar layer {self.name or '?'}: adc_range 'calibrated' needs "
+                               "dnn.layers.calibrate_adc(model, loader) after conversion")
+        return self.adc_full_scale_a
 
     @property
     def _delta_g(self) -> float:
@@ -362,4 +376,37 @@ def reprogram(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["CrossbarLayerBase", "CrossbarLinear", "CrossbarConv2d", "reprogram", "MAX_CHUNK_ELEMENTS"]
+@torch.no_grad()
+def calibrate_adc(model: nn.Module, loader: Any, n_batches: int = 2, device: str | torch.device | None = None
+                  ) -> nn.Module:
+    """Set the ADC full scale of every crossbar layer with adc_range 'calibrated' to
+    adc_range_fraction x the largest |column current| it sees while the first `n_batches` batches of
+    `loader` run through the model (eval mode, ADCs of those layers bypassed during the pass: the
+    trim happens before the ADC range exists). A deployment step on the programmed array, not a
+    mitigation: it sees the array's parasitics, drift and read noise but changes no weight or BN."""
+    layers = [m for m in model.modules() if isinstance(m, CrossbarLayerBase) and m.config.adc_range == "calibrated"]
+    if not layers:
+        return model
+    was_training = model.training
+    model.eval()
+    for m in layers:
+        m._adc_observed_a = 0.0
+    try:
+        for b, (x, _y) in enumerate(loader):
+            if b >= n_batches:
+                break
+            model(x if device is None else x.to(device))
+    finally:
+        observed = {m: m._adc_observed_a for m in layers}
+        for m in layers:
+            m._adc_observed_a = None
+        model.train(was_training)
+    for m, peak in observed.items():
+        if not peak:
+            raise RuntimeError(f"calibrate_adc: crossbar layer {m.name or '?'} saw no current (empty loader?)")
+        m.adc_full_scale_a = m.config.adc_range_fraction * peak
+    return model
+
+
+__all__ = ["CrossbarLayerBase", "CrossbarLinear", "CrossbarConv2d", "reprogram", "calibrate_adc",
+           "MAX_CHUNK_ELEMENTS"]

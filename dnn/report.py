@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
 CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accuracy_std", "n_runs",
-               "software_accuracy", "rows", "r_wire_ohm", "g_on_s", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
+               "software_accuracy", "rows", "r_wire_ohm", "g_on_s", "adc_range", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
                "device_preset", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
 
 
@@ -69,6 +69,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
             setting = {
                 "rows": result.get("mvm", {}).get("rows", ""), "r_wire_ohm": spec.get("r_wire_row_ohm", ""),
                 "g_on_s": spec.get("g_on_s", ""),
+                "adc_range": xbar.get("adc_range", "fixed"),
                 "read_noise_sigma": float(xbar.get("read_noise_sigma", 0.0)),
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
@@ -178,12 +179,14 @@ def shape_check(rows: list[dict], settings: ReportSettings) -> list[tuple[str, b
     if recovered:
         out.append(("BN adaptation recovers most of the loss from parasitics (> 50% of the gap)",
                     min(recovered) > 0.5, f"least recovered {100 * min(recovered):.0f}%"))
-    ft = [r for r in para if r["method"] == "bn_finetune"]
-    if ft:
+    for adc in sorted({r["adc_range"] for r in para}):
+        ft = [r for r in para if r["method"] == "bn_finetune" and r["adc_range"] == adc]
+        if not ft:
+            continue
         drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})": 100 * (r["software_accuracy"] - r["accuracy_mean"])
                  for r in ft}
         out.append((f"BN fine-tuning is close to software (<= {s.close_drop_points:g} points) for parasitics at "
-                    "every array size", max(drops.values()) <= s.close_drop_points,
+                    f"every array size (ADC range {adc})", max(drops.values()) <= s.close_drop_points,
                     ", ".join(f"{k}: {v:.1f}" for k, v in sorted(drops.items()))))
     for (circuit, model), sweep in sigma_sweep(rows).items():
         methods = {r["method"] for r in sweep}

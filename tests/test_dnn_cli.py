@@ -78,3 +78,15 @@ def test_evaluate_rejects_bad_settings(model_path, tmp_path):
     with pytest.raises(SystemExit, match="--mvm exact needs --circuit"):
         main(["evaluate", "--model", str(model_path), "--mvm", "exact", "--methods", "none", "--out",
               str(tmp_path / "e.json")])
+
+
+def test_evaluate_calibrates_the_adc_range(model_path, tmp_path):
+    out = tmp_path / "cal.json"
+    assert main(["--log-level", "WARNING", "evaluate", "--model", str(model_path), "--circuit-name", "p64",
+                 "--circuit", '{"preset": "paper1_64_w5"}', "--mvm", "exact", "--methods", "none",
+                 "--crossbar-json", '{"adc_range": "calibrated", "adc_range_fraction": 1.0}',
+                 "--evaluation-json", '{"calibration_samples": 128}', "--no-progress", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["xbar_config"]["adc_range"] == "calibrated"
+    assert 0.0 <= res["methods"]["none"]["accuracy_mean"] <= 1.0

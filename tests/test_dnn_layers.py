@@ -335,3 +335,30 @@ def test_two_phase_reads_only_non_negative_voltages():
         assert torch.allclose(ref(x), y_signed_input, rtol=1e-5, atol=1e-6)  # linear tiles: same result
     with pytest.raises(ValueError, match="two_phase"):
         CrossbarLinear.from_float(lin, CrossbarConfig(input_polarity="signed"), RecordingMVM(seen=[]))
+
+
+def test_calibrated_adc_range_follows_the_arrays_real_currents():
+    torch.manual_seed(0)
+    lin = nn.Linear(40, 12)
+    x = _seeded(64, 40, seed=3)
+    loader = [(x[:32], None), (x[32:], None)]
+    lossy = TransferTileMVM(16, 8, G_MIN, G_MAX, V_MAX,
+                            transfer_fn=lambda g: 0.1 * g)  # an array at 10% of ideal
+    cfg = CrossbarConfig(adc_range="calibrated", adc_range_fraction=1.0)
+    layer = CrossbarLinear.from_float(lin, cfg, lossy, name="fc")
+    with pytest.raises(RuntimeError, match="fc: adc_range 'calibrated' needs dnn.layers.calibrate_adc"):
+        layer(x)
+    layers_mod.calibrate_adc(layer, loader)
+    fixed = layers_mod.adc_full_scale(16, V_MAX, G_MIN, G_MAX, 1.0)
+    assert 0 < layer.adc_full_scale_a < 0.1 * fixed  # trimmed to the attenuated signals
+    # The calibrated range resolves the small currents far better than the fixed one.
+    ref = CrossbarLinear.from_float(lin, cfg.replace(adc_range="fixed", adc_bits=0), lossy)
+    coarse = CrossbarLinear.from_float(lin, cfg.replace(adc_range="fixed"), lossy)
+    with torch.no_grad():
+        exact = ref(x)
+        err_cal = (layer(x) - exact).abs().mean()
+        err_fixed = (coarse(x) - exact).abs().mean()
+    assert err_cal < 0.2 * err_fixed
+    assert copy.deepcopy(layer).adc_full_scale_a == layer.adc_full_scale_a  # survives the per-method copies
+    # A fixed-range layer is left alone.
+    assert layers_mod.calibrate_adc(coarse, loader) is coarse and coarse.adc_full_scale_a is None
