@@ -129,13 +129,14 @@ def drift_sweep(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     return out
 
 
-def size_sweep(rows: list[dict]) -> dict[str, list[dict]]:
-    """model -> parasitics-only rows of every circuit."""
-    out: dict[str, list[dict]] = {}
+def size_sweep(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(model, circuit family: wire resistance, R_on, ADC range) -> parasitics-only rows, where the
+    family was evaluated at two or more array sizes."""
+    out: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if parasitics_only(r) and r["rows"] != "":
-            out.setdefault(r["model"], []).append(r)
-    return out
+            out.setdefault((r["model"], _circuit_family(r)), []).append(r)
+    return {k: v for k, v in out.items() if len({r["rows"] for r in v}) >= 2}
 
 
 def failure_sigma(sweep: list[dict], method: str, drop_points: float) -> float:
@@ -344,18 +345,18 @@ def plot_drift(rows: list[dict], path: str | Path) -> None:
 def plot_size(rows: list[dict], path: str | Path) -> None:
     panels = size_sweep(rows)
     if not panels:
-        return _empty_figure(path, "no parasitics-only scenario (no read noise, no drift)")
-    _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True,
-                 series_key=_circuit_family)
+        return _empty_figure(path, "no parasitics-only scenario (no read noise, no drift) at two array sizes")
+    _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True)
 
 
 def _circuit_family(r: dict) -> str:
-    """What besides the size tells circuits apart in the size sweep: wire resistance and R_on."""
+    """What besides the size tells results apart in the size sweep: wire resistance, R_on, ADC range."""
     parts = []
     if r["r_wire_ohm"] != "":
         parts.append(f"wire {r['r_wire_ohm']:g} ohm")
     if r["g_on_s"] != "":
         parts.append(f"R_on {1e-3 / r['g_on_s']:.0f} kohm")
+    parts.append(f"ADC {r['adc_range']}")
     return ", ".join(parts)
 
 
