@@ -295,22 +295,16 @@ def plot(rows: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def _line_panels(path: str | Path, panels: dict[tuple, list[dict]], x_key: str, xlabel: str, log_x: bool,
-                 series_key=None) -> None:
-    """One panel per key of `panels`: accuracy vs `x_key`, a line per method (and per `series_key`
-    value), error bars = std, software dashed."""
+def _line_panels(path: str | Path, panels: dict[tuple, list[dict]], x_key: str, xlabel: str, log_x: bool) -> None:
+    """One panel per key of `panels`: accuracy vs `x_key`, a line per method, error bars = std,
+    software dashed."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.2 * len(panels)), squeeze=False)
     for ax, (title, sel) in zip(axes[:, 0], panels.items(), strict=True):
-        series: dict[tuple, list[dict]] = {}
-        for r in sel:
-            extra = (series_key(r),) if series_key else ()
-            series.setdefault((r["method"], *extra), []).append(r)
-        for key in sorted(series, key=lambda k: (_method_rank(k[0]), k[1:])):
-            pts = sorted(series[key], key=lambda r: r[x_key])
-            label = key[0] if len(key) == 1 else f"{key[0]}, {key[1]}"
+        for method in _methods(sel):
+            pts = sorted((r for r in sel if r["method"] == method), key=lambda r: r[x_key])
             ax.errorbar([r[x_key] for r in pts], [100 * r["accuracy_mean"] for r in pts],
-                        yerr=[100 * r["accuracy_std"] for r in pts], marker="o", ms=3, capsize=2, label=label)
+                        yerr=[100 * r["accuracy_std"] for r in pts], marker="o", ms=3, capsize=2, label=method)
         ax.axhline(100 * sel[0]["software_accuracy"], color="k", ls="--", lw=1, label="software")
         if log_x:
             ax.set_xscale("log")
