@@ -115,6 +115,16 @@ class CircuitSpec:
         return len(self.subckts()["cell"].pins) == 3
 
     @property
+    def temperature_independent(self) -> bool:
+        """True when nothing in the circuit file can depend on the circuit temperature.
+
+        Then the circuit temperature is free to serve as the sweep index of a batched run (see
+        :mod:`spice.netlist`). Decided conservatively from the text: only R, C, L, V, I, B, E, F, G,
+        H and X element lines, no ``.model`` card and no temperature keyword.
+        """
+        return circuit_is_temperature_independent(self.netlist_text)
+
+    @property
     def has_custom_driver(self) -> bool:
         return "driver" in self.subckts()
 
@@ -225,6 +235,27 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
                     f"'.subckt {name} {pin_text} params: {param}=<default>'"
                 )
     return found
+
+
+_TEMPERATURE_FREE_ELEMENTS = set("rclvibefghx")
+_TEMPERATURE_WORDS = re.compile(r"\b(temper|temp|dtemp|tc|tc1|tc2|tce|tnom)\b", re.IGNORECASE)
+
+
+def circuit_is_temperature_independent(text: str) -> bool:
+    """See :attr:`CircuitSpec.temperature_independent`."""
+    for _, line in _join_continuations(text):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("*"):
+            continue
+        if _TEMPERATURE_WORDS.search(stripped):
+            return False
+        first = stripped.split()[0].lower()
+        if first.startswith("."):
+            if first not in (".subckt", ".ends", ".param"):
+                return False
+        elif first[0] not in _TEMPERATURE_FREE_ELEMENTS:
+            return False
+    return True
 
 
 def _split_params(rest: str) -> tuple[str, str, str]:

@@ -150,7 +150,7 @@ def solve(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarr
     last_error = ""
     for aids in CONVERGENCE_AIDS:
         try:
-            out = run_netlist(build_netlist(spec, g_s, v_v, use_klu, aids), sweep_command(n), names)
+            out = run_netlist(build_netlist(spec, g_s, v_v, use_klu, aids), sweep_command(spec, n), names)
             i_a = np.stack([np.atleast_1d(out[name]) for name in names], axis=1)
             if i_a.shape[0] != n:
                 raise NgspiceError(f"sweep returned {i_a.shape[0]} points, expected {n}")

@@ -1,4 +1,5 @@
-"""Exact sparse nodal solve of a *linear* crossbar (resistive cells, default driver and sense).
+"""Exact sparse nodal solve of a crossbar with default driver and sense: linear resistive cells, and
+the non-linear sinh cell by Newton's method.
 
 An independent reference for ngspice: it shares no code with :mod:`spice.netlist` and assembles
 the nodal conductance matrix directly. It is used to cross-check ngspice in tests and as the
@@ -24,87 +25,8 @@ def transfer_matrix(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
     the default (resistor) driver and sense elements.
     """
     rows, cols = spec.rows, spec.cols
-    g_s = np.asarray(g_s, dtype=float)
-    if g_s.shape != (rows, cols):
-        raise ValueError(f"g_s has shape {g_s.shape}, expected ({rows}, {cols})")
-
-    # Unknown-node numbering. Known nodes: inputs (one per row) and ground.
-    index: dict[tuple, int] = {}
-
-    def unknown(key: tuple) -> int:
-        if key not in index:
-            index[key] = len(index)
-        return index[key]
-
-    # Each node is ("in", r) [known], ("gnd",) [known] or an unknown tuple.
-    def drv(r: int) -> tuple:
-        return ("in", r) if spec.r_driver_ohm == 0 else ("d", r)
-
-    def row_node(r: int, c: int) -> tuple:
-        return drv(r) if spec.r_wire_row_ohm == 0 else ("a", r, c)
-
-    def sense_in(c: int) -> tuple:
-        return ("gnd",) if spec.r_sense_ohm == 0 else ("s", c)
-
-    def col_node(r: int, c: int) -> tuple:
-        return sense_in(c) if spec.r_wire_col_ohm == 0 else ("b", r, c)
-
-    elements: list[tuple[tuple, tuple, float]] = []
-    # Elements whose second terminal is column c's sense input (used when that input is ground).
-    into_sense: dict[int, list[tuple[tuple, float]]] = {c: [] for c in range(cols)}
-    for r in range(rows):
-        if spec.r_driver_ohm > 0:
-            elements.append((("in", r), drv(r), 1.0 / spec.r_driver_ohm))
-        if spec.r_wire_row_ohm > 0:
-            gw = 1.0 / spec.r_wire_row_ohm
-            elements.append((drv(r), row_node(r, 0), gw))
-            for c in range(1, cols):
-                elements.append((row_node(r, c - 1), row_node(r, c), gw))
-        for c in range(cols):
-            elements.append((row_node(r, c), col_node(r, c), g_s[r, c]))
-            if spec.r_wire_col_ohm == 0:
-                into_sense[c].append((row_node(r, c), g_s[r, c]))
-    if spec.r_wire_col_ohm > 0:
-        gw = 1.0 / spec.r_wire_col_ohm
-        for c in range(cols):
-            for r in range(rows - 1):
-                elements.append((col_node(r, c), col_node(r + 1, c), gw))
-            elements.append((col_node(rows - 1, c), sense_in(c), gw))
-            into_sense[c].append((col_node(rows - 1, c), gw))
-    if spec.r_sense_ohm > 0:
-        for c in range(cols):
-            elements.append((sense_in(c), ("gnd",), 1.0 / spec.r_sense_ohm))
-
-    def is_known(node: tuple) -> bool:
-        return node[0] in ("in", "gnd")
-
-    for a, b, _g in elements:
-        for node in (a, b):
-            if not is_known(node):
-                unknown(node)
-    n = len(index)
-    ki, kj, kv = [], [], []  # nodal matrix K
-    bi, bj, bv = [], [], []  # B: injection from inputs, K x = B v
-    for a, b, g in elements:
-        for p, q in ((a, b), (b, a)):
-            if is_known(p):
-                continue
-            ip = index[p]
-            ki.append(ip)
-            kj.append(ip)
-            kv.append(g)
-            if is_known(q):
-                if q[0] == "in":
-                    bi.append(ip)
-                    bj.append(q[1])
-                    bv.append(g)
-            else:
-                ki.append(ip)
-                kj.append(index[q])
-                kv.append(-g)
-    k_mat = sp.csc_matrix((kv, (ki, kj)), shape=(n, n))
-    b_mat = sp.csr_matrix((bv, (bi, bj)), shape=(n, rows)).toarray()
-    x = spla.splu(k_mat).solve(b_mat) if n else np.zeros((0, rows))  # [n, rows]: node volts per unit input
+    net = _Network(spec, g_s)
+    x = spla.splu(net.k_mat).solve(net.b_mat) if net.n else np.zeros((0, rows))  # node volts per unit input
 
     def voltage_rows(node: tuple) -> np.ndarray:
         """Node voltage as a linear function of the inputs: [rows] coefficients."""
@@ -114,14 +36,14 @@ def transfer_matrix(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
             e = np.zeros(rows)
             e[node[1]] = 1.0
             return e
-        return x[index[node]]
+        return x[net.index[node]]
 
     t = np.zeros((rows, cols))
     for c in range(cols):
         if spec.r_sense_ohm > 0:
-            t[:, c] = voltage_rows(sense_in(c)) / spec.r_sense_ohm
+            t[:, c] = voltage_rows(("s", c)) / spec.r_sense_ohm
         else:  # virtual ground: sum the currents of every element that ends on it
-            for node, g in into_sense[c]:
+            for node, g, _cell in net.into_sense[c]:
                 t[:, c] += g * voltage_rows(node)
     return t
 
@@ -129,3 +51,157 @@ def transfer_matrix(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
 def column_currents(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> np.ndarray:
     """Column currents [n_vectors, cols] (A) for input vectors ``v_v`` [n_vectors, rows] (V)."""
     return np.atleast_2d(v_v) @ transfer_matrix(spec, g_s)
+
+
+def column_currents_sinh(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, b_per_v: float,
+                         rel_tol: float = 1e-13, max_iter: int = 50) -> np.ndarray:
+    """Column currents [n_vectors, cols] (A) of the array with non-linear cells ``I = g/b sinh(b V)``.
+
+    The cell of ``data/circuits/memristor_sinh.cir`` (``b = b_per_v``; ``dI/dV = g`` at 0 V), solved
+    by Newton's method on the nodal equations from the linear solution, until the largest node
+    voltage step is below ``rel_tol`` of the largest node voltage. Default driver and sense only.
+    """
+    net = _Network(spec, g_s)
+    v_v = np.atleast_2d(np.asarray(v_v, dtype=float))
+    n, rows = net.n, spec.rows
+    # Cell terminals as positions in z = [unknown node volts, input volts, ground].
+    where = {node: i for node, i in net.index.items()}
+    where.update({("in", r): n + r for r in range(rows)})
+    where[("gnd",)] = n + rows
+    ia = np.array([where[a] for a, _b, _g in net.cells], dtype=int)
+    ib = np.array([where[b] for _a, b, _g in net.cells], dtype=int)
+    gc = np.array([g for _a, _b, g in net.cells])
+    k_lin = net.k_mat - net.k_cells
+    lu_lin = spla.splu(net.k_mat)
+    out = np.zeros((v_v.shape[0], spec.cols))
+    for k, v in enumerate(v_v):
+        x = lu_lin.solve(net.b_mat @ v) if n else np.zeros(0)
+        for _ in range(max_iter):
+            z = np.concatenate([x, v, [0.0]])
+            d = z[ia] - z[ib]
+            i_cell = gc / b_per_v * np.sinh(b_per_v * d)
+            residual = k_lin @ x - net.b_lin @ v + _scatter(n, ia, ib, i_cell)
+            jac = k_lin + _stamp(n, ia, ib, gc * np.cosh(b_per_v * d))
+            step = spla.spsolve(jac.tocsc(), -residual)
+            x = x + step
+            if np.max(np.abs(step), initial=0.0) <= rel_tol * max(np.max(np.abs(x), initial=0.0), 1e-300):
+                break
+        else:
+            raise RuntimeError(f"Newton solve of vector {k} did not converge in {max_iter} iterations")
+        z = np.concatenate([x, v, [0.0]])
+        for c in range(spec.cols):
+            if spec.r_sense_ohm > 0:
+                out[k, c] = z[where[("s", c)]] / spec.r_sense_ohm
+            else:  # virtual ground: every element that ends on it
+                for node, g, cell in net.into_sense[c]:
+                    vn = z[where[node]]
+                    out[k, c] += g / b_per_v * np.sinh(b_per_v * vn) if cell else g * vn
+    return out
+
+
+def _scatter(n: int, ia: np.ndarray, ib: np.ndarray, i_ab: np.ndarray) -> np.ndarray:
+    """Net current leaving each unknown node for element currents ``i_ab`` flowing from a to b."""
+    out = np.zeros(n + 1)  # index n collects every known node (dropped)
+    np.add.at(out, np.minimum(ia, n), i_ab)
+    np.add.at(out, np.minimum(ib, n), -i_ab)
+    return out[:n]
+
+
+def _stamp(n: int, ia: np.ndarray, ib: np.ndarray, g: np.ndarray) -> sp.csr_matrix:
+    """Nodal matrix of conductances ``g`` between a and b, on the unknown nodes (index < n) only."""
+    ii, jj, vv = [], [], []
+    for p, q, sign in ((ia, ia, 1.0), (ib, ib, 1.0), (ia, ib, -1.0), (ib, ia, -1.0)):
+        keep = (p < n) & (q < n)
+        ii.append(p[keep])
+        jj.append(q[keep])
+        vv.append(sign * g[keep])
+    return sp.csr_matrix((np.concatenate(vv), (np.concatenate(ii), np.concatenate(jj))), shape=(n, n))
+
+
+class _Network:
+    """The array's nodes and elements (no code shared with :mod:`spice.netlist`).
+
+    ``k_mat``/``b_mat``: nodal matrix on the unknown nodes and injection from the row inputs with
+    cells as conductances g (``k_mat x = b_mat v``); ``k_cells``/``b_cells``: the cells' share of
+    them; ``cells``: (row node, column node, g) per cell; ``into_sense[c]``: (node, g, is_cell) of
+    the elements ending on column c's sense input.
+    """
+
+    def __init__(self, spec: CircuitSpec, g_s: np.ndarray) -> None:
+        rows, cols = spec.rows, spec.cols
+        g_s = np.asarray(g_s, dtype=float)
+        if g_s.shape != (rows, cols):
+            raise ValueError(f"g_s has shape {g_s.shape}, expected ({rows}, {cols})")
+
+        # Each node is ("in", r) [known], ("gnd",) [known] or an unknown tuple.
+        def drv(r: int) -> tuple:
+            return ("in", r) if spec.r_driver_ohm == 0 else ("d", r)
+
+        def row_node(r: int, c: int) -> tuple:
+            return drv(r) if spec.r_wire_row_ohm == 0 else ("a", r, c)
+
+        def sense_in(c: int) -> tuple:
+            return ("gnd",) if spec.r_sense_ohm == 0 else ("s", c)
+
+        def col_node(r: int, c: int) -> tuple:
+            return sense_in(c) if spec.r_wire_col_ohm == 0 else ("b", r, c)
+
+        elements: list[tuple[tuple, tuple, float, bool]] = []  # (a, b, g, is_cell)
+        self.into_sense: dict[int, list[tuple[tuple, float, bool]]] = {c: [] for c in range(cols)}
+        for r in range(rows):
+            if spec.r_driver_ohm > 0:
+                elements.append((("in", r), drv(r), 1.0 / spec.r_driver_ohm, False))
+            if spec.r_wire_row_ohm > 0:
+                gw = 1.0 / spec.r_wire_row_ohm
+                elements.append((drv(r), row_node(r, 0), gw, False))
+                for c in range(1, cols):
+                    elements.append((row_node(r, c - 1), row_node(r, c), gw, False))
+            for c in range(cols):
+                elements.append((row_node(r, c), col_node(r, c), g_s[r, c], True))
+                if spec.r_wire_col_ohm == 0:
+                    self.into_sense[c].append((row_node(r, c), g_s[r, c], True))
+        if spec.r_wire_col_ohm > 0:
+            gw = 1.0 / spec.r_wire_col_ohm
+            for c in range(cols):
+                for r in range(rows - 1):
+                    elements.append((col_node(r, c), col_node(r + 1, c), gw, False))
+                elements.append((col_node(rows - 1, c), sense_in(c), gw, False))
+                self.into_sense[c].append((col_node(rows - 1, c), gw, False))
+        if spec.r_sense_ohm > 0:
+            for c in range(cols):
+                elements.append((sense_in(c), ("gnd",), 1.0 / spec.r_sense_ohm, False))
+
+        self.index: dict[tuple, int] = {}
+        for a, b, _g, _cell in elements:
+            for node in (a, b):
+                if node[0] not in ("in", "gnd") and node not in self.index:
+                    self.index[node] = len(self.index)
+        self.n = len(self.index)
+        self.cells = [(a, b, g) for a, b, g, cell in elements if cell]
+        self.k_mat, self.b_mat = self._matrices(elements, rows)
+        self.k_cells, b_cells = self._matrices([e for e in elements if e[3]], rows)
+        self.b_lin = sp.csr_matrix(self.b_mat - b_cells)
+
+    def _matrices(self, elements: list, rows: int) -> tuple[sp.csc_matrix, np.ndarray]:
+        """Nodal matrix K on the unknown nodes and injection B from the inputs: K x = B v."""
+        ki, kj, kv = [], [], []
+        bi, bj, bv = [], [], []
+        for a, b, g, _cell in elements:
+            for p, q in ((a, b), (b, a)):
+                if p[0] in ("in", "gnd"):
+                    continue
+                ip = self.index[p]
+                ki.append(ip)
+                kj.append(ip)
+                kv.append(g)
+                if q[0] == "in":
+                    bi.append(ip)
+                    bj.append(q[1])
+                    bv.append(g)
+                elif q[0] != "gnd":
+                    ki.append(ip)
+                    kj.append(self.index[q])
+                    kv.append(-g)
+        k_mat = sp.csc_matrix((kv, (ki, kj)), shape=(self.n, self.n))
+        b_mat = sp.csr_matrix((bv, (bi, bj)), shape=(self.n, rows)).toarray()
+        return k_mat, b_mat

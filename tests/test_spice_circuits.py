@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from spice import ngspice, nodal
+from spice.circuit import circuit_is_temperature_independent
 from spice.simulate import superposition
 from tests.conftest import CIRCUITS
 
@@ -57,3 +58,17 @@ def test_tia_sense_is_a_virtual_ground(make_spec):
     g = rng.uniform(tia.g_off_s, tia.g_on_s, (5, 4))
     v = rng.uniform(0.0, 0.2, (3, 5))
     np.testing.assert_allclose(ngspice.solve(tia, g, v)[0], nodal.column_currents(ideal_sense, g, v), rtol=1e-4)
+
+
+@pytest.mark.parametrize("text, independent", [
+    ((CIRCUITS / "resistive.cir").read_text(), True),
+    ((CIRCUITS / "memristor_sinh.cir").read_text(), True),
+    ((CIRCUITS / "tia_sense.cir").read_text(), True),
+    ((CIRCUITS / "one_t_one_r.cir").read_text(), False),  # MOSFET and .model card
+    (".subckt cell row col params: g=1e-5\nR1 row col {1/g} tc1=0.001\n.ends cell", False),
+    (".subckt cell row col params: g=1e-5\nB1 row col I={g*V(row,col)*(1+0.01*(temper-27))}\n.ends", False),
+    (".subckt cell row col params: g=1e-5\nD1 row col dmod\n.ends cell", False),
+    (".subckt cell row col params: g=1e-5\nR1 row col\n+ {1/g} dtemp=5\n.ends cell", False),
+])
+def test_temperature_independence_is_read_from_the_circuit_text(text, independent):
+    assert circuit_is_temperature_independent(text) is independent

@@ -101,7 +101,7 @@ def test_non_convergence_retries_then_marks_failed_samples(make_spec, monkeypatc
     assert np.isnan(i_a[1]).all() and np.isfinite(i_a[[0, 2]]).all()
     n_aids = len(ngspice.CONVERGENCE_AIDS)
     # every aid on the sweep, then each vector alone: 1 try for the good ones, every aid for the bad one
-    assert attempts.count("dc vidx 0 2 1") == n_aids
+    assert attempts.count("dc temp 0 2 1") == n_aids
     assert attempts.count("op") == 1 + n_aids + 1
     monkeypatch.setattr(ngspice, "run_netlist", real)
     np.testing.assert_allclose(i_a[[0, 2]], ngspice.solve(spec, g, v[[0, 2]])[0], rtol=1e-9)
