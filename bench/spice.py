@@ -29,6 +29,7 @@ from spice.circuit import spec_from_config  # noqa: E402
 from spice.simulate import superposition  # noqa: E402
 
 VECTORS_PER_G = 1024  # input vectors evaluated per conductance matrix by superposition/nodal
+N_NEWTON = 4  # non-linear sweep vectors checked against the nodal Newton solve
 
 
 def naive_pyspice_op(spec, g, v_row) -> np.ndarray:
@@ -101,20 +102,23 @@ def bench_size(n: int, quick: bool) -> dict:
     # As many vectors per ngspice run as a pipeline shard solves per matrix at this size (the one-off
     # netlist load, ordering and first operating point are shared by every vector of the run).
     n_nl = {32: 64, 64: 32, 128: 8}[n] if quick else {32: 256, 64: 128, 128: 64}[n]
-    t_nl, _ = timed(ngspice.solve, nl, g, v[:n_nl])
+    t_nl, (i_nl, _) = timed(ngspice.solve, nl, g, v[:n_nl])
     res["nonlinear_vectors_per_run"] = n_nl
+    res["nonlinear_sweep_index"] = "temperature" if nl.temperature_independent else "V(idx)"
     res["nonlinear_sweep_s_per_vector"] = t_nl / n_nl
+    newton = nodal.column_currents_sinh(nl, g, v[:N_NEWTON], b_per_v=5.0)  # untimed accuracy check
+    res["nonlinear_rel_err_vs_newton"] = float(np.max(np.abs(i_nl[:N_NEWTON] - newton)) / np.max(np.abs(newton)))
     for key in ("sweep", "superposition", "nodal"):
         res[f"{key}_speedup_vs_naive"] = res[f"{key}_vectors_per_s"] / res["naive_vectors_per_s"]
-    logging.info("size %d done: %s", n, {k: float(f"{v:.4g}") for k, v in res.items()})
+    logging.info("size %d done: %s", n, {k: v if isinstance(v, str) else float(f"{v:.4g}") for k, v in res.items()})
     return res
 
 
 def table(results: list[dict]) -> str:
     lines = [
         "| array | naive `.op` vec/s | sweep vec/s (x naive) | superposition vec/s (x naive) | "
-        "superposition G/s | nodal vec/s (x naive) | non-linear sweep s/vector |",
-        "|---|---|---|---|---|---|---|",
+        "superposition G/s | nodal vec/s (x naive) | non-linear sweep s/vector | non-linear error vs Newton |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -122,7 +126,7 @@ def table(results: list[dict]) -> str:
             f"({r['sweep_speedup_vs_naive']:.0f}x) | {r['superposition_vectors_per_s']:.0f} "
             f"({r['superposition_speedup_vs_naive']:.0f}x) | {r['superposition_g_per_s']:.2f} | "
             f"{r['nodal_vectors_per_s']:.0f} ({r['nodal_speedup_vs_naive']:.0f}x) | "
-            f"{r['nonlinear_sweep_s_per_vector']:.3f} |"
+            f"{r['nonlinear_sweep_s_per_vector']:.3f} | {r['nonlinear_rel_err_vs_newton']:.1e} |"
         )
     return "\n".join(lines)
 

@@ -209,8 +209,8 @@ def shape_check(rows: list[dict], settings: ReportSettings) -> list[tuple[str, b
             a = failure_sigma(sweep, "bn_adapt", s.fail_drop_points)
             f = failure_sigma(sweep, "bn_finetune", s.fail_drop_points)
             holds = a < f or (math.isinf(f) and not math.isinf(a))
-            out.append((f"{model} on {circuit}: BN adaptation fails (> {s.fail_drop_points:g} points below "
-                        "software) at a lower read-noise sigma than BN fine-tuning", holds,
+            out.append((f"{model} on {circuit}: BN adaptation fails ({s.fail_drop_points:g} points below "
+                        "software, interpolated) at a lower read-noise sigma than BN fine-tuning", holds,
                         f"adaptation fails at sigma {_fmt_sigma(a)}, fine-tuning at {_fmt_sigma(f)}"))
     return out
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from spice import ngspice
 from spice.circuit import CircuitError, spec_from_config
 from spice.io import DatasetFileError, merge_shards, summary, write_dataset
+from spice.netlist import ACCURACY_OPTIONS
 from spice.sampling import SamplingConfig
 from spice.simulate import simulate_shard
 
@@ -55,7 +56,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     }
     attrs = {
         "ngspice_version": ng.version, "ngspice_klu": ng.has_klu, "pyspice_version": ng.pyspice_version,
-        "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
+        "ngspice_options": ACCURACY_OPTIONS, "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
     }
     write_dataset(args.out, spec, arrays, attrs)
     log.info("wrote %s: %d samples, %d failed", args.out, len(result.v_v), int(result.failed.sum()))

@@ -13,7 +13,7 @@ Layout (format_version 1)::
     /failed            bool    [n_samples]         1     sample did not converge (never fabricated)
 
 Root attributes: format_version, kind, circuit_spec (json), netlist_sha256, ngspice_version,
-ngspice_klu, pyspice_version, package_version, seed, sampling (json), sign_convention, created.
+ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (json), sign_convention, created.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def summary(path: str | Path) -> str:
     spec.pop("netlist_text", None)
     lines = [f"{path}", "provenance:"]
     for key in ("format_version", "created", "package_version", "ngspice_version", "ngspice_klu",
-                "pyspice_version", "netlist_sha256", "seed", "sampling", "sign_convention"):
+                "ngspice_options", "pyspice_version", "netlist_sha256", "seed", "sampling", "sign_convention"):
         lines.append(f"  {key}: {ds.attrs.get(key)}")
     lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
     solvers = {s.decode() if isinstance(s, bytes) else s for s in ds.solver}

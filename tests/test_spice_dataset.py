@@ -42,7 +42,7 @@ def test_dataset_file_has_provenance_units_and_exact_physics(tmp_path):
     with h5py.File(path) as f:
         assert f.attrs["format_version"] == 1
         assert f.attrs["ngspice_version"] and f.attrs["pyspice_version"] and f.attrs["netlist_sha256"]
-        assert f.attrs["seed"] == 5
+        assert f.attrs["seed"] == 5 and "reltol" in f.attrs["ngspice_options"]
         for name, ds_ in f.items():
             assert "units" in ds_.attrs, f"/{name} has no units"
         assert f["i_a"].attrs["units"] == "A" and f["g_s"].attrs["units"] == "S"
