@@ -10,14 +10,17 @@ from dnn.cli import main
 from dnn.report import ReportSettings, failure_sigma, load_results, markdown_table, shape_check, sigma_sweep
 
 
-def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99):
-    """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}."""
+def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99,
+            per_seed=None):
+    """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}, per_seed = {method: [...]}."""
     data = {"circuit": circuit, "model": "m", "scenario": scenario, "software_accuracy": software,
             "mvm": {"rows": rows}, "circuit_spec": {"r_wire_row_ohm": 5.0}, "device_preset": preset,
             "xbar_config": {"read_noise_sigma": sigma, "t_drift_s": t_drift_s, "drift_nu_mean": 0.05 if t_drift_s else 0},
             "methods": {m: {"accuracy_mean": a, "accuracy_std": 0.01, "accuracies": [a - 0.01, a + 0.01],
                             "wall_s": 1.0, "peak_mem_mb": 10.0, "trainable_params": 0, "pc2_mean": 0.1}
                         for m, a in accs.items()}}
+    for m, accuracies in (per_seed or {}).items():
+        data["methods"][m]["accuracy_per_seed"] = accuracies
     path.write_text(json.dumps(data))
     return path
 
@@ -62,6 +65,24 @@ def test_shape_check_reports_when_adaptation_does_not_fail_first(tmp_path):
              for s, a, f in ((0.0, 0.98, 0.98), (0.3, 0.80, 0.80))]
     checks = shape_check(load_results(paths), ReportSettings())
     assert checks[-1][1] is False and "adaptation fails at sigma 0.0667, fine-tuning at 0.0667" in checks[-1][2]
+
+
+@pytest.mark.parametrize("adapt_first_seeds, holds", [(2, True), (1, False)])
+def test_shape_check_needs_most_seeds_to_agree(tmp_path, adapt_first_seeds, holds):
+    """Three seeds; in the mean adaptation always fails first (sigma 0.067 vs 0.106 or 0.082), but per seed fine-tuning
+    fails first (or at the same sigma) in 3 - adapt_first_seeds of them."""
+    a0, f0 = [0.98] * 3, [0.98] * 3
+    a3 = [0.80] * 3
+    f3 = [0.90 if k < adapt_first_seeds else 0.80 for k in range(3)]
+    paths = [_result(tmp_path / f"s{s}.json", "p64", f"n{s}", {"none": 0.1, "bn_adapt": sum(a) / 3,
+                                                                "bn_finetune": sum(f) / 3},
+                     sigma=s, per_seed={"bn_adapt": a, "bn_finetune": f})
+             for s, a, f in ((0.0, a0, f0), (0.3, a3, f3))]
+    rows = load_results(paths)
+    check = shape_check(rows, ReportSettings())[-1]
+    assert check[1] is holds
+    assert f"adaptation fails first in {adapt_first_seeds} of 3" in check[2]
+    assert failure_sigma(sigma_sweep(rows)[("p64", "m")], "bn_finetune", 5.0, seed=0) == pytest.approx(0.3 * 4 / 8)
 
 
 def test_report_cli_writes_every_plot(paper1_like, tmp_path):
