@@ -16,6 +16,7 @@ from typing import Any
 ENCODINGS = ("differential", "offset")
 INPUT_POLARITIES = ("signed", "two_phase")
 ADC_RANGE_MODES = ("fixed", "calibrated")
+READ_NOISE_MODES = ("per_forward", "per_read")
 ANALOG_LAYERS = ("conv", "all")
 
 
@@ -59,7 +60,14 @@ class CrossbarConfig:
     exclude: tuple[str, ...] = field(default_factory=tuple)
     """Qualified module names kept digital."""
     read_noise_sigma: float = 0.0
-    """Relative Gaussian read noise, g * (1 + sigma * N(0, 1)), redrawn every forward; 0 = off."""
+    """Relative Gaussian read noise, g * (1 + sigma * N(0, 1)), 0 = off; how often it is drawn: see
+    `read_noise_mode`."""
+    read_noise_mode: str = "per_forward"
+    """'per_forward': one draw of every conductance per layer forward, shared by every input vector of the
+    batch. 'per_read': every input vector reads its own draw; each cell's current contribution v_i T_ij
+    gets its own relative Gaussian error, so column j's noise is N(0, sigma^2 sum_i (v_i T_ij)^2), with
+    T the tile's effective transfer matrix (its response to one row at a time, A/V; G for the ideal
+    tile)."""
     t_drift_s: float = 0.0
     """Time since programming at which the array is read, seconds; 0 = no drift."""
     t0_s: float = 1.0
@@ -146,6 +154,8 @@ def _validate(c: CrossbarConfig) -> None:
            c.exclude)
     _check(_is_num(c.read_noise_sigma) and 0.0 <= c.read_noise_sigma <= 1.0, "read_noise_sigma",
            "a number in [0, 1]", c.read_noise_sigma)
+    _check(c.read_noise_mode in READ_NOISE_MODES, "read_noise_mode", f"one of {READ_NOISE_MODES}",
+           c.read_noise_mode)
     _check(_is_num(c.t0_s) and c.t0_s > 0.0, "t0_s", "a number > 0 (seconds)", c.t0_s)
     _check(_is_num(c.t_drift_s) and (c.t_drift_s == 0.0 or c.t_drift_s >= c.t0_s), "t_drift_s",
            f"0 (off) or a number >= t0_s = {c.t0_s} (seconds)", c.t_drift_s)

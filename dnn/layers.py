@@ -59,7 +59,8 @@ class _Programmed:
     g_s: torch.Tensor  # [T, rows, cols], T = S * P * n_r * n_c
     s_w: torch.Tensor  # weight units per integer level
     grid: tuple[int, int, int, int]  # (slices S, polarity arrays P, row tiles n_r, column tiles n_c)
-    bound: BoundMVM | None = None  # cached bound MVM (only without read noise)
+    bound: BoundMVM | None = None  # cached bound MVM (only without per-forward read noise)
+    t_sq: torch.Tensor | None = None  # [T, rows, cols] squared effective transfer matrix (per-read noise)
 
 
 def _pair(x: int | tuple[int, ...]) -> tuple[int, int]:
@@ -196,7 +197,7 @@ class CrossbarLayerBase(nn.Module):
         if not cacheable or prog is None or prog.key != key:
             prog = self._program(device, dtype, key)
             self._programmed = prog if cacheable else None
-        if cfg.read_noise_on:
+        if cfg.read_noise_on and cfg.read_noise_mode == "per_forward":
             g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
             if cfg.clip_conductances:
                 g = clip_conductance(g, self.mvm.g_min_s, self.mvm.g_max_s)
@@ -241,7 +242,10 @@ class CrossbarLayerBase(nn.Module):
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
         bp = v_read.shape[1]
         v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
-        i = bound(v_all).reshape(s, p, n_r, n_c, bp, cols)
+        i = bound(v_all)
+        if cfg.read_noise_on and cfg.read_noise_mode == "per_read":
+            i = i + self._per_read_noise(v_all, prog, bound)
+        i = i.reshape(s, p, n_r, n_c, bp, cols)
         if cfg.encoding == "differential":
             i = i[:, 0] - i[:, 1]  # G+ minus G- column currents
         else:
@@ -257,6 +261,20 @@ class CrossbarLayerBase(nn.Module):
             y = y - (weight_offset(cfg.weight_bits) * self._delta_g) * v.sum(-1, keepdim=True)[:, None]
         y = y * x_per_volt[:, None]  # [n_r, n_c, B, cols']; x_per_volt differs per row tile and vector
         return untile_outputs(y, self.weight_matrix().shape[1])
+
+    def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed, bound: BoundMVM) -> torch.Tensor:
+        """Column-current noise of every read [T, B, cols] (A): N(0, sigma^2 sum_i (v_i T_ij)^2) per
+        vector and column, each vector an independent draw. Treated as a constant (no gradient)."""
+        with torch.no_grad():
+            if prog.t_sq is None or prog.t_sq.device != v_all.device:
+                v_max, rows = self.mvm.v_max_v, self.mvm.rows
+                eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
+                t = bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # one row at a time, A/V
+                prog.t_sq = t * t
+            std = self.config.read_noise_sigma * torch.bmm(v_all.detach() ** 2, prog.t_sq).sqrt()
+            eps = torch.randn(std.shape, generator=self._read_generator(v_all.device), device=std.device,
+                              dtype=std.dtype)
+        return std * eps
 
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm

@@ -32,6 +32,7 @@ def test_from_dict_round_trip_and_unknown_keys():
     ("adc_range_fraction", 0.0, "adc_range_fraction"),
     ("analog_layers", "fc", "analog_layers"),
     ("read_noise_sigma", -0.1, "read_noise_sigma = -0.1: expected a number in \\[0, 1\\]"),
+    ("read_noise_mode", "per_batch", "read_noise_mode = 'per_batch': expected one of"),
     ("t_drift_s", 0.5, "t_drift_s = 0.5: expected 0 \\(off\\) or a number >= t0_s"),
     ("drift_nu_std", -1.0, "drift_nu_std"),
     ("clip_conductances", 1, "clip_conductances"),

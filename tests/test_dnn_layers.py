@@ -207,6 +207,50 @@ def test_read_noise_redraws_every_forward_and_is_seeded():
     assert 0.005 < rel < 0.3
 
 
+def _noise_std(layer, x, n):
+    """Per-output standard deviation of layer(x) - clean over n forwards of x (one vector)."""
+    with torch.no_grad():
+        ys = torch.cat([layer(x) for _ in range(n)])
+    return ys.std(0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_per_read_noise_matches_a_new_conductance_draw_per_vector(scale):
+    """per_read over a batch of identical vectors has the distribution of per_forward noise with one
+    vector per forward (a new G draw per vector), for the ideal tile and a scaled transfer matrix."""
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 8)
+    tile = ideal() if scale == 1.0 else TransferTileMVM(16, 8, G_MIN, G_MAX, V_MAX, lambda g: scale * g)
+    cfg = EXACT.replace(read_noise_sigma=0.2, seed=5)
+    x = _seeded(1, 30, seed=2)
+    per_read = CrossbarLinear.from_float(lin, cfg.replace(read_noise_mode="per_read"), tile, name="fc")
+    per_forward = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")
+    clean = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), tile)
+    with torch.no_grad():
+        batch = per_read(x.expand(4000, 30))
+        y_clean = clean(x)
+    assert torch.allclose(batch.mean(0), y_clean[0], atol=4 * batch.std(0).max().item() / 4000**0.5)
+    reference = scale * _noise_std(per_forward, x, 1500)  # ideal tile; the transfer one scales every T_ij
+    assert torch.allclose(batch.std(0), reference, rtol=0.12)
+    assert batch.std(0).min() > 0
+
+
+def test_per_read_noise_is_independent_per_vector_and_seeded():
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 8)
+    cfg = CrossbarConfig(read_noise_sigma=0.1, read_noise_mode="per_read", seed=3)
+    mvm = CountingMVM()
+    x = _seeded(1, 30).expand(2, 30)
+    with torch.no_grad():
+        a = CrossbarLinear.from_float(lin, cfg, mvm, name="fc")
+        a1, a2 = a(x), a(x)
+        b1 = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")(x)
+    assert mvm.binds == 1  # the clean conductances stay bound; only the read currents are noisy
+    assert not torch.allclose(a1[0], a1[1])  # same vector, two reads in one batch: two draws
+    assert not torch.allclose(a1, a2)
+    assert torch.equal(a1, b1)  # same seed and name: same draws
+
+
 def test_drift_lowers_conductance_as_power_law():
     lin = nn.Linear(12, 5)
     t, t0, nu = 1e4, 1.0, 0.05
