@@ -62,7 +62,7 @@ class CrossbarConfig:
     read_noise_sigma: float = 0.0
     """Relative Gaussian read noise, g * (1 + sigma * N(0, 1)), 0 = off; how often it is drawn: see
     `read_noise_mode`."""
-    read_noise_mode: str = "per_forward"
+    read_noise_mode: str = "per_read"
     """'per_forward': one draw of every conductance per layer forward, shared by every input vector of the
     batch. 'per_read': every input vector reads its own draw; each cell's current contribution v_i T_ij
     gets its own relative Gaussian error, so column j's noise is N(0, sigma^2 sum_i (v_i T_ij)^2), with

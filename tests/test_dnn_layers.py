@@ -185,10 +185,10 @@ def test_bind_is_cached_until_weights_change():
     assert xl.weight.grad is not None and xl.weight.grad.abs().sum() > 0
 
 
-def test_read_noise_redraws_every_forward_and_is_seeded():
+def test_per_forward_read_noise_redraws_every_forward_and_is_seeded():
     torch.manual_seed(0)
     lin = nn.Linear(30, 8)
-    cfg = CrossbarConfig(read_noise_sigma=0.1, seed=3)
+    cfg = CrossbarConfig(read_noise_sigma=0.1, read_noise_mode="per_forward", seed=3)
     mvm = CountingMVM()
     a = CrossbarLinear.from_float(lin, cfg, mvm, name="fc")
     b = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")
@@ -224,7 +224,7 @@ def test_per_read_noise_matches_a_new_conductance_draw_per_vector(scale):
     cfg = EXACT.replace(read_noise_sigma=0.2, seed=5)
     x = _seeded(1, 30, seed=2)
     per_read = CrossbarLinear.from_float(lin, cfg.replace(read_noise_mode="per_read"), tile, name="fc")
-    per_forward = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")
+    per_forward = CrossbarLinear.from_float(lin, cfg.replace(read_noise_mode="per_forward"), ideal(), name="fc")
     clean = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), tile)
     with torch.no_grad():
         batch = per_read(x.expand(4000, 30))
