@@ -43,7 +43,15 @@ from .mapping import (
     weight_offset,
 )
 from .mvm import BoundMVM, TileMVM
-from .noise import apply_drift, apply_read_noise, clip_conductance, derive_seed, draw_drift_nu, make_generator
+from .noise import (
+    apply_drift,
+    apply_read_noise,
+    clip_conductance,
+    derive_seed,
+    draw_drift_nu,
+    make_generator,
+    per_read_noise_currents,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -263,18 +271,17 @@ class CrossbarLayerBase(nn.Module):
         return untile_outputs(y, self.weight_matrix().shape[1])
 
     def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed, bound: BoundMVM) -> torch.Tensor:
-        """Column-current noise of every read [T, B, cols] (A): N(0, sigma^2 sum_i (v_i T_ij)^2) per
-        vector and column, each vector an independent draw. Treated as a constant (no gradient)."""
+        """Read noise of every read [T, B, cols] (A), an independent draw per vector; a constant for
+        autograd. The effective transfer matrix (the tile's response to one row at a time) is computed
+        once per programming (the cache key holds device and dtype)."""
         with torch.no_grad():
-            if prog.t_sq is None or prog.t_sq.device != v_all.device:
+            if prog.t_sq is None:
                 v_max, rows = self.mvm.v_max_v, self.mvm.rows
                 eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
-                t = bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # one row at a time, A/V
+                t = bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
                 prog.t_sq = t * t
-            std = self.config.read_noise_sigma * torch.bmm(v_all.detach() ** 2, prog.t_sq).sqrt()
-            eps = torch.randn(std.shape, generator=self._read_generator(v_all.device), device=std.device,
-                              dtype=std.dtype)
-        return std * eps
+            return per_read_noise_currents(v_all, prog.t_sq, self.config.read_noise_sigma,
+                                           self._read_generator(v_all.device))
 
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm

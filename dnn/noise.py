@@ -33,6 +33,15 @@ def apply_read_noise(g_s: torch.Tensor, sigma: float, generator: torch.Generator
     return g_s * (1.0 + sigma * eps)
 
 
+def per_read_noise_currents(v_v: torch.Tensor, t_sq: torch.Tensor, sigma: float,
+                            generator: torch.Generator) -> torch.Tensor:
+    """Column-current read noise with a new draw for every read (amperes): v_v [T, B, rows] volts,
+    t_sq [T, rows, cols] squared effective transfer matrix (A/V)^2. Each cell's contribution v_i T_ij
+    gets its own relative error sigma * N(0, 1), so column j's noise is N(0, sigma^2 sum_i (v_i T_ij)^2)."""
+    std = sigma * torch.bmm(v_v * v_v, t_sq).sqrt()
+    return std * torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+
+
 def draw_drift_nu(shape: torch.Size | tuple[int, ...], nu_mean: float, nu_std: float,
                   generator: torch.Generator, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
