@@ -76,6 +76,9 @@ class CircuitSpec:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise CircuitError(f"circuit name {self.name!r}: expected letters, digits, '_', '.' or '-' "
+                               "(at most 64, starting with a letter, digit or '_')")
         where = f"circuit '{self.name}'"
         if not isinstance(self.rows, int) or not 1 <= self.rows <= 1024:
             raise CircuitError(f"{where}: rows must be an integer in [1, 1024], got {self.rows!r}")
@@ -108,6 +111,10 @@ class CircuitSpec:
     def subckts(self) -> dict[str, Subckt]:
         """The subcircuits of the circuit file, validated against the pin contract."""
         return parse_circuit_file(self.netlist_text, self.netlist_path or f"<{self.name}>")
+
+    def vetted_lines(self) -> tuple[VettedLine, ...]:
+        """The circuit file's logical lines, vetted by the allow-list: all ngspice ever gets of it."""
+        return vet_circuit_file(self.netlist_text, self.netlist_path or f"<{self.name}>")
 
     @property
     def cell_has_gate(self) -> bool:
@@ -157,6 +164,7 @@ class CircuitSpec:
         return d
 
 
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 SPEC_KEYS = {f.name for f in dataclasses.fields(CircuitSpec)} - {"netlist_text", "netlist_path"}
 
 
@@ -164,37 +172,113 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-_SUBCKT_RE = re.compile(r"^\s*\.subckt\s+(\S+)\s*(.*)$", re.IGNORECASE)
-_ENDS_RE = re.compile(r"^\s*\.ends\b", re.IGNORECASE)
+_SUBCKT_RE = re.compile(r"^\.subckt\s+(\S+)\s*(.*)$", re.IGNORECASE)
 _PIN_CONTRACT = {
     "cell": ((2, 3), "row col [gate]", ("g",)),
     "driver": ((2,), "in out", ("r",)),
     "sense": ((1,), "in", ("r",)),
 }
-_FORBIDDEN = re.compile(r"^\s*\.(end|op|dc|tran|ac|control|endc|include|lib)\b", re.IGNORECASE)
+ALLOWED_DOT_COMMANDS = (".subckt", ".ends", ".param", ".model", ".func")
+"""The only dot commands a circuit file may hold. Everything else (``.include`` and every other
+spelling ngspice reads a file with, ``.lib``, ``.control``, ``.exec``, analyses, ``.options``,
+``.end`` ...) is refused: the array builder writes those lines itself."""
+ALLOWED_ELEMENTS = frozenset("bcdefghijklmoqrstuvwxyz")
+"""First letters of the element lines a circuit file may hold: every ngspice device except ``a``
+(XSPICE code models, some of which read files) and ``n``/``p`` (OSDI and multi-conductor lines,
+whose models are loaded by control commands)."""
+_FILE_WORD = re.compile(r"\bfile\s*=", re.IGNORECASE)
+MAX_CIRCUIT_FILE_BYTES = 1_000_000
+"""Largest circuit file accepted (a cell, driver and sense subcircuit are a few hundred bytes)."""
+
+
+@dataclass(frozen=True)
+class VettedLine:
+    """One logical line of a circuit file that passed the allow-list (continuations joined)."""
+
+    line_number: int
+    """1-based line of the circuit file where the logical line starts."""
+    text: str
+
+
+def vet_circuit_file(text: str, source: str) -> tuple[VettedLine, ...]:
+    """The logical lines of a circuit file, each checked against the allow-list.
+
+    Comments (``*`` lines, ``;``/``$``/``//`` tails) are dropped, so nothing a comment could trigger
+    (ngspice runs ``*#`` comment lines as control commands) ever reaches ngspice. Raises
+    :class:`CircuitError` naming ``source`` and the line for anything else: non-ASCII or control
+    characters, dot commands other than :data:`ALLOWED_DOT_COMMANDS`, element types outside
+    :data:`ALLOWED_ELEMENTS`, ``file=`` parameters. The message never repeats the refused line.
+    """
+    if len(text.encode("utf-8", "replace")) > MAX_CIRCUIT_FILE_BYTES:
+        raise CircuitError(f"circuit file {source}: larger than {MAX_CIRCUIT_FILE_BYTES} bytes; a circuit "
+                           "file holds only the cell (and driver/sense) subcircuits and their models")
+    vetted: list[VettedLine] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        where = f"circuit file {source}, line {number}"
+        line = raw[:-1] if raw.endswith("\r") else raw
+        bad = next((ch for ch in line if not (" " <= ch <= "~" or ch == "\t")), None)
+        if bad is not None:
+            raise CircuitError(f"{where}: character {bad!r} is not allowed; a circuit file is plain ASCII text")
+        stripped = line.strip()
+        if not stripped or stripped.startswith("*"):
+            continue
+        code = _strip_inline_comment(stripped)
+        if not code:
+            continue
+        if code.startswith("+"):
+            if not vetted:
+                raise CircuitError(f"{where}: continuation line '+' with no line before it")
+            prev = vetted[-1]
+            vetted[-1] = VettedLine(prev.line_number, f"{prev.text} {code[1:].strip()}")
+        else:
+            vetted.append(VettedLine(number, code))
+        first = vetted[-1].text.split()[0].lower()
+        if first.startswith("."):
+            if first not in ALLOWED_DOT_COMMANDS:
+                raise CircuitError(
+                    f"{where}: dot command '{_quote_word(first)}' is not allowed; a circuit file may hold only "
+                    f"element lines and {', '.join(ALLOWED_DOT_COMMANDS)} (the array builder adds everything else)"
+                )
+        elif first[0] not in ALLOWED_ELEMENTS:
+            raise CircuitError(
+                f"{where}: element '{_quote_word(first)}' is not allowed; element lines start with one of "
+                f"'{''.join(sorted(ALLOWED_ELEMENTS))}' (no XSPICE 'a', OSDI 'n' or 'p' devices)"
+            )
+        if _FILE_WORD.search(code):
+            raise CircuitError(f"{where}: a 'file=' parameter is not allowed; a circuit file cannot read files")
+    return tuple(vetted)
+
+
+def _strip_inline_comment(line: str) -> str:
+    """``line`` without an ngspice end-of-line comment (``;``, or `` $ `` / `` // `` after a blank)."""
+    line = line.split(";", 1)[0]
+    for mark in (" $", "\t$", " //", "\t//"):
+        if mark in line:
+            line = line.split(mark, 1)[0]
+    return line.strip()
+
+
+def _quote_word(word: str) -> str:
+    """A refused word, shortened so that no message ever carries a long piece of a file."""
+    return word if len(word) <= 24 else word[:24] + "..."
 
 
 def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
     """Parse and validate a circuit file's subcircuits.
 
-    Raises :class:`CircuitError` naming ``source`` when there is no ``.subckt cell``, a known
-    subcircuit has the wrong pins or lacks its parameter, a ``.subckt`` is not closed, or the file
-    carries analysis/control cards (the array builder adds those itself).
+    The file is first vetted line by line (:func:`vet_circuit_file`). Raises :class:`CircuitError`
+    naming ``source`` when there is no ``.subckt cell``, a known subcircuit has the wrong pins or
+    lacks its parameter, or a ``.subckt`` is not closed.
     """
-    lines = _join_continuations(text)
     found: dict[str, Subckt] = {}
     open_name: str | None = None
-    for number, line in lines:
-        stripped = line.strip()
-        if not stripped or stripped.startswith("*"):
-            continue
-        if _FORBIDDEN.match(stripped) and not stripped.lower().startswith(".ends"):
-            raise CircuitError(
-                f"circuit file {source}, line {number}: '{stripped.split()[0]}' is not allowed; a circuit "
-                "file holds only .subckt definitions (cell, optional driver/sense) and .model/.param cards"
-            )
-        match = _SUBCKT_RE.match(stripped)
-        if match:
+    for vetted in vet_circuit_file(text, source):
+        number, stripped = vetted.line_number, vetted.text
+        first = stripped.split()[0].lower()
+        if first == ".subckt":
+            match = _SUBCKT_RE.match(stripped)
+            if match is None:
+                raise CircuitError(f"circuit file {source}, line {number}: .subckt without a name")
             if open_name is not None:
                 raise CircuitError(f"circuit file {source}, line {number}: nested .subckt inside '{open_name}'")
             name = match.group(1).lower()
@@ -208,7 +292,7 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
             found[name] = Subckt(name=name, pins=pins, params=params)
             open_name = name
             continue
-        if _ENDS_RE.match(stripped):
+        if first == ".ends":
             if open_name is None:
                 raise CircuitError(f"circuit file {source}, line {number}: .ends without .subckt")
             open_name = None
@@ -243,10 +327,8 @@ _TEMPERATURE_WORDS = re.compile(r"\b(temper|temp|dtemp|tc|tc1|tc2|tce|tnom)\b", 
 
 def circuit_is_temperature_independent(text: str) -> bool:
     """See :attr:`CircuitSpec.temperature_independent`."""
-    for _, line in _join_continuations(text):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("*"):
-            continue
+    for vetted in vet_circuit_file(text, "<circuit>"):
+        stripped = vetted.text
         if _TEMPERATURE_WORDS.search(stripped):
             return False
         first = stripped.split()[0].lower()
@@ -263,19 +345,6 @@ def _split_params(rest: str) -> tuple[str, str, str]:
     if len(parts) == 2:
         return parts[0], "params:", parts[1]
     return parts[0], "", ""
-
-
-def _join_continuations(text: str) -> list[tuple[int, str]]:
-    """SPICE '+' continuation lines joined onto the line before; keeps 1-based line numbers."""
-    out: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(";")[0] if not raw.lstrip().startswith("*") else raw
-        if line.lstrip().startswith("+") and out:
-            prev_number, prev = out[-1]
-            out[-1] = (prev_number, prev + " " + line.lstrip()[1:])
-        else:
-            out.append((number, line))
-    return out
 
 
 def load_circuit_file(path: str | Path) -> str:

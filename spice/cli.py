@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from spice import ngspice
@@ -18,13 +17,23 @@ from spice.io import DatasetFileError, merge_shards, summary, write_dataset
 from spice.netlist import ACCURACY_OPTIONS
 from spice.sampling import SamplingConfig
 from spice.simulate import simulate_shard
+from xbarchar import cli as xcli
+from xbarchar.files import refuse_overwriting_inputs
 
 log = logging.getLogger("spice")
 
 
+def _json_file(text: str) -> str:
+    """The file behind an ``@file.json`` argument ('' for inline JSON)."""
+    return text[1:] if text.startswith("@") else ""
+
+
 def _load_json_arg(text: str, what: str) -> dict:
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        path = Path(text[1:])
+        if not path.is_file():
+            raise CircuitError(f"--{what}: {path} does not exist (expected @file.json or inline JSON)")
+        text = path.read_text()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -41,28 +50,41 @@ def _spec(args: argparse.Namespace):
     return spec_from_config(args.name, entry, base_dir=args.base_dir)
 
 
+def _circuit_inputs(args: argparse.Namespace, spec) -> dict[str, object]:
+    return {"--circuit": _json_file(args.circuit),
+            "netlist": str(Path(args.base_dir) / spec.netlist_path) if spec.netlist_path else ""}
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     spec = _spec(args)
     cfg = SamplingConfig.from_dict(_load_json_arg(args.sampling, "sampling") if args.sampling else {})
-    ngspice.check_circuit(spec)
+    refuse_overwriting_inputs({"--out": args.out}, {**_circuit_inputs(args, spec),
+                                                    "--sampling": _json_file(args.sampling),
+                                                    "source_file": cfg.source_file})
+    check = ngspice.check_circuit(spec)
     ng = ngspice.info()
-    log.info("circuit %s %dx%d, ngspice %s (KLU: %s), shard %d/%d", spec.name, spec.rows, spec.cols,
-             ng.version, ng.has_klu, args.shard, cfg.n_shards)
-    result = simulate_shard(spec, cfg, args.shard, progress=not args.quiet)
+    log.info("circuit %s %dx%d, ngspice %s (KLU: %s), shard %d/%d; passive bound %.3e A per column",
+             spec.name, spec.rows, spec.cols, ng.version, ng.has_klu, args.shard, cfg.n_shards,
+             check.column_current_bound_a)
+    result = simulate_shard(spec, cfg, args.shard, progress=not args.quiet, check=check)
     arrays = {
         "g_s": result.g_s, "g_id": result.g_id, "solver": result.solver,
         "transfer_a_per_v": result.transfer_a_per_v, "g_index": result.g_index, "v_v": result.v_v,
         "i_a": result.i_a, "i_ideal_a": result.i_ideal_a, "failed": result.failed,
+        "failure_reason": result.failure_reason,
     }
     attrs = {
         "ngspice_version": ng.version, "ngspice_klu": ng.has_klu, "pyspice_version": ng.pyspice_version,
         "ngspice_options": ACCURACY_OPTIONS, "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
+        "cell_current_max_a": check.cell_current_max_a,
+        "column_current_bound_a": check.column_current_bound_a,
     }
     write_dataset(args.out, spec, arrays, attrs)
     log.info("wrote %s: %d samples, %d failed", args.out, len(result.v_v), int(result.failed.sum()))
 
 
 def cmd_merge(args: argparse.Namespace) -> None:
+    refuse_overwriting_inputs({"--out": args.out}, {"shard": list(args.shards)})
     ds = merge_shards(args.shards, args.out)
     log.info("merged %d shards into %s: %d samples", len(args.shards), args.out, ds.n_samples)
 
@@ -82,6 +104,7 @@ def cmd_check(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spice", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
+    xcli.add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def circuit_args(p: argparse.ArgumentParser) -> None:
@@ -117,9 +140,4 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        args.func(args)
-    except (CircuitError, DatasetFileError, ngspice.NgspiceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return xcli.run(args.func, args, bad_input=(CircuitError, DatasetFileError, ngspice.NgspiceError))

@@ -1,6 +1,6 @@
 """HDF5 files of SPICE datasets: self-describing, units on every dataset, written atomically.
 
-Layout (format_version 1)::
+Layout (format_version 2; version 1 files, which lack ``/failure_reason``, are still read)::
 
     /g_s               float64 [n_g, rows, cols]   S     conductance matrices
     /g_id              int64   [n_g]               1     index of each matrix in the sampler's stream
@@ -10,7 +10,11 @@ Layout (format_version 1)::
     /v_v               float64 [n_samples, rows]   V     row input voltages
     /i_a               float64 [n_samples, cols]   A     column currents from ngspice (NaN if failed)
     /i_ideal_a         float64 [n_samples, cols]   A     ideal currents v @ g
-    /failed            bool    [n_samples]         1     sample did not converge (never fabricated)
+    /failed            bool    [n_samples]         1     sample is not valid (never fabricated)
+    /failure_reason    bytes   [n_samples]         -     why (no convergence, implausible currents); b""
+
+Every non-empty dataset carries HDF5's Fletcher32 checksum, so a changed byte is an error on
+reading, never a silently different number.
 
 Root attributes: format_version, kind, circuit_spec (json), netlist_sha256, ngspice_version,
 ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (json), sign_convention, created.
@@ -19,8 +23,9 @@ ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +34,10 @@ import h5py
 import numpy as np
 
 from spice.circuit import FORMAT_NOTE, CircuitSpec
+from xbarchar.files import atomic_write_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KIND = "xbarchar.spice"
 
 UNITS = {
@@ -43,7 +50,9 @@ UNITS = {
     "i_a": "A",
     "i_ideal_a": "A",
     "failed": "1",
+    "failure_reason": "",
 }
+NOT_CONVERGED_V1 = b"did not converge (format_version 1 file: no reason recorded)"
 
 
 class DatasetFileError(ValueError):
@@ -64,6 +73,7 @@ class SpiceDataset:
     i_a: np.ndarray
     i_ideal_a: np.ndarray
     failed: np.ndarray
+    failure_reason: np.ndarray
     attrs: dict[str, Any]
 
     @property
@@ -81,26 +91,71 @@ def package_version() -> str:
 
 
 def atomic_h5(path: str | Path):
-    """Context manager: an h5py.File at a temporary name, renamed onto ``path`` only on success."""
+    """Context manager: an h5py.File built in memory, written to ``path`` atomically on success.
+
+    Nothing touches the disk until the file is complete; then :func:`xbarchar.files.atomic_write_bytes`
+    writes it (a full disk: one :class:`xbarchar.files.OutputError`, no temporary file left).
+    """
     return _AtomicH5(Path(path))
 
 
 class _AtomicH5:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
 
     def __enter__(self) -> h5py.File:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.tmp, "w")
+        self.buffer = io.BytesIO()
+        self.file = h5py.File(self.buffer, "w")
         return self.file
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.file.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+            atomic_write_bytes(self.path, self.buffer.getvalue())
+
+
+def write_array(group: h5py.Group, name: str, data: Any, units: str) -> h5py.Dataset:
+    """One dataset with its ``units`` attribute and a Fletcher32 checksum (gzip when large).
+
+    A 0-d array is stored as shape (1,) with attribute ``scalar`` (HDF5 checksums need chunks,
+    which a scalar cannot have); :func:`read_array` gives it back as 0-d.
+    """
+    data = np.asarray(data)
+    scalar = data.ndim == 0
+    if scalar:
+        data = data.reshape(1)
+    opts: dict[str, Any] = {}
+    if data.size:
+        opts = {"fletcher32": True, "chunks": True}
+        if data.size > 4096:
+            opts.update(compression="gzip", compression_opts=4)
+    ds = group.create_dataset(name, data=data, **opts)
+    ds.attrs["units"] = units
+    if scalar:
+        ds.attrs["scalar"] = True
+    return ds
+
+
+def read_array(ds: h5py.Dataset, path: str | Path) -> np.ndarray:
+    """A dataset's values; a failed checksum is a :class:`DatasetFileError` naming file and dataset."""
+    try:
+        data = ds[()]
+    except OSError as exc:
+        raise DatasetFileError(f"{path}: dataset {ds.name} is corrupt (its checksum does not match: {exc}); "
+                               "the file was changed after it was written, regenerate it") from exc
+    return np.asarray(data).reshape(()) if ds.attrs.get("scalar", False) else data
+
+
+def checksum_report(f: h5py.File, path: str | Path) -> str:
+    """'fletcher32 on N of M datasets, all verified' (every dataset is read), or why not."""
+    datasets: list[h5py.Dataset] = []
+    f.visititems(lambda _, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    checked = [ds for ds in datasets if ds.fletcher32]
+    for ds in checked:
+        read_array(ds, path)
+    unchecked = [ds.name for ds in datasets if not ds.fletcher32 and ds.size]
+    text = f"fletcher32 on {len(checked)} of {len(datasets)} datasets, all verified"
+    return text + (f"; no checksum on {unchecked}" if unchecked else "")
 
 
 def write_dataset(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.ndarray],
@@ -120,13 +175,10 @@ def write_dataset(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.ndar
         for key, value in attrs.items():
             f.attrs[key] = value
         for key, unit in UNITS.items():
-            data = np.asarray(arrays[key])
-            opts = {"compression": "gzip", "compression_opts": 4} if data.size > 4096 else {}
-            ds = f.create_dataset(key, data=data, **opts)
-            ds.attrs["units"] = unit
+            write_array(f, key, arrays[key], unit)
 
 
-def open_checked(path: str | Path, kind: str, format_version: int) -> h5py.File:
+def open_checked(path: str | Path, kind: str, format_version: int | Iterable[int]) -> h5py.File:
     """Open an xbarchar HDF5 file for reading, with one clear error for every way it can be wrong."""
     p = Path(path)
     if not p.is_file():
@@ -140,10 +192,11 @@ def open_checked(path: str | Path, kind: str, format_version: int) -> h5py.File:
         f.close()
         raise DatasetFileError(f"{p}: expected an HDF5 file of kind '{kind}', found kind {found_kind!r}")
     version = _plain(f.attrs.get("format_version"))
-    if version != format_version:
+    readable = (format_version,) if isinstance(format_version, int) else tuple(format_version)
+    if version not in readable:
         f.close()
         raise DatasetFileError(
-            f"{p}: format_version {version!r} is not supported (this xbarchar reads {format_version})"
+            f"{p}: format_version {version!r} is not supported (this xbarchar reads {', '.join(map(str, readable))})"
         )
     return f
 
@@ -159,15 +212,18 @@ def _plain(value: Any) -> Any:
 
 def read_dataset(path: str | Path) -> SpiceDataset:
     """Read a SPICE dataset; raises :class:`DatasetFileError` naming the file when it is unusable."""
-    with open_checked(path, KIND, FORMAT_VERSION) as f:
+    with open_checked(path, KIND, READABLE_VERSIONS) as f:
         try:
-            arrays = {key: f[key][()] for key in UNITS}
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            keys = [k for k in UNITS if not (k == "failure_reason" and attrs["format_version"] == 1)]
+            arrays = {key: read_array(f[key], path) for key in keys}
             spec = CircuitSpec.from_json(attrs["circuit_spec"])
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise DatasetFileError(f"{path}: corrupt or incomplete SPICE dataset ({exc})") from exc
+    if "failure_reason" not in arrays:
+        arrays["failure_reason"] = np.where(arrays["failed"], NOT_CONVERGED_V1, b"").astype("S")
     n = len(arrays["v_v"])
-    for key in ("g_index", "i_a", "i_ideal_a", "failed"):
+    for key in ("g_index", "i_a", "i_ideal_a", "failed", "failure_reason"):
         if len(arrays[key]) != n:
             raise DatasetFileError(f"{path}: /{key} has {len(arrays[key])} rows, /v_v has {n}")
     return SpiceDataset(spec=spec, attrs=attrs, **arrays)
@@ -175,14 +231,27 @@ def read_dataset(path: str | Path) -> SpiceDataset:
 
 def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
     """Concatenate shard files (same circuit and sampler) into one dataset file, atomically."""
+    if not paths:
+        raise DatasetFileError("merge: no shard files given")
+    real = [Path(p).resolve() for p in paths]
+    for k, r in enumerate(real):
+        if r in real[:k]:
+            raise DatasetFileError(f"{paths[k]}: given twice (same file as {paths[real.index(r)]}); "
+                                   "each shard may be merged once")
     parts = [read_dataset(p) for p in paths]
-    if not parts:
-        raise ValueError("merge_shards: no shard files given")
     first = parts[0]
     for p, part in zip(paths, parts, strict=True):
         for key in ("circuit_spec", "sampling", "seed"):
             if part.attrs.get(key) != first.attrs.get(key):
                 raise DatasetFileError(f"{p}: attribute '{key}' differs from {paths[0]}; shards do not belong together")
+    owner: dict[int, str] = {}
+    for p, part in zip(paths, parts, strict=True):
+        for g_id in part.g_id.tolist():
+            if g_id in owner:
+                raise DatasetFileError(
+                    f"{p}: conductance matrix g_id {g_id} is also in {owner[g_id]}; shards must not overlap "
+                    "(a matrix in two shards would sit in two of the train/val/test splits)")
+            owner[g_id] = str(p)
     offsets = np.cumsum([0] + [len(p.g_s) for p in parts[:-1]])
     arrays = {
         "g_s": np.concatenate([p.g_s for p in parts]),
@@ -194,6 +263,7 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
         "i_a": np.concatenate([p.i_a for p in parts]),
         "i_ideal_a": np.concatenate([p.i_ideal_a for p in parts]),
         "failed": np.concatenate([p.failed for p in parts]),
+        "failure_reason": np.concatenate([p.failure_reason for p in parts]).astype("S"),
     }
     keep = {k: v for k, v in first.attrs.items()
             if k not in ("format_version", "kind", "circuit_spec", "netlist_sha256", "sign_convention",
@@ -206,6 +276,8 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
 def summary(path: str | Path) -> str:
     """Human-readable provenance and statistics of a SPICE dataset (the ``inspect`` CLI)."""
     ds = read_dataset(path)
+    with open_checked(path, KIND, READABLE_VERSIONS) as f:
+        checksums = checksum_report(f, path)
     ok = ~ds.failed
     rel = np.abs(ds.i_a[ok] - ds.i_ideal_a[ok])
     fs = ds.spec.g_on_s * ds.spec.v_read_max_v * ds.spec.rows
@@ -217,9 +289,15 @@ def summary(path: str | Path) -> str:
         lines.append(f"  {key}: {ds.attrs.get(key)}")
     lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
     solvers = {s.decode() if isinstance(s, bytes) else s for s in ds.solver}
+    reasons: dict[str, int] = {}
+    for reason in ds.failure_reason[ds.failed]:
+        key = reason.decode().split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
     lines += [
+        f"checksums: {checksums}",
         "contents:",
-        f"  conductance matrices: {len(ds.g_s)}  samples: {ds.n_samples}  failed: {int(ds.failed.sum())}",
+        f"  conductance matrices: {len(ds.g_s)}  samples: {ds.n_samples}  failed: {int(ds.failed.sum())}"
+        + (f" ({', '.join(f'{n} {why}' for why, n in sorted(reasons.items()))})" if reasons else ""),
         f"  solvers used: {sorted(solvers)}",
         f"  g_s  [S]: min {ds.g_s.min():.3e}  max {ds.g_s.max():.3e}",
         f"  v_v  [V]: min {ds.v_v.min():.3e}  max {ds.v_v.max():.3e}",

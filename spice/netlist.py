@@ -28,6 +28,17 @@ SWEEP_SOURCE = "vidx"
 ACCURACY_OPTIONS = "reltol=1e-7 vntol=1e-10"
 
 
+FIRST_CIRCUIT_FILE_LINE = 3
+"""Line of the netlist where the vetted circuit-file lines begin (after the title and .options)."""
+
+
+def circuit_file_line(spec: CircuitSpec, netlist_line: int) -> int | None:
+    """The circuit-file line that netlist line ``netlist_line`` (1-based) came from, if any."""
+    vetted = spec.vetted_lines()
+    k = netlist_line - FIRST_CIRCUIT_FILE_LINE
+    return vetted[k].line_number if 0 <= k < len(vetted) else None
+
+
 def _fmt(x: float) -> str:
     return f"{x:.15g}"
 
@@ -56,7 +67,8 @@ def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: 
     out: list[str] = [f"* xbarchar crossbar '{spec.name}' {rows}x{cols}"]
     options = " ".join(x for x in ("klu" if use_klu else "", ACCURACY_OPTIONS, extra_options) if x)
     out.append(f".options {options}")
-    out.append(spec.netlist_text.strip())
+    assert len(out) == FIRST_CIRCUIT_FILE_LINE - 1
+    out.extend(line.text for line in spec.vetted_lines())
     subckts = spec.subckts()
     gate = spec.cell_has_gate
 

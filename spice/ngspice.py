@@ -7,15 +7,24 @@ reports it (``.options klu``); otherwise ngspice's default sparse solver is used
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
 import os
+import re
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
-from spice.netlist import build_netlist, column_current_vector, sweep_command
+from spice.netlist import (
+    ACCURACY_OPTIONS,
+    build_netlist,
+    circuit_file_line,
+    column_current_vector,
+    sweep_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,9 @@ class NgspiceInfo:
 _lock = threading.Lock()
 _instance = None
 _info: NgspiceInfo | None = None
+_unrecoverable = ""
+"""Set when ngspice said it cannot recover: the shared library must not be used again in this process."""
+_FATAL_MARK = "cannot recover"
 
 
 def _shared():
@@ -87,16 +99,25 @@ def info() -> NgspiceInfo:
 
 def run_netlist(netlist: str, analysis: str, vectors: list[str]) -> dict[str, np.ndarray]:
     """Load ``netlist``, run ``analysis`` and return the named vectors. Raises :class:`NgspiceError`."""
+    global _unrecoverable
     ng = _shared()
     with _lock:
+        if _unrecoverable:
+            raise NgspiceError(f"ngspice is unusable in this process after an earlier fatal error ({_unrecoverable})")
         ng.clear_output()
         try:
             ng.load_circuit(netlist)
         except Exception as exc:
-            raise NgspiceError(f"ngspice rejected the netlist: {_errors(ng) or exc}") from exc
+            msgs = _errors(ng)
+            if any(_FATAL_MARK in line for line in ng._stderr + ng._stdout):
+                _unrecoverable = msgs or str(exc)
+            raise NgspiceError(f"ngspice rejected the netlist: {msgs or exc}") from exc
         if ng._error_in_stdout or ng._error_in_stderr:
             # ngspice reports some errors without failing the load
             msgs = _errors(ng)
+            if any(_FATAL_MARK in line for line in ng._stderr + ng._stdout):
+                _unrecoverable = msgs
+                raise NgspiceError(f"ngspice rejected the netlist: {msgs}")
             if msgs:
                 _remove(ng)
                 raise NgspiceError(f"ngspice rejected the netlist: {msgs}")
@@ -126,12 +147,62 @@ def _remove(ng) -> None:
             pass
 
 
+_NOISE = ("numparam warning", "please check your input netlist", _FATAL_MARK, "note: no compatibility mode",
+          "circuit:", "this may cause subsequent errors", "*end", "reset or detached", "ngspice.dll")
+_NETLIST_LINE = re.compile(r"error in netlist line no\. \d+, new internal line no\. (\d+):?", re.IGNORECASE)
+
+
 def _errors(ng) -> str:
-    lines = [line.strip() for line in ng._stdout + ng._stderr]
-    bad = [line for line in lines if line and ("error" in line.lower() or "fatal" in line.lower()
-                                               or "not converge" in line.lower() or "singular" in line.lower()
-                                               or "unknown" in line.lower() or "no such" in line.lower())]
-    return "; ".join(dict.fromkeys(bad))[:2000]
+    """ngspice's own error lines, without its boilerplate (see :func:`error_summary`)."""
+    return "; ".join(error_summary(ng._stdout + ng._stderr)[1])[:2000]
+
+
+def error_summary(lines: list[str]) -> tuple[list[int], list[str]]:
+    """(netlist lines named, reasons) from ngspice's output, its boilerplate dropped.
+
+    ngspice names the line of a netlist error as "new internal line no. N" (1-based in the netlist
+    it was given) and gives the reason on the lines after it (``Undefined parameter [gg]``).
+    """
+    netlist_lines: list[int] = []
+    reasons: list[str] = []
+    after_error = False
+    for raw in lines:
+        line = raw.strip()
+        low = line.lower()
+        match = _NETLIST_LINE.search(line)
+        if match:
+            netlist_lines.append(int(match.group(1)))
+            after_error = True
+            continue
+        if not line or any(mark in low for mark in _NOISE):
+            continue
+        if after_error or any(word in low for word in ("error", "fatal", "not converge", "singular", "unknown",
+                                                        "no such", "can't find", "undefined", "illegal")):
+            reasons.append(line)
+    return netlist_lines, list(dict.fromkeys(reasons))
+
+
+def circuit_file_error(spec: CircuitSpec, lines: list[str]) -> str:
+    """ngspice's complaint about a netlist built from ``spec``, in terms of the user's circuit file.
+
+    Netlist line numbers become circuit-file line numbers; a line ngspice echoes back (lowercased)
+    is replaced by the line number it came from.
+    """
+    netlist_lines, reasons = error_summary(lines)
+    source = spec.netlist_path or f"<{spec.name}>"
+    file_lines = [n for n in (circuit_file_line(spec, k) for k in netlist_lines) if n is not None]
+    echoed = {v.text.lower(): v.line_number for v in spec.vetted_lines()}
+    words = []
+    for reason in reasons:
+        if reason.lower() in echoed:
+            file_lines.append(echoed[reason.lower()])
+        else:
+            words.append(reason)
+    where = f"circuit file {source}"
+    if file_lines:
+        numbers = sorted(set(file_lines))
+        where += f", line {numbers[0]}" if len(numbers) == 1 else f", lines {', '.join(map(str, numbers))}"
+    return f"{where}: ngspice: {'; '.join(words) or 'rejected the circuit'}"[:2000]
 
 
 def solve(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,18 +241,143 @@ def solve(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarr
     return i_a, failed
 
 
-def check_circuit(spec: CircuitSpec) -> None:
-    """Run a 2x2 copy of the circuit once so ngspice's syntax errors surface with the file's name."""
-    import dataclasses
+MAX_CELL_CURRENT_RATIO = 1000.0
+"""A cell may draw at most this many times the current of an ohmic cell at ``g_on_s`` across the
+whole voltage span; beyond that (an exponential that runs away) it is not a crossbar cell."""
+PASSIVE_BOUND_MARGIN = 1.01
+"""Relative headroom on the passive current bound (solver tolerances, custom driver/sense parts)."""
+ENVELOPE_POINTS = 41
+"""Grid points per terminal voltage when the cell's current envelope is measured."""
+CHECK_TIMEOUT_S = 300.0
 
+
+@dataclass(frozen=True)
+class CircuitCheck:
+    """What :func:`check_circuit` measured: the circuit runs, and how much current it can pass."""
+
+    cell_current_max_a: float
+    """Largest |current| of one cell over every pair of terminal voltages a passive array can reach
+    (both in [min(v_read_min_v, 0), max(v_read_max_v, 0)]) and g in {g_off, mid, g_on}."""
+    column_current_bound_a: float
+    """Largest |column current| a passive array of this circuit can carry:
+    rows x cell_current_max_a x PASSIVE_BOUND_MARGIN."""
+
+
+def voltage_span(spec: CircuitSpec) -> tuple[float, float]:
+    """(lowest, highest) node voltage of a passive array driven by the spec's sources (V)."""
+    return min(spec.v_read_min_v, 0.0), max(spec.v_read_max_v, 0.0)
+
+
+def envelope_netlist(spec: CircuitSpec, use_klu: bool) -> str:
+    """One cell per conductance level between a swept row and a swept column source."""
+    out = [f"* xbarchar cell envelope '{spec.name}'", f".options {'klu ' if use_klu else ''}{ACCURACY_OPTIONS}"]
+    out.extend(line.text for line in spec.vetted_lines())
+    out += ["vrow r 0 0", "vcol c 0 0"]
+    gate = " gl" if spec.cell_has_gate else ""
+    if gate:
+        out.append(f"vgate gl 0 {spec.v_gate_v:.15g}")
+    for k, g in enumerate(_envelope_levels(spec)):
+        out.append(f"vm{k} r r{k} 0")
+        out.append(f"xc{k} r{k} c{gate} cell g={g:.15g}")
+    out.append(".end")
+    return "\n".join(out) + "\n"
+
+
+def _envelope_levels(spec: CircuitSpec) -> tuple[float, float, float]:
+    return spec.g_off_s, 0.5 * (spec.g_off_s + spec.g_on_s), spec.g_on_s
+
+
+def _check_here(spec: CircuitSpec) -> CircuitCheck:
+    """The body of :func:`check_circuit`, run in the process that owns the ngspice library."""
     small = dataclasses.replace(spec, rows=min(spec.rows, 2), cols=min(spec.cols, 2))
     g = np.full((small.rows, small.cols), 0.5 * (spec.g_on_s + spec.g_off_s))
     v = np.full((1, small.rows), 0.5 * spec.v_read_max_v)
+    names = [column_current_vector(c) for c in range(small.cols)]
+    source = spec.netlist_path or spec.name
+    for netlist, analysis, vectors in (
+        (build_netlist(small, g, v, info().has_klu), "op", names),
+        (envelope_netlist(spec, info().has_klu), _envelope_sweep(spec), [f"vm{k}#branch" for k in range(3)]),
+    ):
+        ng = _shared()
+        try:
+            out = run_netlist(netlist, analysis, vectors)
+        except NgspiceError:
+            raise CircuitError(circuit_file_error(small, ng._stdout + ng._stderr)) from None
+        values = np.concatenate([np.atleast_1d(x) for x in out.values()])
+        if not np.all(np.isfinite(values)):
+            raise CircuitError(f"circuit file {source}: ngspice gave non-finite currents for a 2x2 test array")
+    lo, hi = voltage_span(spec)
+    envelope = float(np.max(np.abs(values)))
+    ohmic = spec.g_on_s * (hi - lo)
+    if envelope > MAX_CELL_CURRENT_RATIO * ohmic:
+        raise CircuitError(
+            f"circuit file {source}: the cell draws up to {envelope:.3g} A with terminal voltages in "
+            f"[{lo:g}, {hi:g}] V, over {MAX_CELL_CURRENT_RATIO:g}x an ohmic cell at g_on_s ({ohmic:.3g} A); "
+            "that is not a physically possible crossbar cell (check its I-V expression and v_read_max_v)"
+        )
+    return CircuitCheck(cell_current_max_a=envelope,
+                        column_current_bound_a=spec.rows * envelope * PASSIVE_BOUND_MARGIN)
+
+
+def _envelope_sweep(spec: CircuitSpec) -> str:
+    lo, hi = voltage_span(spec)
+    step = (hi - lo) / (ENVELOPE_POINTS - 1)
+    return f"dc vrow {lo:.15g} {hi:.15g} {step:.15g} vcol {lo:.15g} {hi:.15g} {step:.15g}"
+
+
+def _check_child(spec_json: str, conn) -> None:  # pragma: no cover - runs in a child process
     try:
-        i_a = run_netlist(build_netlist(small, g, v, info().has_klu), "op",
-                          [column_current_vector(c) for c in range(small.cols)])
-    except NgspiceError as exc:
-        raise CircuitError(f"circuit file {spec.netlist_path or spec.name}: {exc}") from exc
-    values = np.array([float(np.atleast_1d(x)[0]) for x in i_a.values()])
-    if not np.all(np.isfinite(values)):
-        raise CircuitError(f"circuit file {spec.netlist_path}: a 2x2 test array gave non-finite currents")
+        conn.send(("ok", _check_here(CircuitSpec.from_json(spec_json))))
+    except (CircuitError, NgspiceError) as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def check_circuit(spec: CircuitSpec) -> CircuitCheck:
+    """Run a 2x2 copy of the circuit and measure its cell's current envelope, in a child process.
+
+    A circuit file that ngspice rejects can leave its shared library unusable ("cannot recover")
+    or crash it, so the first contact with a new file happens in a separate process. Raises
+    :class:`CircuitError` naming the circuit file (and the line, where ngspice names one) with
+    ngspice's own reason, or when the cell is not physically possible (see
+    :data:`MAX_CELL_CURRENT_RATIO`).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_check_child, args=(spec.to_json(), child), daemon=True)
+    proc.start()
+    child.close()
+    source = spec.netlist_path or spec.name
+    try:
+        if not parent.poll(CHECK_TIMEOUT_S):
+            proc.kill()
+            raise CircuitError(f"circuit file {source}: ngspice did not finish a 2x2 test array in "
+                               f"{CHECK_TIMEOUT_S:g} s")
+        status, value = parent.recv()
+    except EOFError:
+        proc.join(5)
+        raise CircuitError(f"circuit file {source}: ngspice crashed on a 2x2 test array "
+                           f"(exit code {proc.exitcode})") from None
+    finally:
+        parent.close()
+        proc.join(5)
+    if status != "ok":
+        raise CircuitError(value)
+    return value
+
+
+def implausible_samples(i_a: np.ndarray, check: CircuitCheck) -> np.ndarray:
+    """Per sample: '' when every column current is finite and within the passive bound, else why not."""
+    i_a = np.atleast_2d(i_a)
+    reasons = np.full(len(i_a), "", dtype=object)
+    worst = np.max(np.abs(np.where(np.isfinite(i_a), i_a, 0.0)), axis=1) if i_a.size else np.zeros(len(i_a))
+    finite = np.all(np.isfinite(i_a), axis=1)
+    for k in np.flatnonzero(~finite):
+        reasons[k] = "non-finite column current"
+    for k in np.flatnonzero(finite & (worst > check.column_current_bound_a)):
+        reasons[k] = (f"implausible: |I| {worst[k]:.3e} A exceeds the passive bound "
+                      f"{check.column_current_bound_a:.3e} A")
+    return reasons

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ class ShardResult:
     v_v: np.ndarray  # [n_samples, rows]
     i_a: np.ndarray  # [n_samples, cols]
     failed: np.ndarray  # [n_samples] bool
+    failure_reason: np.ndarray  # [n_samples] bytes, b"" for a valid sample
     solver: np.ndarray  # [n_g] b"superposition" | b"sweep"
     transfer_a_per_v: np.ndarray  # [n_g, rows, cols]; NaN where the circuit was not linear
 
@@ -33,18 +35,19 @@ class ShardResult:
         return np.einsum("nr,nrc->nc", self.v_v, self.g_s[self.g_index])
 
 
-def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray,
-                  rtol: float) -> tuple[np.ndarray, np.ndarray] | None:
+def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray, rtol: float,
+                  check: ngspice.CircuitCheck | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Transfer matrix and offset from rows+1 solves, in one ngspice sweep, if the circuit is linear.
 
     The same sweep solves ``v_check_v`` directly; the circuit counts as linear (affine) for this
     ``g_s`` when those currents match ``offset + v @ T`` within ``rtol`` of the largest check
-    current. Returns ``(T [rows, cols], offset [cols])`` or ``None`` when the check fails.
+    current. Solves that fail or are implausible for ``check`` send the matrix to the direct sweep.
+    Returns ``(T [rows, cols], offset [cols])`` or ``None`` when the check fails.
     """
     v_ref = spec.v_read_max_v if abs(spec.v_read_max_v) >= abs(spec.v_read_min_v) else spec.v_read_min_v
     basis = np.vstack([np.zeros(spec.rows), v_ref * np.eye(spec.rows), v_check_v])
     i_a, failed = ngspice.solve(spec, g_s, basis)
-    if failed.any():
+    if failed.any() or (check is not None and np.any(ngspice.implausible_samples(i_a, check) != "")):
         return None
     offset = i_a[0]
     t = (i_a[1:spec.rows + 1] - offset) / v_ref
@@ -58,10 +61,20 @@ def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray,
     return t, offset
 
 
-def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress: bool = True) -> ShardResult:
-    """Simulate the conductance matrices of ``shard`` with ngspice."""
+NOT_CONVERGED = "did not converge after all convergence aids"
+
+
+def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress: bool = True,
+                   check: ngspice.CircuitCheck | None = None) -> ShardResult:
+    """Simulate the conductance matrices of ``shard`` with ngspice.
+
+    Every sample is checked (:func:`spice.ngspice.implausible_samples`): one whose currents are not
+    finite or exceed the circuit's passive bound is marked failed, with its reason, and its currents
+    are NaN. ``check`` is :func:`spice.ngspice.check_circuit`'s result (measured here when None).
+    """
+    check = check or ngspice.check_circuit(spec)
     ids = cfg.shard_indices(shard)
-    g_list, v_list, i_list, f_list, solver, transfer = [], [], [], [], [], []
+    g_list, v_list, i_list, f_list, r_list, solver, transfer = [], [], [], [], [], [], []
     n_failed = 0
     for k in tqdm(ids, desc=f"ngspice {spec.name} shard {shard}", disable=not progress, unit="G"):
         g, v = draw(spec, cfg, int(k))
@@ -69,7 +82,7 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
         if cfg.solver == "auto":
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, int(k), 1]))
             v_check = rng.uniform(spec.v_read_min_v, spec.v_read_max_v, size=(2, spec.rows))
-            result = superposition(spec, g, v_check, cfg.linearity_rtol)
+            result = superposition(spec, g, v_check, cfg.linearity_rtol, check)
         if result is not None:
             t, offset = result
             i_a = offset + v @ t
@@ -80,14 +93,19 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
             i_a, failed = ngspice.solve(spec, g, v)
             solver.append(b"sweep")
             transfer.append(np.full((spec.rows, spec.cols), np.nan))
+        reasons = np.where(failed, NOT_CONVERGED, ngspice.implausible_samples(i_a, check))
+        failed = reasons != ""
+        i_a = np.where(failed[:, None], np.nan, i_a)
         n_failed += int(failed.sum())
         g_list.append(g)
         v_list.append(v)
         i_list.append(i_a)
         f_list.append(failed)
+        r_list.append(reasons)
     if n_failed:
-        log.error("%d of %d samples failed to converge after all convergence aids; they are marked in "
-                  "/failed", n_failed, sum(len(f) for f in f_list))
+        counts = Counter(str(r).split(":")[0] for part in r_list for r in part if r)
+        log.error("%d of %d samples failed (%s); they are marked in /failed with /failure_reason", n_failed,
+                  sum(len(part) for part in r_list), ", ".join(f"{n} {why}" for why, n in sorted(counts.items())))
     n_v = [len(v) for v in v_list]
     return ShardResult(
         g_s=np.stack(g_list),
@@ -96,6 +114,7 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
         v_v=np.concatenate(v_list),
         i_a=np.concatenate(i_list),
         failed=np.concatenate(f_list),
+        failure_reason=np.array([r.encode() for r in np.concatenate(r_list)], dtype="S"),
         solver=np.array(solver),
         transfer_a_per_v=np.stack(transfer),
     )

@@ -1,0 +1,54 @@
+"""The convention every command line of the project follows.
+
+One line on standard error for every failure, no traceback unless ``--debug``; exit code
+:data:`EXIT_BAD_INPUT` (2) for input the user can fix (a config, a circuit file, a data file, an
+argument, an output path that would replace an input), :data:`EXIT_FAILED` (1) when the command
+could not finish for another reason (a full disk, an internal error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+
+from xbarchar.files import OutputError, OutputPathError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("xbarchar")
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
+
+
+def run(func: Callable[[argparse.Namespace], object], args: argparse.Namespace,
+        bad_input: tuple[type[BaseException], ...]) -> int:
+    """Call ``func(args)`` and turn its outcome into an exit code (see the module docstring)."""
+    debug = bool(args.debug)
+    try:
+        code = func(args)
+    except (*bad_input, OutputPathError) as exc:
+        return _fail(exc, EXIT_BAD_INPUT, debug, "error")
+    except OutputError as exc:
+        return _fail(exc, EXIT_FAILED, debug, "error")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return _fail(exc, EXIT_FAILED, debug, f"internal error ({type(exc).__name__}; rerun with --debug "
+                     "for the traceback)")
+    return int(code or EXIT_OK)
+
+
+def _fail(exc: BaseException, code: int, debug: bool, label: str) -> int:
+    if debug:
+        traceback.print_exc()
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"{label}: {text}", file=sys.stderr)
+    return code

@@ -1,0 +1,90 @@
+"""Writing results safely: every output appears whole or not at all, and never replaces an input.
+
+Each writer builds the complete file in memory, then :func:`atomic_write_bytes` writes it to a
+hidden temporary name beside the target, flushes it to disk and renames it onto the target. A
+failure (a full disk, a missing permission) removes the temporary file, leaves whatever the target
+held before untouched and becomes one :class:`OutputError` naming the path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+
+class OutputError(RuntimeError):
+    """An output file could not be written (full disk, no permission); nothing was left behind."""
+
+
+class OutputPathError(ValueError):
+    """An output path would replace one of the command's inputs (or another of its outputs)."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        reason = exc.strerror or str(exc)
+        raise OutputError(f"{path}: cannot write ({reason}); nothing was written there") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[BinaryIO], object]) -> None:
+    """``writer(buffer)`` fills an in-memory buffer (torch.save, np.savez, savefig ...), then it is
+    written atomically to ``path``."""
+    buffer = io.BytesIO()
+    writer(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # pragma: no cover - nothing more can be done
+        pass
+
+
+def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None],
+                              inputs: Mapping[str, str | Path | Sequence[str | Path] | None]) -> None:
+    """Raise :class:`OutputPathError` when an output names the same file as an input or another output.
+
+    ``outputs`` and ``inputs`` map a flag (for the message) to a path, or to a list of paths;
+    empty entries are skipped. Paths are compared after resolving links, so ``./a.h5``,
+    ``dir/../a.h5`` and a symlink to ``a.h5`` are the same file.
+    """
+    def resolved(value) -> list[tuple[Path, str]]:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [(Path(v).resolve(), str(v)) for v in values if v]
+
+    seen: dict[Path, str] = {}
+    for flag, value in inputs.items():
+        for real, text in resolved(value):
+            seen.setdefault(real, f"input {flag} {text}")
+    for flag, value in outputs.items():
+        for real, text in resolved(value):
+            if real in seen:
+                raise OutputPathError(f"{flag} {text}: is the same file as the {seen[real]}; "
+                                      "choose another output path (the command never replaces its inputs)")
+            seen[real] = f"output {flag} {text}"
