@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 import logging
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Subset
+
+from xbarchar import cli as xcli
+from xbarchar.files import atomic_write_text, refuse_overwriting_inputs
 
 from .config import CrossbarConfig, get_device_preset
 from .convert import convert_to_crossbar
@@ -39,6 +41,10 @@ from .mvm import IdealTileMVM, TileMVM, TransferTileMVM
 from .train import evaluate, load_model, make_loader, resolve_device, save_model, seed_everything, train_model
 
 logger = logging.getLogger(__name__)
+
+
+class DnnInputError(ValueError):
+    """A command-line argument of the DNN stage is missing, malformed or inconsistent."""
 
 TRAIN_DEFAULTS: dict[str, Any] = {"dataset": None, "dataset_root": None, "model": None, "epochs": 2,
                                   "batch_size": 64, "lr": 1e-3, "seed": 0, "width": 1.0, "optimizer": "adam",
@@ -53,11 +59,12 @@ EVAL_DEFAULTS: dict[str, Any] = {
 
 
 def _write_json(path: str | Path, data: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _json_file(text: str | None) -> str:
+    """The file behind a JSON argument given as a path ('' for an inline object)."""
+    return text if text and not text.lstrip().startswith("{") else ""
 
 
 def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
@@ -67,14 +74,14 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
     if not text.lstrip().startswith("{"):  # a path (a long inline object is not a valid file name)
         path = Path(text)
         if not path.is_file():
-            raise SystemExit(f"{flag}: {text!r} is neither a JSON object nor an existing file")
+            raise DnnInputError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
         text = path.read_text()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"{flag}: not a JSON object or a file holding one ({e})") from None
+        raise DnnInputError(f"{flag}: not a JSON object or a file holding one ({e})") from None
     if not isinstance(value, dict):
-        raise SystemExit(f"{flag}: expected a JSON object, got {type(value).__name__}")
+        raise DnnInputError(f"{flag}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -91,7 +98,7 @@ def _train_params(ns: argparse.Namespace) -> dict[str, Any]:
     params = _json_arg(ns.params_json, "--params-json")
     unknown = sorted(set(params) - set(TRAIN_DEFAULTS))
     if unknown:
-        raise SystemExit(f"--params-json: unknown key(s) {unknown}; valid: {sorted(TRAIN_DEFAULTS)}")
+        raise DnnInputError(f"--params-json: unknown key(s) {unknown}; valid: {sorted(TRAIN_DEFAULTS)}")
     merged = {**TRAIN_DEFAULTS, **params}
     flags = {"dataset": ns.dataset, "dataset_root": ns.data_root, "model": ns.model, "epochs": ns.epochs,
              "batch_size": ns.batch_size, "lr": ns.lr, "seed": ns.seed, "width": ns.width,
@@ -100,11 +107,13 @@ def _train_params(ns: argparse.Namespace) -> dict[str, Any]:
     merged.update({k: v for k, v in flags.items() if v is not None})
     for key in ("dataset", "model"):
         if merged[key] is None:
-            raise SystemExit(f"train: --{key} (or '{key}' in --params-json) is required")
+            raise DnnInputError(f"train: --{key} (or '{key}' in --params-json) is required")
     return merged
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--out": ns.out, "--metrics": ns.metrics},
+                              {"--params-json": _json_file(ns.params_json)})
     p = _train_params(ns)
     device = resolve_device(ns.device)
     spec = {"name": p["dataset"], "root": p["dataset_root"], "seed": p["seed"], "n_train": p["n_train"],
@@ -140,7 +149,7 @@ def _evaluation_settings(ns: argparse.Namespace) -> dict[str, Any]:
     given = _json_arg(ns.evaluation_json, "--evaluation-json")
     unknown = sorted(set(given) - set(EVAL_DEFAULTS))
     if unknown:
-        raise SystemExit(f"--evaluation-json: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
+        raise DnnInputError(f"--evaluation-json: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
     for key, value in given.items():
         if isinstance(ev[key], dict):
             ev[key].update(value)
@@ -148,7 +157,7 @@ def _evaluation_settings(ns: argparse.Namespace) -> dict[str, Any]:
             ev[key] = value
     bad = [m for m in ev["methods"] if m not in METHODS]
     if bad:
-        raise SystemExit(f"methods: unknown {bad}; valid: {list(METHODS)}")
+        raise DnnInputError(f"methods: unknown {bad}; valid: {list(METHODS)}")
     return ev
 
 
@@ -160,7 +169,7 @@ def _xbar_config(ns: argparse.Namespace) -> CrossbarConfig:
     try:
         return CrossbarConfig.from_dict(d)
     except ValueError as e:
-        raise SystemExit(f"--crossbar-json: {e}") from None
+        raise DnnInputError(f"--crossbar-json: {e}") from None
 
 
 def _circuit_spec(ns: argparse.Namespace) -> Any:
@@ -170,7 +179,7 @@ def _circuit_spec(ns: argparse.Namespace) -> Any:
     try:
         from spice.circuit import spec_from_config  # lazy: only needed with --circuit
     except ImportError as e:
-        raise SystemExit(f"--circuit needs spice.circuit.spec_from_config ({e})") from None
+        raise DnnInputError(f"--circuit needs spice.circuit.spec_from_config ({e})") from None
     return spec_from_config(ns.circuit_name or "circuit", entry)
 
 
@@ -188,11 +197,11 @@ def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, A
         try:
             from surrogate.io import load_surrogate  # lazy: the surrogate package is optional here
         except ImportError as e:
-            raise SystemExit(f"--surrogate needs surrogate.io.load_surrogate, which is not available ({e}); "
+            raise DnnInputError(f"--surrogate needs surrogate.io.load_surrogate, which is not available ({e}); "
                              "use --mvm ideal or install/finish the surrogate package") from None
         mvm = load_surrogate(ns.surrogate, expect_spec=spec)
         if not isinstance(mvm, TileMVM):
-            raise SystemExit(f"{ns.surrogate}: load_surrogate returned {type(mvm).__name__}, which does not "
+            raise DnnInputError(f"{ns.surrogate}: load_surrogate returned {type(mvm).__name__}, which does not "
                              "implement dnn.mvm.TileMVM")
         return mvm, {"kind": "surrogate", "path": str(ns.surrogate), "rows": mvm.rows, "cols": mvm.cols,
                      "g_min_s": mvm.g_min_s, "g_max_s": mvm.g_max_s, "v_max_v": mvm.v_max_v}
@@ -206,7 +215,7 @@ def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, A
     info = {"kind": ns.mvm, "rows": rows, "cols": cols, "g_min_s": g_min, "g_max_s": g_max, "v_max_v": v_max}
     if ns.mvm == "exact":
         if spec is None:
-            raise SystemExit("--mvm exact needs --circuit (the array's resistances)")
+            raise DnnInputError("--mvm exact needs --circuit (the array's resistances)")
         from spice.nodal import transfer_matrix
 
         def transfer(g_s: np.ndarray) -> np.ndarray:
@@ -237,6 +246,9 @@ def _method_kwargs(ev: dict[str, Any], method: str, ns: argparse.Namespace) -> d
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--out": ns.out}, {
+        "--model": ns.model_path, "--surrogate": ns.surrogate, "--circuit": _json_file(ns.circuit),
+        "--crossbar-json": _json_file(ns.xbar_config), "--evaluation-json": _json_file(ns.evaluation_json)})
     device = resolve_device(ns.device)
     ev = _evaluation_settings(ns)
     cfg = _xbar_config(ns)
@@ -296,9 +308,11 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 def cmd_export_tiles(ns: argparse.Namespace) -> int:
     from .export import save_bank, tile_bank
 
+    refuse_overwriting_inputs({"--out": ns.out}, {"--model": ns.model_path, "--circuit": _json_file(ns.circuit),
+                                                  "--crossbar-json": _json_file(ns.xbar_config)})
     spec = _circuit_spec(ns)
     if spec is None:
-        raise SystemExit("export-tiles: --circuit is required (the array the tiles are mapped onto)")
+        raise DnnInputError("export-tiles: --circuit is required (the array the tiles are mapped onto)")
     cfg = _xbar_config(ns)
     model, meta = load_model(ns.model_path)
     data = _load_data(dict(meta["dataset"]))
@@ -313,11 +327,15 @@ def cmd_export_tiles(ns: argparse.Namespace) -> int:
 def cmd_report(ns: argparse.Namespace) -> int:
     from .report import ReportSettings, write_report
 
+    refuse_overwriting_inputs(
+        {"--md": ns.md, "--csv": ns.csv, "--plot": ns.plot, "--plot-sigma": ns.plot_sigma,
+         "--plot-drift": ns.plot_drift, "--plot-size": ns.plot_size},
+        {"input": list(ns.inputs), "--settings-json": _json_file(ns.settings_json)})
     try:
         settings = ReportSettings.from_dict(_json_arg(ns.settings_json, "--settings-json"))
         write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings)
     except ValueError as e:
-        raise SystemExit(f"report: {e}") from None
+        raise DnnInputError(f"report: {e}") from None
     return 0
 
 
@@ -326,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dnn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    xcli.add_debug_flag(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, seed_default: int | None, batch_default: int | None) -> None:
@@ -424,4 +443,4 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(ns, "threads", None):
         torch.set_num_threads(ns.threads)
-    return int(ns.func(ns))
+    return xcli.run(ns.func, ns, bad_input=(ValueError, FileNotFoundError))

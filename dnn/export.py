@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from xbarchar.files import atomic_write_with
+
 from .config import CrossbarConfig
 from .convert import convert_to_crossbar, crossbar_layers
 from .layers import CrossbarConv2d
@@ -67,8 +69,4 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
 
 
 def save_bank(path: str | Path, g_s: np.ndarray, v_v: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, g_s=g_s, v_v=v_v)
-    tmp.replace(path)
+    atomic_write_with(path, lambda buffer: np.savez_compressed(buffer, g_s=g_s, v_v=v_v))

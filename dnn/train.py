@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from xbarchar.files import atomic_write_with
 
 from .models import build_model
 
@@ -132,7 +133,6 @@ def save_model(path: str | Path, model: nn.Module, model_name: str, model_kwargs
     """Save weights plus what is needed to rebuild the model (`build_model(model_name, **model_kwargs)`),
     written atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": MODEL_FORMAT_VERSION,
         "model_name": model_name,
@@ -141,15 +141,20 @@ def save_model(path: str | Path, model: nn.Module, model_name: str, model_kwargs
         "metrics": dict(metrics or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda buffer: torch.save(payload, buffer))
     return path
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by `save_model`. Returns (model in eval mode, metadata without weights)."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: model file does not exist (write one with python -m dnn train)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a model file written by python -m dnn train ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not a model file written by python -m dnn train")
     version = payload.get("format_version")
     if version != MODEL_FORMAT_VERSION:
         raise ValueError(f"{path}: model file format_version {version!r} is not supported "

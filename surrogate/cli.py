@@ -29,7 +29,9 @@ from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
-from surrogate.train import TrainParams, TrainParamsError, train
+from surrogate.train import TrainingDivergedError, TrainParams, TrainParamsError, train
+from xbarchar import cli as xcli
+from xbarchar.files import refuse_overwriting_inputs
 
 log = logging.getLogger("surrogate")
 
@@ -45,7 +47,11 @@ def _v_order(text: str) -> Any:
 def _params_from_args(args: argparse.Namespace) -> TrainParams:
     merged: dict[str, Any] = {}
     if args.params_json:
-        text = Path(args.params_json[1:]).read_text() if args.params_json.startswith("@") else args.params_json
+        text = args.params_json
+        if text.startswith("@"):
+            if not Path(text[1:]).is_file():
+                raise TrainParamsError(f"--params-json: {text[1:]} does not exist (expected @file.json or inline JSON)")
+            text = Path(text[1:]).read_text()
         try:
             given = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -60,7 +66,14 @@ def _params_from_args(args: argparse.Namespace) -> TrainParams:
     return TrainParams.from_dict(merged)
 
 
+def _json_file(text: str) -> str:
+    return text[1:] if text.startswith("@") else ""
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    refuse_overwriting_inputs(
+        {"--out": args.out, "--fidelity-json": args.fidelity_json, "--fidelity-png": args.fidelity_png},
+        {"--data": args.data, "--params-json": _json_file(args.params_json)})
     params = _params_from_args(args)
     splits = load_splits(args.data, params.val_fraction, params.test_fraction, params.seed)
     result = train(splits, params, progress=not args.quiet)
@@ -80,12 +93,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
+    refuse_overwriting_inputs({"--json": args.json, "--png": args.png},
+                              {"--surrogate": args.surrogate, "--data": args.data})
     meta = read_metadata(args.surrogate)
     split = meta.get("split") or {}
     if args.whole_file:
         splits = load_whole_as_test(args.data)
         if splits.sha256 == meta.get("training_data_sha256"):
-            raise SystemExit(f"--whole-file: {args.data} is the training data of {args.surrogate}; "
+            raise DatasetFileError(f"--whole-file: {args.data} is the training data of {args.surrogate}; "
                              "measure on its held-out split instead (drop --whole-file)")
         args.no_ridge = True  # no training samples in the file to fit the ridge baseline on
     else:
@@ -113,6 +128,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m surrogate", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
+    xcli.add_debug_flag(parser)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the models are small, and OpenMP threads that "
                              "share cores with other jobs slow batched small solves down by up to 100x)")
@@ -163,10 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    try:
-        args.func(args)
-    except (SurrogateFileError, DatasetFileError, TrainParamsError, CircuitError) as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return xcli.run(args.func, args,
+                    bad_input=(SurrogateFileError, DatasetFileError, TrainParamsError, TrainingDivergedError,
+                               CircuitError))

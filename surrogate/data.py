@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spice.circuit import CircuitSpec
-from spice.io import SpiceDataset, read_dataset
+from spice.io import DatasetFileError, SpiceDataset, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,21 @@ def _subset(ds: SpiceDataset, g_rows: np.ndarray, keep: np.ndarray) -> Split:
     )
 
 
+def valid_samples(ds: SpiceDataset, path: str | Path = "") -> np.ndarray:
+    """Mask of the samples to learn from: not marked failed. A sample that is not marked failed but
+    holds a non-finite number is a :class:`DatasetFileError` (the file is inconsistent: it was not
+    written by this package, or was changed)."""
+    keep = ~np.asarray(ds.failed, dtype=bool)
+    finite = (np.all(np.isfinite(ds.i_a), axis=1) & np.all(np.isfinite(ds.v_v), axis=1)
+              & np.all(np.isfinite(ds.i_ideal_a), axis=1))
+    bad = keep & ~finite
+    if bad.any() or not np.all(np.isfinite(ds.g_s)):
+        what = f"{int(bad.sum())} samples" if bad.any() else "conductance matrices"
+        raise DatasetFileError(f"{path or 'dataset'}: {what} hold non-finite numbers without being marked in "
+                               "/failed; the file is inconsistent, regenerate it with python -m spice")
+    return keep
+
+
 def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
                   seed: int = 0, path: str = "", sha256: str = "") -> SplitDataset:
     """Split an in-memory dataset by conductance matrix (seeded permutation of the matrices).
@@ -123,7 +138,7 @@ def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: f
     if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
         raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions "
                          "in [0, 1) that sum to less than 1")
-    keep = ~np.asarray(ds.failed, dtype=bool) & np.all(np.isfinite(ds.i_a), axis=1)
+    keep = valid_samples(ds, path)
     n_failed = int((~keep).sum())
     if n_failed:
         log.warning("%s: dropped %d of %d samples that failed in ngspice", path or "dataset", n_failed,
@@ -135,7 +150,7 @@ def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: f
                     path or "dataset", n_empty)
     n_train, n_val, n_test = _split_counts(len(used), val_fraction, test_fraction)
     if n_train < 1:
-        raise ValueError(
+        raise DatasetFileError(
             f"{path or 'dataset'}: {len(used)} usable conductance matrices cannot be split into train/val/test "
             f"with val_fraction={val_fraction}, test_fraction={test_fraction}; simulate more matrices "
             "(sampling.n_conductance)"
@@ -174,13 +189,13 @@ def load_whole_as_test(path: str | Path) -> SplitDataset:
     """Every converged sample of a SPICE dataset as the test split (train and val empty): for measuring
     a surrogate on data it never saw, e.g. DNN-distribution samples of the same circuit."""
     ds = read_dataset(path)
-    keep = ~np.asarray(ds.failed, dtype=bool) & np.all(np.isfinite(ds.i_a), axis=1)
+    keep = valid_samples(ds, str(path))
     n_failed = int((~keep).sum())
     if n_failed:
         log.warning("%s: dropped %d of %d samples that failed in ngspice", path, n_failed, ds.n_samples)
     used = np.unique(ds.g_index[keep])
     if len(used) == 0:
-        raise ValueError(f"{path}: no converged sample to measure fidelity on")
+        raise DatasetFileError(f"{path}: no valid sample to measure fidelity on")
     none = np.array([], dtype=np.int64)
     return SplitDataset(spec=ds.spec, train=_subset(ds, none, keep), val=_subset(ds, none, keep),
                         test=_subset(ds, used, keep), path=str(path), sha256=file_sha256(path),

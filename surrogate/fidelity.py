@@ -24,6 +24,7 @@ import numpy as np
 from surrogate.baselines import RidgeBaseline, analytic_a
 from surrogate.data import SplitDataset
 from surrogate.models import SurrogateMVM, predict_a
+from xbarchar.files import atomic_write_text, atomic_write_with
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,7 @@ def evaluate(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True) -> t
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    tmp.replace(p)
+    atomic_write_text(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def plot(report: dict[str, Any], preds: dict[str, np.ndarray], true_a: np.ndarray, path: str | Path,
@@ -137,8 +134,4 @@ def plot(report: dict[str, Any], preds: dict[str, np.ndarray], true_a: np.ndarra
     ax_col.set_ylabel("RMS error / full scale")
     ax_col.set_title(f"error per column (surrogate: {report['design']})")
     ax_col.legend(fontsize=8)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(p)
+    atomic_write_with(path, lambda buffer: fig.savefig(buffer, format="png", dpi=120))

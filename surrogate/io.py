@@ -24,7 +24,15 @@ import numpy as np
 import torch
 
 from spice.circuit import CircuitSpec
-from spice.io import DatasetFileError, atomic_h5, open_checked, package_version
+from spice.io import (
+    DatasetFileError,
+    atomic_h5,
+    checksum_report,
+    open_checked,
+    package_version,
+    read_array,
+    write_array,
+)
 from surrogate.models import SurrogateMVM, from_architecture
 
 log = logging.getLogger(__name__)
@@ -64,8 +72,7 @@ def save_surrogate(path: str | Path, model: SurrogateMVM, spec: CircuitSpec, *, 
         f.attrs["torch_version"] = str(torch.__version__)
         group = f.create_group("weights")
         for name, tensor in model.state_dict().items():
-            ds = group.create_dataset(name, data=tensor.detach().cpu().numpy())
-            ds.attrs["units"] = units.get(name, "1")
+            write_array(group, name, tensor.detach().cpu().numpy(), units.get(name, "1"))
 
 
 def _attr_text(value: Any) -> str:
@@ -124,7 +131,7 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
     try:
         model = from_architecture(meta["architecture"])
         with open_checked(path, KIND, FORMAT_VERSION) as f:
-            state = {name: torch.as_tensor(np.asarray(ds[()])) for name, ds in f["weights"].items()}
+            state = {name: torch.as_tensor(np.asarray(read_array(ds, path))) for name, ds in f["weights"].items()}
         expected = model.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -135,6 +142,8 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
                                  f"{tuple(expected[name].shape)}")
         model.load_state_dict(state, strict=True)
         model.spec = CircuitSpec.from_json(meta["circuit_spec"])
+    except DatasetFileError as exc:
+        raise SurrogateFileError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         raise SurrogateFileError(f"{path}: corrupt or incomplete surrogate file ({exc})") from exc
     model.metadata = meta
@@ -160,6 +169,8 @@ def describe(path: str | Path) -> str:
     for key in ("format_version", "design", "created", "package_version", "torch_version", "netlist_sha256",
                 "training_data_path", "training_data_sha256"):
         lines.append(f"  {key}: {meta.get(key)}")
+    with open_checked(path, KIND, FORMAT_VERSION) as f:
+        lines.append(f"checksums: {checksum_report(f, path)}")
     lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
     lines.append(f"architecture: {json.dumps(meta['architecture']['hyperparameters'], sort_keys=True)}")
     lines.append(f"parameters: {sum(p.numel() for p in model.parameters())}  "

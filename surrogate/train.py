@@ -34,6 +34,10 @@ class TrainParamsError(ValueError):
     """Training hyperparameters are unknown or out of range."""
 
 
+class TrainingDivergedError(ValueError):
+    """The loss became NaN or infinite: no surrogate is written (the data or the settings are at fault)."""
+
+
 @dataclass(frozen=True)
 class TrainParams:
     """Training hyperparameters (the keys of ``--params-json`` and of the config's ``surrogate:``)."""
@@ -201,6 +205,9 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
                             {"params": keep, "weight_decay": 0.0}], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs, eta_min=lr / 100)
     start_val = _rms_n(model, val_t)
+    if val_t.n and not np.isfinite(start_val):
+        raise TrainingDivergedError(f"{splits.path or 'dataset'}: the initial validation error is {start_val}; "
+                                    "the data hold numbers the model cannot represent")
     best_val, best_epoch, best_state = start_val, 0, copy.deepcopy(model.state_dict())
     log.info("training %s surrogate (%d parameters) on %d samples of %d matrices; initial val rms %.3e of full scale",
              params.design, sum(p.numel() for p in model.parameters()), train_t.n, splits.train.n_matrices,
@@ -213,6 +220,10 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
         sq, count = 0.0, 0
         for batch in _batches(train_t, params.batch_size, gen):
             loss = torch.mean((_predict_n(model, train_t, batch) - train_t.i_n[batch]) ** 2)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"{splits.path or 'dataset'}: the training loss became {float(loss)} at epoch {epoch}; "
+                    f"no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -220,6 +231,10 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
             count += len(batch)
         model.eval()
         val = _rms_n(model, val_t)
+        if val_t.n and not np.isfinite(val):
+            raise TrainingDivergedError(
+                f"{splits.path or 'dataset'}: the validation error became {val} at epoch {epoch}; "
+                "no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
         sched.step()
         if val < best_val * (1.0 - 1e-4):
             best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())

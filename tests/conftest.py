@@ -36,3 +36,17 @@ def make_spec():
         return spec_from_config(name, entry)
 
     return _make
+
+
+def assert_cli_error(capsys, main, argv, pattern: str, code: int = 2) -> str:
+    """Run a CLI ``main(argv)``: it exits with ``code`` and prints one line matching ``pattern``
+    (the project's CLI convention: one line on stderr, no traceback)."""
+    import re
+
+    capsys.readouterr()
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]

@@ -6,6 +6,7 @@ import pytest
 
 from dnn.cli import main
 from dnn.train import load_model
+from tests.conftest import assert_cli_error
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,13 +22,13 @@ def model_path(tmp_path_factory):
     return out
 
 
-def test_train_params_json_and_flag_override(model_path):
+def test_train_params_json_and_flag_override(model_path, capsys):
     model, meta = load_model(model_path)
     p = meta["metrics"]["params"]
     assert p["epochs"] == 2 and p["width"] == 0.5 and p["seed"] == 3  # flag wins over --params-json
     assert meta["metrics"]["test_accuracy"] > 0.8
-    with pytest.raises(SystemExit, match="unknown key\\(s\\) \\['epoch'\\]"):
-        main(["train", "--params-json", '{"dataset": "digits", "model": "bn_cnn", "epoch": 1}', "--out", "x.pt"])
+    assert_cli_error(capsys, main, ["train", "--params-json", '{"dataset": "digits", "model": "bn_cnn", "epoch": 1}',
+                                    "--out", "x.pt"], "unknown key\\(s\\) \\['epoch'\\]")
 
 
 def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
@@ -57,27 +58,25 @@ def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
 
 
 def test_json_arguments_inline_long_or_from_a_file(tmp_path):
-    from dnn.cli import _json_arg
+    from dnn.cli import DnnInputError, _json_arg
 
     long = {"methods": ["none"], "note": "x" * 400}  # longer than any file name may be
     assert _json_arg(json.dumps(long), "--evaluation-json") == long
     path = tmp_path / "ev.json"
     path.write_text(json.dumps({"seeds": [3]}))
     assert _json_arg(str(path), "--evaluation-json") == {"seeds": [3]}
-    with pytest.raises(SystemExit, match="--evaluation-json: 'missing.json' is neither a JSON object nor an existing"):
+    with pytest.raises(DnnInputError, match="--evaluation-json: 'missing.json' is neither a JSON object nor an existing"):
         _json_arg("missing.json", "--evaluation-json")
 
 
-def test_evaluate_rejects_bad_settings(model_path, tmp_path):
-    with pytest.raises(SystemExit, match="unknown key\\(s\\) \\['seed'\\]"):
-        main(["evaluate", "--model", str(model_path), "--evaluation-json", '{"seed": 1}', "--out",
-              str(tmp_path / "e.json")])
-    with pytest.raises(SystemExit, match="--crossbar-json: unknown CrossbarConfig key"):
-        main(["evaluate", "--model", str(model_path), "--crossbar-json", '{"adc_bit": 4}', "--out",
-              str(tmp_path / "e.json")])
-    with pytest.raises(SystemExit, match="--mvm exact needs --circuit"):
-        main(["evaluate", "--model", str(model_path), "--mvm", "exact", "--methods", "none", "--out",
-              str(tmp_path / "e.json")])
+def test_evaluate_rejects_bad_settings(model_path, tmp_path, capsys):
+    out = str(tmp_path / "e.json")
+    assert_cli_error(capsys, main, ["evaluate", "--model", str(model_path), "--evaluation-json", '{"seed": 1}',
+                                    "--out", out], "unknown key\\(s\\) \\['seed'\\]")
+    assert_cli_error(capsys, main, ["evaluate", "--model", str(model_path), "--crossbar-json", '{"adc_bit": 4}',
+                                    "--out", out], "--crossbar-json: unknown CrossbarConfig key")
+    assert_cli_error(capsys, main, ["evaluate", "--model", str(model_path), "--mvm", "exact", "--methods", "none",
+                                    "--out", out], "--mvm exact needs --circuit")
 
 
 def test_evaluate_calibrates_the_adc_range(model_path, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from dnn.cli import main
 from dnn.report import ReportSettings, failure_sigma, load_results, markdown_table, shape_check, sigma_sweep
+from tests.conftest import assert_cli_error
 
 
 def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99,
@@ -101,16 +102,13 @@ def test_report_cli_writes_every_plot(paper1_like, tmp_path):
     assert (tmp_path / "e.png").stat().st_size > 1000
 
 
-def test_report_rejects_bad_settings_and_files(paper1_like, tmp_path):
+def test_report_rejects_bad_settings_and_files(paper1_like, tmp_path, capsys):
     args = ["report", str(paper1_like[0]), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
             "--plot", str(tmp_path / "p.png")]
-    with pytest.raises(SystemExit, match="report.fail_drop_points: expected a number of percentage points"):
-        main([*args, "--settings-json", '{"fail_drop_points": -1}'])
-    with pytest.raises(SystemExit, match="unknown key"):
-        main([*args, "--settings-json", '{"fail_points": 3}'])
+    assert_cli_error(capsys, main, [*args, "--settings-json", '{"fail_drop_points": -1}'], "report.fail_drop_points: expected a number of percentage points")
+    assert_cli_error(capsys, main, [*args, "--settings-json", '{"fail_points": 3}'], "unknown key")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    with pytest.raises(SystemExit, match="bad.json: not an evaluation result"):
-        main(["report", str(bad), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
-              "--plot", str(tmp_path / "p.png")])
+    assert_cli_error(capsys, main, ["report", str(bad), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
+              "--plot", str(tmp_path / "p.png")], "bad.json: not an evaluation result")
     assert not (tmp_path / "r.md").exists()

@@ -16,6 +16,7 @@ from dnn.datasets import load_dataset
 from dnn.models import build_model
 from dnn.mvm import IdealTileMVM
 from dnn.train import evaluate, load_model, make_loader, save_model, train_model
+from tests.conftest import assert_cli_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,11 +89,10 @@ def test_cli_train_writes_model_and_metrics(tmp_path):
     assert meta["model_kwargs"]["width"] == 0.25 and meta["dataset"]["n_train"] == 300
 
 
-def test_cli_surrogate_guard(trained, tmp_path, monkeypatch):
+def test_cli_surrogate_guard(trained, tmp_path, monkeypatch, capsys):
     _, _, path, _, _ = trained
     monkeypatch.setitem(sys.modules, "surrogate.io", None)  # as if the surrogate package were missing
-    with pytest.raises(SystemExit, match="surrogate.io.load_surrogate"):
-        main(["evaluate", "--model-path", str(path), "--surrogate", "x.h5", "--methods", "none",
-              "--out", str(tmp_path / "e.json")])
-    with pytest.raises(SystemExit, match="methods: unknown \\['magic'\\]"):
-        main(["evaluate", "--model-path", str(path), "--methods", "magic", "--out", str(tmp_path / "e.json")])
+    assert_cli_error(capsys, main, ["evaluate", "--model-path", str(path), "--surrogate", "x.h5", "--methods", "none",
+              "--out", str(tmp_path / "e.json")], "surrogate.io.load_surrogate")
+    assert_cli_error(capsys, main, ["evaluate", "--model-path", str(path), "--methods", "magic", "--out",
+                                    str(tmp_path / "e.json")], "methods: unknown \\['magic'\\]")
