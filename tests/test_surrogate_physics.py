@@ -72,7 +72,8 @@ def test_split_never_shares_a_matrix_and_drops_failed_samples(dataset_path, tmp_
     arrays = {k: getattr(ds, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",
                                           "i_ideal_a")}
     path = tmp_path / "with_failed.h5"
-    write_dataset(path, ds.spec, {**arrays, "i_a": i_a, "failed": failed}, {"seed": 4})
+    reasons = np.where(failed, b"did not converge", b"").astype("S")
+    write_dataset(path, ds.spec, {**arrays, "i_a": i_a, "failed": failed, "failure_reason": reasons}, {"seed": 4})
     with caplog.at_level(logging.WARNING, logger="surrogate.data"):
         splits = load_splits(path, val_fraction=0.15, test_fraction=0.15, seed=3)
     assert "dropped 3 of 112 samples" in caplog.text
