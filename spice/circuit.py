@@ -186,6 +186,7 @@ ALLOWED_ELEMENTS = frozenset("bcdefghijklmoqrstuvwxyz")
 """First letters of the element lines a circuit file may hold: every ngspice device except ``a``
 (XSPICE code models, some of which read files) and ``n``/``p`` (OSDI and multi-conductor lines,
 whose models are loaded by control commands)."""
+_DOT_WORD = re.compile(r"^\.[a-z_]", re.IGNORECASE)
 _FILE_WORD = re.compile(r"\bfile\s*=", re.IGNORECASE)
 MAX_CIRCUIT_FILE_BYTES = 1_000_000
 """Largest circuit file accepted (a cell, driver and sense subcircuit are a few hundred bytes)."""
@@ -220,6 +221,9 @@ def vet_circuit_file(text: str, source: str) -> tuple[VettedLine, ...]:
         if bad is not None:
             raise CircuitError(f"{where}: character {bad!r} is not allowed; a circuit file is plain ASCII text")
         stripped = line.strip()
+        if stripped.startswith("*#"):
+            raise CircuitError(f"{where}: a '*#' comment is not allowed (ngspice runs '*#' lines as control "
+                               "commands); start the comment with '* #' instead")
         if not stripped or stripped.startswith("*"):
             continue
         code = _strip_inline_comment(stripped)
@@ -244,6 +248,9 @@ def vet_circuit_file(text: str, source: str) -> tuple[VettedLine, ...]:
                 f"{where}: element '{_quote_word(first)}' is not allowed; element lines start with one of "
                 f"'{''.join(sorted(ALLOWED_ELEMENTS))}' (no XSPICE 'a', OSDI 'n' or 'p' devices)"
             )
+        if any(_DOT_WORD.match(token) for token in vetted[-1].text.split()[1:]):
+            raise CircuitError(f"{where}: a dot command inside a line is not allowed (continuation lines "
+                               "join onto the line before them)")
         if _FILE_WORD.search(code):
             raise CircuitError(f"{where}: a 'file=' parameter is not allowed; a circuit file cannot read files")
     return tuple(vetted)
