@@ -301,7 +301,12 @@ def summary(path: str | Path) -> str:
         f"  solvers used: {sorted(solvers)}",
         f"  g_s  [S]: min {ds.g_s.min():.3e}  max {ds.g_s.max():.3e}",
         f"  v_v  [V]: min {ds.v_v.min():.3e}  max {ds.v_v.max():.3e}",
-        f"  i_a  [A]: min {np.nanmin(ds.i_a):.3e}  max {np.nanmax(ds.i_a):.3e}",
+    ]
+    if not ok.any():
+        lines.append("  i_a  [A]: no valid sample")
+        return "\n".join(lines)
+    lines += [
+        f"  i_a  [A]: min {ds.i_a[ok].min():.3e}  max {ds.i_a[ok].max():.3e}",
         f"  i/i_ideal (mean over samples): {np.nanmean(ds.i_a[ok].sum(1) / ds.i_ideal_a[ok].sum(1)):.4f}",
         f"  |i - i_ideal| / full scale: mean {rel.mean() / fs:.3e}  max {rel.max() / fs:.3e}"
         f"  (full scale = g_on*v_max*rows = {fs:.3e} A)",

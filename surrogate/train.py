@@ -207,7 +207,8 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
     start_val = _rms_n(model, val_t)
     if val_t.n and not np.isfinite(start_val):
         raise TrainingDivergedError(f"{splits.path or 'dataset'}: the initial validation error is {start_val}; "
-                                    "the data hold numbers the model cannot represent")
+                                    "no surrogate written (the data hold numbers the model cannot represent: "
+                                    "check them with python -m spice inspect)")
     best_val, best_epoch, best_state = start_val, 0, copy.deepcopy(model.state_dict())
     log.info("training %s surrogate (%d parameters) on %d samples of %d matrices; initial val rms %.3e of full scale",
              params.design, sum(p.numel() for p in model.parameters()), train_t.n, splits.train.n_matrices,
