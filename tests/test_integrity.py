@@ -309,3 +309,11 @@ def test_a_full_disk_gives_one_line_and_keeps_earlier_results(tiny_disk, dataset
     assert lines == [f"error: {out}: cannot write (No space left on device); nothing was written there"]
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["earlier.h5", "filler"]  # no temporary file
     assert sha256(earlier) == before
+
+
+def test_a_loss_that_blows_up_during_training_writes_nothing(dataset, tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    assert_cli_error(capsys, surrogate_main, ["train", "--data", str(dataset), "--out", str(out), "--design", "mlp",
+                                              "--lr", "1e30", "--epochs", "6", "--quiet"],
+                     r"became (nan|inf) at epoch \d+; no surrogate written")
+    assert not out.exists()
