@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import re
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -64,10 +65,9 @@ def _shared():
             # PySpice logs every ngspice stderr line at error level; xbarchar reports errors itself.
             logging.getLogger("PySpice").setLevel(logging.CRITICAL)
             import PySpice
-            from PySpice.Spice.NgSpice.Shared import NgSpiceShared
 
             try:
-                _instance = NgSpiceShared.new_instance()
+                _instance = _new_instance_without_local_spiceinit()
             except OSError as exc:  # library missing
                 raise NgspiceError(
                     "cannot load the ngspice shared library (libngspice.so.0): install ngspice and "
@@ -81,6 +81,25 @@ def _shared():
                 log.warning("ngspice %s has no KLU solver: large arrays simulate far slower "
                             "(install ngspice from bookworm-backports: scripts/install_ngspice.sh)", version)
         return _instance
+
+
+def _new_instance_without_local_spiceinit():
+    """Start ngspice from an empty working directory, so that no ``.spiceinit`` there runs.
+
+    ngspice runs the control commands of a ``.spiceinit`` in the working directory when it starts,
+    ``shell`` included: a checkout or results folder received from someone else must not run
+    anything. (Its own ``spinit`` and the user's ``~/.spiceinit`` are still read; those are the
+    installation's and the user's own files.)
+    """
+    from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="xbarchar-ngspice-") as empty:
+        os.chdir(empty)
+        try:
+            return NgSpiceShared.new_instance()
+        finally:
+            os.chdir(here)
 
 
 def _parse_version(banner: str) -> str | None:

@@ -142,3 +142,16 @@ def test_a_shell_word_outside_a_control_block_is_only_a_bad_switch(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith(f"error: circuit file {path}")
     assert result.stderr.count("\n") == 1
     assert not sentinel.exists()
+
+
+@pytest.mark.spice
+def test_a_spiceinit_in_the_working_directory_does_not_run(tmp_path):
+    """ngspice runs ./.spiceinit when it starts; a folder from someone else must not run anything."""
+    sentinel = tmp_path / "ran"
+    (tmp_path / ".spiceinit").write_text(f"shell touch {sentinel}\n")
+    result = subprocess.run([sys.executable, "-m", "spice", "check", "--circuit",
+                             json.dumps({"netlist": str(REPO / "data/circuits/resistive.cir"), "rows": 2, "cols": 2})],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert not sentinel.exists()
