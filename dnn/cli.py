@@ -19,25 +19,23 @@ import argparse
 import copy
 import json
 import logging
-import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from xbarchar import cli as xcli
 from xbarchar.files import atomic_write_text, refuse_overwriting_inputs
+from xbarchar.settings import from_dict, reject_unknown, to_dict
 
 from .config import CrossbarConfig, get_device_preset
-from .convert import convert_to_crossbar
 from .datasets import DatasetSplit, load_dataset
-from .diagnostics import layer_pc2
-from .layers import calibrate_adc
-from .mitigation import METHODS, apply_method
+from .evaluate import evaluate_methods, exact_tile_model, ideal_tile_model, surrogate_tile_model
+from .mitigation import METHODS
 from .models import MODELS, build_model
-from .mvm import IdealTileMVM, TileMVM, TransferTileMVM
+from .mvm import TileMVM
+from .results import EvaluationResult
+from .settings import EvaluationSettings, TrainSettings
 from .train import evaluate, load_model, make_loader, resolve_device, save_model, seed_everything, train_model
 
 logger = logging.getLogger(__name__)
@@ -46,43 +44,8 @@ logger = logging.getLogger(__name__)
 class DnnInputError(ValueError):
     """A command-line argument of the DNN stage is missing, malformed or inconsistent."""
 
-TRAIN_DEFAULTS: dict[str, Any] = {"dataset": None, "dataset_root": None, "model": None, "epochs": 2,
-                                  "batch_size": 64, "lr": 1e-3, "seed": 0, "width": 1.0, "optimizer": "adam",
-                                  "weight_decay": 0.0, "n_train": None, "n_test": None}
-DEFAULT_METHODS = ("none", "bn_adapt", "bn_finetune", "retrain")
-EVAL_DEFAULTS: dict[str, Any] = {
-    "methods": list(DEFAULT_METHODS), "seeds": [0], "calibration_samples": None, "eval_draws": 1,
-    "bn_adapt": {"n_draws": 1, "n_batches": None},
-    "bn_finetune": {"epochs": 5, "lr": 0.01, "lr_step_epochs": 2, "lr_gamma": 0.2, "optimizer": "adam"},
-    "retrain": {"epochs": 1, "lr": 1e-3},
-}
-
-
 def _write_json(path: str | Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _json_file(text: str | None) -> str:
-    """The file behind a JSON argument given as a path ('' for an inline object)."""
-    return text if text and not text.lstrip().startswith("{") else ""
-
-
-def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
-    """A JSON object given inline or as a file path."""
-    if not text:
-        return {}
-    if not text.lstrip().startswith("{"):  # a path (a long inline object is not a valid file name)
-        path = Path(text)
-        if not path.is_file():
-            raise DnnInputError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
-        text = path.read_text()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DnnInputError(f"{flag}: not a JSON object or a file holding one ({e})") from None
-    if not isinstance(value, dict):
-        raise DnnInputError(f"{flag}: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _load_data(spec: dict[str, Any], download: bool = False) -> DatasetSplit:
@@ -93,28 +56,25 @@ def _load_data(spec: dict[str, Any], download: bool = False) -> DatasetSplit:
 
 
 # ----------------------------------------------------------------------------- train
-def _train_params(ns: argparse.Namespace) -> dict[str, Any]:
-    """--params-json (the workflow's model entry) overridden by explicit flags."""
-    params = _json_arg(ns.params_json, "--params-json")
-    unknown = sorted(set(params) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise DnnInputError(f"--params-json: unknown key(s) {unknown}; valid: {sorted(TRAIN_DEFAULTS)}")
-    merged = {**TRAIN_DEFAULTS, **params}
+def _train_settings(ns: argparse.Namespace) -> TrainSettings:
+    """Defaults < --params-json (the workflow's model entry) < explicit flags."""
+    params = xcli.load_json_object(ns.params_json, "--params-json")
     flags = {"dataset": ns.dataset, "dataset_root": ns.data_root, "model": ns.model, "epochs": ns.epochs,
              "batch_size": ns.batch_size, "lr": ns.lr, "seed": ns.seed, "width": ns.width,
              "optimizer": ns.optimizer, "weight_decay": ns.weight_decay, "n_train": ns.n_train,
              "n_test": ns.n_test}
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    reject_unknown(params, set(flags), "--params-json")
+    merged = {**params, **{k: v for k, v in flags.items() if v is not None}}
     for key in ("dataset", "model"):
-        if merged[key] is None:
+        if not merged.get(key):
             raise DnnInputError(f"train: --{key} (or '{key}' in --params-json) is required")
-    return merged
+    return from_dict(TrainSettings, merged, "model")
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": ns.out, "--metrics": ns.metrics},
-                              {"--params-json": _json_file(ns.params_json)})
-    p = _train_params(ns)
+                              {"--params-json": xcli.json_file(ns.params_json)})
+    p = to_dict(_train_settings(ns))
     device = resolve_device(ns.device)
     spec = {"name": p["dataset"], "root": p["dataset_root"], "seed": p["seed"], "n_train": p["n_train"],
             "n_test": p["n_test"]}
@@ -137,35 +97,31 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
-def _evaluation_settings(ns: argparse.Namespace) -> dict[str, Any]:
-    """Flags, then --evaluation-json (the workflow's `evaluation` entry) on top."""
-    ev = copy.deepcopy(EVAL_DEFAULTS)
-    ev["methods"] = [m.strip() for m in ns.methods.split(",") if m.strip()]
-    ev["seeds"] = [ns.seed]
-    ev["eval_draws"] = ns.eval_draws
-    ev["bn_adapt"].update(n_draws=ns.adapt_draws, n_batches=ns.adapt_batches)
-    ev["bn_finetune"].update(epochs=ns.finetune_epochs, lr=ns.finetune_lr)
-    ev["retrain"].update(epochs=ns.retrain_epochs, lr=ns.retrain_lr)
-    given = _json_arg(ns.evaluation_json, "--evaluation-json")
-    unknown = sorted(set(given) - set(EVAL_DEFAULTS))
-    if unknown:
-        raise DnnInputError(f"--evaluation-json: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
-    for key, value in given.items():
-        if isinstance(ev[key], dict):
-            ev[key].update(value)
-        else:
-            ev[key] = value
-    bad = [m for m in ev["methods"] if m not in METHODS]
-    if bad:
-        raise DnnInputError(f"methods: unknown {bad}; valid: {list(METHODS)}")
-    return ev
+def _evaluation_settings(ns: argparse.Namespace) -> EvaluationSettings:
+    """Defaults < --evaluation-json (the workflow's `evaluation` entry) < explicit flags."""
+    given = xcli.load_json_object(ns.evaluation_json, "--evaluation-json")
+    merged: dict[str, Any] = copy.deepcopy(given)
+    nested = {"bn_adapt": {"n_draws": ns.adapt_draws, "n_batches": ns.adapt_batches},
+              "bn_finetune": {"epochs": ns.finetune_epochs, "lr": ns.finetune_lr},
+              "retrain": {"epochs": ns.retrain_epochs, "lr": ns.retrain_lr}}
+    for group, flags in nested.items():
+        set_flags = {k: v for k, v in flags.items() if v is not None}
+        if set_flags:
+            merged[group] = {**merged.get(group, {}), **set_flags}
+    if ns.methods is not None:
+        merged["methods"] = [m.strip() for m in ns.methods.split(",") if m.strip()]
+    if ns.seed is not None:
+        merged["seeds"] = [ns.seed]
+    if ns.eval_draws is not None:
+        merged["eval_draws"] = ns.eval_draws
+    return from_dict(EvaluationSettings, merged, "evaluation")
 
 
 def _xbar_config(ns: argparse.Namespace) -> CrossbarConfig:
     d: dict[str, Any] = {}
     if ns.device_preset:
         d.update(get_device_preset(ns.device_preset).drift_config())
-    d.update(_json_arg(ns.xbar_config, "--crossbar-json"))
+    d.update(xcli.load_json_object(ns.xbar_config, "--crossbar-json"))
     try:
         return CrossbarConfig.from_dict(d)
     except ValueError as e:
@@ -173,7 +129,7 @@ def _xbar_config(ns: argparse.Namespace) -> CrossbarConfig:
 
 
 def _circuit_spec(ns: argparse.Namespace) -> Any:
-    entry = _json_arg(ns.circuit, "--circuit")
+    entry = xcli.load_json_object(ns.circuit, "--circuit")
     if not entry:
         return None
     try:
@@ -195,112 +151,47 @@ def _spec_summary(spec: Any) -> dict[str, Any] | None:
 def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, Any]]:
     if ns.surrogate:
         try:
-            from surrogate.io import load_surrogate  # lazy: the surrogate package is optional here
+            return surrogate_tile_model(ns.surrogate, spec)
         except ImportError as e:
             raise DnnInputError(f"--surrogate needs surrogate.io.load_surrogate, which is not available ({e}); "
-                             "use --mvm ideal or install/finish the surrogate package") from None
-        mvm = load_surrogate(ns.surrogate, expect_spec=spec)
-        if not isinstance(mvm, TileMVM):
-            raise DnnInputError(f"{ns.surrogate}: load_surrogate returned {type(mvm).__name__}, which does not "
-                             "implement dnn.mvm.TileMVM")
-        return mvm, {"kind": "surrogate", "path": str(ns.surrogate), "rows": mvm.rows, "cols": mvm.cols,
-                     "g_min_s": mvm.g_min_s, "g_max_s": mvm.g_max_s, "v_max_v": mvm.v_max_v}
-    if spec is not None:
-        rows, cols, g_min, g_max, v_max = spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v
-    else:
-        preset = get_device_preset(ns.device_preset) if ns.device_preset else None
-        rows, cols, v_max = ns.rows, ns.cols, ns.v_max_v
-        g_min = ns.g_min_s if ns.g_min_s is not None else (preset.g_min_s if preset else 5e-6)
-        g_max = ns.g_max_s if ns.g_max_s is not None else (preset.g_max_s if preset else 50e-6)
-    info = {"kind": ns.mvm, "rows": rows, "cols": cols, "g_min_s": g_min, "g_max_s": g_max, "v_max_v": v_max}
+                                "use --mvm ideal or install/finish the surrogate package") from None
     if ns.mvm == "exact":
         if spec is None:
             raise DnnInputError("--mvm exact needs --circuit (the array's resistances)")
-        from spice.nodal import transfer_matrix
-
-        def transfer(g_s: np.ndarray) -> np.ndarray:
-            return np.stack([transfer_matrix(spec, g) for g in g_s])
-
-        return TransferTileMVM(rows, cols, g_min, g_max, v_max, transfer_fn=transfer), info
-    return IdealTileMVM(rows, cols, g_min, g_max, v_max), info
-
-
-def _calibration_loader(data: DatasetSplit, n: int | None, batch_size: int, seed: int) -> Any:
-    """Seeded subset of the training split used by every mitigation method."""
-    ds: Any = data.train
-    if n is not None and n < len(ds):
-        idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
-        ds = Subset(ds, idx.tolist())
-    return make_loader(ds, batch_size, shuffle=True, seed=seed)
-
-
-def _method_kwargs(ev: dict[str, Any], method: str, ns: argparse.Namespace) -> dict[str, Any]:
-    train = {"max_batches": ns.max_batches, "progress": not ns.no_progress}
-    if method == "bn_adapt":
-        return dict(ev["bn_adapt"])
-    if method in ("bn_finetune", "adapt_finetune"):
-        return {"adapt": dict(ev["bn_adapt"]), "finetune": {**ev["bn_finetune"], **train}}
-    if method == "retrain":
-        return {**ev["retrain"], **train, "adapt": dict(ev["bn_adapt"])}
-    return {}
+        return exact_tile_model(spec)
+    if spec is not None:
+        return ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
+    preset = get_device_preset(ns.device_preset) if ns.device_preset else None
+    g_min = ns.g_min_s if ns.g_min_s is not None else (preset.g_min_s if preset else 5e-6)
+    g_max = ns.g_max_s if ns.g_max_s is not None else (preset.g_max_s if preset else 50e-6)
+    return ideal_tile_model(ns.rows, ns.cols, g_min, g_max, ns.v_max_v)
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": ns.out}, {
-        "--model": ns.model_path, "--surrogate": ns.surrogate, "--circuit": _json_file(ns.circuit),
-        "--crossbar-json": _json_file(ns.xbar_config), "--evaluation-json": _json_file(ns.evaluation_json)})
+        "--model": ns.model_path, "--surrogate": ns.surrogate, "--circuit": xcli.json_file(ns.circuit),
+        "--crossbar-json": xcli.json_file(ns.xbar_config), "--evaluation-json": xcli.json_file(ns.evaluation_json)})
     device = resolve_device(ns.device)
-    ev = _evaluation_settings(ns)
+    settings = _evaluation_settings(ns)
     cfg = _xbar_config(ns)
     model, meta = load_model(ns.model_path)
     data_spec = dict(meta["dataset"])
     if ns.data_root:
         data_spec["root"] = ns.data_root
     data = _load_data(data_spec)
-    test_loader = make_loader(data.test, ns.eval_batch_size)
     spec = _circuit_spec(ns)
     mvm, mvm_info = _tile_model(ns, spec)
-    software = evaluate(model, test_loader, device)
-    logger.info("software accuracy %.4f; tile model %s", software, mvm_info)
-
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in ev["methods"]}
-    pc2: dict[str, dict[str, float]] = {}
-    x_diag = next(iter(test_loader))[0][:128].to(device)  # PC2 diagnostic batch
-    for seed in ev["seeds"]:
-        base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
-        calib = _calibration_loader(data, ev["calibration_samples"], ns.batch_size, int(seed))
-        calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
-        for method in ev["methods"]:
-            m = copy.deepcopy(base)
-            m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
-                                              **_method_kwargs(ev, method, ns))
-            accs = [evaluate(m, test_loader, device) for _ in range(int(ev["eval_draws"]))]
-            runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
-                                 "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
-                                 "memory_kind": cost.memory_kind})
-            logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method, runs[method][-1]["accuracy"],
-                        software)
-            if method not in pc2:  # first seed
-                pc2[method] = layer_pc2(model, m, x_diag)
-    methods_out = {}
-    for method, rs in runs.items():
-        accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw
-        methods_out[method] = {
-            "accuracy_mean": statistics.fmean(accs), "accuracy_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "accuracies": accs, "accuracy_per_seed": [r["accuracy"] for r in rs],
-            "trainable_params": rs[0]["trainable_params"],
-            "wall_s": statistics.fmean(r["wall_s"] for r in rs),
-            "peak_mem_mb": statistics.fmean(r["peak_mem_mb"] for r in rs), "memory_kind": rs[0]["memory_kind"],
-            "pc2_per_layer": pc2[method],
-            "pc2_mean": statistics.fmean(pc2[method].values()) if pc2[method] else float("nan"),
-        }
-    out = {"circuit": ns.circuit_name or mvm_info["kind"], "model": Path(ns.model_path).stem,
-           "circuit_spec": _spec_summary(spec),
-           "architecture": meta["model_name"], "scenario": ns.scenario, "model_path": str(ns.model_path),
-           "dataset": data_spec, "mvm": mvm_info, "device_preset": ns.device_preset,
-           "xbar_config": cfg.to_dict(), "evaluation": ev, "device": str(device),
-           "software_accuracy": software, "methods": methods_out}
-    _write_json(ns.out, out)
+    logger.info("tile model %s", mvm_info)
+    software, methods = evaluate_methods(model, data, mvm, cfg, settings, device, batch_size=ns.batch_size,
+                                         eval_batch_size=ns.eval_batch_size, max_batches=ns.max_batches,
+                                         progress=not ns.no_progress)
+    EvaluationResult(
+        circuit=ns.circuit_name or mvm_info["kind"], model=Path(ns.model_path).stem, scenario=ns.scenario,
+        architecture=meta["model_name"], model_path=str(ns.model_path), software_accuracy=software,
+        methods=methods, circuit_spec=_spec_summary(spec), dataset=data_spec, mvm=mvm_info,
+        device_preset=ns.device_preset, xbar_config=cfg.to_dict(), evaluation=to_dict(settings),
+        device=str(device),
+    ).write(ns.out)
     return 0
 
 
@@ -308,8 +199,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 def cmd_export_tiles(ns: argparse.Namespace) -> int:
     from .export import save_bank, tile_bank
 
-    refuse_overwriting_inputs({"--out": ns.out}, {"--model": ns.model_path, "--circuit": _json_file(ns.circuit),
-                                                  "--crossbar-json": _json_file(ns.xbar_config)})
+    refuse_overwriting_inputs({"--out": ns.out}, {"--model": ns.model_path, "--circuit": xcli.json_file(ns.circuit),
+                                                  "--crossbar-json": xcli.json_file(ns.xbar_config)})
     spec = _circuit_spec(ns)
     if spec is None:
         raise DnnInputError("export-tiles: --circuit is required (the array the tiles are mapped onto)")
@@ -330,9 +221,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
     refuse_overwriting_inputs(
         {"--md": ns.md, "--csv": ns.csv, "--plot": ns.plot, "--plot-sigma": ns.plot_sigma,
          "--plot-drift": ns.plot_drift, "--plot-size": ns.plot_size},
-        {"input": list(ns.inputs), "--settings-json": _json_file(ns.settings_json)})
+        {"input": list(ns.inputs), "--settings-json": xcli.json_file(ns.settings_json)})
     try:
-        settings = ReportSettings.from_dict(_json_arg(ns.settings_json, "--settings-json"))
+        settings = ReportSettings.from_dict(xcli.load_json_object(ns.settings_json, "--settings-json"))
         write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings)
     except ValueError as e:
         raise DnnInputError(f"report: {e}") from None
@@ -362,14 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Flags override the keys of --params-json.")
     common(t, None, None)  # None: taken from --params-json or the defaults
     t.add_argument("--params-json", default=None,
-                   help=f"JSON object (or file) with keys {sorted(TRAIN_DEFAULTS)}")
+                   help="JSON object (or file) with dnn.settings.TrainSettings keys")
     t.add_argument("--dataset", default=None, help="digits | mnist_subset | cifar10")
     t.add_argument("--model", default=None, help=f"one of {sorted(MODELS)}")
-    t.add_argument("--width", type=float, default=None, help="channel width multiplier (1.0)")
-    t.add_argument("--epochs", type=int, default=None, help="(2)")
-    t.add_argument("--lr", type=float, default=None, help="(1e-3)")
-    t.add_argument("--optimizer", default=None, choices=["adam", "sgd"], help="(adam)")
-    t.add_argument("--weight-decay", type=float, default=None, help="(0)")
+    t.add_argument("--width", type=float, default=None, help="channel width multiplier")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--optimizer", default=None, choices=["adam", "sgd"])
+    t.add_argument("--weight-decay", type=float, default=None)
     t.add_argument("--n-train", type=int, default=None, help="seeded subset of the training split")
     t.add_argument("--n-test", type=int, default=None, help="seeded subset of the test split")
     t.add_argument("--download", action="store_true", help="cifar10: download the official tarball if absent")
@@ -379,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy of a trained model on crossbars, per mitigation method",
                        description="Flags set the evaluation; --evaluation-json keys override them.")
-    common(e, 0, 64)
+    common(e, None, 64)  # --seed None: the seeds of --evaluation-json (default [0])
     e.add_argument("--model-path", "--model", dest="model_path", required=True, help=".pt written by `train`")
     e.add_argument("--surrogate", default=None, help="surrogate .h5 (surrogate.io.load_surrogate)")
     e.add_argument("--mvm", choices=["ideal", "exact"], default="ideal",
@@ -395,16 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device-preset", default=None, help="rram | pcm_40 | pcm_80 | fefet (g range, drift)")
     e.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None,
                    help="CrossbarConfig keys as a JSON object or file")
-    e.add_argument("--evaluation-json", default=None, help=f"JSON object or file with keys {sorted(EVAL_DEFAULTS)}")
-    e.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+    e.add_argument("--evaluation-json", default=None,
+                   help="JSON object or file with dnn.settings.EvaluationSettings keys (explicit flags win)")
+    e.add_argument("--methods", default=None,
                    help=f"comma list from {list(METHODS)}")
-    e.add_argument("--eval-draws", type=int, default=1, help="test-set passes per seed (new read-noise draws)")
+    e.add_argument("--eval-draws", type=int, default=None, help="test-set passes per seed (new read-noise draws)")
     e.add_argument("--adapt-batches", type=int, default=None, help="bn_adapt: batches per draw (all)")
-    e.add_argument("--adapt-draws", type=int, default=1, help="bn_adapt: passes (noise draws)")
-    e.add_argument("--finetune-epochs", type=int, default=5)
-    e.add_argument("--finetune-lr", type=float, default=0.01)
-    e.add_argument("--retrain-epochs", type=int, default=1)
-    e.add_argument("--retrain-lr", type=float, default=1e-3)
+    e.add_argument("--adapt-draws", type=int, default=None, help="bn_adapt: passes (noise draws)")
+    e.add_argument("--finetune-epochs", type=int, default=None)
+    e.add_argument("--finetune-lr", type=float, default=None)
+    e.add_argument("--retrain-epochs", type=int, default=None)
+    e.add_argument("--retrain-lr", type=float, default=None)
     e.add_argument("--max-batches", type=int, default=None, help="bn_finetune/retrain: batches per epoch")
     e.add_argument("--out", required=True, help="output .json")
     e.set_defaults(func=cmd_evaluate)

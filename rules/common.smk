@@ -1,10 +1,11 @@
 # Named helpers that hand each rule only its slice of the config (so a config change re-runs exactly
 # what it affects), and the wildcard constraints, declared once.
-import importlib.util
 import json
 import os
 import re
 import sys
+
+from xbarchar.config import CIRCUIT_STAGE_KEYS, crossbar_settings, validate_config
 
 PY = sys.executable
 # Progress bars go to the rule logs: one update every 30 s keeps them readable.
@@ -42,7 +43,7 @@ def simulated_circuits():
 def circuit_json(wildcards):
     """The circuit's own keys (preset, netlist, sizes, resistances), without stage settings."""
     entry = dict(config["circuits"][wildcards.circuit])
-    for key in ("sampling", "surrogate", "surrogate_file"):
+    for key in CIRCUIT_STAGE_KEYS:
         entry.pop(key, None)
     return _dumps(entry)
 
@@ -70,9 +71,6 @@ def source_model_path(wildcards):
     """The model whose tiles and activations give the DNN-distribution samples of a circuit:
     `sampling.source_model` when set, else the first entry of `models`."""
     source = config["circuits"][wildcards.circuit]["sampling"].get("source_model") or MODELS[0]
-    if source not in config["models"]:
-        raise ValueError(f"circuits.{wildcards.circuit}.sampling.source_model: unknown model '{source}'; "
-                         f"expected one of {MODELS}")
     return f"{RESULTS}/models/{source}.pt"
 
 
@@ -110,43 +108,6 @@ def model_json(wildcards):
     return _dumps(config["models"][wildcards.model])
 
 
-SCENARIO_WORKFLOW_KEYS = ("circuits", "device_preset")
-"""Scenario keys the workflow reads; every other key of a scenario is a CrossbarConfig key."""
-
-
-def _dnn_config_module():
-    """dnn/config.py loaded on its own (standard library only), so building the DAG never imports torch."""
-    name = "_xbarchar_dnn_config"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(workflow.basedir, "dnn", "config.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up here
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-def _check_scenarios():
-    """Every scenario names known circuits and device preset and valid crossbar keys: one clear error
-    before any job runs."""
-    dnn_config = _dnn_config_module()
-    for name, entry in config["scenarios"].items():
-        unknown = sorted(set(entry.get("circuits") or []) - set(CIRCUITS))
-        if unknown:
-            raise ValueError(f"scenarios.{name}.circuits: unknown circuit(s) {unknown}; expected some of {CIRCUITS}")
-        preset = entry.get("device_preset")
-        if preset is not None and preset not in dnn_config.DEVICE_PRESETS:
-            raise ValueError(f"scenarios.{name}.device_preset: unknown preset '{preset}'; expected one of "
-                             f"{sorted(dnn_config.DEVICE_PRESETS)}")
-        try:
-            dnn_config.CrossbarConfig.from_dict({**config.get("crossbar", {}), **_crossbar_keys(name)})
-        except ValueError as e:
-            raise ValueError(f"scenarios.{name} (with `crossbar` defaults): {e}") from None
-
-
-def _crossbar_keys(scenario):
-    entry = config["scenarios"][scenario]
-    return {k: v for k, v in entry.items() if k not in SCENARIO_WORKFLOW_KEYS}
-
-
 def scenario_circuits(scenario):
     """The circuits a scenario runs on: its `circuits` list, else every circuit."""
     return list(config["scenarios"][scenario].get("circuits") or CIRCUITS)
@@ -154,7 +115,7 @@ def scenario_circuits(scenario):
 
 def scenario_json(wildcards):
     """The crossbar settings of one scenario: shared `crossbar` defaults overridden by the scenario."""
-    return _dumps({**config.get("crossbar", {}), **_crossbar_keys(wildcards.scenario)})
+    return _dumps(crossbar_settings(config, wildcards.scenario))
 
 
 def device_preset_flag(wildcards):
@@ -189,4 +150,5 @@ def all_targets():
     ]
 
 
-_check_scenarios()
+# Every config mistake fails here, when the workflow is parsed (`snakemake -n` included), naming the key.
+validate_config(config)

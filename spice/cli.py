@@ -7,7 +7,6 @@ A circuit arrives as a JSON object (one ``circuits:`` entry of the config, e.g. 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -23,43 +22,23 @@ from xbarchar.files import refuse_overwriting_inputs
 log = logging.getLogger("spice")
 
 
-def _json_file(text: str) -> str:
-    """The file behind an ``@file.json`` argument ('' for inline JSON)."""
-    return text[1:] if text.startswith("@") else ""
-
-
-def _load_json_arg(text: str, what: str) -> dict:
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise CircuitError(f"--{what}: {path} does not exist (expected @file.json or inline JSON)")
-        text = path.read_text()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CircuitError(f"--{what}: not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise CircuitError(f"--{what}: expected a JSON object")
-    return value
-
-
 def _spec(args: argparse.Namespace):
-    entry = _load_json_arg(args.circuit, "circuit") if args.circuit else {}
+    entry = xcli.load_json_object(args.circuit, "--circuit")
     if args.preset:
         entry = {"preset": args.preset, **entry}
     return spec_from_config(args.name, entry, base_dir=args.base_dir)
 
 
 def _circuit_inputs(args: argparse.Namespace, spec) -> dict[str, object]:
-    return {"--circuit": _json_file(args.circuit),
+    return {"--circuit": xcli.json_file(args.circuit),
             "netlist": str(Path(args.base_dir) / spec.netlist_path) if spec.netlist_path else ""}
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     spec = _spec(args)
-    cfg = SamplingConfig.from_dict(_load_json_arg(args.sampling, "sampling") if args.sampling else {})
+    cfg = SamplingConfig.from_dict(xcli.load_json_object(args.sampling, "--sampling"))
     refuse_overwriting_inputs({"--out": args.out}, {**_circuit_inputs(args, spec),
-                                                    "--sampling": _json_file(args.sampling),
+                                                    "--sampling": xcli.json_file(args.sampling),
                                                     "source_file": cfg.source_file})
     check = ngspice.check_circuit(spec)
     ng = ngspice.info()
@@ -109,13 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def circuit_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--name", default="circuit", help="circuit name (for messages and metadata)")
-        p.add_argument("--circuit", default="", help="circuit config entry as JSON (or @file.json)")
+        p.add_argument("--circuit", default="", help="circuit config entry as JSON (inline, @file.json or a path)")
         p.add_argument("--preset", default="", help="circuit preset (spice/presets.py)")
         p.add_argument("--base-dir", default=".", help="directory that relative netlist paths start from")
 
     p = sub.add_parser("simulate", help="run ngspice over sampled G and V for one shard -> HDF5")
     circuit_args(p)
-    p.add_argument("--sampling", default="", help="sampling settings as JSON (or @file.json)")
+    p.add_argument("--sampling", default="", help="sampling settings as JSON (inline, @file.json or a path)")
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
+from xbarchar.settings import is_int, is_number
 
 SAMPLERS = ("uniform", "from_file", "dnn_like", "mixed")
 _RANGES = ("w_scale_range", "v_zero_range", "v_scale_range")
@@ -80,12 +81,6 @@ class SamplingConfig:
         def bad(key: str, expected: str) -> CircuitError:
             return CircuitError(f"sampling.{key}: expected {expected}, got {getattr(self, key)!r}")
 
-        def is_int(x: Any) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool)
-
-        def is_num(x: Any) -> bool:
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
         for key in _RANGES:  # JSON and YAML give lists: store tuples (hashable, frozen)
             value = getattr(self, key)
             if isinstance(value, list):
@@ -103,9 +98,13 @@ class SamplingConfig:
             raise bad("g_levels", "0 (continuous) or an integer >= 2")
         if not isinstance(self.n_shards, int) or not 1 <= self.n_shards <= self.n_conductance:
             raise bad("n_shards", f"an integer in [1, n_conductance={self.n_conductance}]")
+        if not is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        if not is_number(self.linearity_rtol) or self.linearity_rtol <= 0:
+            raise bad("linearity_rtol", "a number > 0")
         if self.solver not in ("auto", "sweep"):
             raise bad("solver", "'auto' or 'sweep'")
-        if not is_num(self.mix_fraction) or not 0.0 <= self.mix_fraction <= 1.0:
+        if not is_number(self.mix_fraction) or not 0.0 <= self.mix_fraction <= 1.0:
             raise bad("mix_fraction", "a number in [0, 1]")
         if not is_int(self.bits_per_cell) or not 1 <= self.bits_per_cell <= 8:
             raise bad("bits_per_cell", "an integer in [1, 8]")
@@ -113,12 +112,12 @@ class SamplingConfig:
             raise bad("weight_bits", "an integer in [2, 16]")
         if not is_int(self.input_bits) or (self.input_bits != 0 and not 2 <= self.input_bits <= 16):
             raise bad("input_bits", "0 (continuous) or an integer in [2, 16]")
-        if not is_num(self.pad_probability) or not 0.0 <= self.pad_probability <= 1.0:
+        if not is_number(self.pad_probability) or not 0.0 <= self.pad_probability <= 1.0:
             raise bad("pad_probability", "a number in [0, 1]")
         rules = {"w_scale_range": "0 < lo <= hi", "v_zero_range": "0 <= lo <= hi < 1", "v_scale_range": "0 < lo <= hi"}
         for key, rule in rules.items():
             value = getattr(self, key)
-            ok = isinstance(value, tuple) and len(value) == 2 and all(is_num(x) for x in value)
+            ok = isinstance(value, tuple) and len(value) == 2 and all(is_number(x) for x in value)
             if ok:
                 lo, hi = value
                 ok = lo <= hi and (0.0 <= lo and hi < 1.0 if key == "v_zero_range" else lo > 0.0)

@@ -7,11 +7,23 @@ Public API::
     f = mvm.bind(g_s)          # g_s [T, rows, cols] (S): all G-only work, once per tile
     i_a = f(v_v)               # v_v [T, B, rows] (V) -> i_a [T, B, cols] (A), differentiable
 
-Modules: data (splits by conductance matrix), physics (closed-form crossbar physics), models (the
-designs), baselines (ideal / analytic / ridge), train, fidelity, io (HDF5 files), cli.
+Modules: params (training settings, torch-free), data (splits by conductance matrix), physics
+(closed-form crossbar physics), models (the designs), baselines (ideal / analytic / ridge), train,
+fidelity, io (HDF5 files), cli. The names below load their module on first use, so that
+``surrogate.params`` can be imported without torch.
 """
 
-from surrogate.io import SurrogateFileError, load_surrogate, save_surrogate
-from surrogate.models import GeniexMLP, SurrogateMVM, TransferNet
+from __future__ import annotations
 
-__all__ = ["GeniexMLP", "SurrogateFileError", "SurrogateMVM", "TransferNet", "load_surrogate", "save_surrogate"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"SurrogateFileError": "io", "load_surrogate": "io", "save_surrogate": "io",
+            "GeniexMLP": "models", "SurrogateMVM": "models", "TransferNet": "models"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'surrogate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"surrogate.{_EXPORTS[name]}"), name)

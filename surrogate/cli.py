@@ -16,10 +16,8 @@ rejected.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +27,8 @@ from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
-from surrogate.train import TrainingDivergedError, TrainParams, TrainParamsError, train
+from surrogate.params import TrainParams, TrainParamsError
+from surrogate.train import TrainingDivergedError, train
 from xbarchar import cli as xcli
 from xbarchar.files import refuse_overwriting_inputs
 
@@ -45,20 +44,7 @@ def _v_order(text: str) -> Any:
 
 
 def _params_from_args(args: argparse.Namespace) -> TrainParams:
-    merged: dict[str, Any] = {}
-    if args.params_json:
-        text = args.params_json
-        if text.startswith("@"):
-            if not Path(text[1:]).is_file():
-                raise TrainParamsError(f"--params-json: {text[1:]} does not exist (expected @file.json or inline JSON)")
-            text = Path(text[1:]).read_text()
-        try:
-            given = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TrainParamsError(f"--params-json: not valid JSON ({exc})") from exc
-        if not isinstance(given, dict):
-            raise TrainParamsError("--params-json: expected a JSON object of training parameters")
-        merged.update(given)
+    merged: dict[str, Any] = xcli.load_json_object(args.params_json, "--params-json")
     for key in _PARAM_FLAGS:
         value = getattr(args, key)
         if value is not None:
@@ -66,14 +52,10 @@ def _params_from_args(args: argparse.Namespace) -> TrainParams:
     return TrainParams.from_dict(merged)
 
 
-def _json_file(text: str) -> str:
-    return text[1:] if text.startswith("@") else ""
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     refuse_overwriting_inputs(
         {"--out": args.out, "--fidelity-json": args.fidelity_json, "--fidelity-png": args.fidelity_png},
-        {"--data": args.data, "--params-json": _json_file(args.params_json)})
+        {"--data": args.data, "--params-json": xcli.json_file(args.params_json)})
     params = _params_from_args(args)
     splits = load_splits(args.data, params.val_fraction, params.test_fraction, params.seed)
     result = train(splits, params, progress=not args.quiet)

@@ -33,15 +33,11 @@ from spice.io import (
     read_array,
     write_array,
 )
+from surrogate.contract import COMPATIBILITY_KEYS, FORMAT_VERSION, KIND, compatibility_problems  # noqa: F401
 from surrogate.models import SurrogateMVM, from_architecture
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-KIND = "xbarchar.surrogate"
-COMPATIBILITY_KEYS = (("rows", "rows"), ("cols", "cols"), ("g_off_s", "g_min_s"), ("g_on_s", "g_max_s"),
-                      ("v_read_min_v", "v_min_v"), ("v_read_max_v", "v_max_v"))
-"""(CircuitSpec field, TileSpec field) pairs a surrogate must match to be used for a circuit."""
 
 
 class SurrogateFileError(DatasetFileError):
@@ -101,11 +97,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def check_compatible(model: SurrogateMVM, spec: CircuitSpec, path: str | Path) -> None:
     """Raise one :class:`SurrogateFileError` listing every way ``model`` does not fit ``spec``."""
     tile = model.tile.to_dict()
-    problems = []
-    for spec_key, tile_key in COMPATIBILITY_KEYS:
-        want, have = getattr(spec, spec_key), tile[tile_key]
-        if not np.isclose(float(want), float(have), rtol=1e-9, atol=0.0):
-            problems.append(f"{spec_key} {have!r} in the file != {want!r} for the circuit")
+    problems = compatibility_problems(tile, spec)
     if problems:
         raise SurrogateFileError(
             f"{path}: surrogate does not fit circuit '{spec.name}' ({spec.rows}x{spec.cols}): "

@@ -13,7 +13,6 @@ left untouched.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -24,104 +23,15 @@ import torch
 from tqdm import tqdm
 
 from surrogate.data import Split, SplitDataset
-from surrogate.models import DESIGNS, SurrogateMVM, build_model
+from surrogate.models import SurrogateMVM, build_model
+from surrogate.params import TrainParams, TrainParamsError  # noqa: F401  (re-exported)
 from surrogate.physics import TileSpec
 
 log = logging.getLogger(__name__)
 
 
-class TrainParamsError(ValueError):
-    """Training hyperparameters are unknown or out of range."""
-
-
 class TrainingDivergedError(ValueError):
     """The loss became NaN or infinite: no surrogate is written (the data or the settings are at fault)."""
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Training hyperparameters (the keys of ``--params-json`` and of the config's ``surrogate:``)."""
-
-    design: str = "transfer"
-    """'transfer' (effective transfer matrix, default: best fidelity at ideal-MVM cost) or 'mlp' (GENIEx)."""
-    hidden: int = 500
-    """mlp: width of the hidden ReLU layer (GENIEx: 500)."""
-    cell_hidden: int = 32
-    """transfer: width of the per-cell correction network."""
-    v_order: int | str = "auto"
-    """transfer: 1 (i linear in v), 3 (adds v^2, v^3 terms) or 'auto' (1 when every matrix of the
-    dataset passed ngspice's linearity check, else 3)."""
-    epochs: int = 200
-    """Upper bound on passes over the training samples (early stopping usually ends sooner)."""
-    batch_size: int = 256
-    """Samples per optimizer step."""
-    lr: float | None = None
-    """Adam learning rate; None = the design's default (mlp 1e-3; transfer 1e-2, 3e-3 with v_order 3)."""
-    weight_decay: float | None = None
-    """Adam L2 penalty on the weight matrices of linear layers (not on biases or physics parameters);
-    None = the design's default (mlp 1e-3: without it the G half of the first layer overfits the
-    few training matrices; transfer 0)."""
-    patience: int = 20
-    """Stop after this many epochs without a better validation loss (best weights are kept); never in
-    the first half of the cosine learning-rate schedule, whose large early steps may not beat a good
-    physics prior at first."""
-    seed: int = 0
-    """Seeds the split, the initialization and the batch order (training is deterministic on CPU)."""
-    val_fraction: float = 0.15
-    """Fraction of conductance matrices held out for early stopping."""
-    test_fraction: float = 0.15
-    """Fraction of conductance matrices held out for the fidelity report."""
-
-    def __post_init__(self) -> None:
-        def bad(key: str, expected: str) -> TrainParamsError:
-            return TrainParamsError(f"surrogate training parameter {key}={getattr(self, key)!r}: expected {expected}")
-
-        if self.design not in DESIGNS:
-            raise bad("design", f"one of {DESIGNS}")
-        for key in ("hidden", "cell_hidden", "epochs", "batch_size", "patience"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(key, "a positive integer")
-        if self.v_order not in ("auto", 1, 3):
-            raise bad("v_order", "'auto', 1 or 3")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise bad("seed", "a non-negative integer")
-        for key in ("lr", "weight_decay"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-                raise bad(key, "null (design default) or a number >= 0")
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
-                raise bad(key, "a number in (0, 0.5)")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise TrainParamsError(f"unknown surrogate training parameter(s) {sorted(unknown)}; "
-                                   f"expected some of {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def learning_rate(self, v_order: int = 1) -> float:
-        """The Adam learning rate: ``lr``, else the design's default (mlp 1e-3; transfer 1e-2 when
-        linear in v, 3e-3 with the cubic terms, whose coefficients start from a fitted prior that
-        larger steps throw away)."""
-        if self.lr is not None:
-            return float(self.lr)
-        if self.design == "mlp":
-            return 1e-3
-        return 1e-2 if v_order == 1 else 3e-3
-
-    @property
-    def l2(self) -> float:
-        if self.weight_decay is not None:
-            return float(self.weight_decay)
-        return 1e-3 if self.design == "mlp" else 0.0
 
 
 @dataclass

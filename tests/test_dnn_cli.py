@@ -57,18 +57,6 @@ def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
     assert "p64" in md.read_text() and "adapt_finetune" in csv.read_text() and png.stat().st_size > 0
 
 
-def test_json_arguments_inline_long_or_from_a_file(tmp_path):
-    from dnn.cli import DnnInputError, _json_arg
-
-    long = {"methods": ["none"], "note": "x" * 400}  # longer than any file name may be
-    assert _json_arg(json.dumps(long), "--evaluation-json") == long
-    path = tmp_path / "ev.json"
-    path.write_text(json.dumps({"seeds": [3]}))
-    assert _json_arg(str(path), "--evaluation-json") == {"seeds": [3]}
-    with pytest.raises(DnnInputError, match="--evaluation-json: 'missing.json' is neither a JSON object nor an existing"):
-        _json_arg("missing.json", "--evaluation-json")
-
-
 def test_evaluate_rejects_bad_settings(model_path, tmp_path, capsys):
     out = str(tmp_path / "e.json")
     assert_cli_error(capsys, main, ["evaluate", "--model", str(model_path), "--evaluation-json", '{"seed": 1}',

@@ -9,18 +9,54 @@ could not finish for another reason (a full disk, an internal error).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from xbarchar.files import OutputError, OutputPathError
+from xbarchar.settings import SettingsError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 log = logging.getLogger("xbarchar")
+
+
+class ArgumentError(ValueError):
+    """A command-line argument is malformed (not JSON, a missing file)."""
+
+
+def load_json_object(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object given inline (``'{...}'``) or as a file (``@file.json`` or a plain path).
+
+    Empty or None gives ``{}``. Every CLI reads its JSON arguments through this one function.
+    """
+    if not text:
+        return {}
+    if not text.lstrip().startswith("{"):
+        path = Path(text[1:] if text.startswith("@") else text)
+        if not path.is_file():
+            raise ArgumentError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
+        text = path.read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArgumentError(f"{flag}: not a JSON object or a file holding one ({exc})") from None
+    if not isinstance(value, dict):
+        raise ArgumentError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def json_file(text: str | None) -> str:
+    """The file behind a JSON argument ('' when it is given inline): an input of the command."""
+    if not text or text.lstrip().startswith("{"):
+        return ""
+    return text[1:] if text.startswith("@") else text
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +69,7 @@ def run(func: Callable[[argparse.Namespace], object], args: argparse.Namespace,
     debug = bool(args.debug)
     try:
         code = func(args)
-    except (*bad_input, OutputPathError) as exc:
+    except (*bad_input, ArgumentError, SettingsError, OutputPathError) as exc:
         return _fail(exc, EXIT_BAD_INPUT, debug, "error")
     except OutputError as exc:
         return _fail(exc, EXIT_FAILED, debug, "error")

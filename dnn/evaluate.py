@@ -1,0 +1,143 @@
+"""The evaluation engine: a trained model on crossbar tiles, per mitigation method, over seeds.
+
+``python -m dnn evaluate`` and ``bench/bench_dnn.py`` both call this module; the CLI only parses
+arguments, builds settings, calls :func:`evaluate_methods` and saves an
+:class:`dnn.results.EvaluationResult`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from .config import CrossbarConfig
+from .convert import convert_to_crossbar
+from .datasets import DatasetSplit
+from .diagnostics import layer_pc2
+from .layers import calibrate_adc
+from .mitigation import apply_method
+from .mvm import IdealTileMVM, TileMVM, TransferTileMVM
+from .results import MethodResult
+from .settings import EvaluationSettings
+from .train import evaluate, make_loader
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- tile models
+def ideal_tile_model(rows: int, cols: int, g_min_s: float, g_max_s: float, v_max_v: float
+                     ) -> tuple[TileMVM, dict[str, Any]]:
+    """i = v @ G on a tile of that size and range, and its description for the result."""
+    info = {"kind": "ideal", "rows": rows, "cols": cols, "g_min_s": g_min_s, "g_max_s": g_max_s, "v_max_v": v_max_v}
+    return IdealTileMVM(rows, cols, g_min_s, g_max_s, v_max_v), info
+
+
+def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = None
+                     ) -> tuple[TileMVM, dict[str, Any]]:
+    """Exact linear array physics of circuit ``spec``: one ``spice.nodal.transfer_matrix`` per tile at
+    bind. ``on_solve(tiles, seconds)`` is told the cost of every bind (benchmarks count it)."""
+    from spice.nodal import transfer_matrix
+
+    def transfer(g_s: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = np.stack([transfer_matrix(spec, g) for g in g_s])
+        if on_solve is not None:
+            on_solve(len(g_s), time.perf_counter() - t0)
+        return out
+
+    info = {"kind": "exact", "rows": spec.rows, "cols": spec.cols, "g_min_s": spec.g_off_s, "g_max_s": spec.g_on_s,
+            "v_max_v": spec.v_read_max_v}
+    return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
+                           transfer_fn=transfer), info
+
+
+def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, dict[str, Any]]:
+    """A surrogate file (checked against ``spec`` when given) and its description for the result."""
+    from surrogate.io import load_surrogate
+
+    mvm = load_surrogate(path, expect_spec=spec)
+    info = {"kind": "surrogate", "path": str(path), "rows": mvm.rows, "cols": mvm.cols, "g_min_s": mvm.g_min_s,
+            "g_max_s": mvm.g_max_s, "v_max_v": mvm.v_max_v}
+    return mvm, info
+
+
+# ----------------------------------------------------------------------------- methods
+def calibration_loader(data: DatasetSplit, n: int | None, batch_size: int, seed: int) -> Any:
+    """Seeded subset of ``n`` training images (all when None) that every mitigation method uses."""
+    ds: Any = data.train
+    if n is not None and n < len(ds):
+        idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+        ds = Subset(ds, idx.tolist())
+    return make_loader(ds, batch_size, shuffle=True, seed=seed)
+
+
+def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | None, progress: bool
+                  ) -> dict[str, Any]:
+    """Keyword arguments of ``dnn.mitigation.apply_method`` for ``method``."""
+    train = {"max_batches": max_batches, "progress": progress}
+    adapt = asdict(settings.bn_adapt)
+    if method == "bn_adapt":
+        return adapt
+    if method in ("bn_finetune", "adapt_finetune"):
+        return {"adapt": adapt, "finetune": {**asdict(settings.bn_finetune), **train}}
+    if method == "retrain":
+        return {**asdict(settings.retrain), **train, "adapt": adapt}
+    return {}
+
+
+def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: CrossbarConfig,
+                     settings: EvaluationSettings, device: torch.device, batch_size: int = 64,
+                     eval_batch_size: int = 256, max_batches: int | None = None, progress: bool = True
+                     ) -> tuple[float, dict[str, MethodResult]]:
+    """Software accuracy and, per method, accuracy over every seed x test pass.
+
+    Per seed: the model is converted with ``cfg`` (seeded: noise and drift draws), the ADC range is
+    calibrated when ``cfg.adc_range`` is 'calibrated', then each method runs on its own copy with the
+    seeded calibration subset and is tested ``eval_draws`` times (new read-noise draws each pass).
+    """
+    test_loader = make_loader(data.test, eval_batch_size)
+    software = evaluate(model, test_loader, device)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
+    pc2: dict[str, dict[str, float]] = {}
+    x_diag = next(iter(test_loader))[0][:128].to(device)  # PC2 diagnostic batch
+    for seed in settings.seeds:
+        base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
+        calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
+        calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
+        for method in settings.methods:
+            m = copy.deepcopy(base)
+            m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
+                                              **method_kwargs(settings, method, max_batches, progress))
+            accs = [evaluate(m, test_loader, device) for _ in range(settings.eval_draws)]
+            runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
+                                 "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
+                                 "memory_kind": cost.memory_kind})
+            logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method, runs[method][-1]["accuracy"],
+                        software)
+            if method not in pc2:  # first seed
+                pc2[method] = layer_pc2(model, m, x_diag)
+    results = {}
+    for method, rs in runs.items():
+        accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw
+        results[method] = MethodResult(
+            accuracy_mean=statistics.fmean(accs),
+            accuracy_std=statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            accuracies=accs, accuracy_per_seed=[r["accuracy"] for r in rs],
+            trainable_params=rs[0]["trainable_params"],
+            wall_s=statistics.fmean(r["wall_s"] for r in rs),
+            peak_mem_mb=statistics.fmean(r["peak_mem_mb"] for r in rs), memory_kind=rs[0]["memory_kind"],
+            pc2_per_layer=pc2[method],
+            pc2_mean=statistics.fmean(pc2[method].values()) if pc2[method] else float("nan"),
+        )
+    return software, results
