@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xbarchar.files import atomic_write_with
+from spice.tilebank import save_tile_bank
 
 from .config import CrossbarConfig
 from .convert import convert_to_crossbar, crossbar_layers
@@ -46,8 +46,7 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
             h.remove()
     g_all, v_all = [], []
     for name, layer in layers.items():
-        prog, _ = layer._programmed_state(images.device, images.dtype)
-        g_all.append(prog.g_s)
+        g_all.append(layer.programmed_conductances(images.device, images.dtype))
         x = inputs[name]
         if isinstance(layer, CrossbarConv2d):
             x = unfold_conv_input(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
@@ -69,4 +68,5 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
 
 
 def save_bank(path: str | Path, g_s: np.ndarray, v_v: np.ndarray) -> None:
-    atomic_write_with(path, lambda buffer: np.savez_compressed(buffer, g_s=g_s, v_v=v_v))
+    """Write the tile bank (``spice.tilebank``: versioned, units, atomic)."""
+    save_tile_bank(path, g_s, v_v)

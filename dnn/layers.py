@@ -108,13 +108,12 @@ class CrossbarLayerBase(nn.Module):
         """Use another tile model (e.g. ideal vs surrogate); drops the cache."""
         if not isinstance(mvm, TileMVM):
             raise TypeError(f"mvm must implement dnn.mvm.TileMVM (rows, cols, g_min_s, g_max_s, v_max_v, "
-                            f"bind), got {type(mvm).__name__}")
+                            f"v_min_v, bind), got {type(mvm).__name__}")
         if self.config.encoding == "offset" and mvm.cols < 2:
             raise ValueError("offset encoding needs >= 2 columns per tile (one is the reference column)")
-        v_min = getattr(mvm, "v_min_v", None)  # optional: the voltage range a tile model is valid for
-        if self.config.input_polarity == "signed" and v_min is not None and v_min >= 0:
-            raise ValueError(f"{type(mvm).__name__} covers row voltages [{v_min}, {mvm.v_max_v}] V only; signed "
-                             "inputs need input_polarity='two_phase'")
+        if self.config.input_polarity == "signed" and mvm.v_min_v > -mvm.v_max_v:
+            raise ValueError(f"{type(mvm).__name__} covers row voltages [{mvm.v_min_v}, {mvm.v_max_v}] V only; "
+                             "signed inputs need input_polarity='two_phase'")
         self.__dict__["mvm"] = mvm
         self._programmed = None
 
@@ -213,6 +212,20 @@ class CrossbarLayerBase(nn.Module):
         if prog.bound is None:
             prog.bound = self.mvm.bind(prog.g_s)
         return prog, prog.bound
+
+    def programmed_conductances(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The conductances programmed on this layer's tiles [T, rows, cols] (S), noise-free draw of
+        this programming (drift applied): what the SPICE stage's from_file sampler reads."""
+        return self._programmed_state(device, dtype)[0].g_s
+
+    def begin_adc_calibration(self) -> None:
+        """Watch the largest |column current| from now on (the ADC of this layer is bypassed meanwhile)."""
+        self._adc_observed_a = 0.0
+
+    def end_adc_calibration(self) -> float:
+        """Stop watching; the largest |column current| seen since :meth:`begin_adc_calibration` (A)."""
+        peak, self._adc_observed_a = self._adc_observed_a, None
+        return float(peak or 0.0)
 
     def _prepare_mvm_device(self, device: torch.device) -> None:
         """A tile model that is an nn.Module (e.g. a surrogate) follows the input's device."""
@@ -415,16 +428,14 @@ def calibrate_adc(model: nn.Module, loader: Any, n_batches: int = 2, device: str
     was_training = model.training
     model.eval()
     for m in layers:
-        m._adc_observed_a = 0.0
+        m.begin_adc_calibration()
     try:
         for b, (x, _y) in enumerate(loader):
             if b >= n_batches:
                 break
             model(x if device is None else x.to(device))
     finally:
-        observed = {m: m._adc_observed_a for m in layers}
-        for m in layers:
-            m._adc_observed_a = None
+        observed = {m: m.end_adc_calibration() for m in layers}
         model.train(was_training)
     for m, peak in observed.items():
         if not peak:

@@ -29,6 +29,7 @@ class TileMVM(Protocol):
     g_min_s: float
     g_max_s: float  # programmable conductance range, siemens
     v_max_v: float  # max |input voltage| on a row, volts
+    v_min_v: float  # lowest row voltage the model is valid for, volts (-v_max_v: any sign)
 
     def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s: [T, rows, cols] conductances of T tiles. Returns f(v_v: [T, B, rows]) -> i_a: [T, B, cols]
@@ -67,6 +68,11 @@ class IdealTileMVM:
     def __post_init__(self) -> None:
         _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
 
+    @property
+    def v_min_v(self) -> float:
+        """A linear tile model is valid for row voltages of either sign."""
+        return -self.v_max_v
+
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
 
@@ -98,6 +104,11 @@ class TransferTileMVM:
 
     def __post_init__(self) -> None:
         _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
+
+    @property
+    def v_min_v(self) -> float:
+        """A linear tile model is valid for row voltages of either sign."""
+        return -self.v_max_v
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)

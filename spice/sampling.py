@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
+from spice.tilebank import load_tile_bank
 from xbarchar.settings import is_int, is_number
 
 SAMPLERS = ("uniform", "from_file", "dnn_like", "mixed")
@@ -217,18 +217,7 @@ def draw_dnn_like(spec: CircuitSpec, cfg: SamplingConfig, rng: np.random.Generat
 
 
 def _draw_from_file(spec: CircuitSpec, cfg: SamplingConfig, rng: np.random.Generator):
-    path = Path(cfg.source_file)
-    if not path.is_file():
-        raise CircuitError(f"sampling.source_file: {path} does not exist; expected an .npz with g_s, v_v")
-    with np.load(path) as data:
-        if "g_s" not in data or "v_v" not in data:
-            raise CircuitError(f"sampling.source_file {path}: expected arrays 'g_s' and 'v_v', has {list(data)}")
-        g_all, v_all = data["g_s"], data["v_v"]
-    if g_all.ndim != 3 or g_all.shape[1:] != (spec.rows, spec.cols) or v_all.ndim != 2 or v_all.shape[1] != spec.rows:
-        raise CircuitError(
-            f"sampling.source_file {path}: g_s {g_all.shape} / v_v {v_all.shape} do not fit a "
-            f"{spec.rows}x{spec.cols} array (expected [n, {spec.rows}, {spec.cols}] and [m, {spec.rows}])"
-        )
+    g_all, v_all = load_tile_bank(cfg.source_file, spec.rows, spec.cols)
     g = np.clip(g_all[rng.integers(len(g_all))], spec.g_off_s, spec.g_on_s)
     v = np.clip(v_all[rng.integers(len(v_all), size=cfg.n_vectors)], spec.v_read_min_v, spec.v_read_max_v)
     return g.astype(float), v.astype(float)

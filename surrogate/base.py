@@ -32,6 +32,7 @@ class SurrogateMVM(nn.Module):
     g_min_s: float
     g_max_s: float
     v_max_v: float
+    v_min_v: float
 
     def __init__(self, tile: TileSpec) -> None:
         super().__init__()
@@ -41,6 +42,7 @@ class SurrogateMVM(nn.Module):
         self.g_min_s = tile.g_min_s
         self.g_max_s = tile.g_max_s
         self.v_max_v = tile.v_max_v
+        self.v_min_v = tile.v_min_v  # the voltage range the surrogate was trained on starts here
         self.full_scale_a = tile.full_scale_a
         self.spec: CircuitSpec | None = None
         """The circuit the surrogate was trained for (set by :func:`surrogate.io.load_surrogate`)."""

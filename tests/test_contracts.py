@@ -212,3 +212,66 @@ def test_evaluation_settings_precedence_defaults_json_flags():
     ns = build_parser().parse_args(["evaluate", "--model", "m.pt", "--out", "e.json", "--evaluation-json",
                                     '{"seeds": [1, 2]}', "--seed", "7"])
     assert _evaluation_settings(ns).seeds == (7,)  # an explicit flag wins over the JSON
+
+
+# ------------------------------------------------------------------ the signed-input guard, on real files
+def tiny_surrogate(tmp_path, name: str, v_read_min_v: float):
+    from spice.cli import main as spice_main
+    from surrogate.cli import main as surrogate_main
+    from tests.conftest import CIRCUITS
+
+    circuit = {"netlist": str(CIRCUITS / "resistive.cir"), "rows": 4, "cols": 3, "r_driver_ohm": 100.0,
+               "r_sense_ohm": 100.0, "v_read_min_v": v_read_min_v}
+    data, out = tmp_path / f"{name}.h5", tmp_path / f"{name}.sur.h5"
+    assert spice_main(["simulate", "--circuit", json.dumps(circuit), "--sampling",
+                       '{"n_conductance": 6, "n_vectors": 8}', "--out", str(data), "--quiet"]) == 0
+    assert surrogate_main(["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.spice
+def test_signed_inputs_are_refused_by_a_surrogate_trained_on_positive_voltages(tmp_path):
+    import torch
+    from torch import nn
+
+    from dnn.config import CrossbarConfig
+    from dnn.layers import CrossbarLinear
+    from surrogate.io import load_surrogate
+
+    threads = torch.get_num_threads()
+    try:
+        unipolar = load_surrogate(tiny_surrogate(tmp_path, "uni", 0.0))
+        bipolar = load_surrogate(tiny_surrogate(tmp_path, "bi", -0.2))
+    finally:
+        torch.set_num_threads(threads)
+    assert unipolar.v_min_v == 0.0 and bipolar.v_min_v == -0.2
+    signed = CrossbarConfig(input_polarity="signed")
+    with pytest.raises(ValueError, match=r"covers row voltages \[0.0, 0.2\] V only; signed inputs need"):
+        CrossbarLinear.from_float(nn.Linear(8, 3), signed, unipolar)
+    CrossbarLinear.from_float(nn.Linear(8, 3), signed, bipolar)  # covers both signs: accepted
+    CrossbarLinear.from_float(nn.Linear(8, 3), CrossbarConfig(input_polarity="two_phase"), unipolar)
+
+
+def test_tile_bank_is_versioned_with_units(tmp_path):
+    import numpy as np
+
+    from spice.circuit import CircuitError
+    from spice.tilebank import load_tile_bank, save_tile_bank
+
+    g, v = np.full((2, 4, 3), 1e-5), np.full((5, 4), 0.1)
+    save_tile_bank(tmp_path / "b.npz", g, v)
+    with np.load(tmp_path / "b.npz") as data:
+        assert str(data["kind"]) == "xbarchar.tilebank" and str(data["units_g_s"]) == "S"
+    g2, v2 = load_tile_bank(tmp_path / "b.npz", 4, 3)
+    assert np.array_equal(g2, g) and np.array_equal(v2, v)
+    np.savez(tmp_path / "legacy.npz", g_s=g, v_v=v)  # files from before the header: still read
+    assert load_tile_bank(tmp_path / "legacy.npz", 4, 3)[0].shape == (2, 4, 3)
+    np.savez(tmp_path / "mv.npz", g_s=g, v_v=v, kind=np.array("xbarchar.tilebank"), format_version=np.array("1"),
+             units_g_s=np.array("uS"), units_v_v=np.array("V"))
+    with pytest.raises(CircuitError, match=r"g_s is in 'uS', expected 'S'"):
+        load_tile_bank(tmp_path / "mv.npz", 4, 3)
+    with pytest.raises(CircuitError, match=r"do not fit a 8x3 array"):
+        load_tile_bank(tmp_path / "b.npz", 8, 3)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(CircuitError, match="not a readable .npz tile bank"):
+        load_tile_bank(tmp_path / "junk.npz", 4, 3)

@@ -32,6 +32,7 @@ class CountingMVM:
     g_min_s: float = G_MIN
     g_max_s: float = G_MAX
     v_max_v: float = V_MAX
+    v_min_v: float = -V_MAX
     binds: int = 0
 
     def bind(self, g_s):
