@@ -31,7 +31,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/spice.py --quick
+	$(PY) bench/bench_spice.py --quick
 
 lint: install
 	$(VENV)/bin/ruff check .

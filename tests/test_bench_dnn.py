@@ -1,4 +1,4 @@
-"""Smoke test of bench/dnn.py at tiny sizes: a 16x16 circuit, a surrogate file written here, a tiny model.
+"""Smoke test of bench/bench_dnn.py at tiny sizes: a 16x16 circuit, a surrogate file written here, a tiny model.
 
 No wall-clock time is asserted; the test checks that every mode runs, the figures are consistent with
 each other, and the exact mode's nodal solves are done once per tile (the bound MVM is reused).
@@ -24,15 +24,11 @@ CIRCUIT = {"preset": "paper1_64_w5", "rows": 16, "cols": 16}
 
 @pytest.fixture(scope="module")
 def bench():
-    """bench/dnn.py imported as a module (it is a script, not a package)."""
-    saved_path = list(sys.path)
-    spec = importlib.util.spec_from_file_location("bench_dnn", REPO / "bench" / "dnn.py")
+    """bench/bench_dnn.py imported as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_dnn", REPO / "bench" / "bench_dnn.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_dnn"] = module  # dataclasses look their module up while the script executes
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path  # the script drops its own folder from sys.path at import
+    spec.loader.exec_module(module)
     yield module
     sys.modules.pop("bench_dnn", None)
 

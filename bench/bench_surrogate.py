@@ -2,9 +2,9 @@
 
 Usage::
 
-    python bench/surrogate.py                 # Paper-1 64x64 (paper1_64_w5), ~5 minutes on 2 cores
-    python bench/surrogate.py --quick         # 32x32 variant, fewer samples and epochs, <= 60 s
-    python bench/surrogate.py --json bench/surrogate.json
+    python bench/bench_surrogate.py                 # Paper-1 64x64 (paper1_64_w5), ~5 minutes on 2 cores
+    python bench/bench_surrogate.py --quick         # 32x32 variant, fewer samples and epochs, <= 60 s
+    python bench/bench_surrogate.py --json bench/surrogate.json
 
 One run: simulate a small dataset with ngspice (the real pipeline), train every design on it, measure
 held-out fidelity, then time T tiles x B input vectors through each model. MVMs/s counts one
@@ -25,20 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-# This script's folder would shadow the `surrogate` package (it is named surrogate.py): drop it from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from spice import ngspice, nodal  # noqa: E402
-from spice.circuit import spec_from_config  # noqa: E402
-from spice.io import SpiceDataset  # noqa: E402
-from spice.sampling import SamplingConfig  # noqa: E402
-from spice.simulate import simulate_shard  # noqa: E402
-from surrogate import fidelity  # noqa: E402
-from surrogate.data import split_dataset  # noqa: E402
-from surrogate.train import TrainParams, train  # noqa: E402
+from spice import ngspice, nodal
+from spice.circuit import spec_from_config
+from spice.io import SpiceDataset
+from spice.sampling import SamplingConfig
+from spice.simulate import simulate_shard
+from surrogate import fidelity
+from surrogate.data import split_dataset
+from surrogate.train import TrainParams, train
 
 log = logging.getLogger("bench.surrogate")
 REPO = Path(__file__).resolve().parents[1]

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python bench/spice.py            # 32, 64, 128 (a few minutes on 2 cores)
-    python bench/spice.py --quick    # fewer vectors, <= 60 s
-    python bench/spice.py --json bench/spice.json
+    python bench/bench_spice.py            # 32, 64, 128 (a few minutes on 2 cores)
+    python bench/bench_spice.py --quick    # fewer vectors, <= 60 s
+    python bench/bench_spice.py --json bench/spice.json
 
 All figures of one size come from one run on one machine; ratios are against the naive PySpice
 ``.op`` per vector (a PySpice ``Circuit`` built and simulated for every input vector).
@@ -15,18 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
-from pathlib import Path
 
-# This script's folder would shadow the `spice` package (it is named spice.py): drop it from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from spice import ngspice, nodal  # noqa: E402
-from spice.circuit import spec_from_config  # noqa: E402
-from spice.simulate import superposition  # noqa: E402
+from spice import ngspice, nodal
+from spice.circuit import spec_from_config
+from spice.simulate import superposition
 
 VECTORS_PER_G = 1024  # input vectors evaluated per conductance matrix by superposition/nodal
 N_NEWTON = 4  # non-linear sweep vectors checked against the nodal Newton solve

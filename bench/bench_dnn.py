@@ -2,11 +2,11 @@
 
 Usage::
 
-    python bench/dnn.py                                  # default model trained here, default surrogate
-    python bench/dnn.py --model results/models/mnist_bncnn.pt --surrogate results/surrogate/paper1_64.h5
-    python bench/dnn.py --quick                          # smoke run: batch 64, smaller model (~1-2 min)
-    python bench/dnn.py --json bench/dnn.json            # also write every figure
-    python bench/dnn.py --no-timing --crossbar-json '{"adc_bits": 0}'   # accuracy gap without the ADC
+    python bench/bench_dnn.py                                  # default model trained here, default surrogate
+    python bench/bench_dnn.py --model results/models/mnist_bncnn.pt --surrogate results/surrogate/paper1_64.h5
+    python bench/bench_dnn.py --quick                          # smoke run: batch 64, smaller model (~1-2 min)
+    python bench/bench_dnn.py --json bench/dnn.json            # also write every figure
+    python bench/bench_dnn.py --no-timing --crossbar-json '{"adc_bits": 0}'   # accuracy gap without the ADC
 
 What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU):
 
@@ -49,33 +49,27 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# This script's folder would shadow the `dnn` package (it is named dnn.py): drop it from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from torch import nn
+from tqdm.auto import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from dnn import evaluate as dnn_evaluate
+from dnn.config import CrossbarConfig
+from dnn.convert import convert_to_crossbar, crossbar_layers
+from dnn.datasets import DatasetSplit, load_dataset
+from dnn.mitigation import bn_adapt
+from dnn.models import build_model
+from dnn.mvm import TileMVM
+from dnn.train import evaluate, load_model, make_loader, seed_everything, train_model
+from spice.circuit import CircuitSpec, spec_from_config
 
-from dnn.config import CrossbarConfig  # noqa: E402
-from dnn.convert import convert_to_crossbar, crossbar_layers  # noqa: E402
-from dnn.datasets import DatasetSplit, load_dataset  # noqa: E402
-from dnn.mitigation import bn_adapt  # noqa: E402
-from dnn.models import build_model  # noqa: E402
-from dnn.mvm import IdealTileMVM, TileMVM, TransferTileMVM  # noqa: E402
-from dnn.train import evaluate, load_model, make_loader, seed_everything, train_model  # noqa: E402
-from spice.circuit import CircuitSpec, spec_from_config  # noqa: E402
-from spice.nodal import transfer_matrix  # noqa: E402
-
-logger = logging.getLogger("bench.dnn")
+logger = logging.getLogger("bench_dnn")
 
 DEFAULT_SURROGATE = Path("results/surrogate/paper1_64.h5")
 SURROGATE_TIME_TARGET = 3.0
@@ -169,24 +163,18 @@ class SolveStats:
     seconds: float = 0.0
 
 
-def exact_tile_model(spec: CircuitSpec, stats: SolveStats, progress: bool) -> TransferTileMVM:
-    """Exact linear array physics: one `spice.nodal.transfer_matrix` per tile at bind (counted in `stats`)."""
+def exact_tile_model(spec: CircuitSpec, stats: SolveStats) -> TileMVM:
+    """Exact linear array physics (``dnn.evaluate.exact_tile_model``), its nodal solves counted in `stats`."""
 
-    def transfer(g_s: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = np.stack([transfer_matrix(spec, g) for g in tqdm(g_s, desc="exact bind (nodal solves)", unit="tile",
-                                                               leave=False, disable=not progress)])
-        stats.tiles += len(g_s)
-        stats.seconds += time.perf_counter() - t0
-        return out
+    def count(tiles: int, seconds: float) -> None:
+        stats.tiles += tiles
+        stats.seconds += seconds
 
-    return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v, transfer_fn=transfer)
+    return dnn_evaluate.exact_tile_model(spec, on_solve=count)[0]
 
 
 def load_surrogates(paths: list[str], spec: CircuitSpec) -> dict[str, tuple[TileMVM, dict[str, Any]]]:
     """{label: (surrogate tile model, description)} for each file; a clear exit when one is missing."""
-    from surrogate.io import load_surrogate
-
     out = {}
     for path in paths:
         if not Path(path).is_file():
@@ -194,7 +182,7 @@ def load_surrogates(paths: list[str], spec: CircuitSpec) -> dict[str, tuple[Tile
                              "`python -m spice simulate --name paper1_64 --preset paper1_64_w5 --sampling "
                              "'{\"n_conductance\": 8, \"n_vectors\": 256}' --out /tmp/x.h5` then "
                              "`python -m surrogate train --data /tmp/x.h5 --out /tmp/s.h5`, and pass --surrogate")
-        mvm = load_surrogate(path, expect_spec=spec)
+        mvm, _ = dnn_evaluate.surrogate_tile_model(path, spec)
         label = f"surrogate {mvm.design} ({Path(path).name})"
         out[label] = (mvm, {"path": str(path), "design": mvm.design, "hyperparameters": mvm.hyperparameters(),
                             "macs_per_vector": mvm.macs_per_vector(),
@@ -225,7 +213,7 @@ def crossbar_config(args: argparse.Namespace) -> CrossbarConfig:
 def build_modes(model: nn.Module, spec: CircuitSpec, surrogates: dict[str, tuple[TileMVM, dict[str, Any]]],
                 exact: TileMVM, sigma: float, cfg: CrossbarConfig) -> list[Mode]:
     """Every mode of the bench, each an independent converted copy of `model` (noise-free modes use `cfg`)."""
-    ideal = IdealTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
+    ideal, _ = dnn_evaluate.ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     modes = [Mode("digital (float)", copy.deepcopy(model), "digital"),
              Mode("ideal-quantized crossbar", convert_to_crossbar(model, cfg, ideal), "ideal")]
     modes += [Mode(label, convert_to_crossbar(model, cfg, mvm), "surrogate") for label, (mvm, _) in surrogates.items()]
@@ -288,12 +276,6 @@ def throughput(modes: list[Mode], batch_size: int) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- accuracy
-def calibration_loader(data: DatasetSplit, n: int, seed: int, batch_size: int = 64) -> DataLoader:
-    """Seeded subset of `n` training images for BN adaptation."""
-    idx = np.sort(np.random.default_rng(seed).permutation(len(data.train))[: min(n, len(data.train))])
-    return make_loader(Subset(data.train, idx.tolist()), batch_size, shuffle=True, seed=seed)
-
-
 def accuracies(modes: list[Mode], data: DatasetSplit, n_calib: int, batch_size: int, seed: int
                ) -> dict[str, dict[str, float]]:
     """Test accuracy (fraction) of each accuracy mode without mitigation and after BN adaptation (in place)."""
@@ -301,7 +283,7 @@ def accuracies(modes: list[Mode], data: DatasetSplit, n_calib: int, batch_size: 
     out = {}
     for mode in (m for m in modes if m.accuracy):
         none = evaluate(mode.model, test, DEVICE)
-        bn_adapt(mode.model, calibration_loader(data, n_calib, seed), device=DEVICE)
+        bn_adapt(mode.model, dnn_evaluate.calibration_loader(data, n_calib, 64, seed), device=DEVICE)
         out[mode.label] = {"none": none, "bn_adapt": evaluate(mode.model, test, DEVICE)}
         logger.info("%s: accuracy %.4f, after BN adaptation %.4f", mode.label, none, out[mode.label]["bn_adapt"])
     return out
@@ -390,7 +372,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
     surrogates = load_surrogates(args.surrogate, spec)
     model, data, model_info = prepare_model(args)
     stats = SolveStats()
-    modes = build_modes(model, spec, surrogates, exact_tile_model(spec, stats, not args.no_progress),
+    modes = build_modes(model, spec, surrogates, exact_tile_model(spec, stats),
                         args.read_noise_sigma, cfg)
     if args.no_timing:
         modes = [m for m in modes if m.accuracy]
