@@ -46,19 +46,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
              spec.name, spec.rows, spec.cols, ng.version, ng.has_klu, args.shard, cfg.n_shards,
              check.column_current_bound_a)
     result = simulate_shard(spec, cfg, args.shard, progress=not args.quiet, check=check)
-    arrays = {
-        "g_s": result.g_s, "g_id": result.g_id, "solver": result.solver,
-        "transfer_a_per_v": result.transfer_a_per_v, "g_index": result.g_index, "v_v": result.v_v,
-        "i_a": result.i_a, "i_ideal_a": result.i_ideal_a, "failed": result.failed,
-        "failure_reason": result.failure_reason,
-    }
     attrs = {
         "ngspice_version": ng.version, "ngspice_klu": ng.has_klu, "pyspice_version": ng.pyspice_version,
         "ngspice_options": ACCURACY_OPTIONS, "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
         "cell_current_max_a": check.cell_current_max_a,
         "column_current_bound_a": check.column_current_bound_a,
     }
-    write_dataset(args.out, spec, arrays, attrs)
+    write_dataset(args.out, spec, result.arrays(), attrs)
     log.info("wrote %s: %d samples, %d failed", args.out, len(result.v_v), int(result.failed.sum()))
 
 

@@ -34,6 +34,12 @@ class ShardResult:
     def i_ideal_a(self) -> np.ndarray:
         return np.einsum("nr,nrc->nc", self.v_v, self.g_s[self.g_index])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every dataset of the HDF5 file (:data:`spice.io.UNITS`), by name."""
+        names = ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v", "i_a", "i_ideal_a", "failed",
+                 "failure_reason")
+        return {name: getattr(self, name) for name in names}
+
 
 def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray, rtol: float,
                   check: ngspice.CircuitCheck | None = None) -> tuple[np.ndarray, np.ndarray] | None:
