@@ -49,7 +49,7 @@ def _params_from_args(args: argparse.Namespace) -> TrainParams:
         value = getattr(args, key)
         if value is not None:
             merged[key] = value
-    return TrainParams.from_dict(merged)
+    return TrainParams.from_dict(merged, where="--params-json")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

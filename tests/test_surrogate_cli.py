@@ -76,7 +76,7 @@ def test_unknown_params_json_key_is_rejected(data, tmp_path, capsys):
                json.dumps({"design": "mlp", "hiddden": 12}), "--quiet"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "unknown surrogate training parameter(s) ['hiddden']" in err and "hidden" in err
+    assert "--params-json: unknown key(s) ['hiddden']" in err and "hidden" in err
     assert not (tmp_path / "x.h5").exists()
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "x.h5"), "--params-json", "[1]"]) == 2
 

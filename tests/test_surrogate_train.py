@@ -119,7 +119,7 @@ def test_a_virtual_ground_sense_amplifier_is_found_by_the_prior(tmp_path):
 
 
 def test_training_parameters_are_checked():
-    with pytest.raises(TrainParamsError, match=r"unknown surrogate training parameter\(s\) \['hiden'\]"):
+    with pytest.raises(TrainParamsError, match=r"surrogate: unknown key\(s\) \['hiden'\]"):
         TrainParams.from_dict({"hiden": 500})
     with pytest.raises(TrainParamsError, match="design='cnn'"):
         TrainParams(design="cnn")
