@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 PY = sys.executable
 # Progress bars go to the rule logs: one update every 30 s keeps them readable.
 os.environ.setdefault("TQDM_MININTERVAL", "30")
@@ -190,3 +192,60 @@ def all_targets():
 
 
 _check_scenarios()
+
+
+onstart:
+    check_cluster()
+
+
+# ----------------------------------------------------------------------------- resources
+# Every rule declares `threads:` and `resources:` (mem_mb, runtime in minutes); the values come from the
+# rules' benchmark files (results/benchmarks/, README "Declared resources") with a margin, and a profile
+# can override any of them per rule (`set-resources`, `set-threads`). The stage CLIs take their torch,
+# BLAS and OpenMP thread counts from `--threads {threads}`, so `--cores N` locally and a SLURM
+# allocation (cpus-per-task = threads) are never oversubscribed.
+
+SPICE_S_PER_VECTOR_128 = 0.845
+"""ngspice seconds per input vector, 128x128 non-linear (sinh) cell, KLU: bench/spice.py (README). The
+slowest route: linear circuits take the superposition path, 40-100x faster."""
+
+
+def spice_shard_runtime_min(wildcards):
+    """Minutes for one ngspice shard: its vectors at the non-linear rate for the array size (x3, + 5)."""
+    entry = config["circuits"][wildcards.circuit]
+    sampling = entry["sampling"]
+    rows, cols = entry.get("rows"), entry.get("cols")
+    cells = (rows or 64) * (cols or 64)  # presets: 64x64 or 128x128; size the bound for 128x128 then
+    if rows is None and "128" in str(entry.get("preset", "")):
+        cells = 128 * 128
+    matrices = -(-sampling["n_conductance"] // sampling["n_shards"])
+    seconds = matrices * sampling["n_vectors"] * SPICE_S_PER_VECTOR_128 * (cells / 128**2) ** 1.6
+    return int(5 + 3 * seconds / 60)
+
+
+# ----------------------------------------------------------------------------- cluster check
+def _cluster_check_module():
+    """scripts/cluster_check.py (standard library only), loaded by path."""
+    name = "_xbarchar_cluster_check"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(workflow.basedir, "scripts",
+                                                                          "cluster_check.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def check_cluster():
+    """With the SLURM executor, before anything is submitted: the cluster answers (munge, slurmctld) and
+    knows every partition and account the jobs ask for, and the status command works. One error naming
+    every missing piece; no job, folder or file is made."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.cli_prefix != "slurm":
+        return
+    jobs = list(workflow.dag.needrun_jobs())
+    partitions = {job.resources.get("slurm_partition") for job in jobs} - {None}
+    accounts = {job.resources.get("slurm_account") for job in jobs} - {None}
+    status_command = workflow.executor_settings.status_command
+    problems = _cluster_check_module().slurm_problems(partitions, accounts, status_command)
+    if problems:
+        raise WorkflowError("the SLURM cluster cannot run this workflow:\n  " + "\n  ".join(problems))

@@ -10,13 +10,17 @@ rule spice_tile_bank:
         circuit=circuit_json,
         crossbar=crossbar_json,
         seed=sampling_seed,
+    threads: 1
+    resources:
+        mem_mb=2000,  # default run: 5 s, torch process ~0.5 GB
+        runtime=15,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.tiles.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.tiles.tsv"
     shell:
         "{PY} -m dnn export-tiles --model {input} --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
-        "--crossbar-json {params.crossbar:q} --seed {params.seed} --out {output} > {log} 2>&1"
+        "--crossbar-json {params.crossbar:q} --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule spice_shard:
@@ -27,12 +31,16 @@ rule spice_shard:
     params:
         circuit=circuit_json,
         sampling=sampling_json,
+    threads: 1  # ngspice's KLU solve is single-threaded; shards are the parallelism
+    resources:
+        mem_mb=2000,  # 128x128 sinh shard: ~0.3 GB
+        runtime=spice_shard_runtime_min,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}/shard{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}/shard{{shard}}.tsv"
     shell:
-        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --quiet > {log} 2>&1"
 
 
@@ -41,12 +49,17 @@ rule spice_merge:
         spice_shards,
     output:
         f"{RESULTS}/spice/{{circuit}}.h5",
+    threads: 1
+    resources:
+        mem_mb=2000,  # holds every shard's arrays once: 24 x 256 samples of 64x64, a few MB
+        runtime=10,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.merge.tsv"
     shell:
-        "{PY} -m spice merge {input} --out {output} > {log} 2>&1 && {PY} -m spice inspect {output} >> {log} 2>&1"
+        "{PY} -m spice --threads {threads} merge {input} --out {output} > {log} 2>&1 && "
+        "{PY} -m spice --threads {threads} inspect {output} >> {log} 2>&1"
 
 
 rule spice_dnn_samples:
@@ -57,11 +70,15 @@ rule spice_dnn_samples:
     params:
         circuit=circuit_json,
         sampling=dnn_sampling_json,
+    threads: 1
+    resources:
+        mem_mb=2000,  # default run: 10 s (4 x 256 vectors)
+        runtime=30,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.dnn.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.dnn.tsv"
     shell:
-        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --out {output} --quiet > {log} 2>&1"
 

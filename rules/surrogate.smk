@@ -10,12 +10,16 @@ rule surrogate_train:
         plot=f"{RESULTS}/surrogate/{{circuit}}.fidelity.png",
     params:
         surrogate=surrogate_params_json,
+    threads: 1  # deterministic for a given thread count; small batched solves are fastest on one
+    resources:
+        mem_mb=4000,  # default run: 35-45 s
+        runtime=60,
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/surrogate/{{circuit}}.tsv"
     shell:
-        "{PY} -m surrogate train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
+        "{PY} -m surrogate --threads {threads} train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
         "--fidelity-json {output.fidelity} --fidelity-png {output.plot} > {log} 2>&1"
 
 
@@ -26,11 +30,15 @@ rule surrogate_fidelity_dnn:
     output:
         fidelity=f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.json",
         plot=f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.png",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.fidelity_dnn.log",
     benchmark:
         f"{RESULTS}/benchmarks/surrogate/{{circuit}}.fidelity_dnn.tsv"
     shell:
-        "{PY} -m surrogate fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
+        "{PY} -m surrogate --threads {threads} fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
         "--json {output.fidelity} --png {output.plot} > {log} 2>&1"
 
