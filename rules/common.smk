@@ -1,5 +1,7 @@
 # Named helpers that hand each rule only its slice of the config (so a config change re-runs exactly
 # what it affects), and the wildcard constraints, declared once.
+import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -37,8 +39,9 @@ def _dumps(obj):
 
 
 def simulated_circuits():
-    """Circuits whose surrogate is trained here (no external surrogate_file)."""
-    return [c for c in CIRCUITS if not config["circuits"][c].get("surrogate_file")]
+    """Circuits whose surrogate is trained here (no external surrogate_file, none in the output cache)."""
+    return [c for c in CIRCUITS if not config["circuits"][c].get("surrogate_file")
+            and not cached_file(c, "surrogate")]
 
 
 def circuit_json(wildcards):
@@ -103,9 +106,11 @@ def surrogate_params_json(wildcards):
 
 
 def surrogate_path(wildcards):
-    """An external surrogate file named in the config, else the one trained by the pipeline."""
+    """An external surrogate file named in the config, else one from the between-workflow cache, else
+    the one trained by the pipeline."""
     external = config["circuits"][wildcards.circuit].get("surrogate_file")
-    return external if external else f"{RESULTS}/surrogate/{wildcards.circuit}.h5"
+    cached = cached_file(wildcards.circuit, "surrogate")
+    return external or cached or f"{RESULTS}/surrogate/{wildcards.circuit}.h5"
 
 
 def model_json(wildcards):
@@ -249,3 +254,92 @@ def check_cluster():
     problems = _cluster_check_module().slurm_problems(partitions, accounts, status_command)
     if problems:
         raise WorkflowError("the SLURM cluster cannot run this workflow:\n  " + "\n  ".join(problems))
+
+
+# ----------------------------------------------------------------------------- between-workflow cache
+# `snakemake --cache` with SNAKEMAKE_OUTPUT_CACHE=/shared/folder: the SPICE-dataset and surrogate rules
+# (`cache: True`) store their outputs there, keyed by Snakemake's provenance hash, and another project
+# that would make the same file fetches it instead. Snakemake still runs the *upstream* jobs of a
+# cached job (the ngspice shards), so the workflow also keeps an index of what the cache holds by
+# circuit provenance ($SNAKEMAKE_OUTPUT_CACHE/xbarchar/{spice,surrogate}-KEY.h5, links to the cached
+# files, written when a run succeeds). A circuit whose surrogate is in that index is used like
+# `surrogate_file`: no SPICE, no training; a circuit whose SPICE dataset is in it skips ngspice.
+# The key: the circuit's keys (not its name), the netlist's text, the sampling and surrogate settings,
+# the rules' commands and the spice/ and surrogate/ package sources (a code change is a new key).
+CACHE_INDEX_STAGES = ("spice", "surrogate")
+
+
+def output_cache_index():
+    """The index folder when this run uses the between-workflow cache (`--cache`), else None."""
+    folder = os.environ.get("SNAKEMAKE_OUTPUT_CACHE")
+    if workflow.workflow_settings.cache is None or not folder:
+        return None
+    return os.path.join(folder, "xbarchar")
+
+
+def _package_sha256(package):
+    """sha256 over the package's Python sources (sorted by name)."""
+    h = hashlib.sha256()
+    folder = os.path.join(workflow.basedir, package)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(folder, name), "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+@functools.cache
+def provenance_key(circuit, stage):
+    """What a circuit's SPICE dataset (stage "spice") or surrogate ("surrogate") is made from, as a
+    sha256; None where it depends on a trained model (`sampling.source_model`)."""
+    from spice.circuit import spec_from_config
+
+    entry = config["circuits"][circuit]
+    if entry["sampling"].get("source_model"):
+        return None
+    keys = {k: v for k, v in entry.items() if k not in ("sampling", "surrogate", "surrogate_file")}
+    spec = spec_from_config(circuit, dict(keys))
+    what = {"circuit": keys, "netlist_sha256": hashlib.sha256(spec.netlist_text.encode()).hexdigest(),
+            "sampling": entry["sampling"], "spice_code": _package_sha256("spice"),
+            "commands": [workflow.get_rule(r).shellcmd for r in ("spice_shard", "spice_merge")]}
+    if stage == "surrogate":
+        what.update(surrogate=entry.get("surrogate", {}), surrogate_code=_package_sha256("surrogate"),
+                    surrogate_command=workflow.get_rule("surrogate_train").shellcmd)
+    return hashlib.sha256(_dumps(what).encode()).hexdigest()
+
+
+def _index_path(circuit, stage):
+    folder, key = output_cache_index(), provenance_key(circuit, stage)
+    return os.path.join(folder, f"{stage}-{key}.h5") if folder and key else None
+
+
+@functools.cache
+def cached_file(circuit, stage):
+    """The cached SPICE dataset or surrogate of this circuit when the cache index has it, else None."""
+    path = _index_path(circuit, stage)
+    return os.path.realpath(path) if path and os.path.exists(path) else None
+
+
+def spice_dataset_path(wildcards):
+    """The circuit's SPICE dataset: from the between-workflow cache when it holds one, else made here."""
+    return cached_file(wildcards.circuit, "spice") or f"{RESULTS}/spice/{wildcards.circuit}.h5"
+
+
+def index_cached_outputs():
+    """After a successful run with `--cache`: link every SPICE dataset and surrogate Snakemake moved into
+    the cache (the result is then a link into it) from the index, under its provenance key."""
+    if output_cache_index() is None:
+        return
+    os.makedirs(output_cache_index(), exist_ok=True)
+    for circuit in simulated_circuits():
+        for stage in CACHE_INDEX_STAGES:
+            made, index = f"{RESULTS}/{stage}/{circuit}.h5", _index_path(circuit, stage)
+            if index and os.path.islink(made) and not os.path.exists(index):
+                tmp = f"{index}.tmp{os.getpid()}"
+                os.symlink(os.path.realpath(made), tmp)
+                os.replace(tmp, index)
+
+
+onsuccess:
+    index_cached_outputs()

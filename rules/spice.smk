@@ -49,14 +49,15 @@ rule spice_merge:
         spice_shards,
     output:
         f"{RESULTS}/spice/{{circuit}}.h5",
+    # Between-workflow cache (`--cache`, README "Reusing SPICE datasets and surrogates"). Snakemake
+    # refuses a benchmark file on a cached rule; its resources come from the runs before caching.
+    cache: True
     threads: 1
     resources:
         mem_mb=2000,  # holds every shard's arrays once: 24 x 256 samples of 64x64, a few MB
         runtime=10,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/spice/{{circuit}}.merge.tsv"
     shell:
         "{PY} -m spice --threads {threads} merge {input} --out {output} > {log} 2>&1 && "
         "{PY} -m spice --threads {threads} inspect {output} >> {log} 2>&1"

@@ -153,16 +153,19 @@ def outputs(results: Path) -> set[str]:
 
 @pytest.mark.parametrize("make_config", [tiny_config, two_circuit_config], ids=["test.yaml", "two_circuits"])
 def test_config_runs_on_slurm_as_it_runs_locally(slurm_cluster, tmp_path, make_config):
-    runs = {}
+    # Both runs write the same results folder (files record their input paths), moved away after each.
+    results = tmp_path / "results"
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(make_config(tmp_path, results)))
     for where in ("local", "slurm"):
-        results = tmp_path / where / "results"
-        cfg_path = tmp_path / f"{where}.yaml"
-        cfg_path.write_text(yaml.safe_dump(make_config(tmp_path, results)))
         engine = (["--profile", str(slurm_profile(tmp_path))] if where == "slurm" else ["--cores", "2"])
         proc = run_snakemake(*engine, "--configfile", str(cfg_path), "--replace-workflow-config")
         assert proc.returncode == 0, f"{where} run failed:\n{(proc.stdout + proc.stderr)[-6000:]}"
-        runs[where] = results
-    local, slurm = runs["local"], runs["slurm"]
+        if where == "slurm":
+            assert proc.stdout.count("has been submitted with SLURM jobid") + \
+                proc.stderr.count("has been submitted with SLURM jobid") >= 10
+        results.rename(tmp_path / where)
+    local, slurm = tmp_path / "local", tmp_path / "slurm"
     assert outputs(slurm) == outputs(local)
     spice_files = sorted(p.relative_to(local) for p in (local / "spice").glob("*.h5"))
     cfg = make_config(tmp_path, local)
