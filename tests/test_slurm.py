@@ -96,7 +96,7 @@ def two_circuit_config(tmp_path: Path, results: Path) -> dict:
             "lin8": {**circuit, "netlist": "data/circuits/resistive.cir",
                      "sampling": {"n_conductance": 4, "n_vectors": 32, "n_shards": 2, "seed": 5}},
             "sinh8": {**circuit, "netlist": "data/circuits/memristor_sinh.cir",
-                      "sampling": {"n_conductance": 2, "n_vectors": 32, "n_shards": 2, "seed": 6}},
+                      "sampling": {"n_conductance": 4, "n_vectors": 32, "n_shards": 2, "seed": 6}},
         },
         "models": {
             "cnn_a": {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 64, "lr": 0.002,
