@@ -9,7 +9,7 @@ rule train_model:
         model=model_json,
     threads: 1  # one torch thread: the README's numbers are reproducible at this thread count
     resources:
-        mem_mb=4000,  # digits BN-CNN: 16 s
+        mem_mb=3000,  # digits BN-CNN: 16 s, max RSS 0.28 GB; MNIST/CIFAR-10 models and batches are larger
         runtime=120,  # larger models and datasets (MNIST, CIFAR-10) train for longer
     log:
         f"{RESULTS}/logs/models/{{model}}.log",
@@ -32,7 +32,7 @@ rule evaluate:
         device_preset=device_preset_flag,
     threads: 1  # as train_model; evaluations run side by side, one per job slot
     resources:
-        mem_mb=4000,  # default run: 66-149 s, peak 0.7-0.8 GB; 128x128 read noise up to 362 s
+        mem_mb=3000,  # default run: 66-149 s, peak 0.7-0.8 GB; 128x128 read noise up to 362 s
         runtime=180,  # MNIST: ~12x the crossbar work of digits
     log:
         f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",

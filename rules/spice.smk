@@ -12,7 +12,7 @@ rule spice_tile_bank:
         seed=sampling_seed,
     threads: 1
     resources:
-        mem_mb=2000,  # default run: 5 s, torch process ~0.5 GB
+        mem_mb=1000,  # default run: 5 s; max RSS 0.31 GB (config/test.yaml)
         runtime=15,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.tiles.log",
@@ -33,7 +33,7 @@ rule spice_shard:
         sampling=sampling_json,
     threads: 1  # ngspice's KLU solve is single-threaded; shards are the parallelism
     resources:
-        mem_mb=2000,  # 128x128 sinh shard: ~0.3 GB
+        mem_mb=1000,  # max RSS 0.07 GB (16x16, config/test.yaml); the netlist and KLU factors grow with the array
         runtime=spice_shard_runtime_min,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}/shard{{shard}}.log",
@@ -54,7 +54,7 @@ rule spice_merge:
     cache: True
     threads: 1
     resources:
-        mem_mb=2000,  # holds every shard's arrays once: 24 x 256 samples of 64x64, a few MB
+        mem_mb=1000,  # max RSS 0.05 GB; holds every shard's arrays once (24 x 256 samples of 64x64: a few MB)
         runtime=10,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
@@ -73,7 +73,7 @@ rule spice_dnn_samples:
         sampling=dnn_sampling_json,
     threads: 1
     resources:
-        mem_mb=2000,  # default run: 10 s (4 x 256 vectors)
+        mem_mb=1000,  # default run: 10 s (4 x 256 vectors); max RSS 0.07 GB
         runtime=30,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.dnn.log",

@@ -15,7 +15,7 @@ rule surrogate_train:
         surrogate=surrogate_params_json,
     threads: 1  # deterministic for a given thread count; small batched solves are fastest on one
     resources:
-        mem_mb=4000,  # default run: 35-45 s
+        mem_mb=2000,  # default run: 35-45 s; max RSS 0.47 GB (config/test.yaml)
         runtime=60,
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.log",
@@ -33,7 +33,7 @@ rule surrogate_fidelity_dnn:
         plot=f"{RESULTS}/surrogate/{{circuit}}.fidelity_dnn.png",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,  # max RSS 0.31 GB
         runtime=15,
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.fidelity_dnn.log",
