@@ -258,7 +258,7 @@ def check_cluster():
 
 # ----------------------------------------------------------------------------- between-workflow cache
 # `snakemake --cache` with SNAKEMAKE_OUTPUT_CACHE=/shared/folder: the SPICE-dataset and surrogate rules
-# (`cache: True`) store their outputs there, keyed by Snakemake's provenance hash, and another project
+# (`cache:`, set when the run uses `--cache`) store their outputs there, keyed by Snakemake's provenance hash, and another project
 # that would make the same file fetches it instead. Snakemake still runs the *upstream* jobs of a
 # cached job (the ngspice shards), so the workflow also keeps an index of what the cache holds by
 # circuit provenance ($SNAKEMAKE_OUTPUT_CACHE/xbarchar/{spice,surrogate}-KEY.h5, links to the cached
@@ -267,6 +267,12 @@ def check_cluster():
 # The key: the circuit's keys (not its name), the netlist's text, the sampling and surrogate settings,
 # the rules' commands and the spice/ and surrogate/ package sources (a code change is a new key).
 CACHE_INDEX_STAGES = ("spice", "surrogate")
+
+
+def between_workflow_cache():
+    """True when this run uses Snakemake's between-workflow output cache (`--cache`). The cached rules
+    are marked only then: otherwise Snakemake warns on every run that they could be cached."""
+    return workflow.workflow_settings.cache is not None
 
 
 def output_cache_index():
@@ -310,8 +316,10 @@ def provenance_key(circuit, stage):
 
 
 def _index_path(circuit, stage):
-    folder, key = output_cache_index(), provenance_key(circuit, stage)
-    return os.path.join(folder, f"{stage}-{key}.h5") if folder and key else None
+    """Where the index links this circuit's dataset or surrogate; None without `--cache` or a key."""
+    folder = output_cache_index()
+    key = provenance_key(circuit, stage) if folder else None
+    return os.path.join(folder, f"{stage}-{key}.h5") if key else None
 
 
 @functools.cache

@@ -51,7 +51,7 @@ rule spice_merge:
         f"{RESULTS}/spice/{{circuit}}.h5",
     # Between-workflow cache (`--cache`, README "Reusing SPICE datasets and surrogates"). Snakemake
     # refuses a benchmark file on a cached rule; its resources come from the runs before caching.
-    cache: True
+    cache: between_workflow_cache()
     threads: 1
     resources:
         mem_mb=1000,  # max RSS 0.05 GB; holds every shard's arrays once (24 x 256 samples of 64x64: a few MB)

@@ -10,7 +10,7 @@ rule surrogate_train:
         plot=f"{RESULTS}/surrogate/{{circuit}}.fidelity.png",
     # Between-workflow cache (`--cache`, README "Reusing SPICE datasets and surrogates"). Snakemake
     # refuses a benchmark file on a cached rule; its resources come from the runs before caching.
-    cache: True
+    cache: between_workflow_cache()
     params:
         surrogate=surrogate_params_json,
     threads: 1  # deterministic for a given thread count; small batched solves are fastest on one
