@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint
+.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop
 
 install: ngspice $(STAMP)
 
@@ -32,6 +32,17 @@ test: install
 
 bench: install
 	$(PY) bench/bench_spice.py --quick
+
+# On a GPU machine: CUDA-marked tests, bench/bench_dnn.py and a VGG-8 evaluation on CUDA vs CPU -> JSON.
+gpu-check: install
+	$(PY) scripts/gpu_check.py --json results/gpu_check.json
+
+# A local one-node SLURM cluster with accounting (root; installs the Debian packages): the `slurm` tests.
+slurm-start:
+	bash scripts/local_slurm.sh start
+
+slurm-stop:
+	bash scripts/local_slurm.sh stop
 
 lint: install
 	$(VENV)/bin/ruff check .

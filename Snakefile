@@ -8,6 +8,9 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+include: "rules/config.smk"
+
+
 validate(config, "config/schema.yaml")
 
 

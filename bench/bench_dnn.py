@@ -8,7 +8,8 @@ Usage::
     python bench/bench_dnn.py --json bench/dnn.json            # also write every figure
     python bench/bench_dnn.py --no-timing --crossbar-json '{"adc_bits": 0}'   # accuracy gap without the ADC
 
-What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU):
+What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU or with
+``--device cuda`` on a GPU: models and batches live there, timings wait for the device):
 
 - Throughput, images/s at batch 256 (``--batch-size``), of the same trained model run as
   digital (float), ideal-quantized crossbar (``dnn.mvm.IdealTileMVM`` of the circuit's tile: rows x
@@ -76,7 +77,6 @@ SURROGATE_TIME_TARGET = 3.0
 """Issue target: surrogate crossbar time per batch <= this many times the ideal-quantized crossbar's."""
 ACCURACY_GAP_TARGET_POINTS = 1.0
 """Issue target: |surrogate - exact| test accuracy within this many percentage points."""
-DEVICE = torch.device("cpu")
 FULL = {"batch_size": 256, "epochs": 2, "lr": 1e-3, "n_train": None, "width": 1.0, "n_test": None, "rounds": 3,
         "batches_per_round": 1, "calibration_samples": 512, "read_noise_sigma": 0.1}
 """Defaults of the full run: batch 256, bn_cnn (width 1) trained 2 epochs on the whole training split."""
@@ -101,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--circuit", default='{"preset": "paper1_64_w5"}', help="circuit config entry (JSON)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward (default 256; quick 64)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: where models and batches run")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (median taken)")
     p.add_argument("--batches-per-round", type=int, default=None, help="timed batches per mode and round")
     p.add_argument("--read-noise-sigma", type=float, default=None,
@@ -148,7 +149,7 @@ def prepare_model(args: argparse.Namespace) -> tuple[nn.Module, DatasetSplit, di
     model = build_model("bn_cnn", **kwargs)
     t0 = time.perf_counter()
     train_model(model, make_loader(data.train, 64, shuffle=True, seed=args.seed), epochs=args.epochs, lr=args.lr,
-                device=DEVICE, seed=args.seed, progress=not args.no_progress)
+                device=torch.device(args.device), seed=args.seed, progress=not args.no_progress)
     info = {"source": "trained in bench", "architecture": "bn_cnn", "dataset": "mnist_subset", "model_kwargs": kwargs,
             "epochs": args.epochs, "lr": args.lr, "n_train": len(data.train), "train_s": time.perf_counter() - t0}
     return model.eval(), data, info
@@ -245,6 +246,8 @@ def timing_batches(data: DatasetSplit, batch_size: int, n: int) -> list[torch.Te
 def _timed_forward(model: nn.Module, x: torch.Tensor) -> float:
     t0 = time.perf_counter()
     model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
     return time.perf_counter() - t0
 
 
@@ -276,15 +279,15 @@ def throughput(modes: list[Mode], batch_size: int) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- accuracy
-def accuracies(modes: list[Mode], data: DatasetSplit, n_calib: int, batch_size: int, seed: int
-               ) -> dict[str, dict[str, float]]:
+def accuracies(modes: list[Mode], data: DatasetSplit, n_calib: int, batch_size: int, seed: int,
+               device: torch.device) -> dict[str, dict[str, float]]:
     """Test accuracy (fraction) of each accuracy mode without mitigation and after BN adaptation (in place)."""
     test = make_loader(data.test, batch_size)
     out = {}
     for mode in (m for m in modes if m.accuracy):
-        none = evaluate(mode.model, test, DEVICE)
-        bn_adapt(mode.model, dnn_evaluate.calibration_loader(data, n_calib, 64, seed), device=DEVICE)
-        out[mode.label] = {"none": none, "bn_adapt": evaluate(mode.model, test, DEVICE)}
+        none = evaluate(mode.model, test, device)
+        bn_adapt(mode.model, dnn_evaluate.calibration_loader(data, n_calib, 64, seed), device=device)
+        out[mode.label] = {"none": none, "bn_adapt": evaluate(mode.model, test, device)}
         logger.info("%s: accuracy %.4f, after BN adaptation %.4f", mode.label, none, out[mode.label]["bn_adapt"])
     return out
 
@@ -358,7 +361,7 @@ def header(args: argparse.Namespace, spec: CircuitSpec, model_info: dict[str, An
               f"median of {args.rounds} rounds x {args.batches_per_round} batch(es) of {args.batch_size}")
     return (f"{args.circuit_name} {spec.rows}x{spec.cols}; model {model_info['architecture']} ({model_info['source']}); "
             f"{sum(tiles.values())} tiles {tiles}; {cfg.weight_bits}-bit weights as {cfg.bits_per_cell}-bit cells, "
-            f"DAC {cfg.input_bits} / ADC {cfg.adc_bits} bits{overrides}; torch {env['torch']}, {args.threads} "
+            f"DAC {cfg.input_bits} / ADC {cfg.adc_bits} bits{overrides}; {args.device}; torch {env['torch']}, {args.threads} "
             f"thread(s) of {env['cpu_count']} cores, load {env['load_avg_1min_start']:.1f} -> "
             f"{env['load_avg_1min_end']:.1f}; {timing}")
 
@@ -376,14 +379,17 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
                         args.read_noise_sigma, cfg)
     if args.no_timing:
         modes = [m for m in modes if m.accuracy]
+    device = torch.device(args.device)
+    for mode in modes:
+        mode.model.to(device)
     tiles = tile_counts(modes[1].model)
 
     tp: dict[str, dict[str, Any]] = {}
     if not args.no_timing:
-        time_modes(modes, timing_batches(data, args.batch_size, args.batches_per_round), args.rounds,
-                   not args.no_progress)
+        batches = [x.to(device) for x in timing_batches(data, args.batch_size, args.batches_per_round)]
+        time_modes(modes, batches, args.rounds, not args.no_progress)
         tp = throughput(modes, args.batch_size)
-    acc = accuracies(modes, data, args.calibration_samples, args.batch_size, args.seed)
+    acc = accuracies(modes, data, args.calibration_samples, args.batch_size, args.seed, device)
     n_solves = stats.tiles  # equals the tile count when the bound exact MVM was reused by every later forward
     gap = gaps(acc, list(surrogates), next(m.label for m in modes if m.kind == "exact"))
     tg = targets(tp, gap)

@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--n-tiles", type=int, default=512)
     x.add_argument("--n-vectors", type=int, default=8192)
     x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     x.add_argument("--out", required=True, help="output .npz (g_s, v_v)")
     x.set_defaults(func=cmd_export_tiles)
 

@@ -7,12 +7,16 @@ rule train_model:
         f"{RESULTS}/models/{{model}}.pt",
     params:
         model=model_json,
+    threads: 1  # one torch thread: the README's numbers are reproducible at this thread count
+    resources:
+        mem_mb=3000,  # digits BN-CNN: 16 s, max RSS 0.28 GB; MNIST/CIFAR-10 models and batches are larger
+        runtime=120,  # larger models and datasets (MNIST, CIFAR-10) train for longer
     log:
         f"{RESULTS}/logs/models/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{model}}.tsv"
     shell:
-        "{PY} -m dnn train --params-json {params.model:q} --out {output} > {log} 2>&1"
+        "{PY} -m dnn train --params-json {params.model:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
@@ -26,6 +30,10 @@ rule evaluate:
         crossbar=scenario_json,
         evaluation=evaluation_json,
         device_preset=device_preset_flag,
+    threads: 1  # as train_model; evaluations run side by side, one per job slot
+    resources:
+        mem_mb=3000,  # default run: 66-149 s, peak 0.7-0.8 GB; 128x128 read noise up to 362 s
+        runtime=180,  # MNIST: ~12x the crossbar work of digits
     log:
         f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",
     benchmark:
@@ -33,4 +41,5 @@ rule evaluate:
     shell:
         "{PY} -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
         "--circuit-name {wildcards.circuit} --circuit {params.circuit:q} --scenario {wildcards.scenario} "
-        "--crossbar-json {params.crossbar:q} {params.device_preset} --evaluation-json {params.evaluation:q} --out {output} > {log} 2>&1"
+        "--crossbar-json {params.crossbar:q} {params.device_preset} --evaluation-json {params.evaluation:q} "
+        "--threads {threads} --out {output} > {log} 2>&1"

@@ -16,6 +16,10 @@ rule report:
                     category="Sweeps"),
     params:
         report=report_json,
+    threads: 1  # tables and matplotlib plots; no torch work (OMP_NUM_THREADS is set to threads)
+    resources:
+        mem_mb=1000,  # max RSS 0.26 GB
+        runtime=10,
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:

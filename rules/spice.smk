@@ -10,13 +10,17 @@ rule spice_tile_bank:
         circuit=circuit_json,
         crossbar=crossbar_json,
         seed=sampling_seed,
+    threads: 1
+    resources:
+        mem_mb=1000,  # default run: 5 s; max RSS 0.31 GB (config/test.yaml)
+        runtime=15,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.tiles.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.tiles.tsv"
     shell:
         "{PY} -m dnn export-tiles --model {input} --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
-        "--crossbar-json {params.crossbar:q} --seed {params.seed} --out {output} > {log} 2>&1"
+        "--crossbar-json {params.crossbar:q} --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule spice_shard:
@@ -27,12 +31,16 @@ rule spice_shard:
     params:
         circuit=circuit_json,
         sampling=sampling_json,
+    threads: 1  # ngspice's KLU solve is single-threaded; shards are the parallelism
+    resources:
+        mem_mb=1000,  # max RSS 0.07 GB (16x16, config/test.yaml); the netlist and KLU factors grow with the array
+        runtime=spice_shard_runtime_min,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}/shard{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}/shard{{shard}}.tsv"
     shell:
-        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --quiet > {log} 2>&1"
 
 
@@ -41,12 +49,18 @@ rule spice_merge:
         spice_shards,
     output:
         f"{RESULTS}/spice/{{circuit}}.h5",
+    # Between-workflow cache (`--cache`, README "Reusing SPICE datasets and surrogates"). Snakemake
+    # refuses a benchmark file on a cached rule; its resources come from the runs before caching.
+    cache: between_workflow_cache()
+    threads: 1
+    resources:
+        mem_mb=1000,  # max RSS 0.05 GB; holds every shard's arrays once (24 x 256 samples of 64x64: a few MB)
+        runtime=10,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/spice/{{circuit}}.merge.tsv"
     shell:
-        "{PY} -m spice merge {input} --out {output} > {log} 2>&1 && {PY} -m spice inspect {output} >> {log} 2>&1"
+        "{PY} -m spice --threads {threads} merge {input} --out {output} > {log} 2>&1 && "
+        "{PY} -m spice --threads {threads} inspect {output} >> {log} 2>&1"
 
 
 rule spice_dnn_samples:
@@ -57,11 +71,15 @@ rule spice_dnn_samples:
     params:
         circuit=circuit_json,
         sampling=dnn_sampling_json,
+    threads: 1
+    resources:
+        mem_mb=1000,  # default run: 10 s (4 x 256 vectors); max RSS 0.07 GB
+        runtime=30,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.dnn.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.dnn.tsv"
     shell:
-        "{PY} -m spice simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
+        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --out {output} --quiet > {log} 2>&1"
 

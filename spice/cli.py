@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m spice", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     xcli.add_debug_flag(parser)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="BLAS/OpenMP threads of this process (the Snakemake job's threads; 0: library "
+                             "defaults). ngspice's KLU solve is single-threaded either way")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def circuit_args(p: argparse.ArgumentParser) -> None:
@@ -113,4 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.threads)
     return xcli.run(args.func, args, bad_input=(CircuitError, DatasetFileError, ngspice.NgspiceError))
