@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint
+.PHONY: install ngspice run test dryrun bench clean lint peers
 
 install: ngspice $(STAMP)
 
@@ -32,6 +32,11 @@ test: install
 
 bench: install
 	$(PY) bench/spice.py --quick
+
+# The peers of bench/peers.py (aihwkit, badcrossbar, CrossSim) in their own environment, .venv-peers;
+# CrossSim from a source checkout: make peers CROSSSIM_SRC=/path/to/cross-sim (skipped without it).
+peers:
+	CROSSSIM_SRC="$(CROSSSIM_SRC)" bash scripts/install_peers.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
