@@ -67,6 +67,8 @@ class Case:
     name: str
     label: str
     entry: dict[str, Any]
+    short: str = ""
+    """Column heading of the table."""
 
 
 def cases(quick: bool = False) -> list[Case]:
@@ -79,13 +81,14 @@ def cases(quick: bool = False) -> list[Case]:
     ideal_periphery = {"r_driver_ohm": 0.0, "r_sense_ohm": 0.0}
     return [
         Case("col_wires", f"{n}x{n}, column wires 5 Ω only (ideal drivers and sense)",
-             {"preset": "paper1_64_w5", "rows": n, "cols": n, **ideal_periphery, "r_wire_row_ohm": 0.0}),
+             {"preset": "paper1_64_w5", "rows": n, "cols": n, **ideal_periphery, "r_wire_row_ohm": 0.0},
+             f"A {n}² col wires"),
         Case("row_col_wires", f"{n}x{n}, row and column wires 5 Ω (ideal drivers and sense)",
-             {"preset": "paper1_64_w5", "rows": n, "cols": n, **ideal_periphery}),
+             {"preset": "paper1_64_w5", "rows": n, "cols": n, **ideal_periphery}, f"B {n}² row+col wires"),
         Case(f"paper1_{n}", f"{n}x{n} Paper-1 array (1 kΩ driver and sense, 5 Ω wires)",
-             {"preset": "paper1_64_w5", "rows": n, "cols": n}),
+             {"preset": "paper1_64_w5", "rows": n, "cols": n}, f"C {n}² Paper-1"),
         Case(f"paper1_{big}", f"{big}x{big} Paper-1 array (1 kΩ driver and sense, 5 Ω wires)",
-             {"preset": "paper1_128_w5", "rows": big, "cols": big}),
+             {"preset": "paper1_128_w5", "rows": big, "cols": big}, f"D {big}² Paper-1"),
     ]
 
 
@@ -760,7 +763,7 @@ def run(quick: bool, peers_python: Path, peers_timeout_s: float, min_seconds: fl
         fs = spec.g_on_s * spec.v_read_max_v * spec.rows
         case_data[case.name] = {"spec": spec_dict(spec), "g_s": test_ds.g_s, "g_index": test_ds.g_index,
                                 "v_v": test_ds.v_v, "i_a": test_ds.i_a, "full_scale_a": fs}
-        case_info[case.name] = {"label": case.label, "spec": spec_dict(spec), "full_scale_a": fs,
+        case_info[case.name] = {"label": case.label, "short": case.short, "spec": spec_dict(spec), "full_scale_a": fs,
                                 "budget": dataclasses.asdict(b), "ngspice_train_s": train_s,
                                 "ngspice_test_s": test_s, "n_test_samples": int(len(test_ds.v_v))}
         rows.append(Row("ngspice", case.name, "ok", rel_rms_fs=0.0, worst_abs_fs=0.0,
@@ -835,21 +838,47 @@ def label(key: str) -> str:
 
 
 def table(rows: list[Row], case_info: dict[str, Any]) -> str:
-    """One markdown table: every model on every array."""
-    lines = ["| array | model | RMS error / FS | worst / FS | x better than ideal | MVM/s | MVM/s programmed "
-             "| not modelled here | note |",
-             "|---|---|---:|---:|---:|---:|---:|---|---|"]
-    ideal = {r.case: r.rel_rms_fs for r in rows if r.model == "ideal" and r.status == "ok"}
-    for r in rows:
-        arr = case_info[r.case]["label"]
-        if r.status != "ok":
-            lines.append(f"| {arr} | {label(r.model)} | {r.status} | | | | | {r.ignores} | {r.reason} |")
-            continue
-        better = "reference" if r.rel_rms_fs == 0 else (
-            f"{ideal[r.case] / r.rel_rms_fs:.3g}" if r.case in ideal else "–")
-        lines.append(f"| {arr} | {label(r.model)} | {_fmt(r.rel_rms_fs)} | {_fmt(r.worst_abs_fs)} | {better} | "
-                     f"{_rate(r.mvm_per_s)} | {_rate(r.mvm_per_s_programmed)} | {r.ignores} | {r.note} |")
-    return "\n".join(lines)
+    """One markdown table, a model per line and per array two cells: error and speed; notes below it.
+
+    Error cell: RMS error / full scale (worst sample / full scale); speed cell: MVM/s with all
+    per-matrix work / MVM/s once the matrix is programmed (one number when they agree to 5%).
+    † the model ran without parts of this array it cannot represent; ‡ scored on part of the
+    held-out samples; missing and failed rows give their reason below the table.
+    """
+    case_names = sorted(case_info, key=lambda c: case_info[c]["short"])
+    models = [k for k in ROW_ORDER if any(r.model == k for r in rows)]
+    by = {(r.model, r.case): r for r in rows}
+    head = ["model"]
+    for c in case_names:
+        head += [f"{case_info[c]['short']}: RMS / FS (worst)", "MVM/s"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|---:|" * len(case_names)]
+    notes: list[str] = []
+    ignored: dict[tuple[str, str], list[str]] = {}
+    for m in models:
+        cells = [label(m)]
+        for c in case_names:
+            r = by.get((m, c))
+            if r is None:
+                cells += ["", ""]
+            elif r.status != "ok":
+                cells += [r.status, ""]
+                notes.append(f"- {label(m)}, {case_info[c]['short']}: {r.status}: {r.reason}")
+            else:
+                dagger = bool(r.ignores) and m != "ideal"
+                marks = (" †" if dagger else "") + (" ‡" if "scored on" in r.note else "")
+                fid = "reference" if m == "ngspice" else f"{_fmt(r.rel_rms_fs)} ({_fmt(r.worst_abs_fs, 1)})"
+                a, b = r.mvm_per_s, r.mvm_per_s_programmed
+                speed = _rate(a) if abs(b - a) <= 0.05 * a else f"{_rate(a)} / {_rate(b)}"
+                cells += [fid + marks, speed]
+                if dagger:
+                    ignored.setdefault((m, r.ignores), []).append(case_info[c]["short"].split()[0])
+                if "scored on" in r.note:
+                    notes.append(f"- ‡ {label(m)}, {case_info[c]['short']}: {r.note.split('; ')[-1]}")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- † {label(m)}: ran without the {what} ({', '.join(where)})" for (m, what), where in ignored.items()
+             ] + notes
+    arrays = "; ".join(f"{case_info[c]['short']} = {case_info[c]['label']}" for c in case_names)
+    return "\n".join(lines + ["", f"Arrays: {arrays}.", ""] + notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -866,11 +895,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--case", action="append", default=None, help="only this array (repeatable)")
     parser.add_argument("--only", action="append", default=None, help="only this peer (repeatable)")
+    parser.add_argument("--from-json", default="", help="print the table of a saved run (its --json) and exit")
     parser.add_argument("--worker", nargs=2, metavar=("IN_NPZ", "OUT_NPZ"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.worker:
         return worker(Path(args.worker[0]), Path(args.worker[1]), args.only, args.min_seconds, args.peer_budget)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for case in cases(saved["quick"]):  # runs saved before the table had short headings
+            if case.name in saved["cases"]:
+                saved["cases"][case.name].setdefault("short", case.short)
+        print(table([Row(**r) for r in saved["rows"]], saved["cases"]))
+        return 0
     if __spec__ is None and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
         parser.error("run it as `python -m bench.peers` from the repository root: run as a file, the scripts "
                      "bench/spice.py and bench/surrogate.py would shadow the spice and surrogate packages")
