@@ -3,7 +3,7 @@
 Usage::
 
     make peers                                   # once: the peers' own environment, .venv-peers
-    python -m bench.peers --json bench/peers.json    # ~10-20 minutes on 2 cores
+    python -m bench.peers --json bench/peers.json    # 35 minutes on a loaded, shared 2-core machine
     python -m bench.peers --quick                # 16x16 and 32x32 arrays, tiny training (< 2 minutes)
 
 Run it as a module from the repository root: as ``python bench/peers.py`` the folder ``bench/``
@@ -768,7 +768,7 @@ def run(quick: bool, peers_python: Path, peers_timeout_s: float, min_seconds: fl
                                 "ngspice_test_s": test_s, "n_test_samples": int(len(test_ds.v_v))}
         rows.append(Row("ngspice", case.name, "ok", rel_rms_fs=0.0, worst_abs_fs=0.0,
                         mvm_per_s=len(test_ds.v_v) / test_s, mvm_per_s_programmed=len(test_ds.v_v) / test_s,
-                        note=f"rows+1 solves per matrix, {b.n_vectors} vectors each; 1 KLU thread"))
+                        note=f"superposition: rows+1 solves per matrix, then {b.n_vectors} vectors"))
         splits = split_dataset(train_ds, val_fraction=0.15, test_fraction=0.0, seed=seed,
                                path=f"<{spec.name} training set in memory>")
         models[case.name] = {}
