@@ -638,9 +638,7 @@ def run_peers(case_data: dict[str, dict[str, Any]], peers_python: Path, timeout_
         return all_missing(f"peers environment not found ({peers_python}); create it with `make peers`")
     with tempfile.TemporaryDirectory(prefix="xbarchar-peers-") as tmp:
         in_path, out_path = Path(tmp) / "cases.npz", Path(tmp) / "peers.npz"
-        arrays = {f"{c}/{name}": d[name] for c, d in case_data.items() for name in ("g_s", "g_index", "v_v")}
-        meta = {"cases": {c: d["spec"] for c, d in case_data.items()}}
-        np.savez(in_path, meta=np.array(json.dumps(meta)), **arrays)
+        write_cases(in_path, case_data)
         cmd = [str(peers_python), str(Path(__file__).resolve()), "--worker", str(in_path), str(out_path),
                "--min-seconds", str(min_seconds), "--peer-budget", str(budget_s)] + [a for k in (only or []) for a in ("--only", k)]
         env = {**os.environ, **ONE_THREAD_ENV, "PYTHONWARNINGS": "ignore"}
@@ -657,9 +655,21 @@ def run_peers(case_data: dict[str, dict[str, Any]], peers_python: Path, timeout_
         if proc.returncode != 0 or not out_path.exists():
             tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             return all_missing(f"the peers' environment failed (exit {proc.returncode}): {tail}"[:500])
-        out = np.load(out_path, allow_pickle=False)
-        result = json.loads(str(out["meta"]))
-        preds = {name: out[name] for name in out.files if name != "meta"}
+        return read_results(out_path)
+
+
+def write_cases(path: Path, case_data: dict[str, dict[str, Any]]) -> None:
+    """The held-out arrays for the peers' worker: per array its spec, matrices, vectors and matrix index."""
+    arrays = {f"{c}/{name}": d[name] for c, d in case_data.items() for name in ("g_s", "g_index", "v_v")}
+    meta = {"cases": {c: d["spec"] for c, d in case_data.items()}}
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def read_results(path: Path) -> tuple[list[Row], dict[str, np.ndarray], dict[str, Any]]:
+    """Rows, predictions (A, keyed 'peer/array') and versions written by :func:`worker`."""
+    out = np.load(path, allow_pickle=False)
+    result = json.loads(str(out["meta"]))
+    preds = {name: out[name] for name in out.files if name != "meta"}
     rows = []
     for r in result["rows"]:
         row = Row(r["model"], r["case"], r["status"], r.get("reason", ""), note=r.get("note", ""))

@@ -28,6 +28,25 @@ def bench():
     sys.modules.pop("bench_peers", None)
 
 
+@pytest.fixture(autouse=True)
+def restore_threads_and_alarm():
+    """The bench limits BLAS/OpenMP and torch to one thread and installs a SIGALRM handler in its own
+    process; give the rest of the test session back what it had."""
+    import signal
+
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    torch_threads = torch.get_num_threads()
+    pools = {(p["user_api"], p["num_threads"]) for p in threadpool_info()}
+    handler = signal.getsignal(signal.SIGALRM)
+    yield
+    torch.set_num_threads(torch_threads)
+    for user_api, n in pools:
+        threadpool_limits(limits=n, user_api=user_api)
+    signal.signal(signal.SIGALRM, handler)
+
+
 def _tiny_case(bench, rows=4, cols=3, n_g=2, n_v=5, seed=0):
     rng = np.random.default_rng(seed)
     spec = {"rows": rows, "cols": cols, "r_driver_ohm": 0.0, "r_sense_ohm": 0.0, "r_wire_row_ohm": 0.0,
@@ -64,6 +83,40 @@ def test_worker_reports_uninstalled_peers_with_the_import_error(bench):
             assert row.status == "missing", key
             assert "import" in row.reason and "failed" in row.reason, row.reason
     assert "aihwkit" in meta["versions"] and "CrossSim" in meta["versions"]
+
+
+def test_worker_keeps_going_past_a_missing_and_a_raising_peer(bench, tmp_path, monkeypatch):
+    """In-process worker with stand-in peers: one fails to import, one raises on every array, one runs."""
+
+    class Missing(bench.Peer):
+        def load(self):
+            raise bench.PeerMissing("stand-in: `import nothing` failed")
+
+    class Raises(bench.Peer):
+        def load(self):
+            pass
+
+        def predictor(self, spec):
+            raise RuntimeError("stand-in: cannot map this array")
+
+    class Ideal(bench.Peer):
+        def load(self):
+            pass
+
+        def predictor(self, spec):
+            return (*bench.ideal_predictor(), "v @ G")
+
+    monkeypatch.setattr(bench, "peer_adapters",
+                        lambda: {"aihwkit_ir_drop": Missing(), "badcrossbar": Raises(), "crosssim": Ideal()})
+    case_data = {"a": _tiny_case(bench), "b": _tiny_case(bench, seed=1)}
+    bench.write_cases(tmp_path / "in.npz", case_data)
+    assert bench.worker(tmp_path / "in.npz", tmp_path / "out.npz", min_seconds=0.0) == 0
+    rows, preds, _ = bench.read_results(tmp_path / "out.npz")
+    status = {(r.model, r.case): (r.status, r.reason) for r in rows}
+    assert status[("aihwkit_ir_drop", "a")] == ("missing", "stand-in: `import nothing` failed")
+    assert status[("badcrossbar", "b")] == ("failed", "RuntimeError: stand-in: cannot map this array")
+    assert status[("crosssim", "a")][0] == status[("crosssim", "b")][0] == "ok"
+    assert np.allclose(preds["crosssim/b"], case_data["b"]["i_a"], rtol=1e-12, atol=0)
 
 
 def test_run_predictor_and_score_match_an_independent_computation(bench):
