@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop
+.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop peers
 
 install: ngspice $(STAMP)
 
@@ -43,6 +43,11 @@ slurm-start:
 
 slurm-stop:
 	bash scripts/local_slurm.sh stop
+
+# The peers of bench/peers.py (aihwkit, badcrossbar, CrossSim) in their own environment, .venv-peers;
+# CrossSim from a source checkout: make peers CROSSSIM_SRC=/path/to/cross-sim (skipped without it).
+peers:
+	CROSSSIM_SRC="$(CROSSSIM_SRC)" bash scripts/install_peers.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

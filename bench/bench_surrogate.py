@@ -56,8 +56,7 @@ def timed(fn, min_seconds: float = 0.3, max_repeats: int = 1000) -> float:
 def make_dataset(spec, n_g: int, n_v: int, seed: int) -> SpiceDataset:
     cfg = SamplingConfig(n_conductance=n_g, n_vectors=n_v, seed=seed, v_zero_fraction=0.2)
     r = simulate_shard(spec, cfg, 0, progress=False)
-    return SpiceDataset(spec=spec, g_s=r.g_s, g_id=r.g_id, solver=r.solver, transfer_a_per_v=r.transfer_a_per_v,
-                        g_index=r.g_index, v_v=r.v_v, i_a=r.i_a, i_ideal_a=r.i_ideal_a, failed=r.failed, attrs={})
+    return SpiceDataset(spec=spec, attrs={}, **r.arrays())
 
 
 def main(argv: list[str] | None = None) -> int:
