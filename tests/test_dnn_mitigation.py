@@ -171,12 +171,64 @@ def test_apply_method_and_cost_accounting():
     loader = make_loader(_data(), 32)
     _, cost, n_trained = apply_method("bn_finetune", model, loader, finetune={"epochs": 1, "progress": False})
     assert n_trained == sum(p.numel() for p in bn_parameters(model)) > 0
-    assert cost.wall_s > 0 and cost.peak_memory_bytes > 0 and cost.memory_kind
+    assert cost.memory_kind == "cpu_process_max_rss"
     assert cost.to_dict()["trained_parameters"] == n_trained
     _, _, n_all = apply_method("none", model, loader)
     assert n_all == 0
+    _, _, n_adapt = apply_method("bn_adapt", model, loader)
+    assert n_adapt == 0
+    _, _, n_retrain = apply_method("retrain", model, loader, epochs=1, max_batches=1, progress=False)
+    assert n_retrain == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="valid"):
         apply_method("prune", model, loader)
+
+
+def _vm_hwm_bytes():
+    """The process's peak resident set size as the kernel reports it (independent of getrusage)."""
+    with open("/proc/self/status") as fh:
+        line = next(x for x in fh if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_measure_cost_reports_wall_time_and_the_process_peak_memory():
+    import time
+
+    low = _vm_hwm_bytes()
     with measure_cost("cpu") as c:
-        sum(range(1000))
-    assert c.device == "cpu" and c.wall_s >= 0
+        time.sleep(0.05)
+        block = bytearray(64 * 2**20)  # 64 MiB, touched
+        block[::4096] = b"x" * len(block[::4096])
+    high = _vm_hwm_bytes()
+    del block
+    assert c.device == "cpu" and c.memory_kind == "cpu_process_max_rss"
+    assert 0.05 <= c.wall_s < 30
+    assert low <= c.peak_memory_bytes <= high and c.peak_memory_bytes >= 64 * 2**20
+    d = c.to_dict()
+    assert d["wall_s"] == c.wall_s and d["peak_memory_bytes"] == c.peak_memory_bytes and d["device"] == "cpu"
+
+
+def _bn_modules_by_type(model):
+    """Independent of dnn.mitigation: every BatchNorm module, found by its concrete class."""
+    return {name: m for name, m in model.named_modules()
+            if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)}
+
+
+def test_bn_finetune_moves_gamma_and_beta_of_every_bn_and_no_other_parameter():
+    model = _converted()
+    bns = _bn_modules_by_type(model)
+    assert len(bns) >= 2
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    bn_finetune(model, make_loader(_data(), 32, shuffle=True), epochs=1, lr=0.05, progress=False)
+    after = dict(model.named_parameters())
+    expected = {f"{name}.{k}" for name in bns for k in ("weight", "bias")}
+    changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    assert changed == expected  # gamma AND beta of every BN, nothing else
+
+
+def test_trained_parameter_count_is_gamma_plus_beta():
+    model = _converted()
+    expected = sum(2 * m.num_features for m in _bn_modules_by_type(model).values())
+    _, _, n_trained = apply_method("bn_finetune", model, make_loader(_data(), 32),
+                                   finetune={"epochs": 1, "max_batches": 1, "progress": False})
+    assert n_trained == expected
