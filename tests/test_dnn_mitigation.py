@@ -1,5 +1,7 @@
 """BN adaptation, BN fine-tuning and retraining through converted (non-ideal) models."""
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -232,3 +234,161 @@ def test_trained_parameter_count_is_gamma_plus_beta():
     _, _, n_trained = apply_method("bn_finetune", model, make_loader(_data(), 32),
                                    finetune={"epochs": 1, "max_batches": 1, "progress": False})
     assert n_trained == expected
+
+
+# ----------------------------------------------------------------------------- what each method hands on
+class _Spy:
+    """Records the calls of a replaced procedure; returns the model unchanged."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return args[0] if args else None
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    import dnn.mitigation as mit
+
+    s = {name: _Spy() for name in ("bn_adapt", "bn_finetune", "retrain")}
+    for name, spy in s.items():
+        monkeypatch.setattr(mit, name, spy)
+    return s
+
+
+def test_apply_method_hands_device_seed_and_settings_to_each_procedure(spies):
+    model, loader = _converted(), make_loader(_data(), 32)
+    apply_method("bn_adapt", model, loader, device="cpu", n_batches=3, n_draws=2)
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_batches": 3, "n_draws": 2})]
+    spies["bn_adapt"].calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu", seed=7, finetune={"epochs": 3, "lr": 0.5},
+                 adapt={"n_draws": 4})
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 7, "epochs": 3, "lr": 0.5})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_draws": 4})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu", finetune={"reestimate_stats": False})
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == []  # no re-estimate when told so
+    spies["bn_finetune"].calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu")  # defaults: re-estimate, adapt defaults
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("adapt_finetune", model, loader, device="cpu", seed=3, finetune={"epochs": 2},
+                 adapt={"n_batches": 1})
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_batches": 1})] * 2
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 3, "epochs": 2})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("adapt_finetune", model, loader, device="cpu")
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})] * 2
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("retrain", model, loader, device="cpu", seed=5, epochs=2, lr=0.1, adapt={"n_draws": 3})
+    assert spies["retrain"].calls == [((model, loader), {"device": "cpu", "seed": 5, "epochs": 2, "lr": 0.1})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_draws": 3})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("retrain", model, loader, device="cpu")
+    assert spies["retrain"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("none", model, loader, device="cpu")
+    assert all(not s.calls for s in spies.values())
+
+
+def test_apply_method_counts_and_logs_what_it_trains(spies, caplog):
+    model, loader = _converted(), make_loader(_data(), 32)
+    n_bn = sum(2 * m.num_features for m in _bn_modules_by_type(model).values())
+    n_all = sum(p.numel() for p in model.parameters())
+    expected = {"none": 0, "bn_adapt": 0, "bn_finetune": n_bn, "adapt_finetune": n_bn, "retrain": n_all}
+    for method, n in expected.items():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dnn.mitigation"):
+            returned, cost, n_trained = apply_method(method, model, loader, device="cpu")
+        assert returned is model and n_trained == n and cost.extra == {"trained_parameters": n}
+        assert cost.device == "cpu"
+        messages = [r.getMessage() for r in caplog.records if r.name == "dnn.mitigation"]
+        assert len(messages) == 1 and messages[0].startswith(f"{method}: ")
+        assert f"{n} trained parameters" in messages[0] and "(cpu_process_max_rss)" in messages[0]
+        assert " MiB " in messages[0]
+
+
+def test_procedures_hand_their_settings_to_the_training_loop(monkeypatch):
+    import dnn.mitigation as mit
+
+    fits = []
+
+    def fake_fit(model, loader, params, epochs, lr, **kw):
+        fits.append({"params": {id(p) for p in params}, "trainable": {id(p) for p in model.parameters()
+                                                                      if p.requires_grad},
+                     "epochs": epochs, "lr": lr, **kw})
+
+    monkeypatch.setattr(mit, "fit", fake_fit)
+    model, loader = _converted(), make_loader(_data(), 32)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    bn_ids = {id(p) for m in _bn_modules_by_type(model).values() for p in (m.weight, m.bias)}
+    out = bn_finetune(model, loader, epochs=3, lr=0.02, lr_step_epochs=1, lr_gamma=0.5, device="cpu", seed=4,
+                      optimizer="sgd", momentum=0.8, max_batches=2, progress=False)
+    assert out is model and not model.training
+    f = fits.pop()
+    assert f["params"] == bn_ids and f["trainable"] == bn_ids
+    assert f["set_mode"] is mit._bn_train_rest_eval and f["desc"] == "bn_finetune"
+    assert {k: f[k] for k in ("epochs", "lr", "lr_step_epochs", "lr_gamma", "device", "seed", "optimizer",
+                              "momentum", "max_batches", "progress")} == {
+        "epochs": 3, "lr": 0.02, "lr_step_epochs": 1, "lr_gamma": 0.5, "device": "cpu", "seed": 4,
+        "optimizer": "sgd", "momentum": 0.8, "max_batches": 2, "progress": False}
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+    bn_finetune(model, loader)  # Paper 1's schedule by default
+    f = fits.pop()
+    assert {k: f[k] for k in ("epochs", "lr", "lr_step_epochs", "lr_gamma", "device", "seed", "optimizer",
+                              "momentum", "max_batches", "progress")} == {
+        "epochs": 5, "lr": 0.01, "lr_step_epochs": 2, "lr_gamma": 0.2, "device": None, "seed": 0,
+        "optimizer": "adam", "momentum": 0.9, "max_batches": None, "progress": True}
+
+    all_ids = {id(p) for p in model.parameters()}
+    model.train()
+    out = retrain(model, loader, epochs=2, lr=0.3, device="cpu", seed=9, optimizer="sgd", max_batches=1,
+                  progress=False)
+    assert out is model and not model.training
+    f = fits.pop()
+    assert f["params"] == all_ids and f["trainable"] == all_ids and f["desc"] == "retrain"
+    assert {k: f[k] for k in ("epochs", "lr", "device", "seed", "optimizer", "max_batches", "progress")} == {
+        "epochs": 2, "lr": 0.3, "device": "cpu", "seed": 9, "optimizer": "sgd", "max_batches": 1,
+        "progress": False}
+    assert "set_mode" not in f  # retraining: the whole model in train mode
+    retrain(model, loader)
+    f = fits.pop()
+    assert {k: f[k] for k in ("epochs", "lr", "device", "seed", "optimizer", "max_batches", "progress")} == {
+        "epochs": 1, "lr": 1e-3, "device": None, "seed": 0, "optimizer": "adam", "max_batches": None,
+        "progress": True}
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+
+def test_bn_train_rest_eval_and_a_model_without_bn():
+    import dnn.mitigation as mit
+
+    model = _converted()
+    model.eval()
+    mit._bn_train_rest_eval(model)
+    bns = set(_bn_modules_by_type(model).values())
+    assert bns and all(m.training == (m in bns) for m in model.modules())
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(ValueError, match="no affine BatchNorm parameters"):
+        bn_finetune(plain, make_loader(_data(), 32))
+    plain.train()
+    assert bn_adapt(plain, make_loader(_data(), 32)) is plain and not plain.training

@@ -7,15 +7,28 @@ import math
 import pytest
 
 from dnn.cli import main
-from dnn.report import ReportSettings, failure_sigma, load_results, markdown_table, shape_check, sigma_sweep
+from dnn.report import (
+    ReportSettings,
+    drift_sweep,
+    failure_sigma,
+    load_fidelity,
+    load_results,
+    markdown_table,
+    shape_check,
+    sigma_sweep,
+    size_sweep,
+    write_report,
+)
 
 
 def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99,
-            per_seed=None):
+            per_seed=None, mvm_kind="surrogate", adc_range=None, r_wire=5.0):
     """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}, per_seed = {method: [...]}."""
     data = {"circuit": circuit, "model": "m", "scenario": scenario, "software_accuracy": software,
-            "mvm": {"rows": rows}, "circuit_spec": {"r_wire_row_ohm": 5.0}, "device_preset": preset,
-            "xbar_config": {"read_noise_sigma": sigma, "t_drift_s": t_drift_s, "drift_nu_mean": 0.05 if t_drift_s else 0},
+            "mvm": {"rows": rows, "kind": mvm_kind}, "circuit_spec": {"r_wire_row_ohm": r_wire, "g_on_s": 5e-5},
+            "device_preset": preset,
+            "xbar_config": {"read_noise_sigma": sigma, "t_drift_s": t_drift_s, "drift_nu_mean": 0.05 if t_drift_s else 0,
+                            **({"adc_range": adc_range} if adc_range else {})},
             "methods": {m: {"accuracy_mean": a, "accuracy_std": 0.01, "accuracies": [a - 0.01, a + 0.01],
                             "wall_s": 1.0, "peak_mem_mb": 10.0, "trainable_params": 0, "pc2_mean": 0.1}
                         for m, a in accs.items()}}
@@ -51,13 +64,15 @@ def test_sweeps_failure_sigma_and_shape_check(paper1_like):
     assert failure_sigma(sweep, "none", 5.0) == 0.0
     assert failure_sigma(sweep, "bn_finetune", 50.0) == math.inf
     checks = shape_check(rows, ReportSettings())
-    assert [holds for _, holds, _ in checks] == [True, True, True, True]
+    assert [c.holds for c in checks] == [True, True, True, True]
+    assert [c.mark for c in checks] == ["yes"] * 4 and not any(c.declined for c in checks)
     assert "p128 (128x128): 0.5" in checks[2][2]
     # Stricter "close to software": fine-tuning at 0.5 points below no longer counts as close.
     assert shape_check(rows, ReportSettings(close_drop_points=0.4))[2][1] is False
     md = markdown_table(rows)
     assert "| p64 | m | 0, 0.1, 0.2, 0.35 | 0 | 0.143 | 0.227 |" in md
     assert "**yes**: m on p64: BN adaptation fails" in md
+    assert "Surrogate fidelity" not in md  # no fidelity files given
 
 
 def test_shape_check_reports_when_adaptation_does_not_fail_first(tmp_path):
@@ -91,14 +106,18 @@ def test_report_cli_writes_every_plot(paper1_like, tmp_path):
     assert main(["--log-level", "WARNING", "report", *map(str, paper1_like), "--md", str(md), "--csv", str(csv),
                  "--plot", str(out["plot"]), "--plot-sigma", str(out["sigma"]), "--plot-drift", str(out["drift"]),
                  "--plot-size", str(out["size"]), "--settings-json", '{"fail_drop_points": 5}']) == 0
-    assert all(p.stat().st_size > 5000 for p in out.values())
+    # one panel per (circuit, model) / sweep: the figure heights say how many panels were drawn
+    assert _png_size(out["plot"]) == (960, 2 * 384)  # p128/m and p64/m: two bar panels, 8 x 3.2 in at 120 dpi
+    assert _png_size(out["sigma"]) == (840, 384)  # one sigma sweep (p64/m)
+    assert _png_size(out["drift"]) == (840, 384)  # one drift law (pcm_40)
+    assert _png_size(out["size"]) == (840, 384)  # p64 and p128 parasitics: one family at two sizes
     header = csv.read_text().splitlines()[0]
     assert "read_noise_sigma" in header and "t_drift_s" in header and "rows" in header
     # A report without any sweep still writes every figure (saying why it is empty).
     one = [paper1_like[0]]
     assert main(["--log-level", "WARNING", "report", *map(str, one), "--md", str(md), "--csv", str(csv),
                  "--plot", str(out["plot"]), "--plot-sigma", str(tmp_path / "e.png")]) == 0
-    assert (tmp_path / "e.png").stat().st_size > 1000
+    assert _png_size(tmp_path / "e.png") == (600, 150)  # the "nothing to plot" figure, 6 x 1.5 in at 100 dpi
 
 
 def test_report_rejects_bad_settings_and_files(paper1_like, tmp_path):
@@ -114,3 +133,193 @@ def test_report_rejects_bad_settings_and_files(paper1_like, tmp_path):
         main(["report", str(bad), "--md", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"),
               "--plot", str(tmp_path / "p.png")])
     assert not (tmp_path / "r.md").exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def _png_size(path):
+    """(width, height) in pixels from the PNG header."""
+    import struct
+
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_parasitics_only_sigma_drift_and_size_sweeps_hold_the_right_rows(paper1_like, tmp_path):
+    extra = [_result(tmp_path / "p32.json", "p32", "parasitics", {"none": 0.1, "bn_adapt": 0.99}, rows=32),
+             _result(tmp_path / "w10.json", "p64w", "parasitics", {"none": 0.1}, rows=64, r_wire=10.0),
+             _result(tmp_path / "d2.json", "p64", "drift2", {"none": 0.1}, t_drift_s=1e4, preset="pcm_40"),
+             _result(tmp_path / "d3.json", "p64", "drift3", {"none": 0.1}, t_drift_s=1e6),
+             _result(tmp_path / "dn.json", "p64", "drift_noise", {"none": 0.1}, t_drift_s=1e6, sigma=0.1)]
+    rows = load_results([*paper1_like, *extra])
+    drift = drift_sweep(rows)
+    # per drift law: the device preset's name, or the nu of a plain drift law; never a result with noise
+    assert sorted(drift) == [("p64", "m", "nu=0.05"), ("p64", "m", "pcm_40")]
+    assert sorted((r["scenario"], r["method"]) for r in drift[("p64", "m", "pcm_40")]) == [
+        ("drift", "bn_adapt"), ("drift", "bn_finetune"), ("drift", "none"), ("drift2", "none")]
+    assert [r["scenario"] for r in drift[("p64", "m", "nu=0.05")]] == ["drift3"]
+    size = size_sweep(rows)
+    # wire 5 ohm family at 32, 64 (sigma 0 of the noise sweep) and 128 rows; the 10 ohm one has one size only
+    assert list(size) == [("m", "wire 5 ohm, R_on 20 kohm, ADC fixed")]
+    assert sorted({(r["circuit"], r["rows"]) for r in size[list(size)[0]]}) == [("p128", 128), ("p32", 32),
+                                                                                 ("p64", 64)]
+    assert all(r["read_noise_sigma"] == 0 and r["t_drift_s"] == 0 for r in size[list(size)[0]])
+
+
+def _fidelity(path, circuit, improvement, failed=0, design="transfer"):
+    data = {"circuit": circuit, "design": design, "improvement_over_ideal": {"surrogate": improvement},
+            "models": {"surrogate": {"rel_rms_fs": 0.01 / improvement}, "ideal": {"rel_rms_fs": 0.01}}}
+    if failed is not None:
+        data["n_failed_samples"] = failed
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_nan_accuracy_is_declined_not_never(tmp_path):
+    paths = [_result(tmp_path / f"s{s}.json", "p64", f"n{s}", {"none": 0.1, "bn_adapt": a, "bn_finetune": 0.98},
+                     sigma=s) for s, a in ((0.0, 0.98), (0.3, float("nan")))]
+    rows = load_results(paths)
+    assert math.isnan(failure_sigma(sigma_sweep(rows)[("p64", "m")], "bn_adapt", 5.0))
+    checks = shape_check(rows, ReportSettings())
+    last = checks[-1]
+    assert last.holds is None and last.mark == "declined"
+    assert "non-finite accuracy (p64 / m / n0.3 / bn_adapt)" in last.declined
+    md = markdown_table(rows)
+    assert "- **declined**: m on p64: BN adaptation fails" in md and "(declined: non-finite accuracy" in md
+    assert "| p64 | m | 0, 0.3 | 0 | n/a (non-finite accuracy) | never |" in md
+    # the statement about "none" rests on finite rows only: still decided
+    assert checks[0].mark == "yes"
+
+
+def test_nan_software_accuracy_declines_every_statement_on_it(tmp_path):
+    paths = [_result(tmp_path / "p.json", "p64", "parasitics", {"none": 0.1, "bn_adapt": 0.9, "bn_finetune": 0.95},
+                     software=float("nan"))]
+    checks = shape_check(load_results(paths), ReportSettings())
+    assert len(checks) == 3 and all(c.mark == "declined" for c in checks)
+
+
+def test_recovery_statement_is_declined_when_there_is_no_loss(tmp_path):
+    paths = [_result(tmp_path / "p.json", "p64", "parasitics", {"none": 0.995, "bn_adapt": 0.99, "bn_finetune": 0.99})]
+    checks = shape_check(load_results(paths), ReportSettings())
+    recovery = [c for c in checks if c.text.startswith("BN adaptation recovers")]
+    assert len(recovery) == 1 and recovery[0].mark == "declined"
+    assert recovery[0].declined.startswith("no loss to recover")
+    md = markdown_table(load_results(paths))
+    assert "- **declined**: BN adaptation recovers most of the loss" in md
+
+
+def test_recovery_leaves_out_results_without_loss_and_says_so(tmp_path):
+    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.995, "bn_adapt": 0.99}),
+             _result(tmp_path / "b.json", "p128", "parasitics", {"none": 0.09, "bn_adapt": 0.49}, rows=128)]
+    (check,) = [c for c in shape_check(load_results(paths), ReportSettings()) if c.text.startswith("BN adapt")]
+    assert check.holds is False and check.evidence == "least recovered 44%; 1 result(s) without loss left out"
+
+
+def test_well_below_threshold_is_inclusive(tmp_path):
+    """0.75 - 0.625 is exactly 12.5 points (binary fractions): the threshold itself counts as well below."""
+    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.625}, software=0.75)]
+    (check,) = shape_check(load_results(paths), ReportSettings(well_below_points=12.5))
+    assert check.holds is True and check.evidence == "smallest drop 12.5 points"
+    assert check.text == "no mitigation is well below software (>= 12.5 points) in every result"
+    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.6251}, software=0.75)]
+    assert shape_check(load_results(paths), ReportSettings(well_below_points=12.5))[0].holds is False
+
+
+@pytest.mark.parametrize("improvement, failed, declined", [
+    (20.0, 0, ""), (20.0, None, ""), (1.0, 0, "not better than the ideal model"),
+    (0.5, 0, "not better than the ideal model"), (20.0, 3, "3 ngspice sample(s) failed")])
+def test_fidelity_is_tabled_and_an_untrusted_surrogate_declines(paper1_like, tmp_path, improvement, failed, declined):
+    fid = [_fidelity(tmp_path / "p128.fidelity.json", "p128", improvement, failed),
+           _fidelity(tmp_path / "p64.fidelity_dnn.json", "p64", 12.0)]
+    fidelity = load_fidelity(fid)
+    assert [(f.circuit, f.test_set) for f in fidelity] == [("p128", "held-out"), ("p64", "DNN-like")]
+    rows = load_results(paper1_like)
+    checks = shape_check(rows, ReportSettings(), fidelity)
+    # statements 1-3 rest on p128 results (among others); the read-noise statement on p64's sweep only
+    marks = [c.mark for c in checks]
+    if declined:
+        assert marks == ["declined", "declined", "declined", "yes"]
+        assert all(declined in checks[k].declined for k in (0, 1, 2))
+    else:
+        assert marks == ["yes"] * 4
+    md = markdown_table(rows, fidelity=fidelity)
+    trusted = "no" if declined else "yes"
+    shown_failed = "not recorded" if failed is None else str(failed)
+    assert (f"| p128 | held-out | transfer | {100 * 0.01 / improvement:.3g} | 1 | {improvement:.3g}x | "
+            f"{shown_failed} | {trusted} |") in md
+    assert "| p64 | DNN-like | transfer | 0.0833 | 1 | 12x | 0 | yes |" in md
+
+
+def test_an_untrusted_surrogate_does_not_touch_results_of_other_tile_models(tmp_path):
+    paths = [_result(tmp_path / "p.json", "p64", "parasitics", {"none": 0.1, "bn_adapt": 0.98}, mvm_kind="ideal")]
+    fidelity = load_fidelity([_fidelity(tmp_path / "p64.fidelity.json", "p64", 0.5)])
+    assert [c.mark for c in shape_check(load_results(paths), ReportSettings(), fidelity)] == ["yes", "yes"]
+
+
+def test_bad_fidelity_file_is_named(tmp_path):
+    bad = tmp_path / "x.fidelity.json"
+    bad.write_text('{"circuit": "c"}')
+    with pytest.raises(ValueError, match="x.fidelity.json: not a surrogate fidelity file"):
+        load_fidelity([bad])
+
+
+@pytest.mark.parametrize("methods, message", [
+    ({}, "'methods' is empty"),
+    ({"none": {"accuracy_mean": "0.9", "accuracy_std": 0.0}}, "methods.none.accuracy_mean: expected a number"),
+    ({"none": {"accuracy_mean": None, "accuracy_std": 0.0}}, "expected a number, got None"),
+    ({"none": {"accuracy_mean": True, "accuracy_std": 0.0}}, "expected a number, got True"),
+    ({"none": {"accuracy_mean": 0.5, "accuracy_std": 0.0, "accuracy_per_seed": ["x"]}}, "accuracy_per_seed"),
+])
+def test_bad_results_fail_before_any_output_is_touched(paper1_like, tmp_path, methods, message):
+    outs = {k: tmp_path / "r" / f"{k}" for k in ("r.md", "r.csv", "p.png", "s.png", "d.png", "z.png")}
+    args = [outs["r.md"], outs["r.csv"], outs["p.png"], outs["s.png"], outs["d.png"], outs["z.png"]]
+    write_report(paper1_like, *args)
+    before = {k: p.read_bytes() for k, p in outs.items()}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"circuit": "c", "model": "m", "scenario": "s", "software_accuracy": 0.9,
+                               "methods": methods}))
+    with pytest.raises(ValueError, match=message):
+        write_report([*paper1_like, bad], *args)
+    assert {k: p.read_bytes() for k, p in outs.items()} == before
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(outs)
+
+
+def test_no_results_at_all_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no evaluation results"):
+        load_results([])
+
+
+def test_a_failure_while_writing_leaves_every_output_as_it_was(paper1_like, tmp_path, monkeypatch):
+    import dnn.report as report
+
+    outs = [tmp_path / n for n in ("r.md", "r.csv", "p.png", "s.png", "d.png", "z.png")]
+    write_report(paper1_like[:2], *outs)
+    before = [p.read_bytes() for p in outs]
+
+    def boom(rows, path):
+        path.write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "plot_size", boom)  # the last output: all others are already rendered
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report(paper1_like, *outs)
+    assert [p.read_bytes() for p in outs] == before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == sorted(p.name for p in outs)
+    monkeypatch.undo()
+    rows = write_report(paper1_like, *outs)  # and a good run replaces them all
+    assert len(rows) == 3 * len(paper1_like)
+    assert [p.read_bytes() for p in outs] != before
+    assert outs[0].read_text() == markdown_table(rows)
+
+
+def test_csv_holds_one_row_per_result_and_method(paper1_like, tmp_path):
+    import csv as csv_module
+
+    outs = [tmp_path / n for n in ("r.md", "r.csv", "p.png")]
+    rows = write_report(paper1_like, *outs)
+    with open(outs[1]) as fh:
+        table = list(csv_module.DictReader(fh))
+    assert len(table) == len(rows) == 18
+    first = table[0]
+    assert (first["circuit"], first["scenario"], first["method"], first["rows"]) == ("p128", "parasitics", "none", "128")
+    assert float(first["accuracy_mean"]) == 0.1 and float(first["software_accuracy"]) == 0.99
