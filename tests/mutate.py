@@ -51,7 +51,10 @@ def _copy_repo(dest: Path) -> None:
         shutil.rmtree(dest)
     for name in filter(None, files):
         src = REPO / name
-        if src.is_file():
+        if src.is_symlink():  # spice/circuits, spice/schema.yaml: links into data/ and config/
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).symlink_to(os.readlink(src))
+        elif src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
 
