@@ -21,8 +21,6 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
-
 SHIPPED = {"spice/circuits/resistive.cir", "spice/circuits/memristor_sinh.cir", "spice/circuits/one_t_one_r.cir",
            "spice/circuits/tia_sense.cir", "spice/schema.yaml"}
 
@@ -58,6 +56,7 @@ def wheel(tmp_path_factory):
     return out / proc.stdout.strip().splitlines()[-1], proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_wheel_ships_circuits_and_schema_and_builds_without_warnings(wheel):
     path, log = wheel
     names = set(zipfile.ZipFile(path).namelist())
@@ -95,6 +94,7 @@ def _run(installed, *args, timeout=300):
     return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_installed_package_is_the_wheel_not_the_checkout(installed):
     proc = _run(installed, "-c", "import json, spice, surrogate, dnn, spice.resources as r; print(json.dumps("
                 "[spice.__file__, surrogate.__file__, dnn.__file__, str(r.schema_path()), r.circuit_names()]))")
@@ -105,14 +105,89 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
     assert files[4] == ["memristor_sinh.cir", "one_t_one_r.cir", "resistive.cir", "tia_sense.cir"]
 
 
+@pytest.mark.slow
 @pytest.mark.spice
 def test_preset_circuit_checks_from_another_directory(installed):
     proc = _run(installed, "-m", "spice", "check", "--circuit", '{"preset": "paper1_64_w5"}')
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", ["spice", "surrogate", "dnn"])
 def test_stage_clis_answer_help(installed, package):
     proc = _run(installed, "-m", package, "--help")
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- conda route
+CONDA_TO_PYPI = {"snakemake-minimal": "snakemake"}
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    import re
+
+    name, version = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", spec).groups()
+    return name.lower(), version.replace(" ", "")
+
+
+def test_conda_environment_agrees_with_pyproject():
+    import tomllib
+
+    import yaml
+
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    have = {}
+    for spec in conda:
+        name, version = _requirement(spec.replace("=", "==", 1) if "=" in spec and not any(
+            op in spec for op in (">=", "<=", "==", "!=")) else spec)
+        have[CONDA_TO_PYPI.get(name, name)] = version
+    for spec in pip:
+        if not spec.startswith("-"):
+            name, version = _requirement(spec)
+            have[name] = version
+    for dep in project["dependencies"]:
+        name, version = _requirement(dep)
+        if name == "torch":  # pinned as `make install` pins it; must satisfy pyproject's range
+            from packaging.specifiers import SpecifierSet
+
+            assert have["torch"].startswith("==") and have["torch"][2:] in SpecifierSet(version)
+            continue
+        assert have.get(name) == version, f"environment.yml {name}{have.get(name)} vs pyproject {dep}"
+    ngspice = [n for n in have if n.startswith("ngspice")]
+    assert ngspice == ["ngspice-lib"]  # one ngspice package: the shared library PySpice loads
+    assert env["variables"]["NGSPICE_LIBRARY_PATH"] == "${CONDA_PREFIX}/lib/libngspice.so"
+    assert "-e .[dev]" in pip
+    makefile = (REPO / "Makefile").read_text()
+    assert f"install -q torch{have['torch']}" in makefile  # the apt route installs the same torch
+
+
+def test_library_path_variables_are_expanded_and_klu_is_found_in_the_file(tmp_path, monkeypatch, capsys):
+    from spice import install_check
+
+    lib = tmp_path / "lib" / "libngspice.so"
+    lib.parent.mkdir()
+    lib.write_bytes(b"\x7fELF ... ngspice-46 ... Compiled with KLU direct linear solver ...")
+    monkeypatch.setenv("XB_PREFIX", str(tmp_path))
+    monkeypatch.setenv("NGSPICE_LIBRARY_PATH", "${XB_PREFIX}/lib/libngspice.so")
+    assert install_check.library_name() == str(lib)
+    assert install_check.find_library() == lib and install_check.has_klu(lib)
+    assert install_check.main([]) == 0 and "KLU available" in capsys.readouterr().out
+    lib.write_bytes(b"\x7fELF ... ngspice-39 ... Compiled with Sparse Direct Linear Solver ...")
+    assert install_check.main([]) == 1
+    assert "WARNING: ngspice library" in capsys.readouterr().err
+    monkeypatch.setenv("NGSPICE_LIBRARY_PATH", str(tmp_path / "missing.so"))
+    assert install_check.main([]) == 2 and "not found" in capsys.readouterr().err
+
+
+@pytest.mark.spice
+def test_the_library_xbarchar_loads_is_the_one_checked(monkeypatch):
+    from spice import install_check, ngspice
+
+    monkeypatch.delenv("NGSPICE_LIBRARY_PATH", raising=False)
+    path = install_check.find_library()
+    assert path is not None and path.is_file()
+    assert install_check.has_klu(path) == ngspice.info().has_klu
