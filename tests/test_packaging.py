@@ -132,9 +132,9 @@ def _requirement(spec: str) -> tuple[str, str]:
 
 
 def test_conda_environment_agrees_with_pyproject():
-    import tomllib
-
     import yaml
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
