@@ -198,7 +198,6 @@ def test_per_forward_read_noise_redraws_every_forward_and_is_seeded():
         b1, b2 = b(x), b(x)
         c1 = CrossbarLinear.from_float(lin, cfg.replace(seed=4), ideal(), name="fc")(x)
         d1 = CrossbarLinear.from_float(lin, cfg, ideal(), name="other")(x)
-        clean = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), ideal())(x)
     assert mvm.binds == 2  # re-bound on every forward
     assert not torch.allclose(a1, a2)
     assert torch.equal(a1, b1) and torch.equal(a2, b2)  # same seed and name: same draws
