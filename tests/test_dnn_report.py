@@ -273,7 +273,9 @@ def test_bad_fidelity_file_is_named(tmp_path):
 def test_bad_results_fail_before_any_output_is_touched(paper1_like, tmp_path, methods, message):
     outs = {k: tmp_path / "r" / f"{k}" for k in ("r.md", "r.csv", "p.png", "s.png", "d.png", "z.png")}
     args = [outs["r.md"], outs["r.csv"], outs["p.png"], outs["s.png"], outs["d.png"], outs["z.png"]]
-    write_report(paper1_like, *args)
+    (tmp_path / "r").mkdir()
+    for k, p in outs.items():  # the outputs of an earlier run
+        p.write_text(f"earlier {k}")
     before = {k: p.read_bytes() for k, p in outs.items()}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"circuit": "c", "model": "m", "scenario": "s", "software_accuracy": 0.9,
@@ -292,8 +294,9 @@ def test_no_results_at_all_is_an_error(tmp_path):
 def test_a_failure_while_writing_leaves_every_output_as_it_was(paper1_like, tmp_path, monkeypatch):
     import dnn.report as report
 
-    outs = [tmp_path / n for n in ("r.md", "r.csv", "p.png", "s.png", "d.png", "z.png")]
-    write_report(paper1_like[:2], *outs)
+    outs = [tmp_path / n for n in ("r.md", "r.csv", "p.png", "z.png")]
+    for p in outs:  # the outputs of an earlier run
+        p.write_text(f"earlier {p.name}")
     before = [p.read_bytes() for p in outs]
 
     def boom(rows, path):
@@ -302,14 +305,15 @@ def test_a_failure_while_writing_leaves_every_output_as_it_was(paper1_like, tmp_
 
     monkeypatch.setattr(report, "plot_size", boom)  # the last output: all others are already rendered
     with pytest.raises(RuntimeError, match="disk full"):
-        write_report(paper1_like, *outs)
+        write_report(paper1_like, *outs[:3], None, None, outs[3])
     assert [p.read_bytes() for p in outs] == before
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == sorted(p.name for p in outs)
     monkeypatch.undo()
-    rows = write_report(paper1_like, *outs)  # and a good run replaces them all
+    rows = write_report(paper1_like, *outs[:3], None, None, outs[3])  # and a good run replaces them all
     assert len(rows) == 3 * len(paper1_like)
-    assert [p.read_bytes() for p in outs] != before
+    assert all(p.read_bytes() != b for p, b in zip(outs, before, strict=True))
     assert outs[0].read_text() == markdown_table(rows)
+    assert outs[2].read_bytes()[:8] == outs[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_csv_holds_one_row_per_result_and_method(paper1_like, tmp_path):
