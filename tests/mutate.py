@@ -32,12 +32,13 @@ EQUIVALENT = REPO / "tests" / "mutation_equivalent.json"
 # module -> the test files that exercise it (each module's mutants run only these)
 MODULES: dict[str, list[str]] = {
     "spice/simulate.py": ["tests/test_spice_simulate.py"],
-    "spice/nodal.py": ["tests/test_spice_vs_nodal.py"],
+    "spice/nodal.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_simulate.py"],
     "spice/netlist.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_circuits.py"],
     "dnn/mapping.py": ["tests/test_dnn_mapping.py"],
     "dnn/layers.py": ["tests/test_dnn_layers.py"],
     "dnn/mitigation.py": ["tests/test_dnn_mitigation.py"],
-    "surrogate/transfer.py": ["tests/test_surrogate_mvm.py", "tests/test_surrogate_physics.py"],
+    "surrogate/transfer.py": ["tests/test_surrogate_mvm.py", "tests/test_surrogate_physics.py",
+                              "tests/test_surrogate_io.py", "tests/test_surrogate_train.py"],
     "dnn/report.py": ["tests/test_dnn_report.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
