@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint
+.PHONY: install ngspice run test dryrun bench clean lint mutate
 
 install: ngspice $(STAMP)
 
@@ -35,6 +35,12 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Mutation testing of the hot paths (mutmut, one module at a time; not part of `make test`: ~30-60 min on
+# 2 cores). One module: make mutate MODULES=dnn/mapping.py. Scores: README "Mutation testing".
+MODULES ?=
+mutate: install
+	$(PY) tests/mutate.py $(MODULES)
 
 clean:
 	rm -rf results .snakemake
