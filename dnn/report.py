@@ -458,6 +458,10 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
 
 
 # ----------------------------------------------------------------------------- plots
+# Figure drawing is left out of mutation testing (make mutate): its sizes, fonts, colours and labels are
+# presentation, not behaviour. What each figure shows is chosen by sigma_sweep/drift_sweep/size_sweep
+# (tested), and the tests check each figure's panel count through its pixel size.
+# pragma: no mutate start
 def _pyplot():
     import matplotlib
 
@@ -553,6 +557,9 @@ def plot_size(rows: list[dict], path: str | Path) -> None:
     if not panels:
         return _empty_figure(path, "no parasitics-only scenario (no read noise, no drift) at two array sizes")
     _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True)
+
+
+# pragma: no mutate end
 
 
 def _circuit_family(r: dict) -> str:
