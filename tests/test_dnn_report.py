@@ -327,3 +327,14 @@ def test_csv_holds_one_row_per_result_and_method(paper1_like, tmp_path):
     first = table[0]
     assert (first["circuit"], first["scenario"], first["method"], first["rows"]) == ("p128", "parasitics", "none", "128")
     assert float(first["accuracy_mean"]) == 0.1 and float(first["software_accuracy"]) == 0.99
+
+
+def test_settings_bounds_and_a_barely_better_surrogate(tmp_path):
+    assert ReportSettings.from_dict({"fail_drop_points": 100, "close_drop_points": 0.01}).fail_drop_points == 100
+    for bad in (0, 100.5, -1, "5", None):
+        with pytest.raises(ValueError, match="expected a number of percentage points in \\(0, 100\\]"):
+            ReportSettings.from_dict({"well_below_points": bad})
+    fid = load_fidelity([_fidelity(tmp_path / "c.fidelity.json", "c", 1.5)])
+    assert fid[0].problems() == []  # any improvement over the ideal model counts as better
+    rows = load_results([_result(tmp_path / "d1.json", "c", "drift_1s", {"none": 0.5}, t_drift_s=1.0)])
+    assert list(drift_sweep(rows)) == [("c", "m", "nu=0.05")]  # the shortest drift time still is drift
