@@ -647,3 +647,85 @@ def test_extra_repr_and_tile_count():
     conv = CrossbarConv2d.from_float(nn.Conv2d(2, 3, 3, stride=2, padding=1), EXACT, ideal())
     assert "kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), tiles=" in repr(conv)
     xl.invalidate_cache()
+
+
+def test_a_float32_layer_follows_float64_inputs():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    x = _seeded(3, 20)
+    for cfg in (EXACT.replace(t_drift_s=1e4, drift_nu_std=0.02, seed=1),
+                CrossbarConfig(read_noise_sigma=0.05, read_noise_mode="per_forward", seed=4)):
+        xl = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")  # float32 weights
+        with torch.no_grad():
+            y64, y32 = xl(x.double()), CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")(x)
+        assert y64.dtype == torch.float64 and torch.isfinite(y64).all()
+        if cfg.read_noise_sigma == 0:  # (noise draws in float64 are other numbers than in float32)
+            torch.testing.assert_close(y64.float(), y32, rtol=1e-4, atol=1e-5)
+
+
+def test_invalidate_cache_after_editing_weight_data():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6, bias=False)
+    xl = CrossbarLinear.from_float(lin, EXACT, ideal())
+    x = _seeded(2, 20)
+    with torch.no_grad():
+        y = xl(x)
+        xl.weight.data.mul_(-1.0)  # .data edits do not change the version the cache is keyed on
+        xl.invalidate_cache()
+        torch.testing.assert_close(xl(x), -y)
+
+
+def test_offset_encoding_tile_count_has_one_array_per_slice():
+    xl = CrossbarLinear.from_float(nn.Linear(40, 14), EXACT.replace(encoding="offset"), ideal(rows=16, cols=8))
+    assert xl.cols_per_tile == 7 and xl.tile_count() == 2 * 1 * 3 * 2  # slices x 1 array x row x column tiles
+
+
+def test_two_backward_passes_with_the_same_weights():
+    """While weights require grad nothing is cached: a second forward builds a new graph."""
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    xl.weight.requires_grad_(True)
+    x = _seeded(4, 20)
+    xl(x).sum().backward()
+    xl(x).sum().backward()  # a cached program would raise: its graph was freed by the first backward
+    assert xl.weight.grad is not None
+
+
+class _ModuleMVM(nn.Module):
+    """An ideal tile model that is an nn.Module (as a surrogate is), optionally without any tensor."""
+
+    rows, cols, g_min_s, g_max_s, v_max_v = 16, 8, G_MIN, G_MAX, V_MAX
+
+    def __init__(self, with_tensor: bool):
+        super().__init__()
+        if with_tensor:
+            self.scale = nn.Parameter(torch.ones(()), requires_grad=False)
+        self.binds = 0
+
+    def bind(self, g_s):
+        self.binds += 1
+        return lambda v: torch.bmm(v, g_s)
+
+
+@pytest.mark.parametrize("with_tensor", [True, False])
+def test_module_tile_models_on_the_input_device_are_bound_once(with_tensor):
+    mvm = _ModuleMVM(with_tensor)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, mvm)
+    x = _seeded(2, 20)
+    with torch.no_grad():
+        xl(x)
+        xl(x)
+    assert mvm.binds == 1
+
+
+def test_linear_layer_keeps_leading_dimensions_and_conv_keeps_its_name():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    xl = CrossbarLinear.from_float(lin, EXACT, ideal())
+    x = _seeded(2, 3, 20)
+    with torch.no_grad():
+        y = xl(x)
+        assert y.shape == (2, 3, 6)
+        torch.testing.assert_close(y.reshape(6, 6), xl(x.reshape(6, 20)))
+    assert CrossbarConv2d.from_float(nn.Conv2d(1, 2, 3), EXACT, ideal(), name="features.0").name == "features.0"
+    assert CrossbarConv2d(1, 2, 3, config=EXACT, mvm=ideal(), name="c").name == "c"
