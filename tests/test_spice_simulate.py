@@ -35,7 +35,7 @@ def _superposition_error(spec, g, v_check):
     return np.max(np.abs(i_basis[0] + v_check @ t - direct)) / np.max(np.abs(direct))
 
 
-def test_weakly_nonlinear_array_fails_the_relative_linearity_check(make_spec):
+def test_weakly_nonlinear_array_fails_the_relative_linearity_check(make_spec, caplog):
     spec = _weak_sinh(make_spec)
     rng = np.random.default_rng(0)
     g = rng.uniform(spec.g_off_s, spec.g_on_s, (5, 4))
@@ -44,7 +44,12 @@ def test_weakly_nonlinear_array_fails_the_relative_linearity_check(make_spec):
     # weakly non-linear: far above the default tolerance (1e-6), far below a percent; the absolute
     # error is ~1e-11 A, so only a *relative* measure sees it
     assert 1e-5 < err < 1e-3
-    assert superposition(spec, g, v_check, rtol=1e-6) is None
+    with caplog.at_level(logging.INFO, logger="spice.simulate"):
+        assert superposition(spec, g, v_check, rtol=1e-6) is None
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "spice.simulate"]
+    logged = float(message.split("relative error ")[1].split(" ")[0])
+    assert logged == pytest.approx(err, rel=0.01)  # the error measured, to the 3 digits logged
+    assert message == f"linearity check failed (relative error {logged:.2e} > 1.0e-06): using direct sweep"
 
 
 def test_linearity_tolerance_boundary(make_spec):
@@ -172,7 +177,8 @@ def test_failed_samples_are_marked_and_counted_never_dropped(make_spec, monkeypa
     assert shard.failed.tolist() == [False, False, True] * 2
     assert np.isnan(shard.i_a[shard.failed]).all() and np.isfinite(shard.i_a[~shard.failed]).all()
     assert shard.solver.tolist() == [b"sweep", b"sweep"]
-    assert "2 of 6 samples failed" in caplog.text
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["2 of 6 samples failed to converge after all convergence aids; they are marked in /failed"]
 
 
 def test_no_failure_no_error_log(make_spec, caplog):
@@ -180,3 +186,32 @@ def test_no_failure_no_error_log(make_spec, caplog):
     with caplog.at_level(logging.INFO, logger="spice.simulate"):
         simulate_shard(spec, SamplingConfig(n_conductance=1, n_vectors=2), 0, progress=False)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_affine_circuit_gets_its_offset_and_the_same_transfer_matrix(make_spec, monkeypatch):
+    """A constant current on every column (e.g. a sense amplifier's offset) is an affine array: the
+    offset comes out of the zero-input solve and the transfer matrix is unchanged."""
+    spec = make_spec(rows=4, cols=3)
+    g = np.random.default_rng(5).uniform(spec.g_off_s, spec.g_on_s, (4, 3))
+    offset_a = np.array([1e-6, -2e-6, 3e-7])
+    real = ngspice.solve
+    monkeypatch.setattr("spice.simulate.ngspice.solve", lambda s, g_, v: (real(s, g_, v)[0] + offset_a,
+                                                                         real(s, g_, v)[1]))
+    t, offset = superposition(spec, g, np.full((2, 4), 0.1), rtol=1e-6)
+    np.testing.assert_allclose(offset, offset_a, rtol=1e-9)
+    np.testing.assert_allclose(t, nodal.transfer_matrix(spec, g), rtol=1e-7)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_names_the_circuit_and_shard(make_spec, capsys, progress):
+    spec = make_spec("bar", rows=3, cols=2)
+    cfg = SamplingConfig(n_conductance=2, n_vectors=2, n_shards=2)
+    if progress:
+        simulate_shard(spec, cfg, 1)  # progress bar by default
+    else:
+        simulate_shard(spec, cfg, 1, progress=False)
+    err = capsys.readouterr().err
+    if progress:
+        assert "ngspice bar shard 1: 100%" in err and "1/1" in err and ("G/s" in err or "s/G" in err)
+    else:
+        assert err == ""
