@@ -38,7 +38,7 @@ MODULES: dict[str, list[str]] = {
     "dnn/layers.py": ["tests/test_dnn_layers.py"],
     "dnn/mitigation.py": ["tests/test_dnn_mitigation.py"],
     "surrogate/transfer.py": ["tests/test_surrogate_mvm.py", "tests/test_surrogate_physics.py",
-                              "tests/test_surrogate_io.py", "tests/test_surrogate_train.py"],
+                              "tests/test_surrogate_transfer.py"],
     "dnn/report.py": ["tests/test_dnn_report.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
