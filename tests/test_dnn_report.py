@@ -338,3 +338,96 @@ def test_settings_bounds_and_a_barely_better_surrogate(tmp_path):
     assert fid[0].problems() == []  # any improvement over the ideal model counts as better
     rows = load_results([_result(tmp_path / "d1.json", "c", "drift_1s", {"none": 0.5}, t_drift_s=1.0)])
     assert list(drift_sweep(rows)) == [("c", "m", "nu=0.05")]  # the shortest drift time still is drift
+
+
+GOLDEN_MD = """\
+| circuit | model | scenario | software | none | bn_adapt | bn_finetune | adapt_finetune |
+|---|---|---|---|---|---|---|---|
+| p64 | m | noise_0 | 99.0 | 12.0 ± 1.0 | 98.5 ± 1.0 |  | 99.0 ± 1.0 |
+| p64 | m | noise_0.1 | 99.0 | 10.0 ± 1.0 | 97.0 ± 1.0 | 98.0 ± 1.0 |  |
+
+Cost per method (mean over scenarios): trainable parameters, wall time, peak memory
+
+| method | trainable params | wall time (s) | peak memory (MB) |
+|---|---|---|---|
+| none | 0 | 1.0 | 10 |
+| bn_adapt | 0 | 2.0 | 20 |
+| bn_finetune | 0 | 1.0 | 10 |
+| adapt_finetune | 0 | 1.0 | 10 |
+
+PC2 diagnostic (mean over crossbar layers of sqrt(lambda2/lambda1) of the software-vs-crossbar output scatter; 0 = a pure gain BN can undo)
+
+| circuit | model | scenario | none | bn_adapt | bn_finetune | adapt_finetune |
+|---|---|---|---|---|---|---|
+| p64 | m | noise_0 |  | 0.250 |  | 0.100 |
+| p64 | m | noise_0.1 | 0.100 | 0.100 | 0.100 |  |
+
+Read-noise sigma at which each method falls 5 points below software (mean accuracy, interpolated linearly between the sweep's sigmas; "never": not within the sweep)
+
+| circuit | model | sigmas | none | bn_adapt | bn_finetune | adapt_finetune |
+|---|---|---|---|---|---|---|
+| p64 | m | 0, 0.1 | 0 | never | never | never |
+
+Surrogate fidelity against ngspice (RMS error relative to the full-scale column current; improvement = the ideal model's error / the surrogate's; a surrogate not better than the ideal model, or trained on data with failed samples, is not trusted)
+
+| circuit | test set | design | surrogate error (% FS) | ideal model error (% FS) | improvement | failed samples | trusted |
+|---|---|---|---|---|---|---|---|
+| p64 | held-out | transfer | 0.05 | 1 | 20x | 0 | yes |
+
+Shape of Paper 1's result
+
+- **yes**: no mitigation is well below software (>= 10 points) in every result (smallest drop 87.0 points)
+- **yes**: BN adaptation recovers most of the loss from parasitics (> 50% of the gap) (least recovered 99%)
+- **NO**: m on p64: BN adaptation fails (5 points below software, interpolated) at a lower read-noise sigma than BN fine-tuning, in the mean and for most seeds (adaptation fails at sigma never, fine-tuning at never)
+"""
+
+
+def test_markdown_report_in_full(tmp_path):
+    """The whole results.md for two results (one method missing in each, costs and PC2 missing for one
+    method), checked by hand: means and stds in percent, costs averaged over the results that have them,
+    blank cells where a method was not run, failure sigmas, the fidelity table and the statements."""
+    a = _result(tmp_path / "a.json", "p64", "noise_0.1", {"none": 0.1, "bn_adapt": 0.97, "bn_finetune": 0.98}, sigma=0.1)
+    b = _result(tmp_path / "b.json", "p64", "noise_0", {"none": 0.12, "bn_adapt": 0.985, "adapt_finetune": 0.99},
+                sigma=0.0)
+    d = json.loads(b.read_text())
+    d["methods"]["none"].update(wall_s="", peak_mem_mb="", pc2_mean="")
+    d["methods"]["bn_adapt"].update(wall_s=3.0, peak_mem_mb=30.0, trainable_params=0, pc2_mean=0.25)
+    b.write_text(json.dumps(d))
+    fidelity = load_fidelity([_fidelity(tmp_path / "p64.fidelity.json", "p64", 20.0, 0)])
+    assert fidelity[0].path == str(tmp_path / "p64.fidelity.json") and fidelity[0].design == "transfer"
+    assert markdown_table(load_results([a, b]), fidelity=fidelity) == GOLDEN_MD
+
+
+@pytest.mark.parametrize("field", ["models.surrogate.rel_rms_fs", "models.ideal.rel_rms_fs",
+                                   "improvement_over_ideal.surrogate"])
+def test_fidelity_fields_that_are_not_numbers_are_named(tmp_path, field):
+    path = _fidelity(tmp_path / "c.fidelity.json", "c", 5.0)
+    d = json.loads(path.read_text())
+    outer, *rest = field.split(".")
+    target = d[outer]
+    for key in rest[:-1]:
+        target = target[key]
+    target[rest[-1]] = "fast"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=f"c.fidelity.json: not a surrogate fidelity file \\({field}: expected a "
+                                         "number, got 'fast'\\)"):
+        load_fidelity([path])
+    d.pop("design")
+    d[outer] = json.loads(_fidelity(tmp_path / "ok.json", "c", 5.0).read_text())[outer]
+    path.write_text(json.dumps(d))
+    assert load_fidelity([path])[0].design == ""
+
+
+def test_results_without_array_size_or_circuit_spec_stay_out_of_the_size_sweep(tmp_path):
+    paths = [_result(tmp_path / f"{n}.json", f"c{n}", "parasitics", {"none": 0.5}, rows=n) for n in (32, 64)]
+    for p in paths:
+        d = json.loads(p.read_text())
+        d["circuit_spec"] = None
+        p.write_text(json.dumps(d))
+    no_size = _result(tmp_path / "x.json", "cx", "parasitics", {"none": 0.5})
+    d = json.loads(no_size.read_text())
+    d["mvm"] = {}
+    no_size.write_text(json.dumps(d))
+    sweep = size_sweep(load_results([*paths, no_size]))
+    assert list(sweep) == [("m", "ADC fixed")]  # family without wire and R_on: only the ADC range
+    assert sorted(r["rows"] for r in sweep[("m", "ADC fixed")]) == [32, 64]
