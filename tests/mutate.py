@@ -33,7 +33,8 @@ EQUIVALENT = REPO / "tests" / "mutation_equivalent.json"
 MODULES: dict[str, list[str]] = {
     "spice/simulate.py": ["tests/test_spice_simulate.py"],
     "spice/nodal.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_simulate.py"],
-    "spice/netlist.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_circuits.py"],
+    "spice/netlist.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_circuits.py",
+                         "tests/test_spice_netlist.py"],
     "dnn/mapping.py": ["tests/test_dnn_mapping.py"],
     "dnn/layers.py": ["tests/test_dnn_layers.py"],
     "dnn/mitigation.py": ["tests/test_dnn_mitigation.py"],
