@@ -197,5 +197,32 @@ def test_third_order_calibration_fits_a_global_coefficient_per_term(make_spec):
     torch.testing.assert_close(f[:, 1], ((v * v) @ t_n / 5).reshape(-1))
     torch.testing.assert_close(f[:, 2], ((v ** 3) @ t_n / 5).reshape(-1))
     torch.testing.assert_close(f[:, 3], (2 * lin * lin).reshape(-1))
+    torch.testing.assert_close(f[:, 4], (2 * lin * ((v * v) @ t_n / 5)).reshape(-1))
+    torch.testing.assert_close(f[:, 5], ((2 * lin) ** 2 * lin).reshape(-1))
     torch.testing.assert_close(f[:, 6], ((2 * lin) ** 2 * (t_n.sum(0) / 5)).reshape(-1))
     torch.testing.assert_close(f[:, 7], ((2 * lin) ** 3 * (t_n.sum(0) / 5)).reshape(-1))
+
+
+def test_small_settings_edge_cases(make_spec):
+    spec, tile = _tile(make_spec)
+    assert TransferNet(tile, cell_hidden=1).cell_hidden == 1  # the smallest network is allowed
+    assert TransferNet(tile, v_order=3).normalization()["output"] == (
+        "i_a = full_scale_a * i_n; v_order 1: i_n = v_n @ T_n / rows; v_order 3: see TransferNet docstring")
+    silent = _split(spec)
+    silent.v_v[:] = 0.0
+    silent.i_a[:] = 0.0
+    net = TransferNet(tile)
+    net.init_from_data(silent)  # no current at all: the scale stays 1
+    assert net.lin_scale.item() == 1.0
+
+
+def test_linear_apply_equals_the_per_vector_solve(make_spec):
+    _, tile = _tile(make_spec, r_wire_row_ohm=4.0, r_wire_col_ohm=6.0)
+    net = TransferNet(tile, cell_hidden=4).double()
+    with torch.no_grad():
+        net.cell_net[-1].bias.fill_(0.2)
+    g = torch.as_tensor(np.random.default_rng(6).uniform(5e-6, 5e-5, (2, 5, 4)))
+    v = torch.rand(2, 3, 5, dtype=torch.float64) * 0.2
+    torch.testing.assert_close(net.apply_n(net.fold(g), v), net.forward_n(g, v), rtol=1e-10, atol=1e-14)
+    v_n = v / tile.v_max_v
+    torch.testing.assert_close(net.apply_n(net.fold(g), v), v_n @ net.transfer_n(g) / 5)
