@@ -32,7 +32,7 @@ EQUIVALENT = REPO / "tests" / "mutation_equivalent.json"
 # module -> the test files that exercise it (each module's mutants run only these)
 MODULES: dict[str, list[str]] = {
     "spice/simulate.py": ["tests/test_spice_simulate.py"],
-    "spice/nodal.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_simulate.py"],
+    "spice/nodal.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_simulate.py", "tests/test_spice_netlist.py"],
     "spice/netlist.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_circuits.py",
                          "tests/test_spice_netlist.py"],
     "dnn/mapping.py": ["tests/test_dnn_mapping.py"],

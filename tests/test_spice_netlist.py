@@ -109,3 +109,35 @@ def test_custom_driver_subcircuit_is_used_for_every_row(make_spec, tmp_path):
     zero = make_spec(rows=3, cols=2, netlist=str(path), r_driver_ohm=0.0)
     assert "xc0_0 a0_0 b0_0 cell g=2e-05" in _lines(build_netlist(zero, G[:1].repeat(3, 0)[:, :2], V1[:, :1].repeat(3, 1),
                                                                   use_klu=False))
+
+
+def test_nodal_stamp_is_the_textbook_conductance_stamp():
+    """MNA: a conductance g between unknown nodes a and b adds [[g, -g], [-g, g]]; an end on a known
+    node (index >= n) adds only the diagonal entry of the other end."""
+    from spice.nodal import _scatter, _stamp
+
+    k = _stamp(3, np.array([0, 1]), np.array([1, 3]), np.array([2.0, 5.0])).toarray()
+    np.testing.assert_array_equal(k, [[2.0, -2.0, 0.0], [-2.0, 7.0, 0.0], [0.0, 0.0, 0.0]])
+    k = _stamp(2, np.array([2]), np.array([1]), np.array([4.0])).toarray()
+    np.testing.assert_array_equal(k, [[0.0, 0.0], [0.0, 4.0]])
+    # currents i_ab leave a and enter b; known nodes are dropped
+    np.testing.assert_array_equal(_scatter(2, np.array([0, 1]), np.array([1, 2]), np.array([3.0, 1.0])),
+                                  [3.0, -2.0])
+
+
+@pytest.mark.spice
+def test_sinh_cells_driven_directly_by_the_inputs(make_spec):
+    """No driver and no row wire: the cells hang on the input nodes themselves (known voltages)."""
+    spec = make_spec(rows=3, cols=3, r_driver_ohm=0.0, r_wire_row_ohm=0.0, r_wire_col_ohm=4.0, r_sense_ohm=200.0,
+                     netlist=str(CIRCUITS / "memristor_sinh.cir"))
+    rng = np.random.default_rng(8)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (3, 3))
+    v = rng.uniform(0.0, spec.v_read_max_v, (4, 3))
+    exact = nodal.column_currents_sinh(spec, g, v, b_per_v=5.0)
+    swept, failed = ngspice.solve(spec, g, v)
+    assert not failed.any()
+    # swept points with these 4 ohm column wires: 1.1e-7 of full scale (the first, an .op, 1e-14)
+    assert np.max(np.abs(swept - exact)) <= 1e-6 * np.max(np.abs(exact))
+    assert np.max(np.abs(exact - nodal.column_currents(spec, g, v))) > 1e-3 * np.max(np.abs(exact))
+    with pytest.raises(ValueError, match="^g_s has shape \\(2, 3\\), expected \\(3, 3\\)$"):
+        nodal.column_currents(spec, g[:2], v)
