@@ -141,3 +141,11 @@ def test_sinh_cells_driven_directly_by_the_inputs(make_spec):
     assert np.max(np.abs(exact - nodal.column_currents(spec, g, v))) > 1e-3 * np.max(np.abs(exact))
     with pytest.raises(ValueError, match="^g_s has shape \\(2, 3\\), expected \\(3, 3\\)$"):
         nodal.column_currents(spec, g[:2], v)
+
+
+def test_newton_reference_says_when_it_does_not_converge(make_spec):
+    spec = make_spec(rows=3, cols=2, netlist=str(CIRCUITS / "memristor_sinh.cir"))
+    g = np.full((3, 2), 3e-5)
+    v = np.array([[0.0, 0.0, 0.0], [0.2, 0.1, 0.2]])
+    with pytest.raises(RuntimeError, match="^Newton solve of vector 1 did not converge in 1 iterations$"):
+        nodal.column_currents_sinh(spec, g, v, b_per_v=5.0, max_iter=1)
