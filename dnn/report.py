@@ -143,7 +143,7 @@ class Fidelity:
         out = []
         if not (math.isfinite(self.improvement_over_ideal) and self.improvement_over_ideal > 1.0):
             out.append(f"the surrogate of {self.circuit} is not better than the ideal model on its {self.test_set} "
-                       f"test set ({self.improvement_over_ideal:.3g}x the ideal model's accuracy)")
+                       f"test set (improvement over the ideal model {self.improvement_over_ideal:.3g}x)")
         if self.n_failed_samples:
             out.append(f"{self.n_failed_samples} ngspice sample(s) failed in the {self.test_set} data of "
                        f"{self.circuit}'s surrogate")

@@ -2,6 +2,7 @@
 and every output file written (including a figure that says why a sweep is missing)."""
 
 import json
+import logging
 import math
 
 import pytest
@@ -427,7 +428,132 @@ def test_results_without_array_size_or_circuit_spec_stay_out_of_the_size_sweep(t
     no_size = _result(tmp_path / "x.json", "cx", "parasitics", {"none": 0.5})
     d = json.loads(no_size.read_text())
     d["mvm"] = {}
+    d["circuit_spec"] = None
     no_size.write_text(json.dumps(d))
     sweep = size_sweep(load_results([*paths, no_size]))
     assert list(sweep) == [("m", "ADC fixed")]  # family without wire and R_on: only the ADC range
     assert sorted(r["rows"] for r in sweep[("m", "ADC fixed")]) == [32, 64]
+
+
+# ----------------------------------------------------------------------------- edge cases and defaults
+def test_defaults_of_a_minimal_result_and_named_errors(tmp_path):
+    p = tmp_path / "min.json"
+    p.write_text(json.dumps({"circuit": "c", "model": "m", "scenario": "s", "software_accuracy": 0.9,
+                             "methods": {"custom": {"accuracy_mean": 0.5, "accuracy_std": 0.0},
+                                         "none": {"accuracy_mean": 0.1, "accuracy_std": 0.0}}}))
+    rows = load_results([p])
+    assert [r["method"] for r in rows] == ["none", "custom"]  # unknown methods after the known ones
+    r = rows[0]
+    assert (r["rows"], r["r_wire_ohm"], r["g_on_s"], r["adc_range"], r["read_noise_sigma"], r["t_drift_s"],
+            r["drift_nu_mean"], r["device_preset"], r["mvm_kind"], r["n_runs"], r["accuracy_per_seed"]) == \
+        ("", "", "", "fixed", 0.0, 0.0, 0.0, "", "", 0, [])
+    for bad, message in (({"software_accuracy": "high"}, "software_accuracy: expected a number, got 'high'"),
+                         ({"methods": {}}, "'methods' is empty: no method was evaluated")):
+        d = {**json.loads(p.read_text()), **bad}
+        p.write_text(json.dumps(d))
+        with pytest.raises(ValueError, match=f"min.json: not an evaluation result \\({message}\\)"):
+            load_results([p])
+
+
+def test_failure_sigma_counts_the_worst_result_at_a_sigma_and_the_line_itself(tmp_path):
+    # two ADC ranges at each sigma: the worse one counts, whichever comes first
+    paths = [_result(tmp_path / "a0.json", "c", "a0", {"bn_adapt": 0.75}, software=0.75, adc_range="calibrated"),
+             _result(tmp_path / "a1.json", "c", "a1", {"bn_adapt": 0.5}, sigma=0.2, software=0.75,
+                     adc_range="calibrated"),
+             _result(tmp_path / "b1.json", "c", "b1", {"bn_adapt": 0.625}, sigma=0.2, software=0.75)]
+    sweep = sigma_sweep(load_results(paths))[("c", "m")]
+    # drops 0 -> 25 points (the worse of 25 and 12.5): 5 points at sigma 0.04
+    assert failure_sigma(sweep, "bn_adapt", 5.0) == pytest.approx(0.04)
+    # a drop exactly on the line is not below it: 12.5 points is "never" for a 25-point line ...
+    assert failure_sigma(sweep, "bn_adapt", 25.0) == math.inf
+    assert failure_sigma(sweep, "bn_adapt", 24.0) == pytest.approx(0.2 * 24 / 25)
+
+
+def test_statement_boundaries_and_evidence_in_full(tmp_path):
+    """Binary fractions make the thresholds exact: recovery of exactly 50% is not 'most'; a drop of exactly
+    the close threshold is close; a result without loss is left out of the recovery, not divided by."""
+    paths = [_result(tmp_path / "a.json", "c64", "parasitics", {"none": 0.25, "bn_adapt": 0.5, "bn_finetune": 0.625},
+                     software=0.75),
+             _result(tmp_path / "b.json", "c32", "parasitics", {"none": 0.75, "bn_adapt": 0.75, "bn_finetune": 0.75},
+                     software=0.75, rows=32)]
+    checks = shape_check(load_results(paths), ReportSettings(close_drop_points=12.5))
+    recovery = next(c for c in checks if c.text.startswith("BN adaptation recovers"))
+    assert recovery.holds is False and recovery.evidence == "least recovered 50%; 1 result(s) without loss left out"
+    close = next(c for c in checks if c.text.startswith("BN fine-tuning is close"))
+    assert close.holds is True and close.evidence == "c32 (32x32): 0.0, c64 (64x64): 12.5"
+    assert close.text == ("BN fine-tuning is close to software (<= 12.5 points) for parasitics at every array size "
+                          "(ADC range fixed)")
+    assert shape_check(load_results(paths), ReportSettings(close_drop_points=12.4))[2].holds is False
+
+
+def test_statements_for_later_adc_ranges_and_sweeps_are_not_skipped(tmp_path):
+    paths = [_result(tmp_path / "cal.json", "c", "cal", {"none": 0.1}, adc_range="calibrated"),
+             _result(tmp_path / "fix.json", "c", "fix", {"none": 0.1, "bn_finetune": 0.98}),
+             *[_result(tmp_path / f"a{s}.json", "a", f"n{s}", {"none": 0.1, "bn_adapt": 0.9}, sigma=s)
+               for s in (0.0, 0.3)],
+             *[_result(tmp_path / f"b{s}.json", "b", f"n{s}", {"none": 0.1, "bn_adapt": 0.9, "bn_finetune": 0.9},
+                       sigma=s) for s in (0.0, 0.3)]]
+    texts = [c.text for c in shape_check(load_results(paths), ReportSettings())]
+    assert any(t.endswith("(ADC range fixed)") for t in texts)
+    assert not any(t.endswith("(ADC range calibrated)") for t in texts)
+    assert any(t.startswith("m on b: BN adaptation fails") for t in texts)
+    assert not any(t.startswith("m on a:") for t in texts)
+
+
+def test_two_seeds_that_disagree(tmp_path):
+    """In the mean adaptation fails first (sigma 0.104 vs 0.15), but seed by seed only in 1 of 2: not 'most'."""
+    paths = [_result(tmp_path / f"s{s}.json", "p", f"n{s}", {"none": 0.1, "bn_adapt": sum(a) / 2,
+                                                             "bn_finetune": sum(f) / 2},
+                     sigma=s, per_seed={"bn_adapt": a, "bn_finetune": f})
+             for s, a, f in ((0.0, [0.98, 0.98], [0.98, 0.98]), (0.3, [0.80, 0.93], [0.90, 0.90]))]
+    check = shape_check(load_results(paths), ReportSettings())[-1]
+    assert check.holds is False
+    assert check.evidence == ("adaptation fails at sigma 0.104, fine-tuning at 0.15; seed by seed, adaptation "
+                              "fails first in 1 of 2")
+
+
+def test_declined_statements_carry_every_reason_and_no_evidence(tmp_path):
+    paths = [_result(tmp_path / "a.json", "c", "parasitics", {"none": float("nan"), "bn_adapt": 0.9})]
+    fidelity = load_fidelity([_fidelity(tmp_path / "c.fidelity.json", "c", 0.5, failed=2)])
+    checks = shape_check(load_results(paths), ReportSettings(), fidelity)
+    assert [c.mark for c in checks] == ["declined", "declined"]
+    recovery = checks[1]
+    assert recovery.text == "BN adaptation recovers most of the loss from parasitics (> 50% of the gap)"
+    assert recovery.evidence == "" and recovery.holds is None
+    assert recovery.declined == ("the surrogate of c is not better than the ideal model on its held-out test set "
+                                 "(improvement over the ideal model 0.5x); 2 ngspice sample(s) failed in the "
+                                 "held-out data of c's surrogate; non-finite accuracy (c / m / parasitics / none)")
+    nothing = shape_check(load_results([_result(tmp_path / "b.json", "c", "parasitics",
+                                                {"none": 0.995, "bn_adapt": 0.99})]), ReportSettings())[1]
+    assert nothing.evidence == "" and nothing.text == recovery.text
+    md = markdown_table(load_results(paths), fidelity=fidelity)
+    assert md.count("- **declined**") == 2
+    one_std = _result(tmp_path / "std.json", "c", "s", {"none": 0.5})
+    d = json.loads(one_std.read_text())
+    d["methods"]["none"]["accuracy_std"] = 0.1
+    one_std.write_text(json.dumps(d))
+    assert "| 50.0 ± 10.0 |" in markdown_table(load_results([one_std]))
+
+
+def test_write_report_uses_settings_and_fidelity_makes_folders_and_logs(paper1_like, tmp_path, caplog):
+    fid = _fidelity(tmp_path / "p128.fidelity.json", "p128", 0.5)
+    md = tmp_path / "new" / "deeper" / "r.md"
+    with caplog.at_level(logging.INFO, logger="dnn.report"):
+        rows = write_report(paper1_like, md, tmp_path / "other" / "r.csv", tmp_path / "p.png",
+                            settings=ReportSettings(well_below_points=12.5), fidelity_paths=[fid])
+    text = md.read_text()
+    assert "(>= 12.5 points)" in text and "- **declined**" in text and "| p128 | held-out |" in text
+    assert [r.getMessage() for r in caplog.records if r.name == "dnn.report"] == [
+        f"report: {len(rows)} rows from 6 evaluations, 1 fidelity file(s)"]
+
+
+def test_a_failure_before_any_temporary_file_exists(paper1_like, tmp_path, monkeypatch):
+    import dnn.report as report
+
+    def fail(rows, path):
+        raise RuntimeError("cannot write")
+
+    monkeypatch.setattr(report, "write_csv", fail)  # the first output, before its file exists
+    with pytest.raises(RuntimeError, match="cannot write"):
+        write_report(paper1_like, tmp_path / "r.md", tmp_path / "r.csv", tmp_path / "p.png")
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".json")]
