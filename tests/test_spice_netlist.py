@@ -149,3 +149,32 @@ def test_newton_reference_says_when_it_does_not_converge(make_spec):
     v = np.array([[0.0, 0.0, 0.0], [0.2, 0.1, 0.2]])
     with pytest.raises(RuntimeError, match="^Newton solve of vector 1 did not converge in 1 iterations$"):
         nodal.column_currents_sinh(spec, g, v, b_per_v=5.0, max_iter=1)
+
+
+def test_two_vectors_and_a_sub_ohm_driver_use_the_norton_form(make_spec):
+    spec = make_spec(rows=2, cols=2, r_driver_ohm=0.5)
+    lines = _lines(build_netlist(spec, G, V3[:2], use_klu=False))
+    assert "bin0 0 d0 I=pwl(temper, 0,0.1, 1,0) / 0.5" in lines and "rdrv0 d0 0 0.5" in lines
+
+
+def test_driver_subcircuit_with_zero_spec_resistance_still_feeds_the_row_wire(make_spec, tmp_path):
+    path = tmp_path / "driver.cir"
+    path.write_text((CIRCUITS / "resistive.cir").read_text()
+                    + "\n.subckt driver in out params: r=1\nR1 in out {r}\n.ends driver\n")
+    spec = make_spec(rows=2, cols=2, netlist=str(path), r_driver_ohm=0.0, r_wire_row_ohm=2.0)
+    lines = _lines(build_netlist(spec, G, V1, use_klu=False))
+    assert "xdrv1 in1 d1 driver r=0" in lines and "rwr1_0 d1 a1_0 2" in lines
+
+
+@pytest.mark.spice
+@pytest.mark.parametrize("r_sense, r_wire_col", [(0.0, 0.0), (0.5, 0.0)])
+def test_sinh_cells_ending_on_ground_or_a_sub_ohm_sense(make_spec, r_sense, r_wire_col):
+    spec = make_spec(rows=3, cols=2, r_driver_ohm=100.0, r_wire_row_ohm=3.0, r_wire_col_ohm=r_wire_col,
+                     r_sense_ohm=r_sense, netlist=str(CIRCUITS / "memristor_sinh.cir"), g_on_s=1e-3, g_off_s=1e-4)
+    rng = np.random.default_rng(9)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (3, 2))
+    v = rng.uniform(0.0, spec.v_read_max_v, (3, 3))
+    exact = nodal.column_currents_sinh(spec, g, v, b_per_v=5.0)
+    swept, failed = ngspice.solve(spec, g, v)
+    assert not failed.any()
+    assert np.max(np.abs(swept - exact)) <= 1e-6 * np.max(np.abs(exact))
