@@ -445,9 +445,16 @@ def test_defaults_of_a_minimal_result_and_named_errors(tmp_path):
     assert [r["method"] for r in rows] == ["none", "custom"]  # unknown methods after the known ones
     r = rows[0]
     assert (r["rows"], r["r_wire_ohm"], r["g_on_s"], r["adc_range"], r["read_noise_sigma"], r["t_drift_s"],
-            r["drift_nu_mean"], r["device_preset"], r["mvm_kind"], r["n_runs"], r["accuracy_per_seed"]) == \
-        ("", "", "", "fixed", 0.0, 0.0, 0.0, "", "", 0, [])
+            r["drift_nu_mean"], r["device_preset"], r["mvm_kind"], r["n_runs"], r["accuracy_per_seed"],
+            r["trainable_params"], r["wall_s"], r["peak_mem_mb"], r["pc2_mean"]) == \
+        ("", "", "", "fixed", 0.0, 0.0, 0.0, "", "", 0, [], "", "", "", "")
+    calibrated = load_results([_result(tmp_path / "cal.json", "c", "s", {"none": 0.5}, adc_range="calibrated")])
+    assert calibrated[0]["adc_range"] == "calibrated"
+    with pytest.raises(ValueError, match="^report: no evaluation results given$"):
+        load_results([])
     for bad, message in (({"software_accuracy": "high"}, "software_accuracy: expected a number, got 'high'"),
+                         ({"methods": {"none": {"accuracy_mean": 0.1, "accuracy_std": "wide"}}},
+                          "methods.none.accuracy_std: expected a number, got 'wide'"),
                          ({"methods": {}}, "'methods' is empty: no method was evaluated")):
         d = {**json.loads(p.read_text()), **bad}
         p.write_text(json.dumps(d))
@@ -517,6 +524,7 @@ def test_declined_statements_carry_every_reason_and_no_evidence(tmp_path):
     fidelity = load_fidelity([_fidelity(tmp_path / "c.fidelity.json", "c", 0.5, failed=2)])
     checks = shape_check(load_results(paths), ReportSettings(), fidelity)
     assert [c.mark for c in checks] == ["declined", "declined"]
+    assert checks[0].evidence == "" and checks[0].holds is None
     recovery = checks[1]
     assert recovery.text == "BN adaptation recovers most of the loss from parasitics (> 50% of the gap)"
     assert recovery.evidence == "" and recovery.holds is None
