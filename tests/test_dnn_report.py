@@ -441,6 +441,7 @@ def test_defaults_of_a_minimal_result_and_named_errors(tmp_path):
     p.write_text(json.dumps({"circuit": "c", "model": "m", "scenario": "s", "software_accuracy": 0.9,
                              "methods": {"custom": {"accuracy_mean": 0.5, "accuracy_std": 0.0},
                                          "none": {"accuracy_mean": 0.1, "accuracy_std": 0.0}}}))
+    base = json.loads(p.read_text())
     rows = load_results([p])
     assert [r["method"] for r in rows] == ["none", "custom"]  # unknown methods after the known ones
     r = rows[0]
@@ -456,8 +457,7 @@ def test_defaults_of_a_minimal_result_and_named_errors(tmp_path):
                          ({"methods": {"none": {"accuracy_mean": 0.1, "accuracy_std": "wide"}}},
                           "methods.none.accuracy_std: expected a number, got 'wide'"),
                          ({"methods": {}}, "'methods' is empty: no method was evaluated")):
-        d = {**json.loads(p.read_text()), **bad}
-        p.write_text(json.dumps(d))
+        p.write_text(json.dumps({**base, **bad}))
         with pytest.raises(ValueError, match=f"min.json: not an evaluation result \\({message}\\)"):
             load_results([p])
 
