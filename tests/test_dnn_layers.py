@@ -729,3 +729,14 @@ def test_linear_layer_keeps_leading_dimensions_and_conv_keeps_its_name():
         torch.testing.assert_close(y.reshape(6, 6), xl(x.reshape(6, 20)))
     assert CrossbarConv2d.from_float(nn.Conv2d(1, 2, 3), EXACT, ideal(), name="features.0").name == "features.0"
     assert CrossbarConv2d(1, 2, 3, config=EXACT, mvm=ideal(), name="c").name == "c"
+
+
+def test_one_layer_serves_float32_then_float64_inputs():
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    x = _seeded(3, 20)
+    with torch.no_grad():
+        y32 = xl(x)
+        y64 = xl(x.double())  # the float32 program is not reused for float64 inputs
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), y32, rtol=1e-5, atol=1e-6)
