@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop peers
+.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop peers mutate
 
 install: ngspice $(STAMP)
 
@@ -51,6 +51,12 @@ peers:
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Mutation testing of the hot paths (mutmut, one module at a time; not part of `make test`: ~30-60 min on
+# 2 cores). One module: make mutate MODULES=dnn/mapping.py. Scores: README "Mutation testing".
+MODULES ?=
+mutate: install
+	$(PY) tests/mutate.py $(MODULES)
 
 clean:
 	rm -rf results .snakemake

@@ -224,7 +224,8 @@ def cmd_report(ns: argparse.Namespace) -> int:
         {"input": list(ns.inputs), "--settings-json": xcli.json_file(ns.settings_json)})
     try:
         settings = ReportSettings.from_dict(xcli.load_json_object(ns.settings_json, "--settings-json"))
-        write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings)
+        write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings,
+                     fidelity_paths=ns.fidelity)
     except ValueError as e:
         raise DnnInputError(f"report: {e}") from None
     return 0
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot-size", default=None, help="accuracy vs array size, parasitics only (.png)")
     r.add_argument("--settings-json", default=None,
                    help="thresholds of the shape check (dnn/report.py ReportSettings) as JSON object or file")
+    r.add_argument("--fidelity", nargs="*", default=[], metavar="JSON",
+                   help="surrogate fidelity files (*.fidelity.json, *.fidelity_dnn.json): tabled, and statements "
+                        "resting on an untrustworthy surrogate are declined")
     r.set_defaults(func=cmd_report)
     return p
 

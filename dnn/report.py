@@ -13,6 +13,15 @@ Sweeps are read from the settings each result records, not from scenario names: 
 sigma (results without drift), vs drift time (results without read noise, per drift law), vs array size
 (results with neither: the circuit's parasitics alone). `shape_check` states, from the same rows, whether
 the table has the shape of Paper 1 (Bhattacharjee et al. 2023).
+
+Trust: each surrogate's fidelity (the JSON files `python -m surrogate train --fidelity-json` and
+`python -m surrogate fidelity --json` write, given with ``--fidelity``) is tabled next to the results. A
+statement is *declined* ("declined: <reason>" instead of yes/NO) when any result it rests on is not to
+be trusted: a non-finite accuracy, a surrogate whose error is not lower than the ideal model's (v·G) on
+its test set, or ngspice samples that failed in the data the surrogate was trained on.
+
+Every output is first written under a temporary name in its folder; only when all of them were written
+are they renamed onto the requested names, so a failed report leaves the previous outputs untouched.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ import csv
 import json
 import logging
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -57,37 +68,132 @@ class ReportSettings:
         return out
 
 
+def _accuracy(value: Any, where: str) -> float:
+    """An accuracy as a float; NaN and inf are kept (and make statements decline), anything that is not
+    a number is an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
 def load_results(paths: list[str | Path]) -> list[dict]:
-    """One row per circuit x model x scenario x method."""
+    """One row per circuit x model x scenario x method. Every file is checked before any row is
+    returned: a file that is not an evaluation result, has no methods or holds an accuracy that is not
+    a number raises ValueError naming the file."""
     rows = []
+    if not paths:
+        raise ValueError("report: no evaluation results given")
     for path in paths:
         try:
             result = json.loads(Path(path).read_text())
             methods = result["methods"]
+            if not isinstance(methods, dict) or not methods:
+                raise ValueError("'methods' is empty: no method was evaluated")
             xbar = result.get("xbar_config", {})
             spec = result.get("circuit_spec") or {}
+            mvm = result.get("mvm", {})
             setting = {
-                "rows": result.get("mvm", {}).get("rows", ""), "r_wire_ohm": spec.get("r_wire_row_ohm", ""),
+                "rows": mvm.get("rows", ""), "r_wire_ohm": spec.get("r_wire_row_ohm", ""),
                 "g_on_s": spec.get("g_on_s", ""),
                 "adc_range": xbar.get("adc_range", "fixed"),
                 "read_noise_sigma": float(xbar.get("read_noise_sigma", 0.0)),
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
+                "mvm_kind": mvm.get("kind", ""),
             }
+            software = _accuracy(result["software_accuracy"], "software_accuracy")
+            for method, m in methods.items():
+                rows.append({
+                    "circuit": result["circuit"], "model": result["model"], "scenario": result["scenario"],
+                    "method": method,
+                    "accuracy_mean": _accuracy(m["accuracy_mean"], f"methods.{method}.accuracy_mean"),
+                    "accuracy_std": _accuracy(m["accuracy_std"], f"methods.{method}.accuracy_std"),
+                    "n_runs": len(m.get("accuracies", [])), "software_accuracy": software,
+                    "accuracy_per_seed": [_accuracy(a, f"methods.{method}.accuracy_per_seed")
+                                          for a in m.get("accuracy_per_seed", [])],
+                    **setting,
+                    "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
+                    "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
+                })
         except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an evaluation result ({exc})") from exc
-        for method, m in methods.items():
-            rows.append({
-                "circuit": result["circuit"], "model": result["model"], "scenario": result["scenario"],
-                "method": method, "accuracy_mean": m["accuracy_mean"], "accuracy_std": m["accuracy_std"],
-                "n_runs": len(m.get("accuracies", [])), "software_accuracy": result["software_accuracy"],
-                "accuracy_per_seed": list(m.get("accuracy_per_seed", [])),
-                **setting,
-                "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
-                "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
-            })
     rows.sort(key=lambda r: (r["circuit"], r["model"], r["scenario"], _method_rank(r["method"])))
     return rows
+
+
+# ----------------------------------------------------------------------------- trust
+@dataclass(frozen=True)
+class Fidelity:
+    """One surrogate fidelity measurement (surrogate/fidelity.py), errors relative to full scale."""
+
+    circuit: str
+    test_set: str
+    """'held-out' (matrices of the circuit's own ngspice dataset) or 'DNN-like' (a separate ngspice set
+    drawn from a trained model's tiles and activations)."""
+    design: str
+    rel_rms_fs: float
+    ideal_rel_rms_fs: float
+    improvement_over_ideal: float
+    n_failed_samples: int | None
+    """ngspice samples that failed in the data behind this measurement (None: not recorded)."""
+    path: str
+
+    def problems(self) -> list[str]:
+        """Why results computed with this surrogate are not to be trusted (empty: no reason)."""
+        out = []
+        if not (math.isfinite(self.improvement_over_ideal) and self.improvement_over_ideal > 1.0):
+            out.append(f"the surrogate of {self.circuit} is not better than the ideal model on its {self.test_set} "
+                       f"test set (improvement over the ideal model {self.improvement_over_ideal:.3g}x)")
+        if self.n_failed_samples:
+            out.append(f"{self.n_failed_samples} ngspice sample(s) failed in the {self.test_set} data of "
+                       f"{self.circuit}'s surrogate")
+        return out
+
+
+def load_fidelity(paths: list[str | Path]) -> list[Fidelity]:
+    """Fidelity JSON files as written by the surrogate stage; the test set is told by the file name
+    (``*.fidelity_dnn.json``: DNN-like, otherwise held-out)."""
+    out = []
+    for path in paths:
+        try:
+            d = json.loads(Path(path).read_text())
+            failed = d.get("n_failed_samples")
+            out.append(Fidelity(
+                circuit=str(d["circuit"]),
+                test_set="DNN-like" if Path(path).name.endswith("fidelity_dnn.json") else "held-out",
+                design=str(d.get("design", "")),
+                rel_rms_fs=_accuracy(d["models"]["surrogate"]["rel_rms_fs"], "models.surrogate.rel_rms_fs"),
+                ideal_rel_rms_fs=_accuracy(d["models"]["ideal"]["rel_rms_fs"], "models.ideal.rel_rms_fs"),
+                improvement_over_ideal=_accuracy(d["improvement_over_ideal"]["surrogate"],
+                                                 "improvement_over_ideal.surrogate"),
+                n_failed_samples=None if failed is None else int(failed),
+                path=str(path)))
+        except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a surrogate fidelity file ({exc})") from exc
+    return sorted(out, key=lambda f: (f.circuit, f.test_set))
+
+
+def _row_problems(r: dict, fidelity: list[Fidelity]) -> list[str]:
+    """Why one result row is not to be trusted (empty: no reason known)."""
+    out = []
+    values = [r["software_accuracy"], r["accuracy_mean"], *r["accuracy_per_seed"]]
+    if not all(math.isfinite(v) for v in values):
+        out.append(f"non-finite accuracy ({r['circuit']} / {r['model']} / {r['scenario']} / {r['method']})")
+    if r["mvm_kind"] == "surrogate":
+        for f in fidelity:
+            if f.circuit == r["circuit"]:
+                out.extend(f.problems())
+    return out
+
+
+def declined_reason(rows: list[dict], fidelity: list[Fidelity]) -> str:
+    """'' when every row may be trusted, else the reasons, each once, joined by '; '."""
+    reasons: list[str] = []
+    for r in rows:
+        for reason in _row_problems(r, fidelity):
+            if reason not in reasons:
+                reasons.append(reason)
+    return "; ".join(reasons)
 
 
 def _method_rank(method: str) -> int:
@@ -145,14 +251,17 @@ def failure_sigma(sweep: list[dict], method: str, drop_points: float, seed: int 
     `drop_points` below software.
 
     Linear interpolation between the last sweep point above the line and the first one below it
-    (the sweep's first sigma when that one is already below); inf when no point is below. Where
-    several results share a sigma (e.g. two ADC ranges at sigma 0) the worst one counts.
+    (the sweep's first sigma when that one is already below); inf when no point is below; NaN when an
+    accuracy it rests on is not finite (a NaN is neither above nor below the line). Where several
+    results share a sigma (e.g. two ADC ranges at sigma 0) the worst one counts.
     """
     worst: dict[float, float] = {}
     for r in sweep:
         if r["method"] == method:
             accuracy = r["accuracy_mean"] if seed is None else r["accuracy_per_seed"][seed]
             drop = 100 * (r["software_accuracy"] - accuracy)
+            if not math.isfinite(drop):
+                return math.nan
             worst[r["read_noise_sigma"]] = max(drop, worst.get(r["read_noise_sigma"], -math.inf))
     curve = sorted(worst.items())
     for k, (sigma, drop) in enumerate(curve):
@@ -173,56 +282,112 @@ def _groups(rows: list[dict]) -> dict[tuple, dict]:
 
 
 def _fmt_sigma(x: float) -> str:
+    if math.isnan(x):
+        return "n/a (non-finite accuracy)"
     return "never" if math.isinf(x) else f"{x:.3g}"
 
 
-def shape_check(rows: list[dict], settings: ReportSettings) -> list[tuple[str, bool | None, str]]:
-    """The four statements of Paper 1's result, each (statement, holds? or None = no data, evidence)."""
+class Statement(NamedTuple):
+    """One statement of the shape check. `holds` is None when there is no data for it or it is
+    declined; `declined` then says why the inputs are not to be trusted."""
+
+    text: str
+    holds: bool | None
+    evidence: str
+    declined: str = ""
+
+    @property
+    def mark(self) -> str:
+        if self.declined:
+            return "declined"
+        return "n/a" if self.holds is None else ("yes" if self.holds else "NO")
+
+    def line(self) -> str:
+        if self.declined:
+            return f"- **declined**: {self.text} (declined: {self.declined})"
+        return f"- **{self.mark}**: {self.text} ({self.evidence})"
+
+
+def _statement(text: str, inputs: list[dict], fidelity: list[Fidelity], decide: Callable[[], tuple[bool, str]]
+               ) -> Statement:
+    """A statement over `inputs`: declined when any of them is not to be trusted, else decided."""
+    reason = declined_reason(inputs, fidelity)
+    if reason:
+        return Statement(text, None, "", reason)
+    holds, evidence = decide()
+    return Statement(text, holds, evidence)
+
+
+def shape_check(rows: list[dict], settings: ReportSettings, fidelity: list[Fidelity] | None = None
+                ) -> list[Statement]:
+    """The four statements of Paper 1's result, each a Statement (text, holds?, evidence, declined)."""
     s = settings
-    out: list[tuple[str, bool | None, str]] = []
+    fidelity = fidelity or []
+    out: list[Statement] = []
     none = [r for r in rows if r["method"] == "none"]
     if none:
-        worst = min(100 * (r["software_accuracy"] - r["accuracy_mean"]) for r in none)
-        out.append((f"no mitigation is well below software (>= {s.well_below_points:g} points) in every result",
-                    worst >= s.well_below_points, f"smallest drop {worst:.1f} points"))
+        def _well_below() -> tuple[bool, str]:
+            worst = min(100 * (r["software_accuracy"] - r["accuracy_mean"]) for r in none)
+            return worst >= s.well_below_points, f"smallest drop {worst:.1f} points"
+
+        out.append(_statement(f"no mitigation is well below software (>= {s.well_below_points:g} points) in "
+                              "every result", none, fidelity, _well_below))
     para = [r for r in rows if parasitics_only(r)]
     by_key = {(r["circuit"], r["model"], r["scenario"], r["method"]): r for r in para}
-    recovered = []
-    for (c, m, sc, method), r in by_key.items():
-        base = by_key.get((c, m, sc, "none"))
-        if method == "bn_adapt" and base is not None:
-            gap = r["software_accuracy"] - base["accuracy_mean"]
-            if gap > 0:
-                recovered.append((r["accuracy_mean"] - base["accuracy_mean"]) / gap)
-    if recovered:
-        out.append(("BN adaptation recovers most of the loss from parasitics (> 50% of the gap)",
-                    min(recovered) > 0.5, f"least recovered {100 * min(recovered):.0f}%"))
+    pairs = [(r, by_key[(c, m, sc, "none")]) for (c, m, sc, method), r in by_key.items()
+             if method == "bn_adapt" and (c, m, sc, "none") in by_key]
+    if pairs:
+        text = "BN adaptation recovers most of the loss from parasitics (> 50% of the gap)"
+        inputs = [x for pair in pairs for x in pair]
+        reason = declined_reason(inputs, fidelity)
+        lossy = [(r, base) for r, base in pairs if r["software_accuracy"] - base["accuracy_mean"] > 0]
+        if reason:
+            out.append(Statement(text, None, "", reason))
+        elif not lossy:
+            out.append(Statement(text, None, "", "no loss to recover: without mitigation the network is at or "
+                                 f"above software in every parasitics result ({len(pairs)})"))
+        else:
+            recovered = [(r["accuracy_mean"] - base["accuracy_mean"]) / (r["software_accuracy"] - base["accuracy_mean"])
+                         for r, base in lossy]
+            evidence = f"least recovered {100 * min(recovered):.0f}%"
+            if len(lossy) < len(pairs):
+                evidence += f"; {len(pairs) - len(lossy)} result(s) without loss left out"
+            out.append(Statement(text, min(recovered) > 0.5, evidence))
     for adc in sorted({r["adc_range"] for r in para}):
         ft = [r for r in para if r["method"] == "bn_finetune" and r["adc_range"] == adc]
         if not ft:
             continue
-        drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})": 100 * (r["software_accuracy"] - r["accuracy_mean"])
-                 for r in ft}
-        out.append((f"BN fine-tuning is close to software (<= {s.close_drop_points:g} points) for parasitics at "
-                    f"every array size (ADC range {adc})", max(drops.values()) <= s.close_drop_points,
-                    ", ".join(f"{k}: {v:.1f}" for k, v in sorted(drops.items()))))
+
+        def _close(ft: list[dict] = ft) -> tuple[bool, str]:
+            drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})": 100 * (r["software_accuracy"] - r["accuracy_mean"])
+                     for r in ft}
+            return (max(drops.values()) <= s.close_drop_points,
+                    ", ".join(f"{k}: {v:.1f}" for k, v in sorted(drops.items())))
+
+        out.append(_statement(f"BN fine-tuning is close to software (<= {s.close_drop_points:g} points) for "
+                              f"parasitics at every array size (ADC range {adc})", ft, fidelity, _close))
     for (circuit, model), sweep in sigma_sweep(rows).items():
-        methods = {r["method"] for r in sweep}
-        if {"bn_adapt", "bn_finetune"} <= methods:
+        used = [r for r in sweep if r["method"] in ("bn_adapt", "bn_finetune")]
+        if {r["method"] for r in used} != {"bn_adapt", "bn_finetune"}:
+            continue
+
+        def _fails_first_in_sweep(sweep: list[dict] = sweep, used: list[dict] = used) -> tuple[bool, str]:
             a = failure_sigma(sweep, "bn_adapt", s.fail_drop_points)
             f = failure_sigma(sweep, "bn_finetune", s.fail_drop_points)
             holds = _fails_first(a, f)
             evidence = f"adaptation fails at sigma {_fmt_sigma(a)}, fine-tuning at {_fmt_sigma(f)}"
-            n_seeds = min(len(r["accuracy_per_seed"]) for r in sweep if r["method"] in ("bn_adapt", "bn_finetune"))
+            n_seeds = min(len(r["accuracy_per_seed"]) for r in used)
             if n_seeds >= 2:  # the same comparison seed by seed (same programming and noise draws)
                 first = sum(_fails_first(failure_sigma(sweep, "bn_adapt", s.fail_drop_points, k),
                                          failure_sigma(sweep, "bn_finetune", s.fail_drop_points, k))
                             for k in range(n_seeds))
                 holds = holds and 2 * first > n_seeds
                 evidence += f"; seed by seed, adaptation fails first in {first} of {n_seeds}"
-            out.append((f"{model} on {circuit}: BN adaptation fails ({s.fail_drop_points:g} points below "
-                        "software, interpolated) at a lower read-noise sigma than BN fine-tuning, in the mean "
-                        "and for most seeds", holds, evidence))
+            return holds, evidence
+
+        out.append(_statement(f"{model} on {circuit}: BN adaptation fails ({s.fail_drop_points:g} points below "
+                              "software, interpolated) at a lower read-noise sigma than BN fine-tuning, in the "
+                              "mean and for most seeds", used, fidelity, _fails_first_in_sweep))
     return out
 
 
@@ -230,10 +395,29 @@ def _fails_first(sigma_a: float, sigma_b: float) -> bool:
     return sigma_a < sigma_b or (math.isinf(sigma_b) and not math.isinf(sigma_a))
 
 
-def markdown_table(rows: list[dict], settings: ReportSettings | None = None) -> str:
+def fidelity_table(fidelity: list[Fidelity]) -> list[str]:
+    """Markdown lines: each surrogate's error against ngspice next to the ideal model's."""
+    if not fidelity:
+        return []
+    lines = ["", "Surrogate fidelity against ngspice (RMS error relative to the full-scale column current; "
+             "improvement = the ideal model's error / the surrogate's; a surrogate not better than the ideal "
+             "model, or trained on data with failed samples, is not trusted)", "",
+             "| circuit | test set | design | surrogate error (% FS) | ideal model error (% FS) | improvement "
+             "| failed samples | trusted |", "|---|---|---|---|---|---|---|---|"]
+    for f in fidelity:
+        failed = "not recorded" if f.n_failed_samples is None else str(f.n_failed_samples)
+        trusted = "no" if f.problems() else "yes"
+        lines.append(f"| {f.circuit} | {f.test_set} | {f.design} | {100 * f.rel_rms_fs:.3g} | "
+                     f"{100 * f.ideal_rel_rms_fs:.3g} | {f.improvement_over_ideal:.3g}x | {failed} | {trusted} |")
+    return lines
+
+
+def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
+                   fidelity: list[Fidelity] | None = None) -> str:
     """Accuracy (%) per circuit/model/scenario (rows) and method (columns), mean ± std; cost, PC2,
-    failure sigma and the Paper-1 shape check."""
+    failure sigma, surrogate fidelity and the Paper-1 shape check."""
     settings = settings or ReportSettings()
+    fidelity = fidelity or []
     methods = _methods(rows)
     groups = _groups(rows)
     header = "| circuit | model | scenario | software | " + " | ".join(methods) + " |"
@@ -269,13 +453,15 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None) -> 
             cells = [_fmt_sigma(failure_sigma(sweep, m, settings.fail_drop_points)) for m in methods]
             fail.append(f"| {circuit} | {model} | {sigmas} | " + " | ".join(cells) + " |")
     check = ["", "Shape of Paper 1's result", ""]
-    for statement, holds, evidence in shape_check(rows, settings):
-        mark = "n/a" if holds is None else ("yes" if holds else "NO")
-        check.append(f"- **{mark}**: {statement} ({evidence})")
-    return "\n".join(lines + cost + pc2 + fail + check) + "\n"
+    check += [st.line() for st in shape_check(rows, settings, fidelity)]
+    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check) + "\n"
 
 
 # ----------------------------------------------------------------------------- plots
+# Figure drawing is left out of mutation testing (make mutate): its sizes, fonts, colours and labels are
+# presentation, not behaviour. What each figure shows is chosen by sigma_sweep/drift_sweep/size_sweep
+# (tested), and the tests check each figure's panel count through its pixel size.
+# pragma: no mutate start
 def _pyplot():
     import matplotlib
 
@@ -373,6 +559,9 @@ def plot_size(rows: list[dict], path: str | Path) -> None:
     _line_panels(path, panels, "rows", "array size (rows = columns)", log_x=True)
 
 
+# pragma: no mutate end
+
+
 def _circuit_family(r: dict) -> str:
     """What besides the size tells results apart in the size sweep: wire resistance, R_on, ADC range."""
     parts = []
@@ -384,19 +573,43 @@ def _circuit_family(r: dict) -> str:
     return ", ".join(parts)
 
 
+def _temporary(path: Path) -> Path:
+    """A temporary name beside `path` that keeps its extension (matplotlib picks the format from it)."""
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
 def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path,
                  plot_sigma_path: str | Path | None = None, plot_drift_path: str | Path | None = None,
-                 plot_size_path: str | Path | None = None, settings: ReportSettings | None = None) -> list[dict]:
+                 plot_size_path: str | Path | None = None, settings: ReportSettings | None = None,
+                 fidelity_paths: list[str | Path] | None = None) -> list[dict]:
+    """Read the evaluation (and fidelity) files and write every output, atomically as a set: all outputs
+    are rendered under temporary names first and renamed only when every one of them succeeded; on any
+    error the temporary files are removed and earlier outputs stay as they were."""
     rows = load_results(paths)
-    outputs = [(md, None), (csv_path, None), (plot_path, plot), (plot_sigma_path, plot_sigma),
-               (plot_drift_path, plot_drift), (plot_size_path, plot_size)]
-    for out, _ in outputs:
-        if out is not None:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, csv_path)
-    Path(md).write_text(markdown_table(rows, settings))
-    for out, fn in outputs[2:]:
-        if out is not None:
-            fn(rows, out)
-    log.info("report: %d rows from %d evaluations", len(rows), len(paths))
+    fidelity = load_fidelity(list(fidelity_paths or []))
+    writers: list[tuple[str | Path | None, Callable[[Path], None]]] = [
+        (csv_path, lambda p: write_csv(rows, p)),
+        (md, lambda p: p.write_text(markdown_table(rows, settings, fidelity))),
+        (plot_path, lambda p: plot(rows, p)),
+        (plot_sigma_path, lambda p: plot_sigma(rows, p)),
+        (plot_drift_path, lambda p: plot_drift(rows, p)),
+        (plot_size_path, lambda p: plot_size(rows, p)),
+    ]
+    done: list[tuple[Path, Path]] = []
+    try:
+        for out, write in writers:
+            if out is None:
+                continue
+            final = Path(out)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temporary(final)
+            done.append((tmp, final))
+            write(tmp)
+    except BaseException:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in done:
+        os.replace(tmp, final)
+    log.info("report: %d rows from %d evaluations, %d fidelity file(s)", len(rows), len(paths), len(fidelity))
     return rows

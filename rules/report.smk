@@ -3,7 +3,9 @@
 
 rule report:
     input:
-        eval_results(),
+        evals=eval_results(),
+        fidelity=expand(f"{RESULTS}/surrogate/{{circuit}}.{{kind}}.json", circuit=simulated_circuits(),
+                        kind=["fidelity", "fidelity_dnn"]),
     output:
         md=report(f"{RESULTS}/report/results.md", caption="../report/results.rst", category="Results"),
         csv=f"{RESULTS}/report/results.csv",
@@ -25,6 +27,6 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     shell:
-        "{PY} -m dnn report {input} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
+        "{PY} -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
         "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "
         "> {log} 2>&1"

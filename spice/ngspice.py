@@ -61,7 +61,9 @@ def _shared():
     global _instance, _info
     with _lock:
         if _instance is None:
-            os.environ.setdefault("NGSPICE_LIBRARY_PATH", "libngspice.so.0")
+            # conda sets ${CONDA_PREFIX}/lib/libngspice.so through environment.yml, unexpanded
+            os.environ["NGSPICE_LIBRARY_PATH"] = os.path.expandvars(
+                os.environ.get("NGSPICE_LIBRARY_PATH", "libngspice.so.0"))
             # PySpice logs every ngspice stderr line at error level; xbarchar reports errors itself.
             logging.getLogger("PySpice").setLevel(logging.CRITICAL)
             import PySpice

@@ -5,14 +5,20 @@ Mitigate Diverse Hardware-noise in In-memory Computing" (arXiv 2305.18416): RRAM
 ON/OFF ratio 10, R_driver 1 kOhm, R_wire 5-10 Ohm per segment, R_sense 1 kOhm, 64x64 and 128x128.
 GENIEx = Chakraborty et al., DAC 2020: R_on 100 kOhm, ON/OFF 6, arrays 16/32/64.
 The read voltage (0.2 V max) is a typical RRAM read level, not taken from either paper.
+
+A preset's circuit file is the copy that ships in the package (:mod:`spice.resources`), so presets work
+from any working directory and from an installed wheel.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from spice.resources import circuit_path
+
+_RESISTIVE = str(circuit_path("resistive.cir"))
 _PAPER1 = {
-    "netlist": "data/circuits/resistive.cir",
+    "netlist": _RESISTIVE,
     "r_driver_ohm": 1000.0,
     "r_sense_ohm": 1000.0,
     "g_on_s": 1.0 / 20e3,  # R_on = 20 kOhm
@@ -20,7 +26,7 @@ _PAPER1 = {
     "v_read_max_v": 0.2,
 }
 _GENIEX = {
-    "netlist": "data/circuits/resistive.cir",
+    "netlist": _RESISTIVE,
     "r_driver_ohm": 1000.0,
     "r_sense_ohm": 1000.0,
     "r_wire_row_ohm": 5.0,

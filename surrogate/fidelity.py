@@ -85,6 +85,7 @@ def evaluate(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True) -> t
         "data_sha256": splits.sha256,
         "n_test_matrices": test.n_matrices,
         "n_test_samples": test.n_samples,
+        "n_failed_samples": splits.n_failed_dropped,  # ngspice failures dropped from this data (dnn/report.py)
         "test_g_rows": [int(x) for x in test.g_rows],
         "models": models,
         "improvement_over_ideal": improvement,

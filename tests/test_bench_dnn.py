@@ -75,9 +75,30 @@ def test_bench_runs_every_mode_and_reports_consistent_figures(bench, surrogate_f
 
     acc = result["accuracy"]
     assert set(acc) == {label for label, r in tp.items() if r["kind"] != "noisy"}
-    assert all(0.0 <= a <= 1.0 for r in acc.values() for a in r.values())
+    # accuracies are fractions of the 24 test images: multiples of 1/24
+    for r in acc.values():
+        for a in r.values():
+            assert 0.0 <= a <= 1.0 and a * 24 == pytest.approx(round(a * 24), abs=1e-9)
     (label, gap), = result["accuracy_gap_points"].items()
     exact = next(lbl for lbl, r in tp.items() if r["kind"] == "exact")
     assert gap["bn_adapt"] == pytest.approx(100 * abs(acc[label]["bn_adapt"] - acc[exact]["bn_adapt"]))
-    assert result["targets"][label]["time_target_met"] == (tp[label]["time_x_ideal"] <= 3.0)
+    t = result["targets"][label]
+    assert t["time_x_ideal"] == tp[label]["time_x_ideal"] and t["max_gap_points"] == max(gap.values())
     assert any(label in line for line in lines) and any("| mode (batch 8)" in line for line in lines)
+
+
+def test_targets_against_hand_made_figures(bench):
+    """The issue's targets: at most 3x the ideal-quantized time, at most 1 point of accuracy gap."""
+    tp = {"fast": {"time_x_ideal": 2.9}, "edge": {"time_x_ideal": 3.0}, "slow": {"time_x_ideal": 3.1}}
+    gap = {"fast": {"none": 0.2, "bn_adapt": 1.0}, "edge": {"none": 0.5, "bn_adapt": 1.2},
+           "slow": {"none": 0.0, "bn_adapt": 0.0}}
+    tg = bench.targets(tp, gap)
+    assert {k: (v["time_target_met"], v["accuracy_target_met"], v["max_gap_points"]) for k, v in tg.items()} == {
+        "fast": (True, True, 1.0), "edge": (True, False, 1.2), "slow": (False, True, 0.0)}
+    untimed = bench.targets({}, {"fast": {"none": 0.3}})
+    assert untimed == {"fast": {"time_x_ideal": None, "time_target_met": None, "max_gap_points": 0.3,
+                                "accuracy_target_met": True}}
+    lines = bench.target_lines(tg)
+    assert "- edge: 3.00x the ideal-quantized time (target <= 3x: met); accuracy gap to exact <= 1.2 points " \
+           "(target <= 1: NOT met)" in lines
+    assert "- fast: not timed;" in bench.target_lines(untimed)[0]

@@ -26,6 +26,10 @@ def test_tile_bank_holds_programmed_levels_and_dac_voltages(tmp_path, make_spec)
     # voltages are DAC outputs: non-negative, within v_max, on a 2^8-level grid per vector
     assert v.min() >= 0.0 and v.max() <= 0.2
     assert (np.abs(v).sum(1) > 0).all()
+    codes = v / 0.2 * 127  # the 8-bit DAC's codes 0..127 (v_max / 127 per code)
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-4)
+    assert (np.abs(codes.max(1) - 127) < 1e-4).any()  # a vector whose largest input is in this row tile
+    assert len(np.unique(np.round(codes))) > 16  # many DAC levels in use, not a coarse grid
     # the SPICE stage's from_file sampler draws exactly these
     save_bank(tmp_path / "bank.npz", g, v)
     spec = make_spec(rows=16, cols=16)

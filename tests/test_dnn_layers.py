@@ -199,13 +199,44 @@ def test_per_forward_read_noise_redraws_every_forward_and_is_seeded():
         b1, b2 = b(x), b(x)
         c1 = CrossbarLinear.from_float(lin, cfg.replace(seed=4), ideal(), name="fc")(x)
         d1 = CrossbarLinear.from_float(lin, cfg, ideal(), name="other")(x)
-        clean = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), ideal())(x)
     assert mvm.binds == 2  # re-bound on every forward
     assert not torch.allclose(a1, a2)
     assert torch.equal(a1, b1) and torch.equal(a2, b2)  # same seed and name: same draws
     assert not torch.allclose(a1, c1) and not torch.allclose(a1, d1)
-    rel = ((a1 - clean).norm() / clean.norm()).item()
-    assert 0.005 < rel < 0.3
+    # without DAC and ADC the noise is linear in sigma: the same draws at twice the sigma give exactly
+    # twice the deviation (the absolute scale: test_read_noise_of_one_weight_matches_the_device_level_...)
+    exact = EXACT.replace(read_noise_sigma=0.1, read_noise_mode="per_forward", seed=3, clip_conductances=False)
+    with torch.no_grad():
+        base = CrossbarLinear.from_float(lin, exact.replace(read_noise_sigma=0.0), ideal(), name="fc")(x)
+        once = CrossbarLinear.from_float(lin, exact, ideal(), name="fc")(x)
+        double = CrossbarLinear.from_float(lin, exact.replace(read_noise_sigma=0.2), ideal(), name="fc")(x)
+    torch.testing.assert_close(double - base, 2 * (once - base), rtol=1e-3, atol=1e-5)
+    assert (once - base).abs().max() > 1e-3 * base.abs().max()
+
+
+@pytest.mark.parametrize("mode", ["per_forward", "per_read"])
+def test_read_noise_of_one_weight_matches_the_device_level_calculation(mode):
+    """One weight at full scale (q = 127 = 7 * 16 + 15) on 4-bit cells, differential pair, no DAC/ADC:
+    slice 0 holds g_max on G+, slice 1 holds g_min + 7 step; every G- device sits at g_min. Each of the
+    four devices reads g (1 + sigma N(0, 1)), so the output's relative standard deviation is
+    sigma sqrt(sum_s 256^s (g+_s^2 + g-_s^2)) / sum_s 16^s (g+_s - g-_s)  (computed here by hand)."""
+    sigma, step = 0.1, (G_MAX - G_MIN) / 15
+    g_plus, g_minus = [G_MAX, G_MIN + 7 * step], [G_MIN, G_MIN]
+    expected = sigma * math.sqrt(sum(256**s * (g_plus[s] ** 2 + g_minus[s] ** 2) for s in range(2))) / (127 * step)
+    lin = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+    cfg = EXACT.replace(read_noise_sigma=sigma, read_noise_mode=mode, seed=11, clip_conductances=False)
+    layer = CrossbarLinear.from_float(lin, cfg, ideal(), name="one")
+    x = torch.ones(1, 1, dtype=torch.float64)
+    layer.double()
+    with torch.no_grad():
+        if mode == "per_forward":
+            ys = torch.cat([layer(x) for _ in range(3000)])
+        else:
+            ys = layer(x.expand(20000, 1))
+    assert ys.mean().item() == pytest.approx(0.5, rel=3 * expected / 3000**0.5 + 1e-9)
+    assert (ys.std() / 0.5).item() == pytest.approx(expected, rel=0.06)
 
 
 def _noise_std(layer, x, n):
@@ -407,3 +438,306 @@ def test_calibrated_adc_range_follows_the_arrays_real_currents():
     assert copy.deepcopy(layer).adc_full_scale_a == layer.adc_full_scale_a  # survives the per-method copies
     # A fixed-range layer is left alone.
     assert layers_mod.calibrate_adc(coarse, loader) is coarse and coarse.adc_full_scale_a is None
+
+
+# ----------------------------------------------------------------------------- construction and conversion
+def _dequantized_conv(conv, x, stride, padding, dilation):
+    """Reference: the float convolution with the 8-bit quantized weights (what EXACT maps)."""
+    q, s_w = quantize_weights(conv.weight.detach(), 8)
+    bias = None if conv.bias is None else conv.bias.detach()
+    return F.conv2d(x, q * s_w, bias, stride=stride, padding=padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("stride,padding,dilation,bias", [
+    ((2, 1), (1, 0), (1, 1), True), (1, (0, 2), (2, 1), False), (1, "valid", 1, True), (2, 1, 2, False)])
+def test_conv_conversion_keeps_every_geometry_setting(stride, padding, dilation, bias):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 5, (3, 2), stride=stride, padding=padding, dilation=dilation, bias=bias)
+    xc = CrossbarConv2d.from_float(conv, EXACT, ideal(rows=8, cols=4), name="c")
+    x = _seeded(2, 3, 9, 8)
+    pad = (0, 0) if padding == "valid" else padding
+    with torch.no_grad():
+        ref = _dequantized_conv(conv, x, stride, pad, dilation)
+        out = xc(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    assert (xc.bias is None) == (not bias)
+    assert xc.stride == ((stride, stride) if isinstance(stride, int) else stride)
+    assert xc.padding == ((pad, pad) if isinstance(pad, int) else tuple(pad))
+
+
+def test_direct_construction_defaults_and_frozen_copies():
+    cfg, mvm = EXACT, ideal()
+    conv = CrossbarConv2d(2, 3, 3, config=cfg, mvm=mvm)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (2, 3, (3, 3))
+    assert (conv.stride, conv.padding, conv.dilation) == ((1, 1), (0, 0), (1, 1))
+    assert conv.weight.shape == (3, 2, 3, 3) and conv.bias is not None and conv.bias.shape == (3,)
+    assert conv.name == "" and not conv.weight.requires_grad and not conv.bias.requires_grad
+    assert conv(_seeded(1, 2, 5, 5)).shape == (1, 3, 3, 3)
+    lin = CrossbarLinear(4, 3, config=cfg, mvm=mvm)
+    assert lin.bias is not None and lin.name == "" and lin.weight.shape == (3, 4)
+    assert CrossbarLinear(4, 3, False, config=cfg, mvm=mvm).bias is None
+    src = nn.Linear(4, 3)
+    xl = CrossbarLinear.from_float(src, cfg, mvm)
+    assert xl.name == ""
+    assert isinstance(xl.weight, nn.Parameter) and isinstance(xl.bias, nn.Parameter)
+    assert not xl.weight.requires_grad and not xl.bias.requires_grad  # crossbar weights start frozen
+    assert torch.equal(xl.weight, src.weight) and torch.equal(xl.bias, src.bias)
+    with torch.no_grad():
+        src.weight.add_(1.0)
+        src.bias.add_(1.0)
+    assert not torch.equal(xl.weight, src.weight) and not torch.equal(xl.bias, src.bias)  # copies, not views
+
+
+def test_conversion_errors_name_the_layer_and_the_fix():
+    mvm = ideal()
+    with pytest.raises(TypeError, match="^expected nn.Conv2d, got Linear$"):
+        CrossbarConv2d.from_float(nn.Linear(2, 2), EXACT, mvm)
+    with pytest.raises(TypeError, match="^expected nn.Linear, got Conv2d$"):
+        CrossbarLinear.from_float(nn.Conv2d(1, 1, 1), EXACT, mvm)
+    with pytest.raises(ValueError, match="^features.3: groups=2 is not supported \\(only 1\\); exclude this layer "
+                                         "to keep it digital$"):
+        CrossbarConv2d.from_float(nn.Conv2d(2, 2, 3, groups=2), EXACT, mvm, name="features.3")
+    with pytest.raises(ValueError, match="^Conv2d: groups=2"):
+        CrossbarConv2d.from_float(nn.Conv2d(2, 2, 3, groups=2), EXACT, mvm)
+    with pytest.raises(ValueError, match="^Conv2d: padding=\\(1, 1\\), padding_mode='reflect' not supported \\(numeric "
+                                         "zero padding only\\)$"):
+        CrossbarConv2d.from_float(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), EXACT, mvm)
+    with pytest.raises(ValueError, match="^c1: padding='same', padding_mode='zeros' not supported"):
+        CrossbarConv2d.from_float(nn.Conv2d(1, 1, 3, padding="same"), EXACT, mvm, name="c1")
+    with pytest.raises(TypeError, match="^config must be a CrossbarConfig, got dict$"):
+        CrossbarLinear(2, 2, config={}, mvm=mvm)
+    with pytest.raises(TypeError, match="mvm must implement dnn.mvm.TileMVM .*got str$"):
+        CrossbarLinear(2, 2, config=EXACT, mvm="ideal")
+
+
+def test_offset_encoding_needs_two_columns_per_tile():
+    offset = EXACT.replace(encoding="offset")
+    lin = nn.Linear(3, 2)
+    CrossbarLinear.from_float(lin, offset, CountingMVM(rows=4, cols=2))  # one weight column + the reference
+    CrossbarLinear.from_float(lin, EXACT, CountingMVM(rows=4, cols=1))  # differential: one column is enough
+    with pytest.raises(ValueError, match="^offset encoding needs >= 2 columns per tile \\(one is the reference "
+                                         "column\\)$"):
+        CrossbarLinear.from_float(lin, offset, CountingMVM(rows=4, cols=1))
+
+
+def test_unipolar_tile_models_refuse_signed_inputs():
+    @dataclass
+    class Unipolar(CountingMVM):
+        v_min_v: float = 0.0
+
+    lin = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="^Unipolar covers row voltages \\[0.0, 0.2\\] V only; signed inputs need "
+                                         "input_polarity='two_phase'$"):
+        CrossbarLinear.from_float(lin, EXACT.replace(input_polarity="signed"), Unipolar())
+    CrossbarLinear.from_float(lin, EXACT.replace(input_polarity="two_phase"), Unipolar())
+
+
+@dataclass
+class LastBindMVM(CountingMVM):
+    """Ideal tile model that keeps the conductances of its last bind."""
+
+    last_g: torch.Tensor | None = None
+
+    def bind(self, g_s):
+        self.last_g = g_s
+        return super().bind(g_s)
+
+
+def test_set_mvm_switches_the_tile_model_and_drops_the_cache():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    first, second = CountingMVM(), CountingMVM()
+    xl = CrossbarLinear.from_float(lin, EXACT, first)
+    x = _seeded(3, 20)
+    y = xl(x)  # outside no_grad: frozen weights still cache
+    xl(x)
+    assert first.binds == 1
+    xl.set_mvm(second)
+    torch.testing.assert_close(xl(x), y)
+    assert second.binds == 1 and first.binds == 1
+
+
+def test_noisy_conductances_are_clipped_to_the_programmable_range():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    for clip in (True, False):
+        mvm = LastBindMVM()
+        cfg = EXACT.replace(read_noise_sigma=0.5, read_noise_mode="per_forward", clip_conductances=clip, seed=2)
+        with torch.no_grad():
+            CrossbarLinear.from_float(lin, cfg, mvm, name="fc")(_seeded(2, 20))
+        g = mvm.last_g
+        inside = bool(g.min() >= G_MIN) and bool(g.max() <= G_MAX)
+        assert inside == clip
+        if clip:  # both bounds are reached by a sigma of 0.5
+            assert g.min() == G_MIN and g.max() == G_MAX
+
+
+def test_retraining_reprograms_every_step_and_inference_caches():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    mvm = CountingMVM()
+    xl = CrossbarLinear.from_float(lin, EXACT, mvm)
+    xl.weight.requires_grad_(True)
+    x = _seeded(4, 20)
+    for _ in range(2):  # two training steps: a cached (graph-attached) program would break the 2nd backward
+        xl(x).sum().backward()
+        with torch.no_grad():
+            xl.weight -= 0.1 * xl.weight.grad
+        xl.weight.grad = None
+    assert mvm.binds == 2
+    with torch.no_grad():
+        xl(x)
+        xl(x)
+    assert mvm.binds == 3
+
+
+def test_float64_forward_with_drift_and_both_noise_modes():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    x = _seeded(3, 20)
+    for mode in ("per_forward", "per_read"):
+        cfg = CrossbarConfig(t_drift_s=1e4, drift_nu_std=0.02, read_noise_sigma=0.05, read_noise_mode=mode, seed=4)
+        xl = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc").double()
+        with torch.no_grad():
+            y = xl(x.double())
+        assert y.dtype == torch.float64 and torch.isfinite(y).all()
+    conv = CrossbarConv2d.from_float(nn.Conv2d(2, 3, 3), EXACT, ideal()).double()
+    with torch.no_grad():
+        assert conv(_seeded(1, 2, 5, 5).double()).dtype == torch.float64
+
+
+def test_drift_draws_are_per_layer_per_programming_and_independent_of_the_global_rng():
+    torch.manual_seed(0)
+    lin = nn.Linear(12, 5)
+    cfg = EXACT.replace(t_drift_s=1e6, drift_nu_mean=0.05, drift_nu_std=0.03, seed=1)
+    x = _seeded(2, 12)
+    with torch.no_grad():
+        torch.manual_seed(123)
+        a = CrossbarLinear.from_float(lin, cfg, ideal(), name="a")(x)
+        torch.manual_seed(456)
+        a_again = CrossbarLinear.from_float(lin, cfg, ideal(), name="a")(x)
+        b = CrossbarLinear.from_float(lin, cfg, ideal(), name="b")(x)
+        layer = CrossbarLinear.from_float(lin, cfg, ideal(), name="a")
+        outs = [layer(x)]
+        for _ in range(2):
+            layer.reprogram()
+            outs.append(layer(x))
+    assert torch.equal(a, a_again)  # seeded from (seed, layer name, programming), not the global RNG
+    assert not torch.equal(a, b)  # another layer: another draw
+    assert torch.equal(outs[0], a)
+    assert not torch.equal(outs[1], outs[0]) and not torch.equal(outs[2], outs[1])
+    assert not torch.equal(outs[2], outs[0])
+
+
+def test_fixed_adc_full_scale_is_the_ideal_maximum_column_current():
+    for fraction in (1.0, 0.25):
+        xl = CrossbarLinear.from_float(nn.Linear(4, 2), CrossbarConfig(adc_range_fraction=fraction), ideal(rows=16))
+        assert xl._adc_full_scale() == pytest.approx(fraction * 16 * V_MAX * (G_MAX - G_MIN))
+    calibrated = CrossbarLinear.from_float(nn.Linear(4, 2), CrossbarConfig(adc_range="calibrated"), ideal())
+    with pytest.raises(RuntimeError, match="^crossbar layer \\?: adc_range 'calibrated' needs "
+                                           "dnn.layers.calibrate_adc"):
+        calibrated._adc_full_scale()
+
+
+def test_extra_repr_and_tile_count():
+    xl = CrossbarLinear.from_float(nn.Linear(40, 20), EXACT, ideal(rows=16, cols=8))
+    assert xl.tile_count() == 2 * 2 * 3 * 3  # slices x polarity x row tiles x column tiles
+    assert repr(xl).startswith("CrossbarLinear(tiles=36 of 16x8, weight_bits=8, bits_per_cell=4, "
+                               "encoding=differential, input_bits=0, adc_bits=0, read_noise_sigma=0.0, t_drift_s=0.0")
+    conv = CrossbarConv2d.from_float(nn.Conv2d(2, 3, 3, stride=2, padding=1), EXACT, ideal())
+    assert "kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), tiles=" in repr(conv)
+    xl.invalidate_cache()
+
+
+def test_a_float32_layer_follows_float64_inputs():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    x = _seeded(3, 20)
+    for cfg in (EXACT.replace(t_drift_s=1e4, drift_nu_std=0.02, seed=1),
+                CrossbarConfig(read_noise_sigma=0.05, read_noise_mode="per_forward", seed=4)):
+        xl = CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")  # float32 weights
+        with torch.no_grad():
+            y64, y32 = xl(x.double()), CrossbarLinear.from_float(lin, cfg, ideal(), name="fc")(x)
+        assert y64.dtype == torch.float64 and torch.isfinite(y64).all()
+        if cfg.read_noise_sigma == 0:  # (noise draws in float64 are other numbers than in float32)
+            torch.testing.assert_close(y64.float(), y32, rtol=1e-4, atol=1e-5)
+
+
+def test_invalidate_cache_after_editing_weight_data():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6, bias=False)
+    xl = CrossbarLinear.from_float(lin, EXACT, ideal())
+    x = _seeded(2, 20)
+    with torch.no_grad():
+        y = xl(x)
+        xl.weight.data.mul_(-1.0)  # .data edits do not change the version the cache is keyed on
+        xl.invalidate_cache()
+        torch.testing.assert_close(xl(x), -y)
+
+
+def test_offset_encoding_tile_count_has_one_array_per_slice():
+    xl = CrossbarLinear.from_float(nn.Linear(40, 14), EXACT.replace(encoding="offset"), ideal(rows=16, cols=8))
+    assert xl.cols_per_tile == 7 and xl.tile_count() == 2 * 1 * 3 * 2  # slices x 1 array x row x column tiles
+
+
+def test_two_backward_passes_with_the_same_weights():
+    """While weights require grad nothing is cached: a second forward builds a new graph."""
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    xl.weight.requires_grad_(True)
+    x = _seeded(4, 20)
+    xl(x).sum().backward()
+    xl(x).sum().backward()  # a cached program would raise: its graph was freed by the first backward
+    assert xl.weight.grad is not None
+
+
+class _ModuleMVM(nn.Module):
+    """An ideal tile model that is an nn.Module (as a surrogate is), optionally without any tensor."""
+
+    rows, cols, g_min_s, g_max_s, v_max_v = 16, 8, G_MIN, G_MAX, V_MAX
+
+    def __init__(self, with_tensor: bool):
+        super().__init__()
+        if with_tensor:
+            self.scale = nn.Parameter(torch.ones(()), requires_grad=False)
+        self.binds = 0
+
+    def bind(self, g_s):
+        self.binds += 1
+        return lambda v: torch.bmm(v, g_s)
+
+
+@pytest.mark.parametrize("with_tensor", [True, False])
+def test_module_tile_models_on_the_input_device_are_bound_once(with_tensor):
+    mvm = _ModuleMVM(with_tensor)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, mvm)
+    x = _seeded(2, 20)
+    with torch.no_grad():
+        xl(x)
+        xl(x)
+    assert mvm.binds == 1
+
+
+def test_linear_layer_keeps_leading_dimensions_and_conv_keeps_its_name():
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 6)
+    xl = CrossbarLinear.from_float(lin, EXACT, ideal())
+    x = _seeded(2, 3, 20)
+    with torch.no_grad():
+        y = xl(x)
+        assert y.shape == (2, 3, 6)
+        torch.testing.assert_close(y.reshape(6, 6), xl(x.reshape(6, 20)))
+    assert CrossbarConv2d.from_float(nn.Conv2d(1, 2, 3), EXACT, ideal(), name="features.0").name == "features.0"
+    assert CrossbarConv2d(1, 2, 3, config=EXACT, mvm=ideal(), name="c").name == "c"
+
+
+def test_one_layer_serves_float32_then_float64_inputs():
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    x = _seeded(3, 20)
+    with torch.no_grad():
+        y32 = xl(x)
+        y64 = xl(x.double())  # the float32 program is not reused for float64 inputs
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), y32, rtol=1e-5, atol=1e-6)

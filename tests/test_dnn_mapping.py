@@ -129,9 +129,67 @@ def test_round_ste():
 def test_adc_inference_path_equals_training_path():
     fs = adc_full_scale(32, 0.2, 5e-6, 50e-6, 0.5)
     i = torch.randn(1000, dtype=torch.float64) * fs
+    i_before = i.clone()
     with torch.no_grad():
         fast = adc_quantize(i, 6, fs)
     slow = adc_quantize(i.clone().requires_grad_(), 6, fs)
     assert torch.allclose(fast, slow.detach(), rtol=0, atol=fs * 1e-12)
-    assert not torch.equal(fast, i)  # the input itself is not modified in place
-    assert torch.equal(i, i.clone())
+    assert not torch.equal(fast, i)
+    assert torch.equal(i, i_before)  # the input itself is not modified in place
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_adc_rounds_to_the_nearest_level(grad):
+    """Hand-computed: 4 bits = 7 levels per polarity, full scale 7 A -> a step of exactly 1 A."""
+    i = torch.tensor([0.4, 0.6, -1.4, -1.6, 3.49, 6.6, 9.0, -20.0], dtype=torch.float64, requires_grad=grad)
+    iq = adc_quantize(i, 4, 7.0)
+    assert torch.equal(iq.detach(), torch.tensor([0.0, 1.0, -1.0, -2.0, 3.0, 7.0, 7.0, -7.0], dtype=torch.float64))
+    assert iq.requires_grad == grad
+
+
+@pytest.mark.parametrize("bits,n", [(2, 1), (3, 3), (4, 7), (8, 127)])
+def test_dac_output_lies_on_its_grid_and_uses_every_level(bits, n):
+    x = torch.linspace(-1.0, 1.0, 2001).reshape(1, -1)
+    v, x_per_volt = dac_quantize(x, bits, 0.3)
+    grid = 0.3 * torch.arange(-n, n + 1, dtype=torch.float32) / n  # the DAC's 2n+1 voltages
+    nearest = (v.reshape(-1, 1) - grid).abs().min(1).values
+    assert nearest.max() <= 1e-6  # every voltage is a grid level ...
+    assert len(torch.unique(torch.round(v / 0.3 * n))) == 2 * n + 1  # ... and all levels occur
+    assert torch.allclose(x_per_volt, torch.tensor([[1.0 / 0.3]]))
+    # nearest level: |x - v * x_per_volt| <= half a step
+    assert (v * x_per_volt - x).abs().max() <= 1.0 / n / 2 + 1e-6
+
+
+def test_dac_with_zero_bits_does_not_quantize():
+    x = torch.tensor([[0.123, -0.777, 1.0, 0.0]], dtype=torch.float64)
+    v, s = dac_quantize(x, 0, 0.2)
+    assert torch.allclose(v, x / 1.0 * 0.2, rtol=1e-15) and torch.allclose(v * s, x, rtol=1e-15)
+
+
+def test_differential_slices_cover_every_magnitude_bit():
+    """6-bit weights (|q| <= 31, 5 magnitude bits) on 4-bit cells need two slices per polarity."""
+    q = torch.arange(-31, 32, dtype=torch.float64)
+    lv = encode_levels(q, 6, 4, "differential")
+    assert lv.shape == (2, 2, 63)
+    u = shift_add(lv, 4)
+    assert torch.equal(u[0] - u[1], q)
+    with pytest.raises(ValueError, match="encoding 'ternary': expected 'differential' or 'offset'"):
+        encode_levels(q, 6, 4, "ternary")
+
+
+def test_shift_add_keeps_the_input_dtype_along_any_dim():
+    z = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)  # slices along dim 1
+    out = shift_add(z, 4, dim=1)
+    assert out.dtype == torch.float64 and torch.equal(out, torch.tensor([1.0 + 16 * 2, 3.0 + 16 * 4],
+                                                                        dtype=torch.float64))
+
+
+def test_tile_matrix_keeps_leading_dimensions():
+    """[..., in, out] with a leading dimension (e.g. slices x polarity) tiles each matrix the same."""
+    m = torch.randn(3, 2, 20, 9, generator=torch.Generator().manual_seed(4))
+    t = tile_matrix(m, 8, 4)
+    assert t.shape == (3, 2, 3, 3, 8, 4)
+    for a in range(3):
+        for b in range(2):
+            assert torch.equal(t[a, b], tile_matrix(m[a, b], 8, 4))
+    assert torch.equal(t[1, 0, 2, 1, :4, :], m[1, 0, 16:20, 4:8])

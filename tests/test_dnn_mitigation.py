@@ -1,5 +1,7 @@
 """BN adaptation, BN fine-tuning and retraining through converted (non-ideal) models."""
 
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -171,12 +173,223 @@ def test_apply_method_and_cost_accounting():
     loader = make_loader(_data(), 32)
     _, cost, n_trained = apply_method("bn_finetune", model, loader, finetune={"epochs": 1, "progress": False})
     assert n_trained == sum(p.numel() for p in bn_parameters(model)) > 0
-    assert cost.wall_s > 0 and cost.peak_memory_bytes > 0 and cost.memory_kind
+    assert cost.memory_kind == "cpu_process_max_rss"
     assert cost.to_dict()["trained_parameters"] == n_trained
     _, _, n_all = apply_method("none", model, loader)
     assert n_all == 0
+    _, _, n_adapt = apply_method("bn_adapt", model, loader)
+    assert n_adapt == 0
+    _, _, n_retrain = apply_method("retrain", model, loader, epochs=1, max_batches=1, progress=False)
+    assert n_retrain == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="valid"):
         apply_method("prune", model, loader)
+
+
+def _vm_hwm_bytes():
+    """The process's peak resident set size as the kernel reports it (independent of getrusage)."""
+    with open("/proc/self/status") as fh:
+        line = next(x for x in fh if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_measure_cost_reports_wall_time_and_the_process_peak_memory():
+    import time
+
+    low = _vm_hwm_bytes()
     with measure_cost("cpu") as c:
-        sum(range(1000))
-    assert c.device == "cpu" and c.wall_s >= 0
+        time.sleep(0.05)
+        block = bytearray(64 * 2**20)  # 64 MiB, touched
+        block[::4096] = b"x" * len(block[::4096])
+    high = _vm_hwm_bytes()
+    del block
+    assert c.device == "cpu" and c.memory_kind == "cpu_process_max_rss"
+    assert 0.05 <= c.wall_s < 30
+    assert low <= c.peak_memory_bytes <= high and c.peak_memory_bytes >= 64 * 2**20
+    d = c.to_dict()
+    assert d == {"device": "cpu", "wall_s": c.wall_s, "peak_memory_bytes": c.peak_memory_bytes,
+                 "memory_kind": "cpu_process_max_rss"}
+
+
+def _bn_modules_by_type(model):
+    """Independent of dnn.mitigation: every BatchNorm module, found by its concrete class."""
+    return {name: m for name, m in model.named_modules()
+            if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)}
+
+
+def test_bn_finetune_moves_gamma_and_beta_of_every_bn_and_no_other_parameter():
+    model = _converted()
+    bns = _bn_modules_by_type(model)
+    assert len(bns) >= 2
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    bn_finetune(model, make_loader(_data(), 32, shuffle=True), epochs=1, lr=0.05, progress=False)
+    after = dict(model.named_parameters())
+    expected = {f"{name}.{k}" for name in bns for k in ("weight", "bias")}
+    changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    assert changed == expected  # gamma AND beta of every BN, nothing else
+
+
+def test_trained_parameter_count_is_gamma_plus_beta():
+    model = _converted()
+    expected = sum(2 * m.num_features for m in _bn_modules_by_type(model).values())
+    _, _, n_trained = apply_method("bn_finetune", model, make_loader(_data(), 32),
+                                   finetune={"epochs": 1, "max_batches": 1, "progress": False})
+    assert n_trained == expected
+
+
+# ----------------------------------------------------------------------------- what each method hands on
+class _Spy:
+    """Records the calls of a replaced procedure; returns the model unchanged."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return args[0] if args else None
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    import dnn.mitigation as mit
+
+    s = {name: _Spy() for name in ("bn_adapt", "bn_finetune", "retrain")}
+    for name, spy in s.items():
+        monkeypatch.setattr(mit, name, spy)
+    return s
+
+
+def test_apply_method_hands_device_seed_and_settings_to_each_procedure(spies):
+    model, loader = _converted(), make_loader(_data(), 32)
+    apply_method("bn_adapt", model, loader, device="cpu", n_batches=3, n_draws=2)
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_batches": 3, "n_draws": 2})]
+    spies["bn_adapt"].calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu", seed=7, finetune={"epochs": 3, "lr": 0.5},
+                 adapt={"n_draws": 4})
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 7, "epochs": 3, "lr": 0.5})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_draws": 4})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu", finetune={"reestimate_stats": False})
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == []  # no re-estimate when told so
+    spies["bn_finetune"].calls.clear()
+
+    apply_method("bn_finetune", model, loader, device="cpu")  # defaults: re-estimate, adapt defaults
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("adapt_finetune", model, loader, device="cpu", seed=3, finetune={"epochs": 2},
+                 adapt={"n_batches": 1})
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_batches": 1})] * 2
+    assert spies["bn_finetune"].calls == [((model, loader), {"device": "cpu", "seed": 3, "epochs": 2})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("adapt_finetune", model, loader, device="cpu")
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})] * 2
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("retrain", model, loader, device="cpu", seed=5, epochs=2, lr=0.1, adapt={"n_draws": 3})
+    assert spies["retrain"].calls == [((model, loader), {"device": "cpu", "seed": 5, "epochs": 2, "lr": 0.1})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu", "n_draws": 3})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("retrain", model, loader, device="cpu")
+    assert spies["retrain"].calls == [((model, loader), {"device": "cpu", "seed": 0})]
+    assert spies["bn_adapt"].calls == [((model, loader), {"device": "cpu"})]
+    for s in spies.values():
+        s.calls.clear()
+
+    apply_method("none", model, loader, device="cpu")
+    assert all(not s.calls for s in spies.values())
+
+
+def test_apply_method_counts_and_logs_what_it_trains(spies, caplog):
+    model, loader = _converted(), make_loader(_data(), 32)
+    n_bn = sum(2 * m.num_features for m in _bn_modules_by_type(model).values())
+    n_all = sum(p.numel() for p in model.parameters())
+    expected = {"none": 0, "bn_adapt": 0, "bn_finetune": n_bn, "adapt_finetune": n_bn, "retrain": n_all}
+    for method, n in expected.items():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dnn.mitigation"):
+            returned, cost, n_trained = apply_method(method, model, loader, device="cpu")
+        assert returned is model and n_trained == n and cost.extra == {"trained_parameters": n}
+        assert cost.device == "cpu"
+        messages = [r.getMessage() for r in caplog.records if r.name == "dnn.mitigation"]
+        assert len(messages) == 1 and messages[0].startswith(f"{method}: ")
+        assert f"{n} trained parameters" in messages[0] and "(cpu_process_max_rss)" in messages[0]
+        assert f"peak memory {cost.peak_memory_bytes / 2**20:.1f} MiB " in messages[0]
+
+
+def test_procedures_hand_their_settings_to_the_training_loop(monkeypatch):
+    import dnn.mitigation as mit
+
+    fits = []
+
+    def fake_fit(model, loader, params, epochs, lr, **kw):
+        fits.append({"params": {id(p) for p in params}, "trainable": {id(p) for p in model.parameters()
+                                                                      if p.requires_grad},
+                     "epochs": epochs, "lr": lr, **kw})
+
+    monkeypatch.setattr(mit, "fit", fake_fit)
+    model, loader = _converted(), make_loader(_data(), 32)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    bn_ids = {id(p) for m in _bn_modules_by_type(model).values() for p in (m.weight, m.bias)}
+    out = bn_finetune(model, loader, epochs=3, lr=0.02, lr_step_epochs=1, lr_gamma=0.5, device="cpu", seed=4,
+                      optimizer="sgd", momentum=0.8, max_batches=2, progress=False)
+    assert out is model and not model.training
+    f = fits.pop()
+    assert f["params"] == bn_ids and f["trainable"] == bn_ids
+    assert f["set_mode"] is mit._bn_train_rest_eval and f["desc"] == "bn_finetune"
+    assert {k: f[k] for k in ("epochs", "lr", "lr_step_epochs", "lr_gamma", "device", "seed", "optimizer",
+                              "momentum", "max_batches", "progress")} == {
+        "epochs": 3, "lr": 0.02, "lr_step_epochs": 1, "lr_gamma": 0.5, "device": "cpu", "seed": 4,
+        "optimizer": "sgd", "momentum": 0.8, "max_batches": 2, "progress": False}
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+    bn_finetune(model, loader)  # Paper 1's schedule by default
+    f = fits.pop()
+    assert {k: f[k] for k in ("epochs", "lr", "lr_step_epochs", "lr_gamma", "device", "seed", "optimizer",
+                              "momentum", "max_batches", "progress")} == {
+        "epochs": 5, "lr": 0.01, "lr_step_epochs": 2, "lr_gamma": 0.2, "device": None, "seed": 0,
+        "optimizer": "adam", "momentum": 0.9, "max_batches": None, "progress": True}
+
+    all_ids = {id(p) for p in model.parameters()}
+    model.train()
+    out = retrain(model, loader, epochs=2, lr=0.3, device="cpu", seed=9, optimizer="sgd", max_batches=1,
+                  progress=False)
+    assert out is model and not model.training
+    f = fits.pop()
+    assert f["params"] == all_ids and f["trainable"] == all_ids and f["desc"] == "retrain"
+    assert {k: f[k] for k in ("epochs", "lr", "device", "seed", "optimizer", "max_batches", "progress")} == {
+        "epochs": 2, "lr": 0.3, "device": "cpu", "seed": 9, "optimizer": "sgd", "max_batches": 1,
+        "progress": False}
+    assert "set_mode" not in f  # retraining: the whole model in train mode
+    retrain(model, loader)
+    f = fits.pop()
+    assert {k: f[k] for k in ("epochs", "lr", "device", "seed", "optimizer", "max_batches", "progress")} == {
+        "epochs": 1, "lr": 1e-3, "device": None, "seed": 0, "optimizer": "adam", "max_batches": None,
+        "progress": True}
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+
+def test_bn_train_rest_eval_and_a_model_without_bn():
+    import dnn.mitigation as mit
+
+    model = _converted()
+    model.eval()
+    mit._bn_train_rest_eval(model)
+    bns = set(_bn_modules_by_type(model).values())
+    assert bns and all(m.training == (m in bns) for m in model.modules())
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(ValueError, match="^bn_finetune: the model has no affine BatchNorm parameters$"):
+        bn_finetune(plain, make_loader(_data(), 32))
+    plain.train()
+    assert bn_adapt(plain, make_loader(_data(), 32)) is plain and not plain.training

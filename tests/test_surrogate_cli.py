@@ -93,7 +93,22 @@ def test_fidelity_of_a_surrogate_for_another_array_size_fails_clearly(data, tmp_
     assert "surrogate does not fit circuit 'r12'" in capsys.readouterr().err
 
 
-def test_module_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "surrogate", "train", "--help"], cwd=REPO, capture_output=True,
+def test_module_entry_point_trains_and_inspects(data, tmp_path):
+    """`python -m surrogate` as the workflow runs it: a real training run in a subprocess, its file and
+    fidelity json, then `inspect` of that file; a bad argument exits 2 and writes nothing."""
+    surr, fj = tmp_path / "m.h5", tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "surrogate", "train", "--data", str(data), "--out", str(surr),
+                           "--design", "transfer", "--epochs", "2", "--fidelity-json", str(fj), "--quiet"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(fj.read_text())
+    assert report["circuit"] == "r8" and report["design"] == "transfer" and report["n_failed_samples"] == 0
+    assert report["models"]["surrogate"]["rel_rms_fs"] < report["models"]["ideal"]["rel_rms_fs"]
+    assert load_surrogate(surr).rows == 8
+    proc = subprocess.run([sys.executable, "-m", "surrogate", "inspect", str(surr)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 0 and "--params-json" in proc.stdout and "--design" in proc.stdout
+    assert proc.returncode == 0 and "design: transfer" in proc.stdout and "r8" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "surrogate", "train", "--data", str(tmp_path / "none.h5"),
+                          "--out", str(tmp_path / "n.h5"), "--quiet"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "none.h5" in bad.stderr and not (tmp_path / "n.h5").exists()

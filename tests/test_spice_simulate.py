@@ -1,0 +1,217 @@
+"""spice/simulate.py: the superposition path, its linearity check at the tolerance boundary, the direct
+sweep and failed samples, each against an independent reference (spice/nodal.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from spice import ngspice, nodal
+from spice.sampling import SamplingConfig, draw
+from spice.simulate import simulate_shard, superposition
+from tests.conftest import CIRCUITS
+
+pytestmark = pytest.mark.spice
+
+SINH = str(CIRCUITS / "memristor_sinh.cir")
+B_PER_V = 5.0  # the b of memristor_sinh.cir
+
+
+def _weak_sinh(make_spec):
+    """A small sinh array read at 0.02 V: sinh(b V)/(b V) - 1 ~ 1e-4, weakly non-linear."""
+    return make_spec("weak", rows=5, cols=4, netlist=SINH, v_read_max_v=0.02)
+
+
+def _superposition_error(spec, g, v_check):
+    """The linearity check's relative error computed from Newton solves of the nodal equations: the
+    affine prediction from rows+1 basis solves against the direct solves of the check vectors."""
+    v_ref = spec.v_read_max_v
+    basis = np.vstack([np.zeros(spec.rows), v_ref * np.eye(spec.rows)])
+    i_basis = nodal.column_currents_sinh(spec, g, basis, B_PER_V)
+    t = (i_basis[1:] - i_basis[0]) / v_ref
+    direct = nodal.column_currents_sinh(spec, g, v_check, B_PER_V)
+    return np.max(np.abs(i_basis[0] + v_check @ t - direct)) / np.max(np.abs(direct))
+
+
+def test_weakly_nonlinear_array_fails_the_relative_linearity_check(make_spec, caplog):
+    spec = _weak_sinh(make_spec)
+    rng = np.random.default_rng(0)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (5, 4))
+    v_check = rng.uniform(0.0, spec.v_read_max_v, (2, 5))
+    err = _superposition_error(spec, g, v_check)
+    # weakly non-linear: far above the default tolerance (1e-6), far below a percent; the absolute
+    # error is ~1e-11 A, so only a *relative* measure sees it
+    assert 1e-5 < err < 1e-3
+    with caplog.at_level(logging.INFO, logger="spice.simulate"):
+        assert superposition(spec, g, v_check, rtol=1e-6) is None
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "spice.simulate"]
+    logged = float(message.split("relative error ")[1].split(" ")[0])
+    assert logged == pytest.approx(err, rel=0.01)  # the error measured, to the 3 digits logged
+    assert message == f"linearity check failed (relative error {logged:.2e} > 1.0e-06): using direct sweep"
+
+
+def test_linearity_tolerance_boundary(make_spec):
+    """Accepted when the tolerance is above the measured non-linearity, refused just below it."""
+    spec = _weak_sinh(make_spec)
+    rng = np.random.default_rng(1)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (5, 4))
+    v_check = rng.uniform(0.0, spec.v_read_max_v, (2, 5))
+    err = _superposition_error(spec, g, v_check)
+    accepted = superposition(spec, g, v_check, rtol=1.5 * err)
+    assert accepted is not None
+    t, offset = accepted
+    # the accepted transfer matrix is the array's response to one row at a time (secant at v_ref)
+    basis = np.vstack([np.zeros(5), spec.v_read_max_v * np.eye(5)])
+    i_basis = nodal.column_currents_sinh(spec, g, basis, B_PER_V)
+    np.testing.assert_allclose(t, (i_basis[1:] - i_basis[0]) / spec.v_read_max_v, rtol=1e-6)
+    np.testing.assert_allclose(offset, 0.0, atol=1e-15)
+    assert superposition(spec, g, v_check, rtol=err / 1.5) is None
+
+
+def test_weakly_nonlinear_array_goes_to_the_direct_sweep(make_spec):
+    spec = _weak_sinh(make_spec)
+    cfg = SamplingConfig(n_conductance=2, n_vectors=3, seed=4)
+    shard = simulate_shard(spec, cfg, 0, progress=False)
+    assert shard.solver.tolist() == [b"sweep", b"sweep"]
+    assert np.isnan(shard.transfer_a_per_v).all() and shard.transfer_a_per_v.shape == (2, 5, 4)
+    for k in range(2):
+        sel = shard.g_index == k
+        exact = nodal.column_currents_sinh(spec, shard.g_s[k], shard.v_v[sel], B_PER_V)
+        np.testing.assert_allclose(shard.i_a[sel], exact, rtol=1e-7, atol=1e-8 * np.abs(exact).max())
+
+
+def test_resistive_shard_is_solved_by_superposition_exactly(make_spec):
+    spec = make_spec(rows=4, cols=3)
+    cfg = SamplingConfig(n_conductance=3, n_vectors=5, seed=7, n_shards=2)
+    shard = simulate_shard(spec, cfg, 1, progress=False)  # shard 1 of 2 holds matrix 2 only
+    assert shard.g_id.tolist() == [2] and shard.g_id.dtype == np.int64
+    g, v = draw(spec, cfg, 2)
+    np.testing.assert_array_equal(shard.g_s[0], g)
+    np.testing.assert_array_equal(shard.v_v, v)
+    assert shard.g_index.tolist() == [0] * 5 and shard.g_index.dtype == np.int64
+    assert shard.solver.tolist() == [b"superposition"] and not shard.failed.any()
+    assert shard.failed.shape == (5,) and shard.failed.dtype == bool
+    np.testing.assert_allclose(shard.transfer_a_per_v[0], nodal.transfer_matrix(spec, g), rtol=1e-7)
+    np.testing.assert_allclose(shard.i_a, nodal.column_currents(spec, g, v), rtol=1e-7)
+    np.testing.assert_allclose(shard.i_ideal_a, v @ g, rtol=1e-12)
+
+
+def test_several_matrices_keep_their_own_samples(make_spec):
+    spec = make_spec(rows=3, cols=2)
+    cfg = SamplingConfig(n_conductance=3, n_vectors=2, seed=3)
+    shard = simulate_shard(spec, cfg, 0, progress=False)
+    assert shard.g_id.tolist() == [0, 1, 2] and shard.g_index.tolist() == [0, 0, 1, 1, 2, 2]
+    for k in range(3):
+        g, v = draw(spec, cfg, k)
+        np.testing.assert_array_equal(shard.g_s[k], g)
+        np.testing.assert_allclose(shard.i_a[2 * k:2 * k + 2], nodal.column_currents(spec, g, v), rtol=1e-7)
+    np.testing.assert_allclose(shard.i_ideal_a, np.einsum("nr,nrc->nc", shard.v_v, shard.g_s[shard.g_index]))
+
+
+def test_forced_sweep_solves_every_vector_directly(make_spec, monkeypatch):
+    spec = make_spec(rows=4, cols=3)
+    calls = []
+    monkeypatch.setattr("spice.simulate.superposition", lambda *a, **k: calls.append(a) or None)
+    shard = simulate_shard(spec, SamplingConfig(n_conductance=1, n_vectors=4, solver="sweep"), 0, progress=False)
+    assert calls == []  # solver "sweep" never tries superposition
+    assert shard.solver.tolist() == [b"sweep"] and np.isnan(shard.transfer_a_per_v).all()
+    np.testing.assert_allclose(shard.i_a, nodal.column_currents(spec, shard.g_s[0], shard.v_v), rtol=1e-7)
+
+
+def test_check_vectors_lie_in_the_read_range_and_are_seeded(make_spec, monkeypatch):
+    spec = make_spec(rows=4, cols=3, v_read_min_v=-0.1)
+    seen = []
+
+    def spy(spec_, g, v_check, rtol):
+        seen.append((v_check.copy(), rtol))
+        return superposition(spec_, g, v_check, rtol)
+
+    monkeypatch.setattr("spice.simulate.superposition", spy)
+    cfg = SamplingConfig(n_conductance=2, n_vectors=2, seed=1, linearity_rtol=1e-5)
+    simulate_shard(spec, cfg, 0, progress=False)
+    simulate_shard(spec, cfg, 0, progress=False)
+    assert len(seen) == 4 and all(r == 1e-5 for _, r in seen)
+    for v, _ in seen:
+        assert v.shape == (2, 4) and v.min() >= -0.1 and v.max() <= 0.2
+    assert (np.concatenate([v for v, _ in seen]) < 0).any()  # bipolar range used
+    np.testing.assert_array_equal(seen[0][0], seen[2][0])  # same seed, same matrix: same vectors
+    assert not np.array_equal(seen[0][0], seen[1][0])  # another matrix: other vectors
+
+
+def test_bipolar_reads_use_the_larger_read_voltage_for_the_basis(make_spec):
+    spec = make_spec(rows=3, cols=2, v_read_min_v=-0.2)
+    g = np.random.default_rng(2).uniform(spec.g_off_s, spec.g_on_s, (3, 2))
+    v_check = np.array([[0.1, -0.2, 0.05], [-0.1, 0.0, 0.2]])
+    t, offset = superposition(spec, g, v_check, rtol=1e-6)
+    np.testing.assert_allclose(t, nodal.transfer_matrix(spec, g), rtol=1e-7)
+
+
+def _failing_solve(n_fail_from):
+    """ngspice.solve, but samples from index `n_fail_from` on are reported as failed (NaN)."""
+    real = ngspice.solve
+
+    def solve(spec, g, v):
+        i, failed = real(spec, g, v)
+        failed = failed.copy()
+        failed[n_fail_from:] = True
+        i = np.where(failed[:, None], np.nan, i)
+        return i, failed
+
+    return solve
+
+
+def test_a_failed_basis_solve_refuses_superposition(make_spec, monkeypatch):
+    spec = make_spec(rows=3, cols=2)
+    g = np.full((3, 2), 2e-5)
+    monkeypatch.setattr("spice.simulate.ngspice.solve", _failing_solve(5))  # only the 2nd check vector
+    assert superposition(spec, g, np.full((2, 3), 0.1), rtol=1e-6) is None
+
+
+def test_failed_samples_are_marked_and_counted_never_dropped(make_spec, monkeypatch, caplog):
+    spec = make_spec(rows=3, cols=2)
+    monkeypatch.setattr("spice.simulate.ngspice.solve", _failing_solve(2))
+    with caplog.at_level(logging.ERROR, logger="spice.simulate"):
+        shard = simulate_shard(spec, SamplingConfig(n_conductance=2, n_vectors=3), 0, progress=False)
+    assert shard.failed.tolist() == [False, False, True] * 2
+    assert np.isnan(shard.i_a[shard.failed]).all() and np.isfinite(shard.i_a[~shard.failed]).all()
+    assert shard.solver.tolist() == [b"sweep", b"sweep"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["2 of 6 samples failed to converge after all convergence aids; they are marked in /failed"]
+
+
+def test_no_failure_no_error_log(make_spec, caplog):
+    spec = make_spec(rows=3, cols=2)
+    with caplog.at_level(logging.INFO, logger="spice.simulate"):
+        simulate_shard(spec, SamplingConfig(n_conductance=1, n_vectors=2), 0, progress=False)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_affine_circuit_gets_its_offset_and_the_same_transfer_matrix(make_spec, monkeypatch):
+    """A constant current on every column (e.g. a sense amplifier's offset) is an affine array: the
+    offset comes out of the zero-input solve and the transfer matrix is unchanged."""
+    spec = make_spec(rows=4, cols=3)
+    g = np.random.default_rng(5).uniform(spec.g_off_s, spec.g_on_s, (4, 3))
+    offset_a = np.array([1e-6, -2e-6, 3e-7])
+    real = ngspice.solve
+    monkeypatch.setattr("spice.simulate.ngspice.solve", lambda s, g_, v: (real(s, g_, v)[0] + offset_a,
+                                                                         real(s, g_, v)[1]))
+    t, offset = superposition(spec, g, np.full((2, 4), 0.1), rtol=1e-6)
+    np.testing.assert_allclose(offset, offset_a, rtol=1e-9)
+    np.testing.assert_allclose(t, nodal.transfer_matrix(spec, g), rtol=1e-7)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_names_the_circuit_and_shard(make_spec, capsys, progress):
+    spec = make_spec("bar", rows=3, cols=2)
+    cfg = SamplingConfig(n_conductance=2, n_vectors=2, n_shards=2)
+    if progress:
+        simulate_shard(spec, cfg, 1)  # progress bar by default
+    else:
+        simulate_shard(spec, cfg, 1, progress=False)
+    err = capsys.readouterr().err
+    if progress:
+        assert "ngspice bar shard 1: 100%" in err and "1/1" in err and ("G/s" in err or "s/G" in err)
+    else:
+        assert err == ""
