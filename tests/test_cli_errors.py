@@ -111,9 +111,6 @@ def test_dnn_train_argument_errors(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="dnn/cli.py main() lets a ValueError from build_model escape as a traceback; the CLI "
-                          "error-style change is to turn it into an exit status (then remove this marker)")
 def test_dnn_train_unknown_model_is_a_cli_error(tmp_path, capsys):
     from dnn.cli import main as dnn_main
 
