@@ -162,9 +162,9 @@ def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, A
     if spec is not None:
         return ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     preset = get_device_preset(ns.device_preset) if ns.device_preset else None
-    g_min = ns.g_min_s if ns.g_min_s is not None else (preset.g_min_s if preset else 5e-6)
-    g_max = ns.g_max_s if ns.g_max_s is not None else (preset.g_max_s if preset else 50e-6)
-    return ideal_tile_model(ns.rows, ns.cols, g_min, g_max, ns.v_max_v)
+    g_min = ns.g_off_s if ns.g_off_s is not None else (preset.g_off_s if preset else 5e-6)
+    g_max = ns.g_on_s if ns.g_on_s is not None else (preset.g_on_s if preset else 50e-6)
+    return ideal_tile_model(ns.rows, ns.cols, g_min, g_max, ns.v_read_max_v)
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
@@ -281,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scenario", default="default", help="scenario name (results metadata)")
     e.add_argument("--rows", type=int, default=64, help="ideal tile rows without --circuit")
     e.add_argument("--cols", type=int, default=64, help="ideal tile columns without --circuit")
-    e.add_argument("--g-min-s", type=float, default=None, help="ideal tile g_min, S (preset or 5e-6)")
-    e.add_argument("--g-max-s", type=float, default=None, help="ideal tile g_max, S (preset or 50e-6)")
-    e.add_argument("--v-max-v", type=float, default=0.2, help="ideal tile max row voltage, V")
+    e.add_argument("--g-off-s", "--g-min-s", type=float, default=None, help="ideal tile g_min, S (preset or 5e-6)")
+    e.add_argument("--g-on-s", "--g-max-s", type=float, default=None, help="ideal tile g_max, S (preset or 50e-6)")
+    e.add_argument("--v-read-max-v", "--v-max-v", type=float, default=0.2, help="ideal tile max row voltage, V")
     e.add_argument("--device-preset", default=None, help="rram | pcm_40 | pcm_80 | fefet (g range, drift)")
     e.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None,
                    help="CrossbarConfig keys as a JSON object or file")

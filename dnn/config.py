@@ -172,7 +172,7 @@ class DevicePreset:
     """Numbers of one memory technology, each traceable to a source (see `source`)."""
 
     name: str
-    g_max_s: float
+    g_on_s: float
     """Highest programmable conductance (ON state), siemens."""
     on_off_ratio: float
     """g_max / g_min (dimensionless)."""
@@ -183,9 +183,9 @@ class DevicePreset:
     source: str = ""
 
     @property
-    def g_min_s(self) -> float:
+    def g_off_s(self) -> float:
         """Lowest programmable conductance (OFF state), siemens."""
-        return self.g_max_s / self.on_off_ratio
+        return self.g_on_s / self.on_off_ratio
 
     def drift_config(self, t_drift_s: float = 0.0) -> dict[str, Any]:
         """The CrossbarConfig keys this preset sets (pass to `CrossbarConfig.replace`)."""
@@ -196,7 +196,7 @@ class DevicePreset:
 DEVICE_PRESETS: dict[str, DevicePreset] = {
     "rram": DevicePreset(
         name="rram",
-        g_max_s=1.0 / 20e3,  # R_on ~ 20 kOhm: Paper 1 (Bhattacharjee et al. 2023, arXiv 2305.18416)
+        g_on_s=1.0 / 20e3,  # R_on ~ 20 kOhm: Paper 1 (Bhattacharjee et al. 2023, arXiv 2305.18416)
         on_off_ratio=10.0,  # ON/OFF 10: Paper 1
         drift_nu_mean=0.0,  # RRAM conductance drift is usually neglected at room temperature
         drift_nu_std=0.0,  # (typical literature assumption, not a measured value)
@@ -204,7 +204,7 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
     ),
     "pcm_40": DevicePreset(
         name="pcm_40",
-        g_max_s=25e-6,  # 25 uS: g_max of aihwkit's PCMLikeNoiseModel (Joshi et al., Nat. Commun. 2020)
+        g_on_s=25e-6,  # 25 uS: g_max of aihwkit's PCMLikeNoiseModel (Joshi et al., Nat. Commun. 2020)
         on_off_ratio=40.0,  # typical PCM ON/OFF (literature range ~10-100); a chosen variant
         drift_nu_mean=0.05,  # aihwkit PCM preset: mean nu clamped to [0.049, 0.1]; ~0.05 near g_max
         drift_nu_std=0.02,  # aihwkit PCM preset: std of nu in [0.008, 0.045]; mid-range value chosen
@@ -214,7 +214,7 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
     ),
     "pcm_80": DevicePreset(
         name="pcm_80",
-        g_max_s=25e-6,  # as pcm_40
+        g_on_s=25e-6,  # as pcm_40
         on_off_ratio=80.0,  # typical PCM ON/OFF (literature range ~10-100); a chosen variant
         drift_nu_mean=0.05,
         drift_nu_std=0.02,
@@ -223,7 +223,7 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
     ),
     "fefet": DevicePreset(
         name="fefet",
-        g_max_s=1.0 / 20e3,  # no single source: chosen equal to the RRAM read-current scale
+        g_on_s=1.0 / 20e3,  # no single source: chosen equal to the RRAM read-current scale
         on_off_ratio=45.0,  # ~45x with 32 levels reported for HfO2 FeFET synapses (Jerry et al.,
         # IEDM 2017); quoted from memory of the paper: a typical literature value, verify before citing
         drift_nu_mean=0.0,  # FeFET retention loss is not a power-law drift; neglected here

@@ -36,11 +36,11 @@ logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- tile models
-def ideal_tile_model(rows: int, cols: int, g_min_s: float, g_max_s: float, v_max_v: float
+def ideal_tile_model(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float
                      ) -> tuple[TileMVM, dict[str, Any]]:
     """i = v @ G on a tile of that size and range, and its description for the result."""
-    info = {"kind": "ideal", "rows": rows, "cols": cols, "g_min_s": g_min_s, "g_max_s": g_max_s, "v_max_v": v_max_v}
-    return IdealTileMVM(rows, cols, g_min_s, g_max_s, v_max_v), info
+    info = {"kind": "ideal", "rows": rows, "cols": cols, "g_off_s": g_off_s, "g_on_s": g_on_s, "v_read_max_v": v_read_max_v}
+    return IdealTileMVM(rows, cols, g_off_s, g_on_s, v_read_max_v), info
 
 
 def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = None
@@ -56,8 +56,8 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
             on_solve(len(g_s), time.perf_counter() - t0)
         return out
 
-    info = {"kind": "exact", "rows": spec.rows, "cols": spec.cols, "g_min_s": spec.g_off_s, "g_max_s": spec.g_on_s,
-            "v_max_v": spec.v_read_max_v}
+    info = {"kind": "exact", "rows": spec.rows, "cols": spec.cols, "g_off_s": spec.g_off_s, "g_on_s": spec.g_on_s,
+            "v_read_max_v": spec.v_read_max_v}
     return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
                            transfer_fn=transfer), info
 
@@ -67,8 +67,8 @@ def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, d
     from surrogate.io import load_surrogate
 
     mvm = load_surrogate(path, expect_spec=spec)
-    info = {"kind": "surrogate", "path": str(path), "rows": mvm.rows, "cols": mvm.cols, "g_min_s": mvm.g_min_s,
-            "g_max_s": mvm.g_max_s, "v_max_v": mvm.v_max_v}
+    info = {"kind": "surrogate", "path": str(path), "rows": mvm.rows, "cols": mvm.cols, "g_off_s": mvm.g_off_s,
+            "g_on_s": mvm.g_on_s, "v_read_max_v": mvm.v_read_max_v}
     return mvm, info
 
 

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_min_s: float, g_max_s: float,
-              v_max_v: float, images: torch.Tensor, n_tiles: int, n_vectors: int,
+def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_off_s: float, g_on_s: float,
+              v_read_max_v: float, images: torch.Tensor, n_tiles: int, n_vectors: int,
               seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Conductance tiles and row-voltage vectors of ``model`` mapped onto ``rows`` x ``cols`` tiles.
 
@@ -33,7 +33,7 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
     two-phase read the positive and the negative read are both kept (each is a non-negative vector).
     Returns ``(g_s [n_tiles, rows, cols], v_v [n_vectors, rows])`` drawn without replacement (seeded).
     """
-    mvm = IdealTileMVM(rows, cols, g_min_s, g_max_s, v_max_v)
+    mvm = IdealTileMVM(rows, cols, g_off_s, g_on_s, v_read_max_v)
     xmodel = convert_to_crossbar(model, config, mvm).eval()
     layers = crossbar_layers(xmodel)
     inputs: dict[str, torch.Tensor] = {}
@@ -52,7 +52,7 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
             x = unfold_conv_input(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
         else:
             x = x.reshape(-1, x.shape[-1])
-        v, _ = dac_quantize(tile_inputs(x, rows), config.input_bits, v_max_v)  # [n_r, B, rows]
+        v, _ = dac_quantize(tile_inputs(x, rows), config.input_bits, v_read_max_v)  # [n_r, B, rows]
         v = v.reshape(-1, rows)
         v_all += [v.clamp_min(0.0), (-v).clamp_min(0.0)]
     g = torch.cat(g_all).cpu().numpy()
@@ -64,7 +64,7 @@ def tile_bank(model: nn.Module, config: CrossbarConfig, rows: int, cols: int, g_
     log.info("tile bank: %d tiles (of %d) and %d voltage vectors from %d layers", len(g), len(torch.cat(g_all)),
              len(v), len(layers))
     # float32 rounding can step a hair outside the physical ranges; clip in float64
-    return np.clip(g.astype(np.float64), g_min_s, g_max_s), np.clip(v.astype(np.float64), 0.0, v_max_v)
+    return np.clip(g.astype(np.float64), g_off_s, g_on_s), np.clip(v.astype(np.float64), 0.0, v_read_max_v)
 
 
 def save_bank(path: str | Path, g_s: np.ndarray, v_v: np.ndarray) -> None:

@@ -107,12 +107,12 @@ class CrossbarLayerBase(nn.Module):
     def set_mvm(self, mvm: TileMVM) -> None:
         """Use another tile model (e.g. ideal vs surrogate); drops the cache."""
         if not isinstance(mvm, TileMVM):
-            raise TypeError(f"mvm must implement dnn.mvm.TileMVM (rows, cols, g_min_s, g_max_s, v_max_v, "
-                            f"v_min_v, bind), got {type(mvm).__name__}")
+            raise TypeError(f"mvm must implement dnn.mvm.TileMVM (rows, cols, g_off_s, g_on_s, v_read_max_v, "
+                            f"v_read_min_v, bind), got {type(mvm).__name__}")
         if self.config.encoding == "offset" and mvm.cols < 2:
             raise ValueError("offset encoding needs >= 2 columns per tile (one is the reference column)")
-        if self.config.input_polarity == "signed" and mvm.v_min_v > -mvm.v_max_v:
-            raise ValueError(f"{type(mvm).__name__} covers row voltages [{mvm.v_min_v}, {mvm.v_max_v}] V only; "
+        if self.config.input_polarity == "signed" and mvm.v_read_min_v > -mvm.v_read_max_v:
+            raise ValueError(f"{type(mvm).__name__} covers row voltages [{mvm.v_read_min_v}, {mvm.v_read_max_v}] V only; "
                              "signed inputs need input_polarity='two_phase'")
         self.__dict__["mvm"] = mvm
         self._programmed = None
@@ -183,12 +183,12 @@ class CrossbarLayerBase(nn.Module):
         if cfg.encoding == "offset":
             tiles = F.pad(tiles, (0, 1))  # reference column, level 0 = g_min
         grid = tuple(tiles.shape[:4])
-        g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.g_min_s, mvm.g_max_s)
+        g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.g_off_s, mvm.g_on_s)
         g = g.reshape(-1, mvm.rows, mvm.cols)
         if cfg.drift_on:
             g = apply_drift(g, self._drift_nu(g.shape, device, dtype), cfg.t_drift_s, cfg.t0_s)
             if cfg.clip_conductances:
-                g = clip_conductance(g, mvm.g_min_s, mvm.g_max_s)
+                g = clip_conductance(g, mvm.g_off_s, mvm.g_on_s)
         return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid)  # type: ignore[arg-type]
 
     def _cache_key(self, device: torch.device, dtype: torch.dtype) -> tuple[Any, ...]:
@@ -207,7 +207,7 @@ class CrossbarLayerBase(nn.Module):
         if cfg.read_noise_on and cfg.read_noise_mode == "per_forward":
             g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
             if cfg.clip_conductances:
-                g = clip_conductance(g, self.mvm.g_min_s, self.mvm.g_max_s)
+                g = clip_conductance(g, self.mvm.g_off_s, self.mvm.g_on_s)
             return prog, self.mvm.bind(g)
         if prog.bound is None:
             prog.bound = self.mvm.bind(prog.g_s)
@@ -258,7 +258,7 @@ class CrossbarLayerBase(nn.Module):
         rows, cols = mvm.rows, mvm.cols
         s, p, n_r, n_c = prog.grid
         b = x.shape[0]
-        v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.v_max_v)  # [n_r, B, rows]
+        v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.v_read_max_v)  # [n_r, B, rows]
         two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
         bp = v_read.shape[1]
@@ -289,7 +289,7 @@ class CrossbarLayerBase(nn.Module):
         once per programming (the cache key holds device and dtype)."""
         with torch.no_grad():
             if prog.t_sq is None:
-                v_max, rows = self.mvm.v_max_v, self.mvm.rows
+                v_max, rows = self.mvm.v_read_max_v, self.mvm.rows
                 eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
                 t = bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
                 prog.t_sq = t * t
@@ -299,7 +299,7 @@ class CrossbarLayerBase(nn.Module):
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm
         if cfg.adc_range == "fixed":
-            return adc_full_scale(mvm.rows, mvm.v_max_v, mvm.g_min_s, mvm.g_max_s, cfg.adc_range_fraction)
+            return adc_full_scale(mvm.rows, mvm.v_read_max_v, mvm.g_off_s, mvm.g_on_s, cfg.adc_range_fraction)
         if self.adc_full_scale_a is None:
             raise RuntimeError(f"crossbar layer {self.name or '?'}: adc_range 'calibrated' needs "
                                "dnn.layers.calibrate_adc(model, loader) after conversion")
@@ -308,7 +308,7 @@ class CrossbarLayerBase(nn.Module):
     @property
     def _delta_g(self) -> float:
         """Conductance step of one device level, siemens."""
-        return (self.mvm.g_max_s - self.mvm.g_min_s) / (2**self.config.bits_per_cell - 1)
+        return (self.mvm.g_on_s - self.mvm.g_off_s) / (2**self.config.bits_per_cell - 1)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -78,10 +78,10 @@ def encode_levels(q: torch.Tensor, weight_bits: int, bits_per_cell: int, encodin
     return torch.stack([slice_levels(p, n_slices, bits_per_cell) for p in parts], dim=1)
 
 
-def levels_to_conductance(levels: torch.Tensor, bits_per_cell: int, g_min_s: float, g_max_s: float
+def levels_to_conductance(levels: torch.Tensor, bits_per_cell: int, g_off_s: float, g_on_s: float
                           ) -> torch.Tensor:
     """Device level d in [0, 2^b - 1] -> conductance g_min + d * (g_max - g_min) / (2^b - 1), siemens."""
-    return g_min_s + levels * ((g_max_s - g_min_s) / (2**bits_per_cell - 1))
+    return g_off_s + levels * ((g_on_s - g_off_s) / (2**bits_per_cell - 1))
 
 
 def tile_grid(in_features: int, out_features: int, rows: int, cols: int) -> tuple[int, int]:
@@ -132,7 +132,7 @@ def unfold_conv_input(x: torch.Tensor, kernel_size: tuple[int, int], stride: tup
     return view.reshape(n * h_out * w_out, c * kh * kw)
 
 
-def dac_quantize(x: torch.Tensor, bits: int, v_max_v: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dac_quantize(x: torch.Tensor, bits: int, v_read_max_v: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Signed DAC with per-vector abs-max scaling along the last dim (aihwkit-style noise management).
 
     Returns (v, x_per_volt): row voltages v in [-v_max, v_max] (volts, `bits` signed levels, STE
@@ -143,7 +143,7 @@ def dac_quantize(x: torch.Tensor, bits: int, v_max_v: float) -> tuple[torch.Tens
     if bits > 0:
         n = 2 ** (bits - 1) - 1
         xn = round_ste(xn * n) / n
-    return xn * v_max_v, a / v_max_v
+    return xn * v_read_max_v, a / v_read_max_v
 
 
 def adc_quantize(i: torch.Tensor, bits: int, full_scale_a: float) -> torch.Tensor:
@@ -158,8 +158,8 @@ def adc_quantize(i: torch.Tensor, bits: int, full_scale_a: float) -> torch.Tenso
     return round_ste(torch.clamp(i / step, -n, n)) * step
 
 
-def adc_full_scale(rows: int, v_max_v: float, g_min_s: float, g_max_s: float, fraction: float = 1.0
+def adc_full_scale(rows: int, v_read_max_v: float, g_off_s: float, g_on_s: float, fraction: float = 1.0
                    ) -> float:
     """Fixed ADC full scale, amperes: the largest ideal signed column current of one tile,
     rows * v_max * (g_max - g_min), times `fraction`."""
-    return fraction * rows * v_max_v * (g_max_s - g_min_s)
+    return fraction * rows * v_read_max_v * (g_on_s - g_off_s)

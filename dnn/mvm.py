@@ -26,10 +26,10 @@ class TileMVM(Protocol):
 
     rows: int
     cols: int  # physical crossbar size
-    g_min_s: float
-    g_max_s: float  # programmable conductance range, siemens
-    v_max_v: float  # max |input voltage| on a row, volts
-    v_min_v: float  # lowest row voltage the model is valid for, volts (-v_max_v: any sign)
+    g_off_s: float
+    g_on_s: float  # programmable conductance range, siemens
+    v_read_max_v: float  # max |input voltage| on a row, volts
+    v_read_min_v: float  # lowest row voltage the model is valid for, volts (-v_read_max_v: any sign)
 
     def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s: [T, rows, cols] conductances of T tiles. Returns f(v_v: [T, B, rows]) -> i_a: [T, B, cols]
@@ -40,14 +40,14 @@ class TileMVM(Protocol):
         ...
 
 
-def _validate_tile(rows: int, cols: int, g_min_s: float, g_max_s: float, v_max_v: float) -> None:
+def _validate_tile(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float) -> None:
     if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
         raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
-    if not (0.0 <= g_min_s < g_max_s):
-        raise ValueError(f"conductance range g_min_s={g_min_s!r}, g_max_s={g_max_s!r} S: expected "
-                         "0 <= g_min_s < g_max_s")
-    if not v_max_v > 0.0:
-        raise ValueError(f"v_max_v={v_max_v!r} V: expected > 0")
+    if not (0.0 <= g_off_s < g_on_s):
+        raise ValueError(f"conductance range g_off_s={g_off_s!r}, g_on_s={g_on_s!r} S: expected "
+                         "0 <= g_off_s < g_on_s")
+    if not v_read_max_v > 0.0:
+        raise ValueError(f"v_read_max_v={v_read_max_v!r} V: expected > 0")
 
 
 def _check_g(g_s: torch.Tensor, rows: int, cols: int) -> None:
@@ -61,17 +61,17 @@ class IdealTileMVM:
 
     rows: int
     cols: int
-    g_min_s: float
-    g_max_s: float
-    v_max_v: float
+    g_off_s: float
+    g_on_s: float
+    v_read_max_v: float
 
     def __post_init__(self) -> None:
-        _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
+        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
 
     @property
-    def v_min_v(self) -> float:
+    def v_read_min_v(self) -> float:
         """A linear tile model is valid for row voltages of either sign."""
-        return -self.v_max_v
+        return -self.v_read_max_v
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
@@ -97,18 +97,18 @@ class TransferTileMVM:
 
     rows: int
     cols: int
-    g_min_s: float
-    g_max_s: float
-    v_max_v: float
+    g_off_s: float
+    g_on_s: float
+    v_read_max_v: float
     transfer_fn: TransferFn
 
     def __post_init__(self) -> None:
-        _validate_tile(self.rows, self.cols, self.g_min_s, self.g_max_s, self.v_max_v)
+        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
 
     @property
-    def v_min_v(self) -> float:
+    def v_read_min_v(self) -> float:
         """A linear tile model is valid for row voltages of either sign."""
-        return -self.v_max_v
+        return -self.v_read_max_v
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)

@@ -60,6 +60,6 @@ def apply_drift(g_s: torch.Tensor, nu: torch.Tensor, t_s: float, t0_s: float) ->
     return g_s * torch.pow(t_s / t0_s, -nu)
 
 
-def clip_conductance(g_s: torch.Tensor, g_min_s: float, g_max_s: float) -> torch.Tensor:
+def clip_conductance(g_s: torch.Tensor, g_off_s: float, g_on_s: float) -> torch.Tensor:
     """Clip to the programmable range [g_min, g_max] (siemens)."""
-    return g_s.clamp(g_min_s, g_max_s)
+    return g_s.clamp(g_off_s, g_on_s)

@@ -29,20 +29,20 @@ class SurrogateMVM(nn.Module):
     design: ClassVar[str] = ""
     rows: int
     cols: int
-    g_min_s: float
-    g_max_s: float
-    v_max_v: float
-    v_min_v: float
+    g_off_s: float
+    g_on_s: float
+    v_read_max_v: float
+    v_read_min_v: float
 
     def __init__(self, tile: TileSpec) -> None:
         super().__init__()
         self.tile = tile
         self.rows = tile.rows
         self.cols = tile.cols
-        self.g_min_s = tile.g_min_s
-        self.g_max_s = tile.g_max_s
-        self.v_max_v = tile.v_max_v
-        self.v_min_v = tile.v_min_v  # the voltage range the surrogate was trained on starts here
+        self.g_off_s = tile.g_off_s
+        self.g_on_s = tile.g_on_s
+        self.v_read_max_v = tile.v_read_max_v
+        self.v_read_min_v = tile.v_read_min_v  # the voltage range the surrogate was trained on starts here
         self.full_scale_a = tile.full_scale_a
         self.spec: CircuitSpec | None = None
         """The circuit the surrogate was trained for (set by :func:`surrogate.io.load_surrogate`)."""

@@ -46,8 +46,8 @@ def analytic_a(tile: TileSpec, g_s: np.ndarray, g_index: np.ndarray, v_v: np.nda
     """Closed-form IR-drop model (:func:`surrogate.physics.analytic_transfer`) per sample [n, cols] (A)."""
 
     def one(g: np.ndarray, v: np.ndarray) -> np.ndarray:
-        t = analytic_transfer(torch.as_tensor(g / tile.g_max_s, dtype=torch.float64), tile).numpy()
-        return v @ t * tile.g_max_s
+        t = analytic_transfer(torch.as_tensor(g / tile.g_on_s, dtype=torch.float64), tile).numpy()
+        return v @ t * tile.g_on_s
 
     return _per_matrix(g_s, g_index, v_v, one)
 
@@ -70,13 +70,13 @@ class RidgeBaseline:
 
     def _features(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
         t = self.tile
-        g_on = t.g_max_s
+        g_on = t.g_on_s
         g_n = torch.as_tensor(g / g_on, dtype=torch.float64)
         t_an = analytic_transfer(g_n, t)
         rho, kappa = wire_drop(g_n, t.r_wire_row_ohm * g_on, t.r_wire_col_ohm * g_on)
         load_r = t.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)
         load_c = t.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)
-        v_n = torch.as_tensor(v / t.v_max_v, dtype=torch.float64)
+        v_n = torch.as_tensor(v / t.v_read_max_v, dtype=torch.float64)
         mats = [g_n, t_an, t_an * rho, t_an * kappa, t_an * load_r, t_an * load_c]
         cols = [v_n @ m for m in mats] + [(v_n ** 2) @ t_an, (v_n ** 3) @ t_an]
         return (torch.stack(cols, -1) / t.rows).numpy()  # [n, cols, n_features]

@@ -17,18 +17,26 @@ from spice.io import DatasetFileError, open_checked
 
 KIND = "xbarchar.surrogate"
 FORMAT_VERSION = 1
-COMPATIBILITY_KEYS = (("rows", "rows"), ("cols", "cols"), ("g_off_s", "g_min_s"), ("g_on_s", "g_max_s"),
-                      ("v_read_min_v", "v_min_v"), ("v_read_max_v", "v_max_v"))
-"""(CircuitSpec field, TileSpec field) pairs a surrogate must match to be used for a circuit."""
+COMPATIBILITY_KEYS = ("rows", "cols", "g_off_s", "g_on_s", "v_read_min_v", "v_read_max_v")
+"""Fields a surrogate's tile must share with a circuit (CircuitSpec and TileSpec use the same names)."""
+LEGACY_TILE_KEYS = {"g_" + "min_s": "g_off_s", "g_" + "max_s": "g_on_s", "v_" + "min_v": "v_read_min_v",
+                    "v_" + "max_v": "v_read_max_v"}
+"""Tile keys of surrogate files written before the tile took the circuit's names (same meaning)."""
+
+
+def current_tile_keys(tile: dict[str, Any]) -> dict[str, Any]:
+    """A stored tile dict with today's key names (files from before the rename keep working)."""
+    return {LEGACY_TILE_KEYS.get(k, k): v for k, v in tile.items()}
 
 
 def compatibility_problems(tile: dict[str, Any], spec: CircuitSpec) -> list[str]:
     """Every way a surrogate's tile (``TileSpec.to_dict()``) does not fit ``spec``; empty when it fits."""
+    tile = current_tile_keys(tile)
     problems = []
-    for spec_key, tile_key in COMPATIBILITY_KEYS:
-        want, have = getattr(spec, spec_key), tile.get(tile_key)
+    for key in COMPATIBILITY_KEYS:
+        want, have = getattr(spec, key), tile.get(key)
         if have is None or not np.isclose(float(want), float(have), rtol=1e-9, atol=0.0):
-            problems.append(f"{spec_key} {have!r} in the file != {want!r} for the circuit")
+            problems.append(f"{key} {have!r} in the file != {want!r} for the circuit")
     return problems
 
 

@@ -46,21 +46,21 @@ class GeniexMLP(SurrogateMVM):
 
     def _scale_g(self, g_s: torch.Tensor) -> torch.Tensor:
         t = self.tile
-        return 2.0 * (g_s - t.g_min_s) / (t.g_max_s - t.g_min_s) - 1.0
+        return 2.0 * (g_s - t.g_off_s) / (t.g_on_s - t.g_off_s) - 1.0
 
     def _scale_v(self, v_v: torch.Tensor) -> torch.Tensor:
         t = self.tile
-        return 2.0 * (v_v - t.v_min_v) / (t.v_max_v - t.v_min_v) - 1.0
+        return 2.0 * (v_v - t.v_read_min_v) / (t.v_read_max_v - t.v_read_min_v) - 1.0
 
     def _head(self, h: torch.Tensor, v_v: torch.Tensor, g_n: torch.Tensor) -> torch.Tensor:
         o = self.out(h)
         ratio = self.ratio0 + o[..., : self.cols]
-        i_ideal_n = (v_v / self.tile.v_max_v) @ g_n / self.rows
+        i_ideal_n = (v_v / self.tile.v_read_max_v) @ g_n / self.rows
         return i_ideal_n * ratio + self.OFFSET_SCALE * o[..., self.cols:]
 
     def fold(self, g_s: torch.Tensor) -> Folded:
         h_g = self._scale_g(g_s).flatten(-2) @ self.first.weight[:, : self.n_g].T + self.first.bias
-        return h_g, g_s / self.tile.g_max_s
+        return h_g, g_s / self.tile.g_on_s
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
         h_g, g_n = folded
@@ -70,7 +70,7 @@ class GeniexMLP(SurrogateMVM):
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
         x_g = self._scale_g(g_s).flatten(-2).unsqueeze(-2).expand(-1, v_v.shape[1], -1)
         h = torch.relu(self.first(torch.cat([x_g, self._scale_v(v_v)], -1)))
-        return self._head(h, v_v, g_s / self.tile.g_max_s)
+        return self._head(h, v_v, g_s / self.tile.g_on_s)
 
     def init_from_data(self, train: Split) -> None:
         """Start the ratio head at the least-squares gain of every column on the training data."""
@@ -81,9 +81,9 @@ class GeniexMLP(SurrogateMVM):
 
     def normalization(self) -> dict[str, Any]:
         return {
-            "g_input": "2*(g_s - g_min_s)/(g_max_s - g_min_s) - 1",
-            "v_input": "2*(v_v - v_min_v)/(v_max_v - v_min_v) - 1",
-            "output": "i_a = full_scale_a * ((v_v/v_max_v) @ (g_s/g_max_s) / rows * (ratio0 + r) + 0.1 * d)",
+            "g_input": "2*(g_s - g_off_s)/(g_on_s - g_off_s) - 1",
+            "v_input": "2*(v_v - v_read_min_v)/(v_read_max_v - v_read_min_v) - 1",
+            "output": "i_a = full_scale_a * ((v_v/v_read_max_v) @ (g_s/g_on_s) / rows * (ratio0 + r) + 0.1 * d)",
             "full_scale_a": self.full_scale_a,
             "ratio0": [float(x) for x in self.ratio0],
         }

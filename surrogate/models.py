@@ -23,6 +23,7 @@ from surrogate.transfer import TransferNet
 
 __all__ = ["DESIGNS", "GeniexMLP", "SurrogateMVM", "TransferNet", "build_model", "from_architecture", "predict_a"]
 
+from surrogate.contract import current_tile_keys  # noqa: E402
 from surrogate.params import DESIGNS  # noqa: E402  (torch-free home of the list)
 
 
@@ -37,7 +38,7 @@ def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> Surrogat
 
 def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:
     """Rebuild an (untrained) surrogate from :meth:`SurrogateMVM.architecture`."""
-    return build_model(arch["design"], TileSpec(**arch["tile"]), **arch["hyperparameters"])
+    return build_model(arch["design"], TileSpec(**current_tile_keys(arch["tile"])), **arch["hyperparameters"])
 
 
 @torch.no_grad()

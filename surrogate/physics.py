@@ -27,10 +27,10 @@ class TileSpec:
 
     rows: int
     cols: int
-    g_min_s: float
-    g_max_s: float
-    v_min_v: float
-    v_max_v: float
+    g_off_s: float
+    g_on_s: float
+    v_read_min_v: float
+    v_read_max_v: float
     r_driver_ohm: float
     r_sense_ohm: float
     r_wire_row_ohm: float
@@ -38,8 +38,8 @@ class TileSpec:
 
     @classmethod
     def from_circuit(cls, spec: CircuitSpec) -> TileSpec:
-        return cls(rows=spec.rows, cols=spec.cols, g_min_s=spec.g_off_s, g_max_s=spec.g_on_s,
-                   v_min_v=spec.v_read_min_v, v_max_v=spec.v_read_max_v, r_driver_ohm=spec.r_driver_ohm,
+        return cls(rows=spec.rows, cols=spec.cols, g_off_s=spec.g_off_s, g_on_s=spec.g_on_s,
+                   v_read_min_v=spec.v_read_min_v, v_read_max_v=spec.v_read_max_v, r_driver_ohm=spec.r_driver_ohm,
                    r_sense_ohm=spec.r_sense_ohm, r_wire_row_ohm=spec.r_wire_row_ohm,
                    r_wire_col_ohm=spec.r_wire_col_ohm)
 
@@ -49,7 +49,7 @@ class TileSpec:
     @property
     def full_scale_a(self) -> float:
         """Full-scale column current g_on * v_max * rows (A)."""
-        return self.g_max_s * self.v_max_v * self.rows
+        return self.g_on_s * self.v_read_max_v * self.rows
 
 
 def wire_drop(g_n: torch.Tensor, r_row_n: float, r_col_n: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +115,7 @@ def analytic_transfer(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
     ``T = a_r g_eff b_c``. It ignores that the column voltage also lowers the cell voltage (the
     driver-sense interaction), which the lumped solve captures.
     """
-    g_on = tile.g_max_s
+    g_on = tile.g_on_s
     rho, kappa = wire_drop(g_n, tile.r_wire_row_ohm * g_on, tile.r_wire_col_ohm * g_on)
     g_eff = g_n / (1.0 + rho + kappa)
     a = 1.0 / (1.0 + tile.r_driver_ohm * g_on * g_eff.sum(-1))

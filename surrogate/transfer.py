@@ -53,7 +53,7 @@ class TransferNet(SurrogateMVM):
             raise ValueError(f"v_order must be 1 (linear in v) or 3 (up to cubic in v), got {v_order!r}")
         self.cell_hidden = cell_hidden
         self.v_order = v_order
-        g_on = tile.g_max_s
+        g_on = tile.g_on_s
         self.log_g_driver_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_driver_ohm, R_MIN_OHM) * g_on)))
         self.log_g_sense_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_sense_ohm, R_MIN_OHM) * g_on)))
         self.log_wire_row_gain = nn.Parameter(torch.zeros(()))
@@ -74,11 +74,11 @@ class TransferNet(SurrogateMVM):
         return {"cell_hidden": self.cell_hidden, "v_order": self.v_order}
 
     def param_units(self) -> dict[str, str]:
-        return {"log_g_driver_n": "ln(S / g_max_s)", "log_g_sense_n": "ln(S / g_max_s)"}
+        return {"log_g_driver_n": "ln(S / g_on_s)", "log_g_sense_n": "ln(S / g_on_s)"}
 
     def _raw_features(self, g_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.tile
-        g_on = t.g_max_s
+        g_on = t.g_on_s
         rho, kappa = wire_drop(g_n, t.r_wire_row_ohm * g_on, t.r_wire_col_ohm * g_on)
         shape = g_n.shape
         pos_r = torch.linspace(0.0, 1.0, t.rows, dtype=g_n.dtype, device=g_n.device).unsqueeze(-1).expand(shape)
@@ -90,14 +90,14 @@ class TransferNet(SurrogateMVM):
 
     def _cells(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Effective conductances (normalized) and the per-cell network outputs [..., 1 or 8]."""
-        g_n = g_s / self.tile.g_max_s
+        g_n = g_s / self.tile.g_on_s
         feats, rho, kappa = self._raw_features(g_n)
         out = self.cell_net((feats - self.feature_mean) / self.feature_std)
         wire = 1.0 + torch.exp(self.log_wire_row_gain) * rho + torch.exp(self.log_wire_col_gain) * kappa
         return g_n * torch.exp(out[..., 0]) / wire, out
 
     def transfer_n(self, g_s: torch.Tensor) -> torch.Tensor:
-        """The effective linear transfer matrix T_eff / g_max_s [T, rows, cols] (normalized)."""
+        """The effective linear transfer matrix T_eff / g_on_s [T, rows, cols] (normalized)."""
         g_eff, _ = self._cells(g_s)
         return lumped_transfer(g_eff, torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n))
 
@@ -114,7 +114,7 @@ class TransferNet(SurrogateMVM):
         return w_v, w_v2, w_v3, col
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        v_n = v_v / self.tile.v_max_v
+        v_n = v_v / self.tile.v_read_max_v
         if self.v_order == 1:
             return v_n @ folded[0] / self.rows
         w_v, w_v2, w_v3, col = folded
@@ -132,7 +132,7 @@ class TransferNet(SurrogateMVM):
         if self.v_order != 1:
             return super().bind(g_s)
         self._check(g_s)
-        t_a = self.fold(g_s.to(self.param_dtype))[0] * self.tile.g_max_s  # A/V
+        t_a = self.fold(g_s.to(self.param_dtype))[0] * self.tile.g_on_s  # A/V
         n_tiles = g_s.shape[0]
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
@@ -158,7 +158,7 @@ class TransferNet(SurrogateMVM):
         term with its own matmul (an independent path to check :meth:`fold`)."""
         g_eff, out = self._cells(g_s)
         g_d, g_sn = torch.exp(self.log_g_driver_n), torch.exp(self.log_g_sense_n)
-        v_n = v_v / self.tile.v_max_v
+        v_n = v_v / self.tile.v_read_max_v
         lin = lumped_currents(g_eff, v_n, g_d, g_sn) / self.rows
         if self.v_order == 1:
             return lin
@@ -174,7 +174,7 @@ class TransferNet(SurrogateMVM):
         (``lin_scale``), and the effective driver and sense resistances of the physics prior."""
         self._calibrate_prior(train)
         with torch.no_grad():
-            g_n = torch.as_tensor(train.g_s / self.tile.g_max_s, dtype=torch.float64)
+            g_n = torch.as_tensor(train.g_s / self.tile.g_on_s, dtype=torch.float64)
             feats = self._raw_features(g_n)[0].reshape(-1, len(self.FEATURES)).numpy()
         scaler = StandardScaler().fit(feats)
         std = np.where(scaler.scale_ > 1e-12, scaler.scale_, 1.0)
@@ -195,13 +195,13 @@ class TransferNet(SurrogateMVM):
         driver and sense resistances), and the winner's coefficients start the per-cell maps.
         """
         t = self.tile
-        g_on = t.g_max_s
+        g_on = t.g_on_s
         pick = np.flatnonzero(train.g_index < max_matrices)[:max_samples]
         g_n = torch.as_tensor(train.g_s[:max_matrices] / g_on, dtype=torch.float64)
         rho, kappa = wire_drop(g_n, t.r_wire_row_ohm * g_on, t.r_wire_col_ohm * g_on)
         g_eff = g_n / (1.0 + rho + kappa)
         groups = [pick[train.g_index[pick] == k] for k in range(len(g_n))]
-        v_n = [torch.as_tensor(train.v_v[idx] / t.v_max_v, dtype=torch.float64) for idx in groups]
+        v_n = [torch.as_tensor(train.v_v[idx] / t.v_read_max_v, dtype=torch.float64) for idx in groups]
         target = torch.cat([torch.as_tensor(train.i_a[idx] / t.full_scale_a, dtype=torch.float64)
                             for idx in groups]).reshape(-1)
         scale = 1.0 / max(float(target.square().mean().sqrt()), 1e-30)
@@ -242,8 +242,8 @@ class TransferNet(SurrogateMVM):
 
     def normalization(self) -> dict[str, Any]:
         return {
-            "conductance": "g_n = g_s / g_max_s",
-            "voltage": "v_n = v_v / v_max_v",
+            "conductance": "g_n = g_s / g_on_s",
+            "voltage": "v_n = v_v / v_read_max_v",
             "output": "i_a = full_scale_a * i_n; v_order 1: i_n = v_n @ T_n / rows; v_order 3: see "
                       "TransferNet docstring",
             "full_scale_a": self.full_scale_a,

@@ -66,7 +66,7 @@ def test_spice_inspect_and_check_errors(tmp_path, capsys):
     rc, msg = _fails(spice_main, ["inspect", str(junk)], capsys)
     assert "junk.h5" in msg and "not a readable HDF5 file" in msg
     rc, msg = _fails(spice_main, ["check", "--circuit", '{"preset": "paper1_64_w5",'], capsys)
-    assert "--circuit" in msg and "not valid JSON" in msg
+    assert "--circuit" in msg and "not a JSON object" in msg
     rc, msg = _fails(spice_main, ["check", "--circuit", "[1, 2]"], capsys)
     assert "--circuit" in msg and "expected a JSON object" in msg
     rc, msg = _fails(spice_main, ["check", "--preset", "paper9"], capsys)
@@ -87,7 +87,7 @@ def test_spice_simulate_rejects_malformed_sampling(tmp_path, capsys):
     out = tmp_path / "s.h5"
     rc, msg = _fails(spice_main, ["simulate", "--circuit", json.dumps(CIRCUIT), "--sampling", "{n_vectors: 2}",
                                   "--out", str(out)], capsys)
-    assert "--sampling" in msg and "not valid JSON" in msg
+    assert "--sampling" in msg and "not a JSON object" in msg
     rc, msg = _fails(spice_main, ["simulate", "--circuit", json.dumps(CIRCUIT), "--sampling",
                                   '{"n_vector": 2}', "--out", str(out)], capsys)
     assert "n_vector" in msg

@@ -131,13 +131,18 @@ def test_an_incompatible_surrogate_file_fails_the_config_check(tmp_path):
     import h5py
 
     path = tmp_path / "s.h5"
-    tile = {"rows": 8, "cols": 8, "g_min_s": 5e-6, "g_max_s": 5e-5, "v_min_v": 0.0, "v_max_v": 0.2}
+    tile = {"rows": 8, "cols": 8, "g_off_s": 5e-6, "g_on_s": 5e-5, "v_read_min_v": 0.0, "v_read_max_v": 0.2}
     with h5py.File(path, "w") as f:
         f.attrs["kind"] = "xbarchar.surrogate"
         f.attrs["format_version"] = 1
         f.attrs["architecture"] = json.dumps({"design": "transfer", "tile": tile, "hyperparameters": {}})
     with pytest.raises(ConfigError, match=r"circuits\.tiny\.surrogate_file: .*s\.h5: surrogate does not fit circuit "
                                           r"'tiny' \(16x16\): rows 8 in the file != 16"):
+        validate_config(broken("circuits.tiny.surrogate_file", str(path)))
+    legacy = {"rows": 8, "cols": 8, "g_" + "min_s": 5e-6, "g_" + "max_s": 5e-5, "v_" + "min_v": 0.0, "v_" + "max_v": 0.2}
+    with h5py.File(path, "a") as f:  # a file written before the tile took the circuit's key names
+        f.attrs["architecture"] = json.dumps({"design": "transfer", "tile": legacy, "hyperparameters": {}})
+    with pytest.raises(ConfigError, match=r"rows 8 in the file != 16 for the circuit"):
         validate_config(broken("circuits.tiny.surrogate_file", str(path)))
     with pytest.raises(ConfigError, match=r"circuits\.tiny\.surrogate_file: .*missing\.h5: file does not exist"):
         validate_config(broken("circuits.tiny.surrogate_file", str(tmp_path / "missing.h5")))
@@ -244,7 +249,7 @@ def test_signed_inputs_are_refused_by_a_surrogate_trained_on_positive_voltages(t
         bipolar = load_surrogate(tiny_surrogate(tmp_path, "bi", -0.2))
     finally:
         torch.set_num_threads(threads)
-    assert unipolar.v_min_v == 0.0 and bipolar.v_min_v == -0.2
+    assert unipolar.v_read_min_v == 0.0 and bipolar.v_read_min_v == -0.2
     signed = CrossbarConfig(input_polarity="signed")
     with pytest.raises(ValueError, match=r"covers row voltages \[0.0, 0.2\] V only; signed inputs need"):
         CrossbarLinear.from_float(nn.Linear(8, 3), signed, unipolar)

@@ -42,7 +42,7 @@ def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
     assert rc == 0
     res = json.loads(out.read_text())
     assert (res["circuit"], res["model"], res["scenario"]) == ("p64", "digits_small", "noise")
-    assert res["mvm"]["rows"] == 64 and res["mvm"]["g_max_s"] == pytest.approx(1 / 20e3)  # from the preset
+    assert res["mvm"]["rows"] == 64 and res["mvm"]["g_on_s"] == pytest.approx(1 / 20e3)  # from the preset
     assert res["xbar_config"]["read_noise_sigma"] == 0.1
     m = res["methods"]
     assert set(m) == {"none", "bn_adapt", "adapt_finetune"}

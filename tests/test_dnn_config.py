@@ -45,10 +45,10 @@ def test_validation_names_key_and_range(key, value, expected):
 
 def test_presets():
     rram = get_device_preset("RRAM")
-    assert rram.g_max_s == pytest.approx(50e-6) and rram.g_min_s == pytest.approx(5e-6)
-    assert get_device_preset("pcm_80").g_min_s == pytest.approx(25e-6 / 80)
+    assert rram.g_on_s == pytest.approx(50e-6) and rram.g_off_s == pytest.approx(5e-6)
+    assert get_device_preset("pcm_80").g_off_s == pytest.approx(25e-6 / 80)
     for p in DEVICE_PRESETS.values():
-        assert p.source and p.g_min_s < p.g_max_s
+        assert p.source and p.g_off_s < p.g_on_s
     cfg = CrossbarConfig().replace(**get_device_preset("pcm_40").drift_config(t_drift_s=3600.0))
     assert cfg.drift_on and cfg.drift_nu_mean == pytest.approx(0.05) and cfg.t0_s == 20.0
     with pytest.raises(ValueError, match="valid: \\['fefet'"):

@@ -16,7 +16,7 @@ def test_tile_bank_holds_programmed_levels_and_dac_voltages(tmp_path, make_spec)
     model = build_model("bn_cnn", in_channels=1, num_classes=10, image_size=8).eval()
     images = torch.randn(8, 1, 8, 8)
     cfg = CrossbarConfig.from_dict({"weight_bits": 8, "bits_per_cell": 4, "input_bits": 8})
-    g, v = tile_bank(model, cfg, rows=16, cols=16, g_min_s=5e-6, g_max_s=5e-5, v_max_v=0.2, images=images,
+    g, v = tile_bank(model, cfg, rows=16, cols=16, g_off_s=5e-6, g_on_s=5e-5, v_read_max_v=0.2, images=images,
                      n_tiles=10, n_vectors=50, seed=1)
     assert g.shape == (10, 16, 16) and v.shape == (50, 16)
     # conductances sit on the 16 levels of a 4-bit cell between g_min and g_max

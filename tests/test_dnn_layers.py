@@ -29,10 +29,10 @@ class CountingMVM:
 
     rows: int = 16
     cols: int = 8
-    g_min_s: float = G_MIN
-    g_max_s: float = G_MAX
-    v_max_v: float = V_MAX
-    v_min_v: float = -V_MAX
+    g_off_s: float = G_MIN
+    g_on_s: float = G_MAX
+    v_read_max_v: float = V_MAX
+    v_read_min_v: float = -V_MAX
     binds: int = 0
 
     def bind(self, g_s):
@@ -156,9 +156,9 @@ def test_transfer_tile_mvm_gradient_and_shape_check():
 
 
 def test_ideal_tile_mvm_validation():
-    with pytest.raises(ValueError, match="g_min_s"):
+    with pytest.raises(ValueError, match="g_off_s"):
         IdealTileMVM(4, 4, 1e-4, 1e-5, 0.2)
-    with pytest.raises(ValueError, match="v_max_v"):
+    with pytest.raises(ValueError, match="v_read_max_v"):
         IdealTileMVM(4, 4, 1e-6, 1e-5, 0.0)
 
 
@@ -380,10 +380,10 @@ class RecordingMVM:
 
     rows: int = 16
     cols: int = 8
-    g_min_s: float = G_MIN
-    g_max_s: float = G_MAX
-    v_max_v: float = V_MAX
-    v_min_v: float = 0.0
+    g_off_s: float = G_MIN
+    g_on_s: float = G_MAX
+    v_read_max_v: float = V_MAX
+    v_read_min_v: float = 0.0
     seen: list = None
 
     def bind(self, g_s):
@@ -524,7 +524,7 @@ def test_offset_encoding_needs_two_columns_per_tile():
 def test_unipolar_tile_models_refuse_signed_inputs():
     @dataclass
     class Unipolar(CountingMVM):
-        v_min_v: float = 0.0
+        v_read_min_v: float = 0.0
 
     lin = nn.Linear(3, 2)
     with pytest.raises(ValueError, match="^Unipolar covers row voltages \\[0.0, 0.2\\] V only; signed inputs need "
@@ -695,7 +695,7 @@ def test_two_backward_passes_with_the_same_weights():
 class _ModuleMVM(nn.Module):
     """An ideal tile model that is an nn.Module (as a surrogate is), optionally without any tensor."""
 
-    rows, cols, g_min_s, g_max_s, v_max_v = 16, 8, G_MIN, G_MAX, V_MAX
+    rows, cols, g_off_s, g_on_s, v_read_max_v, v_read_min_v = 16, 8, G_MIN, G_MAX, V_MAX, -V_MAX
 
     def __init__(self, with_tensor: bool):
         super().__init__()

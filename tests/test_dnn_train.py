@@ -72,7 +72,7 @@ def test_cli_evaluate_in_another_process(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["software_accuracy"] == pytest.approx(acc)
-    assert res["xbar_config"]["read_noise_sigma"] == 0.05 and res["mvm"]["g_max_s"] == pytest.approx(5e-5)
+    assert res["xbar_config"]["read_noise_sigma"] == 0.05 and res["mvm"]["g_on_s"] == pytest.approx(5e-5)
     assert set(res["methods"]) == {"none", "bn_adapt"}
     assert res["methods"]["none"]["accuracy_mean"] > 0.7
     assert res["methods"]["none"]["trainable_params"] == 0 and res["methods"]["bn_adapt"]["trainable_params"] == 0

@@ -124,9 +124,9 @@ def test_check_vectors_lie_in_the_read_range_and_are_seeded(make_spec, monkeypat
     spec = make_spec(rows=4, cols=3, v_read_min_v=-0.1)
     seen = []
 
-    def spy(spec_, g, v_check, rtol):
+    def spy(spec_, g, v_check, rtol, check=None):
         seen.append((v_check.copy(), rtol))
-        return superposition(spec_, g, v_check, rtol)
+        return superposition(spec_, g, v_check, rtol, check)
 
     monkeypatch.setattr("spice.simulate.superposition", spy)
     cfg = SamplingConfig(n_conductance=2, n_vectors=2, seed=1, linearity_rtol=1e-5)
@@ -178,7 +178,8 @@ def test_failed_samples_are_marked_and_counted_never_dropped(make_spec, monkeypa
     assert np.isnan(shard.i_a[shard.failed]).all() and np.isfinite(shard.i_a[~shard.failed]).all()
     assert shard.solver.tolist() == [b"sweep", b"sweep"]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == ["2 of 6 samples failed to converge after all convergence aids; they are marked in /failed"]
+    assert errors == ["2 of 6 samples failed (2 did not converge after all convergence aids); they are marked in "
+                      "/failed with /failure_reason"]
 
 
 def test_no_failure_no_error_log(make_spec, caplog):

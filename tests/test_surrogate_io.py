@@ -56,7 +56,7 @@ def test_round_trip_gives_identical_outputs(saved, design):
     spec = saved["splits"].spec
     loaded = load_surrogate(path, expect_spec=spec, device="cpu")
     assert type(loaded) is type(trained)
-    assert (loaded.rows, loaded.cols, loaded.g_min_s, loaded.g_max_s, loaded.v_max_v) == (8, 8, spec.g_off_s,
+    assert (loaded.rows, loaded.cols, loaded.g_off_s, loaded.g_on_s, loaded.v_read_max_v) == (8, 8, spec.g_off_s,
                                                                                           spec.g_on_s, 0.2)
     g, v = inputs(spec)
     assert torch.equal(loaded.bind(g)(v), trained.bind(g)(v))
@@ -81,7 +81,7 @@ def test_file_is_self_describing(saved):
         assert set(f["weights"]) == set(model.state_dict())
         for name, ds in f["weights"].items():
             assert "units" in ds.attrs, name
-        assert f["weights/log_g_driver_n"].attrs["units"] == "ln(S / g_max_s)"
+        assert f["weights/log_g_driver_n"].attrs["units"] == "ln(S / g_on_s)"
     text = describe(path)
     assert "design: transfer" in text and "MACs per vector after bind: 64" in text
 

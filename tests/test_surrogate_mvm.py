@@ -9,7 +9,7 @@ from dnn.mvm import TileMVM
 from surrogate.models import GeniexMLP, TransferNet, build_model
 from surrogate.physics import TileSpec
 
-TILE = TileSpec(rows=6, cols=5, g_min_s=5e-6, g_max_s=5e-5, v_min_v=0.0, v_max_v=0.2, r_driver_ohm=1000.0,
+TILE = TileSpec(rows=6, cols=5, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=0.2, r_driver_ohm=1000.0,
                 r_sense_ohm=1000.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
 DESIGNS = [("mlp", {"hidden": 24}), ("transfer", {"v_order": 1}), ("transfer", {"v_order": 3})]
 
@@ -26,8 +26,8 @@ def random_model(design: str, hp: dict, seed: int = 0):
 
 def tiles(n_tiles: int = 3, batch: int = 7, seed: int = 1, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
-    g = TILE.g_min_s + (TILE.g_max_s - TILE.g_min_s) * torch.rand(n_tiles, TILE.rows, TILE.cols, generator=gen)
-    v = TILE.v_max_v * torch.rand(n_tiles, batch, TILE.rows, generator=gen)
+    g = TILE.g_off_s + (TILE.g_on_s - TILE.g_off_s) * torch.rand(n_tiles, TILE.rows, TILE.cols, generator=gen)
+    v = TILE.v_read_max_v * torch.rand(n_tiles, batch, TILE.rows, generator=gen)
     return g.to(dtype), v.to(dtype)
 
 
@@ -61,7 +61,7 @@ def test_transfer_gradient_wrt_v_is_the_effective_transfer_matrix():
     g, v = tiles(n_tiles=2, batch=1)
     v.requires_grad_(True)
     model.bind(g)(v)[:, 0, 2].sum().backward()
-    t_eff = model.transfer_n(g).detach() * TILE.g_max_s  # A/V
+    t_eff = model.transfer_n(g).detach() * TILE.g_on_s  # A/V
     torch.testing.assert_close(v.grad[:, 0, :], t_eff[:, :, 2], rtol=1e-4, atol=0.0)
 
 

@@ -40,12 +40,12 @@ def test_constructor_checks_and_reported_settings(make_spec):
     net = TransferNet(tile)
     assert net.hyperparameters() == {"cell_hidden": 32, "v_order": 1}
     assert TransferNet(tile, cell_hidden=4, v_order=3).hyperparameters() == {"cell_hidden": 4, "v_order": 3}
-    assert net.param_units() == {"log_g_driver_n": "ln(S / g_max_s)", "log_g_sense_n": "ln(S / g_max_s)"}
+    assert net.param_units() == {"log_g_driver_n": "ln(S / g_on_s)", "log_g_sense_n": "ln(S / g_on_s)"}
     assert net.macs_per_vector() == 20 and TransferNet(tile, v_order=3).macs_per_vector() == 120
     assert net.cell_net[-1].out_features == 1 and TransferNet(tile, v_order=3).cell_net[-1].out_features == 8
     assert net.cell_net[0].out_features == 32 and net.cell_net[2].in_features == 32
     norm = net.normalization()
-    assert norm["conductance"] == "g_n = g_s / g_max_s" and norm["voltage"] == "v_n = v_v / v_max_v"
+    assert norm["conductance"] == "g_n = g_s / g_on_s" and norm["voltage"] == "v_n = v_v / v_read_max_v"
     assert norm["cell_features"] == list(TransferNet.FEATURES) and len(norm["feature_mean"]) == 7
     assert norm["feature_std"] == [1.0] * 7 and norm["lin_scale"] == 1.0
     assert norm["full_scale_a"] == pytest.approx(tile.full_scale_a)
@@ -108,7 +108,7 @@ def test_effective_cell_conductance_formula(make_spec):
         net.feature_std.uniform_(0.5, 2.0)
     g = torch.as_tensor(np.random.default_rng(3).uniform(5e-6, 5e-5, (1, 5, 4)))
     g_eff, out = net._cells(g)
-    g_n = g / tile.g_max_s
+    g_n = g / tile.g_on_s
     feats, rho, kappa = net._raw_features(g_n)
     h = net.cell_net((feats - net.feature_mean) / net.feature_std)
     torch.testing.assert_close(out, h)
@@ -224,5 +224,5 @@ def test_linear_apply_equals_the_per_vector_solve(make_spec):
     g = torch.as_tensor(np.random.default_rng(6).uniform(5e-6, 5e-5, (2, 5, 4)))
     v = torch.rand(2, 3, 5, dtype=torch.float64) * 0.2
     torch.testing.assert_close(net.apply_n(net.fold(g), v), net.forward_n(g, v), rtol=1e-10, atol=1e-14)
-    v_n = v / tile.v_max_v
+    v_n = v / tile.v_read_max_v
     torch.testing.assert_close(net.apply_n(net.fold(g), v), v_n @ net.transfer_n(g) / 5)

@@ -40,9 +40,10 @@ def load_json_object(text: str | None, flag: str) -> dict[str, Any]:
         return {}
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
-        if not path.is_file():
+        if path.is_file():
+            text = path.read_text()
+        elif not text.lstrip().startswith(("[", '"')) and not text.strip().lstrip("-").replace(".", "").isdigit():
             raise ArgumentError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
-        text = path.read_text()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
