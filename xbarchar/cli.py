@@ -42,8 +42,11 @@ def load_json_object(text: str | None, flag: str) -> dict[str, Any]:
         path = Path(text[1:] if text.startswith("@") else text)
         if path.is_file():
             text = path.read_text()
-        elif not text.lstrip().startswith(("[", '"')) and not text.strip().lstrip("-").replace(".", "").isdigit():
-            raise ArgumentError(f"{flag}: {text!r} is neither a JSON object nor an existing file")
+        else:
+            try:
+                json.loads(text)  # other JSON (a list, a number) is named below as the wrong type
+            except json.JSONDecodeError:
+                raise ArgumentError(f"{flag}: {text!r} is neither a JSON object nor an existing file") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
