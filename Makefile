@@ -14,11 +14,14 @@ ngspice:
 	bash scripts/install_ngspice.sh
 
 # torch==2.13.0 first: that pin takes the CPU wheel; a looser spec would pull CUDA packages.
-$(STAMP): pyproject.toml
+# plugins/slurm-bounded is installed as a regular (not editable) package: Snakemake finds executor
+# plugins only among the top-level modules on sys.path.
+$(STAMP): pyproject.toml plugins/slurm-bounded/pyproject.toml plugins/slurm-bounded/snakemake_executor_plugin_slurm_bounded/__init__.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q ./plugins/slurm-bounded
 	touch $(STAMP)
 
 run: install

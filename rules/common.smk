@@ -203,12 +203,16 @@ def _cluster_check_module():
     return sys.modules[name]
 
 
+SLURM_EXECUTORS = ("slurm", "slurm-bounded")
+"""Executors that submit to SLURM (profiles/slurm uses slurm-bounded; see plugins/slurm-bounded)."""
+
+
 def check_cluster():
     """With the SLURM executor, before anything is submitted: the cluster answers (munge, slurmctld) and
     knows every partition and account the jobs ask for, and the status command works. One error naming
     every missing piece; no job, folder or file is made."""
     plugin = workflow.executor_plugin
-    if plugin is None or plugin.cli_prefix != "slurm":
+    if plugin is None or plugin.cli_prefix not in SLURM_EXECUTORS:
         return
     jobs = list(workflow.dag.needrun_jobs())
     partitions = {job.resources.get("slurm_partition") for job in jobs} - {None}

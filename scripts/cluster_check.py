@@ -65,7 +65,8 @@ def slurm_problems(partitions: Iterable[str], accounts: Iterable[str], status_co
             if status_command == "sacct":
                 why = "not installed" if sacct is None else _first_line(sacct)
                 problems.append(f"sacct does not answer ({why}): this cluster runs no accounting; run with "
-                                "`--slurm-status-command squeue` (profile key slurm-status-command: squeue; "
+                                "`--slurm-bounded-status-command squeue` (profile key slurm-bounded-status-command: "
+                                "squeue; "
                                 "the cluster's MinJobAge must keep finished jobs visible to squeue)")
         elif accounts:
             user = getpass.getuser()

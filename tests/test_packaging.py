@@ -146,7 +146,7 @@ def test_conda_environment_agrees_with_pyproject():
             op in spec for op in (">=", "<=", "==", "!=")) else spec)
         have[CONDA_TO_PYPI.get(name, name)] = version
     for spec in pip:
-        if not spec.startswith("-"):
+        if not spec.startswith(("-", "./")):  # options and local packages carry no version
             name, version = _requirement(spec)
             have[name] = version
     for dep in project["dependencies"]:
@@ -161,6 +161,8 @@ def test_conda_environment_agrees_with_pyproject():
     assert ngspice == ["ngspice-lib"]  # one ngspice package: the shared library PySpice loads
     assert env["variables"]["NGSPICE_LIBRARY_PATH"] == "${CONDA_PREFIX}/lib/libngspice.so"
     assert "-e .[dev]" in pip
+    assert "./plugins/slurm-bounded" in pip  # the executor profiles/slurm names, as `make install` installs it
+    assert "install -q ./plugins/slurm-bounded" in (REPO / "Makefile").read_text()
     makefile = (REPO / "Makefile").read_text()
     assert f"install -q torch{have['torch']}" in makefile  # the apt route installs the same torch
 

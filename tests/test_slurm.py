@@ -40,8 +40,10 @@ def _cluster_answers() -> bool:
 def _why_no_cluster() -> str | None:
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        return "snakemake-executor-plugin-slurm is not installed (pip install -e .[dev])"
+        import snakemake_executor_plugin_slurm_bounded  # noqa: F401
+    except ImportError as e:
+        return (f"{e.name} is not installed (make install, or pip install -e .[dev] "
+                "./plugins/slurm-bounded)")
     missing = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
     if missing:
         return (f"no local SLURM cluster: {', '.join(missing)} not installed "
