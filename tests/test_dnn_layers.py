@@ -692,6 +692,19 @@ def test_two_backward_passes_with_the_same_weights():
     assert xl.weight.grad is not None
 
 
+def test_inference_after_training_keeps_no_training_graph():
+    """A program built while weights required grad is never kept: the next inference programs anew, so
+    its conductances carry no autograd graph (a kept one would hold the training graph's memory)."""
+    torch.manual_seed(0)
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    xl.weight.requires_grad_(True)
+    xl(_seeded(4, 20)).sum().backward()
+    with torch.no_grad():
+        g = xl.programmed_conductances(torch.device("cpu"), torch.float32)
+        assert not g.requires_grad and g.grad_fn is None
+        assert xl.programmed_conductances(torch.device("cpu"), torch.float32) is g  # and now it is cached
+
+
 class _ModuleMVM(nn.Module):
     """An ideal tile model that is an nn.Module (as a surrogate is), optionally without any tensor."""
 

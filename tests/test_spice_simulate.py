@@ -140,12 +140,57 @@ def test_check_vectors_lie_in_the_read_range_and_are_seeded(make_spec, monkeypat
     assert not np.array_equal(seen[0][0], seen[1][0])  # another matrix: other vectors
 
 
-def test_bipolar_reads_use_the_larger_read_voltage_for_the_basis(make_spec):
-    spec = make_spec(rows=3, cols=2, v_read_min_v=-0.2)
+def _basis_spy(monkeypatch):
+    """ngspice.solve, recording the input vectors of every call."""
+    calls, real = [], ngspice.solve
+
+    def solve(spec, g, v):
+        calls.append(np.array(v))
+        return real(spec, g, v)
+
+    monkeypatch.setattr("spice.simulate.ngspice.solve", solve)
+    return calls
+
+
+@pytest.mark.parametrize("v_min, v_max, v_ref", [(-0.2, 0.2, 0.2), (-0.1, 0.25, 0.25), (0.05, 0.25, 0.25)])
+def test_bipolar_reads_use_the_larger_read_voltage_for_the_basis(make_spec, monkeypatch, v_min, v_max, v_ref):
+    """The basis vectors are v_ref e_r with v_ref = v_read_max_v, the read voltage of largest magnitude
+    (CircuitSpec keeps v_read_min_v >= -v_read_max_v): the secant the transfer matrix is taken at,
+    which matters for cells that are not odd."""
+    spec = make_spec(rows=3, cols=2, v_read_min_v=v_min, v_read_max_v=v_max)
     g = np.random.default_rng(2).uniform(spec.g_off_s, spec.g_on_s, (3, 2))
-    v_check = np.array([[0.1, -0.2, 0.05], [-0.1, 0.0, 0.2]])
+    v_check = np.array([[0.1, -0.2, 0.05], [-0.1, 0.0, 0.1]])
+    calls = _basis_spy(monkeypatch)
     t, offset = superposition(spec, g, v_check, rtol=1e-6)
+    (basis,) = calls
+    np.testing.assert_array_equal(basis, np.vstack([np.zeros(3), v_ref * np.eye(3), v_check]))
     np.testing.assert_allclose(t, nodal.transfer_matrix(spec, g), rtol=1e-7)
+
+
+def test_an_implausible_basis_solve_refuses_superposition(make_spec):
+    """Basis currents above the circuit's passive bound send the matrix to the direct sweep (whose
+    samples are then marked), even when they are perfectly linear."""
+    spec = make_spec(rows=3, cols=2)
+    g = np.full((3, 2), 2e-5)
+    v_check = np.full((2, 3), 0.1)
+    i_basis = nodal.column_currents(spec, g, np.vstack([np.zeros(3), spec.v_read_max_v * np.eye(3), v_check]))
+    worst = np.max(np.abs(i_basis))
+    assert superposition(spec, g, v_check, 1e-6, ngspice.CircuitCheck(1.0, 1.01 * worst)) is not None
+    assert superposition(spec, g, v_check, 1e-6, ngspice.CircuitCheck(1.0, 0.99 * worst)) is None
+
+
+def test_shard_arrays_are_the_dataset_of_the_file(make_spec):
+    """ShardResult.arrays(): every dataset spice.io writes, by name, each the shard's own array."""
+    from spice.io import UNITS
+
+    spec = make_spec(rows=3, cols=2)
+    shard = simulate_shard(spec, SamplingConfig(n_conductance=2, n_vectors=3, seed=5), 0, progress=False)
+    arrays = shard.arrays()
+    assert sorted(arrays) == sorted(UNITS)
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(value, getattr(shard, name))
+    np.testing.assert_array_equal(arrays["i_ideal_a"], np.stack(
+        [shard.v_v[n] @ shard.g_s[shard.g_index[n]] for n in range(6)]))
 
 
 def _failing_solve(n_fail_from):
@@ -216,3 +261,13 @@ def test_progress_bar_names_the_circuit_and_shard(make_spec, capsys, progress):
         assert "ngspice bar shard 1: 100%" in err and "1/1" in err and ("G/s" in err or "s/G" in err)
     else:
         assert err == ""
+
+
+def test_the_tolerance_is_inclusive(make_spec):
+    """'Within rtol' includes rtol itself: zero check vectors are predicted exactly (the offset), so the
+    relative error is exactly 0 and rtol = 0 accepts the circuit."""
+    spec = make_spec(rows=3, cols=2)
+    g = np.full((3, 2), 2e-5)
+    result = superposition(spec, g, np.zeros((2, 3)), rtol=0.0)
+    assert result is not None
+    np.testing.assert_allclose(result[0], nodal.transfer_matrix(spec, g), rtol=1e-7)
