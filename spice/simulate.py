@@ -94,14 +94,14 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
         if result is not None:
             t, offset = result
             i_a = offset + v @ t
-            failed = np.zeros(len(v), dtype=bool)
+            reasons = ngspice.implausible_samples(i_a, check)
             solver.append(b"superposition")
             transfer.append(t)
         else:
-            i_a, failed = ngspice.solve(spec, g, v)
+            i_a, not_converged = ngspice.solve(spec, g, v)
+            reasons = np.where(not_converged, NOT_CONVERGED, ngspice.implausible_samples(i_a, check))
             solver.append(b"sweep")
             transfer.append(np.full((spec.rows, spec.cols), np.nan))
-        reasons = np.where(failed, NOT_CONVERGED, ngspice.implausible_samples(i_a, check))
         failed = reasons != ""
         i_a = np.where(failed[:, None], np.nan, i_a)
         n_failed += int(failed.sum())

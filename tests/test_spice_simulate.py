@@ -271,3 +271,20 @@ def test_the_tolerance_is_inclusive(make_spec):
     result = superposition(spec, g, np.zeros((2, 3)), rtol=0.0)
     assert result is not None
     np.testing.assert_allclose(result[0], nodal.transfer_matrix(spec, g), rtol=1e-7)
+
+
+def test_a_matrix_whose_basis_exceeds_the_passive_bound_goes_to_the_direct_sweep(make_spec):
+    """simulate_shard hands its circuit check to the linearity path: a basis solve (one row at
+    v_read_max_v) above the bound refuses superposition, though the array is linear; the samples above
+    the bound are then marked, the others kept."""
+    spec = make_spec(rows=3, cols=2)
+    cfg = SamplingConfig(n_conductance=1, n_vectors=6, seed=9)
+    g, v = draw(spec, cfg, 0)
+    i_basis = nodal.column_currents(spec, g, spec.v_read_max_v * np.eye(3))
+    check = ngspice.CircuitCheck(1.0, 0.99 * np.max(np.abs(i_basis)))
+    shard = simulate_shard(spec, cfg, 0, progress=False, check=check)
+    assert shard.solver.tolist() == [b"sweep"] and np.isnan(shard.transfer_a_per_v).all()
+    exact = nodal.column_currents(spec, g, v)
+    above = np.max(np.abs(exact), axis=1) > check.column_current_bound_a
+    np.testing.assert_array_equal(shard.failed, above)
+    np.testing.assert_allclose(shard.i_a[~above], exact[~above], rtol=1e-7)
