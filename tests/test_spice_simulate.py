@@ -288,3 +288,40 @@ def test_a_matrix_whose_basis_exceeds_the_passive_bound_goes_to_the_direct_sweep
     above = np.max(np.abs(exact), axis=1) > check.column_current_bound_a
     np.testing.assert_array_equal(shard.failed, above)
     np.testing.assert_allclose(shard.i_a[~above], exact[~above], rtol=1e-7)
+
+
+def test_failure_reasons_log_and_nan_for_both_kinds_of_failure(make_spec, monkeypatch, caplog):
+    """An implausible (finite, above the bound) sample and a non-converged one: each marked with its
+    reason (bytes in the file), its currents NaN, and one error line counting each kind."""
+    spec = make_spec(rows=3, cols=2)
+    cfg = SamplingConfig(n_conductance=1, n_vectors=4, seed=2, solver="sweep")
+    g, v = draw(spec, cfg, 0)
+    exact = nodal.column_currents(spec, g, v)
+    worst = np.max(np.abs(exact), axis=1)
+    k_big = int(np.argmax(worst))
+    bound = 0.5 * (worst[k_big] + np.max(np.delete(worst, k_big)))  # only sample k_big is above
+    k_stuck = (k_big + 1) % 4
+
+    real = ngspice.solve
+
+    def solve(spec_, g_, v_):
+        i, failed = real(spec_, g_, v_)
+        failed = failed.copy()
+        failed[k_stuck] = True
+        return i, failed  # ngspice's non-converged point keeps finite (wrong) numbers
+
+    monkeypatch.setattr("spice.simulate.ngspice.solve", solve)
+    with caplog.at_level(logging.ERROR, logger="spice.simulate"):
+        shard = simulate_shard(spec, cfg, 0, progress=False, check=ngspice.CircuitCheck(1.0, bound))
+    expected_failed = np.zeros(4, dtype=bool)
+    expected_failed[[k_big, k_stuck]] = True
+    np.testing.assert_array_equal(shard.failed, expected_failed)
+    assert np.isnan(shard.i_a[expected_failed]).all()
+    np.testing.assert_allclose(shard.i_a[~expected_failed], exact[~expected_failed], rtol=1e-7)
+    assert shard.failure_reason.dtype.kind == "S" and shard.failure_reason.shape == (4,)
+    assert shard.failure_reason[k_stuck] == b"did not converge after all convergence aids"
+    assert shard.failure_reason[k_big].startswith(b"implausible: |I| ")
+    assert set(shard.failure_reason[~expected_failed].tolist()) == {b""}
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["2 of 4 samples failed (1 did not converge after all convergence aids, 1 implausible); "
+                      "they are marked in /failed with /failure_reason"]
