@@ -1,0 +1,512 @@
+"""Exact solve of a crossbar with non-linear cells, batched over tiles and input vectors (torch, float64).
+
+The independent reference of the DNN stage's "exact" mode for the shipped non-linear cells: the sinh
+memristor of ``data/circuits/memristor_sinh.cir`` (``I = g/b sinh(b V)``) and the 1T1R cell of
+``data/circuits/one_t_one_r.cir`` (a resistor ``1/g`` in series with a level-1 NMOS whose gate is
+held at the spec's ``v_gate_v``), with the array's default driver and sense resistors (wire, driver
+and sense resistances; ``r_sense_ohm = 0`` is a virtual ground). It shares no code with the
+surrogate package and none with :mod:`spice.netlist`: it reads the cell's element lines itself
+(:func:`cell_model`) and refuses, with :class:`UnsupportedCircuitError`, any circuit whose cell,
+driver or sense it cannot solve (use the SPICE-in-the-loop tile mode, :mod:`spice.inloop`, for those).
+
+Equations. With cell currents ``I[r, c]`` (A, row node to column node) the resistor ladders are
+linear, and a node voltage is a Green's-function sum of the cell currents (no node elimination):
+
+    a[r, c] = v[r] - sum_c' (r_driver + r_wire_row (min(c, c') + 1)) I[r, c']    (row node of cell r, c)
+    s[r, c] = sum_r' (r_sense + r_wire_col (rows - max(r, r'))) I[r', c]          (column node of cell r, c)
+
+and ``I[r, c] = f(a[r, c], s[r, c]; g[r, c])`` is the cell's I-V relation. The output of column c
+is the current into its sense element, ``sum_r I[r, c]``. Both sums are applied in O(rows x cols)
+by cumulative sums.
+
+Solver. One sweep is a chord-Newton step on every row line (column voltages fixed) followed by one
+on every column line (row voltages fixed); each line's Jacobian ``1 + R_line diag(dI/dV)`` is taken
+at the small-signal point (v = 0) and inverted once per tile at construction (the "linear
+factorization" of the tile). Sweeps are accelerated by Anderson mixing; a vector has converged when
+its largest node-voltage step is below ``rel_tol`` of its largest input voltage. Vectors that do not
+converge are retried alone with damped (unaccelerated) sweeps, then by source stepping; a vector
+that still fails raises :class:`ArrayConvergenceError` naming its tile and vector (never dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+
+from spice.circuit import CircuitError, CircuitSpec
+
+log = logging.getLogger(__name__)
+
+SPICE_GMIN_S = 1e-12
+"""ngspice's default minimum conductance across every junction (option ``gmin``)."""
+THERMAL_VOLTAGE_V = 1.38064852e-23 * 300.15 / 1.6021766208e-19
+"""kT/q at ngspice's nominal temperature (27 C), with ngspice's constants."""
+DEFAULT_JUNCTION_IS_A = 1e-14
+"""Level-1 MOSFET bulk junction saturation current when the model card gives none (ngspice default)."""
+
+
+class UnsupportedCircuitError(CircuitError):
+    """The exact non-linear solver cannot solve this circuit (the message names the file and line)."""
+
+
+class ArrayConvergenceError(RuntimeError):
+    """A Newton solve did not converge after every retry; the message names the tile and vector."""
+
+
+# ----------------------------------------------------------------------------- cell models
+@dataclass(frozen=True)
+class LinearCell:
+    """Resistive cell ``R row col {1/g}``: solved exactly by :func:`spice.nodal.transfer_matrix`."""
+
+    kind: str = "linear"
+
+
+@dataclass(frozen=True)
+class SinhCell:
+    """Memristor ``I = g/b sinh(b V)`` (A) with ``b_per_v`` (1/V); dI/dV = g at 0 V."""
+
+    b_per_v: float
+    kind: str = "sinh"
+
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S)."""
+        x = self.b_per_v * (a_v - s_v)
+        i = g_s / self.b_per_v * torch.sinh(x)
+        di = g_s * torch.cosh(x)
+        return i, di, -di
+
+    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dI/da, -dI/ds) at zero bias (S)."""
+        return g_s, g_s
+
+
+@dataclass(frozen=True)
+class OneTOneRCell:
+    """Resistor ``1/g`` from the row to the drain of a level-1 (Shichman-Hodges) NMOS whose source and
+    bulk are the column node and whose gate is at ``v_gate_v``; ngspice's MOS1 DC equations: drain and
+    source swap when vds < 0, drain-bulk junction ``is_a (exp(vbd/vt) - 1) + gmin vbd``."""
+
+    v_gate_v: float
+    vto_v: float
+    beta_a_per_v2: float
+    """kp * W / (L - 2 LD)."""
+    lambda_per_v: float
+    is_a: float = DEFAULT_JUNCTION_IS_A
+    gmin_s: float = SPICE_GMIN_S
+    kind: str = "1t1r"
+    inner_tol_v: float = 1e-16
+    inner_max_iter: int = 60
+
+    def _channel(self, u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Drain-to-source channel current (A) for vds = u, vgs = w, and its derivatives d/du, d/dw (S)."""
+        fwd = u >= 0
+        vds = torch.where(fwd, u, -u)
+        vgst = torch.where(fwd, w, w - u) - self.vto_v
+        arg = 1.0 + self.lambda_per_v * vds
+        beta = self.beta_a_per_v2
+        on = vgst > 0
+        sat = vgst <= vds
+        cd = torch.where(sat, 0.5 * beta * vgst * vgst * arg, beta * vds * (vgst - 0.5 * vds) * arg)
+        d_vgst = torch.where(sat, beta * vgst * arg, beta * vds * arg)
+        d_vds = torch.where(sat, 0.5 * beta * vgst * vgst * self.lambda_per_v,
+                            beta * (vgst - vds) * arg + beta * vds * (vgst - 0.5 * vds) * self.lambda_per_v)
+        zero = torch.zeros_like(cd)
+        cd, d_vgst, d_vds = (torch.where(on, x, zero) for x in (cd, d_vgst, d_vds))
+        ids = torch.where(fwd, cd, -cd)
+        d_du = torch.where(fwd, d_vds, d_vgst + d_vds)
+        d_dw = torch.where(fwd, d_vgst, -d_vgst)
+        return ids, d_du, d_dw
+
+    def _junction(self, vbd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bulk-to-drain junction current (A) and conductance (S), as ngspice's MOS1 computes them."""
+        vt = THERMAL_VOLTAGE_V
+        e = torch.exp(torch.clamp(vbd / vt, max=709.0))
+        deep = vbd <= -3.0 * vt
+        i = torch.where(deep, self.gmin_s * vbd - self.is_a, self.is_a * (e - 1.0) + self.gmin_s * vbd)
+        gd = torch.where(deep, torch.full_like(vbd, self.gmin_s), self.is_a * e / vt + self.gmin_s)
+        return i, gd
+
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
+
+        The drain voltage is solved per cell (safeguarded scalar Newton, bracketed by 0 and the cell
+        voltage): ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s, vgs = v_gate - s.
+        """
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        w = self.v_gate_v - s_v
+        lo, hi = torch.minimum(d, torch.zeros_like(d)), torch.maximum(d, torch.zeros_like(d))
+        g_ch0 = self.beta_a_per_v2 * torch.clamp(w - self.vto_v, min=0.0) + self.gmin_s
+        u = d * g_s / (g_s + g_ch0)
+        for _ in range(self.inner_max_iter):
+            ids, d_du, _ = self._channel(u, w)
+            ibd, gbd = self._junction(-u)
+            h = g_s * (d - u) - ids + ibd
+            slope = g_s + d_du + gbd  # -dh/du > 0
+            lo = torch.where(h > 0, u, lo)  # h decreases in u: the root lies above u when h > 0
+            hi = torch.where(h < 0, u, hi)
+            step = h / slope
+            u_new = u + step
+            outside = (u_new <= lo) | (u_new >= hi)
+            u_new = torch.where(outside & (hi > lo), 0.5 * (lo + hi), u_new)
+            done = float(torch.max(torch.abs(u_new - u))) <= self.inner_tol_v
+            u = u_new
+            if done:
+                break
+        ids, d_du, d_dw = self._channel(u, w)
+        _, gbd = self._junction(-u)
+        big_h = g_s + d_du + gbd
+        i = g_s * (d - u)
+        di_da = g_s * (1.0 - g_s / big_h)
+        di_ds = -g_s * (big_h + d_dw - g_s) / big_h
+        return i, di_da, di_ds
+
+    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dI/da, -dI/ds) at zero bias (S): the series of g and the channel's on-conductance."""
+        zero = torch.zeros_like(g_s)
+        _, di_da, di_ds = self.currents(g_s, zero, zero)
+        return di_da, -di_ds
+
+
+CellModel = LinearCell | SinhCell | OneTOneRCell
+
+
+# ----------------------------------------------------------------------------- reading the circuit file
+_SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "mil": 25.4e-6, "m": 1e-3, "u": 1e-6, "n": 1e-9,
+           "p": 1e-12, "f": 1e-15}
+_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(meg|mil|[tgkmunpf])?[a-z]*$", re.IGNORECASE)
+
+
+def spice_number(text: str) -> float | None:
+    """A SPICE number with its scale suffix (``2u`` -> 2e-6, ``1meg`` -> 1e6); None if it is not one."""
+    m = _NUMBER.match(text.strip())
+    if m is None:
+        return None
+    return float(m.group(1)) * _SUFFIX.get((m.group(2) or "").lower(), 1.0)
+
+
+def _assignments(text: str) -> dict[str, str]:
+    return {k.lower(): v for k, v in re.findall(r"(\w+)\s*=\s*(\{[^}]*\}|[^\s()]+)", text)}
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"\s+", "", text).lower()
+
+
+def cell_model(spec: CircuitSpec) -> CellModel:
+    """The cell of ``spec``'s circuit file as a model the exact solvers handle.
+
+    Recognized cells: one ``R row col {1/g}`` (:class:`LinearCell`); one
+    ``B row col I={g/b*sinh(b*V(row,col))}`` with ``b`` a number or a subcircuit parameter
+    (:class:`SinhCell`); ``R row mid {1/g}`` with ``M mid gate col col <nmos level=1 model>``
+    (:class:`OneTOneRCell`). Anything else, and a custom driver or sense subcircuit, raises
+    :class:`UnsupportedCircuitError` naming the circuit file (and the line) and the SPICE-in-the-loop mode.
+    """
+    source = spec.netlist_path or f"<{spec.name}>"
+    hint = ("; the exact non-linear solver knows the resistive, sinh and level-1 1T1R cells with the default "
+            "driver and sense resistors: evaluate this circuit with ngspice in the loop instead "
+            "(`python -m dnn evaluate --mvm spice`, small evaluations only)")
+    subckts = spec.subckts()
+    for custom in ("driver", "sense"):
+        if custom in subckts:
+            raise UnsupportedCircuitError(f"circuit file {source}: custom '.subckt {custom}' cannot be solved "
+                                          f"exactly{hint}")
+    lines = spec.vetted_lines()
+    header = params = None
+    body: list[tuple[int, str]] = []
+    models: dict[str, tuple[int, str]] = {}
+    inside = None
+    for line in lines:
+        words = line.text.split()
+        first = words[0].lower()
+        if first == ".subckt":
+            inside = words[1].lower()
+            if inside == "cell":
+                header = line
+            continue
+        if first == ".ends":
+            inside = None
+            continue
+        if first == ".model" and len(words) >= 3:
+            models[words[1].lower()] = (line.line_number, " ".join(words[2:]))
+            continue
+        if inside == "cell":
+            body.append((line.line_number, line.text))
+        elif first.startswith(".") and first != ".model":
+            raise UnsupportedCircuitError(f"circuit file {source}, line {line.line_number}: '{first}' is not "
+                                          f"read by the exact solver{hint}")
+    assert header is not None
+    pins = spec.subckts()["cell"].pins
+    row, col = pins[0], pins[1]
+    gate = pins[2] if len(pins) == 3 else None
+    params = _assignments(header.text.split(":", 1)[1] if "params:" in header.text.lower() else "")
+
+    def refuse(number: int, why: str) -> UnsupportedCircuitError:
+        return UnsupportedCircuitError(f"circuit file {source}, line {number}: {why}{hint}")
+
+    elements = []
+    for number, text in body:
+        words = text.split()
+        kind = words[0][0].lower()
+        if kind not in "rbm":
+            raise refuse(number, f"cell element '{words[0]}' (type '{kind}') is not a known cell part")
+        elements.append((number, kind, [w.lower() for w in words[1:]], text))
+    kinds = sorted(k for _n, k, _w, _t in elements)
+    if kinds == ["r"] and gate is None:
+        number, _k, words, _t = elements[0]
+        if words[:2] not in ([row, col], [col, row]) or _compact(" ".join(words[2:])) != "{1/g}":
+            raise refuse(number, "a resistive cell must be 'R1 row col {1/g}'")
+        return LinearCell()
+    if kinds == ["b"] and gate is None:
+        number, _k, words, text = elements[0]
+        expr = _compact(text.split(None, 3)[3]) if len(text.split()) > 3 else ""
+        m = re.fullmatch(r"i=\{g/(\w+|[\d.e+-]+)\*sinh\(\1\*v\((\w+),(\w+)\)\)\}", expr)
+        if m is None or words[:2] != [row, col] or (m.group(2), m.group(3)) != (row, col):
+            raise refuse(number, "a sinh cell must be 'B1 row col I={g/b*sinh(b*V(row,col))}'")
+        b_text = params.get(m.group(1), m.group(1))
+        b = spice_number(b_text)
+        if b is None or not b > 0:
+            raise refuse(number, f"sinh cell: b = {b_text!r} is not a positive number")
+        return SinhCell(b_per_v=b)
+    if kinds == ["m", "r"] and gate is not None:
+        r_el = next(e for e in elements if e[1] == "r")
+        m_el = next(e for e in elements if e[1] == "m")
+        rn, _k, rw, _t = r_el
+        mn, _k, mw, mt = m_el
+        if rw[0] != row or _compact(" ".join(rw[2:])) != "{1/g}":
+            raise refuse(rn, "a 1T1R cell's resistor must be 'R1 row mid {1/g}'")
+        mid = rw[1]
+        if len(mw) < 5 or mw[:4] != [mid, gate, col, col]:
+            raise refuse(mn, "a 1T1R cell's transistor must be 'M1 mid gate col col <model> W=.. L=..'")
+        inst = _assignments(" ".join(mt.split()[6:]))
+        unknown = set(inst) - {"w", "l"}
+        if unknown:
+            raise refuse(mn, f"transistor instance parameter(s) {sorted(unknown)} are not supported")
+        w_m, l_m = spice_number(inst.get("w", "100u")), spice_number(inst.get("l", "100u"))
+        if mw[4] not in models:
+            raise refuse(mn, f"model '{mw[4]}' is not defined in the circuit file")
+        model_line, model_text = models[mw[4]]
+        mtype = model_text.split()[0].lower()
+        card = _assignments(model_text.split(None, 1)[1] if " " in model_text else "")
+        allowed = {"level", "vto", "kp", "lambda", "ld", "is", "gamma"}
+        values = {k: spice_number(v.strip("{}")) for k, v in card.items()}
+        bad = sorted(k for k, v in values.items() if k not in allowed or v is None)
+        if mtype != "nmos" or values.get("level", 1.0) != 1.0 or values.get("gamma", 0.0) != 0.0 or bad:
+            raise refuse(model_line, "the 1T1R transistor must be a level-1 nmos with only vto, kp, lambda, ld, "
+                                     f"is (gamma 0){'; unsupported: ' + ', '.join(bad) if bad else ''}")
+        if "kp" not in values or w_m is None or l_m is None:
+            raise refuse(model_line, "the 1T1R transistor needs kp on its model card and numeric W and L")
+        l_eff = l_m - 2.0 * values.get("ld", 0.0)
+        return OneTOneRCell(v_gate_v=spec.v_gate_v, vto_v=values.get("vto", 0.0),
+                            beta_a_per_v2=values["kp"] * w_m / l_eff, lambda_per_v=values.get("lambda", 0.0),
+                            is_a=values.get("is", DEFAULT_JUNCTION_IS_A))
+    number = elements[0][0] if elements else header.line_number
+    raise refuse(number, f"cell made of {kinds or 'nothing'} is not a known cell")
+
+
+# ----------------------------------------------------------------------------- the batched solver
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Convergence settings of :class:`ArraySolver` (one source of truth for their defaults)."""
+
+    rel_tol: float = 1e-11
+    """Converged when the largest node-voltage step is below this fraction of the largest |input| (V/V)."""
+    max_iter: int = 200
+    """Accelerated sweeps before a vector is retried."""
+    anderson_depth: int = 5
+    damping: float = 0.5
+    """Relaxation factor of the first retry (unaccelerated sweeps)."""
+    retry_max_iter: int = 2000
+    source_steps: int = 8
+    """Source-stepping stages of the last retry (inputs scaled by k/source_steps)."""
+    chunk_cells: int = 2**21
+    """Vectors are solved in chunks of at most this many cells x vectors x tiles (memory bound)."""
+
+
+class ArraySolver:
+    """Column currents of T tiles with conductances ``g_s`` [T, rows, cols] (S) for input vectors
+    ``v_v`` [T, B, rows] (V): :meth:`currents` -> [T, B, cols] (A). float64 on ``g_s``'s device.
+
+    The per-line chord Jacobians are inverted here, once per tile.
+    """
+
+    def __init__(self, spec: CircuitSpec, cell: SinhCell | OneTOneRCell, g_s: torch.Tensor,
+                 options: NewtonOptions | None = None) -> None:
+        if g_s.ndim != 3 or tuple(g_s.shape[1:]) != (spec.rows, spec.cols):
+            raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {spec.rows}, {spec.cols}]")
+        self.spec, self.cell, self.options = spec, cell, options or NewtonOptions()
+        self.g_s = g_s.detach().to(torch.float64)
+        self.source = spec.netlist_path or f"<{spec.name}>"
+        dev = self.g_s.device
+        rows, cols = spec.rows, spec.cols
+        c = torch.arange(cols, device=dev, dtype=torch.float64)
+        r = torch.arange(rows, device=dev, dtype=torch.float64)
+        r_row = spec.r_driver_ohm + spec.r_wire_row_ohm * (torch.minimum(c[:, None], c[None, :]) + 1.0)
+        r_col = spec.r_sense_ohm + spec.r_wire_col_ohm * (rows - torch.maximum(r[:, None], r[None, :]))
+        d_a, d_s = cell.small_signal_s(self.g_s)  # [T, R, C]
+        eye_c = torch.eye(cols, device=dev, dtype=torch.float64)
+        eye_r = torch.eye(rows, device=dev, dtype=torch.float64)
+        # row line r of tile t: (1 + R_row diag(d_a[t, r])) ; column line c: (1 + R_col diag(d_s[t, :, c]))
+        self.m_row = torch.linalg.inv(eye_c + r_row * d_a[:, :, None, :])  # [T, R, C, C]
+        self.m_col = torch.linalg.inv(eye_r + r_col * d_s.transpose(1, 2)[:, :, None, :])  # [T, C, R, R]
+        self.iterations: list[int] = []
+
+    # ------------------------------------------------------------------ ladders
+    def _row_drop(self, i_a: torch.Tensor) -> torch.Tensor:
+        """Voltage drop (V) from the row input to every row node, for cell currents [..., R, C]."""
+        spec = self.spec
+        seg = torch.flip(torch.cumsum(torch.flip(i_a, (-1,)), -1), (-1,))  # current of the segment into node c
+        drop = spec.r_driver_ohm * seg[..., :1]
+        if spec.r_wire_row_ohm:
+            drop = drop + spec.r_wire_row_ohm * torch.cumsum(seg, -1)
+        return drop
+
+    def _col_rise(self, i_a: torch.Tensor) -> torch.Tensor:
+        """Voltage (V) of every column node above ground, for cell currents [..., R, C]."""
+        spec = self.spec
+        seg = torch.cumsum(i_a, -2)  # current of the segment below node r
+        rise = spec.r_sense_ohm * seg[..., -1:, :]
+        if spec.r_wire_col_ohm:
+            rise = rise + spec.r_wire_col_ohm * torch.flip(torch.cumsum(torch.flip(seg, (-2,)), -2), (-2,))
+        return rise
+
+    def _sweep(self, v, a, s, g, m_row, m_col):
+        """One chord-Newton step on every row line, then on every column line."""
+        i, _, _ = self.cell.currents(g, a, s)
+        fa = a - v[..., None] + self._row_drop(i)  # [T, B, R, C]
+        a = a - torch.matmul(fa.transpose(1, 2), m_row.transpose(-1, -2)).transpose(1, 2)
+        i, _, _ = self.cell.currents(g, a, s)
+        fs = s - self._col_rise(i)
+        s = s - torch.matmul(fs.permute(0, 3, 1, 2), m_col.transpose(-1, -2)).permute(0, 2, 3, 1)
+        return a, s
+
+    # ------------------------------------------------------------------ iteration
+    def _iterate(self, v, x, g, m_row, m_col, accelerate: bool, omega: float, max_iter: int):
+        """Sweeps (Anderson-accelerated or relaxed by ``omega``) from state x [T, B, 2, R, C].
+
+        Returns (x, converged [T, B], sweeps). Converged vectors are frozen."""
+        opt = self.options
+        scale = torch.clamp(v.abs().amax(-1), min=1e-300)  # [T, B]
+        conv = v.abs().amax(-1) == 0
+        x = torch.where(conv[..., None, None, None], torch.zeros_like(x), x)
+        hist_x: list[torch.Tensor] = []
+        hist_f: list[torch.Tensor] = []
+        prev = None
+        k = 0
+        for k in range(1, max_iter + 1):
+            a, s = self._sweep(v, x[:, :, 0], x[:, :, 1], g, m_row, m_col)
+            f = torch.stack([a, s], 2) - x
+            f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
+            step = f.abs().flatten(2).amax(-1)  # [T, B]
+            newly = (step <= opt.rel_tol * scale) & ~conv
+            if accelerate:
+                if prev is not None:
+                    hist_x.append(x - prev[0])
+                    hist_f.append(f - prev[1])
+                    if len(hist_x) > opt.anderson_depth:
+                        hist_x.pop(0)
+                        hist_f.pop(0)
+                prev = (x, f)
+                x_new = x + f
+                if hist_f:
+                    x_new = x_new - self._anderson(hist_x, hist_f, f)
+            else:
+                x_new = x + omega * f
+            x_new = torch.where(torch.isfinite(x_new), x_new, torch.zeros_like(x_new))
+            # a vector that converged this sweep keeps its plain sweep result
+            x = torch.where(conv[..., None, None, None], x,
+                            torch.where(newly[..., None, None, None], x + f, x_new))
+            conv = conv | newly
+            if bool(conv.all()):
+                break
+        return x, conv, k
+
+    @staticmethod
+    def _anderson(hist_x, hist_f, f):
+        """Anderson (type II) correction ``(dX + dF) gamma`` with gamma = argmin |f - dF gamma|."""
+        d_f = torch.stack([h.flatten(2) for h in hist_f], -1)  # [T, B, N, m]
+        d_x = torch.stack([h.flatten(2) for h in hist_x], -1)
+        norm = torch.clamp(d_f.norm(dim=2, keepdim=True), min=1e-300)
+        d_fn = d_f / norm
+        gram = d_fn.transpose(-1, -2) @ d_fn
+        gram = gram + 1e-12 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        rhs = d_fn.transpose(-1, -2) @ f.flatten(2)[..., None]
+        gamma = torch.linalg.solve(gram, rhs) / norm.transpose(-1, -2)  # [T, B, m, 1]
+        gamma = torch.where(torch.isfinite(gamma), gamma, torch.zeros_like(gamma))
+        return ((d_x + d_f) @ gamma).reshape(f.shape)
+
+    # ------------------------------------------------------------------ public
+    def currents(self, v_v: torch.Tensor) -> torch.Tensor:
+        """Column currents [T, B, cols] (A) for row voltages ``v_v`` [T, B, rows] (V)."""
+        spec, opt = self.spec, self.options
+        t_count = self.g_s.shape[0]
+        if v_v.ndim != 3 or v_v.shape[0] != t_count or v_v.shape[2] != spec.rows:
+            raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{t_count}, B, {spec.rows}]")
+        v = v_v.detach().to(device=self.g_s.device, dtype=torch.float64)
+        n_b = v.shape[1]
+        per_vector = max(1, t_count * spec.rows * spec.cols)
+        chunk = max(1, opt.chunk_cells // per_vector)
+        out = []
+        g = self.g_s[:, None]
+        for start in range(0, n_b, chunk):
+            vc = v[:, start:start + chunk]
+            x = torch.zeros(vc.shape[:2] + (2, spec.rows, spec.cols), dtype=torch.float64, device=v.device)
+            x, conv, k = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
+            self.iterations.append(k)
+            if not bool(conv.all()):
+                x = self._retry(vc, x, conv, start)
+            i, _, _ = self.cell.currents(g, x[:, :, 0], x[:, :, 1])
+            out.append(i.sum(-2))
+        return torch.cat(out, 1) if out else torch.zeros(t_count, 0, spec.cols, dtype=torch.float64,
+                                                          device=v.device)
+
+    def _retry(self, v, x, conv, offset: int) -> torch.Tensor:
+        """Damped sweeps, then source stepping, for each vector that did not converge; raises if any fails."""
+        opt = self.options
+        failed = []
+        for t, b in (~conv).nonzero().tolist():
+            vt, g = v[t:t + 1, b:b + 1], self.g_s[t:t + 1, None]
+            m_row, m_col = self.m_row[t:t + 1], self.m_col[t:t + 1]
+            x0 = torch.zeros_like(x[t:t + 1, b:b + 1])
+            xs, ok, _ = self._iterate(vt, x0, g, m_row, m_col, False, opt.damping, opt.retry_max_iter)
+            if not bool(ok.all()):
+                xs = x0
+                for step in range(1, opt.source_steps + 1):
+                    xs, ok, _ = self._iterate(vt * (step / opt.source_steps), xs, g, m_row, m_col, False,
+                                              opt.damping, opt.retry_max_iter)
+                    if not bool(ok.all()):
+                        break
+            if bool(ok.all()):
+                log.warning("exact solve of %s: tile %d, vector %d converged only after retries", self.source, t,
+                            offset + b)
+                x[t, b] = xs[0, 0]
+            else:
+                failed.append((t, offset + b))
+        if failed:
+            shown = ", ".join(f"tile {t} vector {b}" for t, b in failed[:10])
+            raise ArrayConvergenceError(
+                f"exact non-linear solve of circuit file {self.source} ({self.spec.rows}x{self.spec.cols}): "
+                f"{len(failed)} vector(s) did not converge after {opt.max_iter} accelerated sweeps, damped "
+                f"sweeps and {opt.source_steps}-stage source stepping ({shown}{', ...' if len(failed) > 10 else ''})")
+        return x
+
+
+def column_currents(spec: CircuitSpec, g_s, v_v, options: NewtonOptions | None = None):
+    """numpy convenience: column currents [n_vectors, cols] (A) of one array ``g_s`` [rows, cols] (S)
+    for ``v_v`` [n_vectors, rows] (V), with the cell of ``spec`` (sinh or 1T1R)."""
+    import numpy as np
+
+    cell = cell_model(spec)
+    if isinstance(cell, LinearCell):
+        from spice.nodal import column_currents as linear
+
+        return linear(spec, g_s, v_v)
+    g = torch.as_tensor(np.asarray(g_s, dtype=float))[None]
+    v = torch.as_tensor(np.atleast_2d(np.asarray(v_v, dtype=float)))[None]
+    return ArraySolver(spec, cell, g, options).currents(v)[0].numpy()
