@@ -31,7 +31,6 @@ that still fails raises :class:`ArrayConvergenceError` naming its tile and vecto
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
 
@@ -47,6 +46,10 @@ THERMAL_VOLTAGE_V = 1.38064852e-23 * 300.15 / 1.6021766208e-19
 """kT/q at ngspice's nominal temperature (27 C), with ngspice's constants."""
 DEFAULT_JUNCTION_IS_A = 1e-14
 """Level-1 MOSFET bulk junction saturation current when the model card gives none (ngspice default)."""
+
+
+SMALL_SIGNAL_FRACTION = 1e-6
+"""Input of the small-signal solves, as a fraction of v_read_max_v."""
 
 
 class UnsupportedCircuitError(CircuitError):
@@ -80,6 +83,10 @@ class SinhCell:
         di = g_s * torch.cosh(x)
         return i, di, -di
 
+    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """Cell current (A) only."""
+        return (g_s / self.b_per_v) * torch.sinh(self.b_per_v * (a_v - s_v))
+
     def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dI/da, -dI/ds) at zero bias (S)."""
         return g_s, g_s
@@ -99,7 +106,8 @@ class OneTOneRCell:
     is_a: float = DEFAULT_JUNCTION_IS_A
     gmin_s: float = SPICE_GMIN_S
     kind: str = "1t1r"
-    inner_tol_v: float = 1e-16
+    inner_rel_tol: float = 1e-15
+    """Drain voltage solved to this fraction of the largest cell voltage (V/V)."""
     inner_max_iter: int = 60
 
     def _channel(self, u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,8 +143,8 @@ class OneTOneRCell:
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
 
-        The drain voltage is solved per cell (safeguarded scalar Newton, bracketed by 0 and the cell
-        voltage): ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s, vgs = v_gate - s.
+        The drain voltage is solved per cell (scalar Newton from the series-resistor estimate, kept in
+        the bracket [0, cell voltage] where the root lies): ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s, vgs = v_gate - s.
         """
         g_s = g_s.expand_as(a_v)
         d = a_v - s_v
@@ -144,18 +152,13 @@ class OneTOneRCell:
         lo, hi = torch.minimum(d, torch.zeros_like(d)), torch.maximum(d, torch.zeros_like(d))
         g_ch0 = self.beta_a_per_v2 * torch.clamp(w - self.vto_v, min=0.0) + self.gmin_s
         u = d * g_s / (g_s + g_ch0)
+        tol = self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0
         for _ in range(self.inner_max_iter):
             ids, d_du, _ = self._channel(u, w)
             ibd, gbd = self._junction(-u)
             h = g_s * (d - u) - ids + ibd
-            slope = g_s + d_du + gbd  # -dh/du > 0
-            lo = torch.where(h > 0, u, lo)  # h decreases in u: the root lies above u when h > 0
-            hi = torch.where(h < 0, u, hi)
-            step = h / slope
-            u_new = u + step
-            outside = (u_new <= lo) | (u_new >= hi)
-            u_new = torch.where(outside & (hi > lo), 0.5 * (lo + hi), u_new)
-            done = float(torch.max(torch.abs(u_new - u))) <= self.inner_tol_v
+            u_new = torch.minimum(torch.maximum(u + h / (g_s + d_du + gbd), lo), hi)  # -dh/du > 0
+            done = float(torch.max(torch.abs(u_new - u))) <= tol
             u = u_new
             if done:
                 break
@@ -166,6 +169,10 @@ class OneTOneRCell:
         di_da = g_s * (1.0 - g_s / big_h)
         di_ds = -g_s * (big_h + d_dw - g_s) / big_h
         return i, di_da, di_ds
+
+    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """Cell current (A) only."""
+        return self.currents(g_s, a_v, s_v)[0]
 
     def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dI/da, -dI/ds) at zero bias (S): the series of g and the channel's on-conductance."""
@@ -361,85 +368,91 @@ class ArraySolver:
     def _row_drop(self, i_a: torch.Tensor) -> torch.Tensor:
         """Voltage drop (V) from the row input to every row node, for cell currents [..., R, C]."""
         spec = self.spec
-        seg = torch.flip(torch.cumsum(torch.flip(i_a, (-1,)), -1), (-1,))  # current of the segment into node c
-        drop = spec.r_driver_ohm * seg[..., :1]
+        total = i_a.sum(-1, keepdim=True)
+        drop = spec.r_driver_ohm * total
         if spec.r_wire_row_ohm:
+            seg = total - torch.cumsum(i_a, -1) + i_a  # current of the wire segment into node c
             drop = drop + spec.r_wire_row_ohm * torch.cumsum(seg, -1)
         return drop
 
     def _col_rise(self, i_a: torch.Tensor) -> torch.Tensor:
         """Voltage (V) of every column node above ground, for cell currents [..., R, C]."""
         spec = self.spec
-        seg = torch.cumsum(i_a, -2)  # current of the segment below node r
-        rise = spec.r_sense_ohm * seg[..., -1:, :]
+        seg = torch.cumsum(i_a, -2)  # current of the wire segment below node r
+        total = seg[..., -1:, :]
+        rise = spec.r_sense_ohm * total
         if spec.r_wire_col_ohm:
-            rise = rise + spec.r_wire_col_ohm * torch.flip(torch.cumsum(torch.flip(seg, (-2,)), -2), (-2,))
+            rise = rise + spec.r_wire_col_ohm * (seg.sum(-2, keepdim=True) - torch.cumsum(seg, -2) + seg)
         return rise
 
-    def _sweep(self, v, a, s, g, m_row, m_col):
-        """One chord-Newton step on every row line, then on every column line."""
-        i, _, _ = self.cell.currents(g, a, s)
-        fa = a - v[..., None] + self._row_drop(i)  # [T, B, R, C]
+    def _sweep(self, v, x, g, m_row, m_col):
+        """One chord-Newton step on every row line, then on every column line: state x [T, B, 2, R, C]."""
+        a, s = x[:, :, 0], x[:, :, 1]
+        fa = a - v[..., None] + self._row_drop(self.cell.current(g, a, s))  # [T, B, R, C]
         a = a - torch.matmul(fa.transpose(1, 2), m_row.transpose(-1, -2)).transpose(1, 2)
-        i, _, _ = self.cell.currents(g, a, s)
-        fs = s - self._col_rise(i)
+        fs = s - self._col_rise(self.cell.current(g, a, s))
         s = s - torch.matmul(fs.permute(0, 3, 1, 2), m_col.transpose(-1, -2)).permute(0, 2, 3, 1)
-        return a, s
+        return torch.stack([a, s], 2)
 
     # ------------------------------------------------------------------ iteration
     def _iterate(self, v, x, g, m_row, m_col, accelerate: bool, omega: float, max_iter: int):
-        """Sweeps (Anderson-accelerated or relaxed by ``omega``) from state x [T, B, 2, R, C].
+        """Sweeps (Anderson-accelerated, or relaxed by ``omega``) from state x [T, B, 2, R, C].
 
         Returns (x, converged [T, B], sweeps). Converged vectors are frozen."""
         opt = self.options
-        scale = torch.clamp(v.abs().amax(-1), min=1e-300)  # [T, B]
-        conv = v.abs().amax(-1) == 0
+        v_max = v.abs().amax(-1)
+        conv = v_max == 0  # zero input: zero state
         x = torch.where(conv[..., None, None, None], torch.zeros_like(x), x)
-        hist_x: list[torch.Tensor] = []
-        hist_f: list[torch.Tensor] = []
-        prev = None
+        tol = opt.rel_tol * v_max
+        shape = x.shape
+        depth = opt.anderson_depth
+        hist_dx = hist_df = gram = None
+        prev_x = prev_f = None
         k = 0
         for k in range(1, max_iter + 1):
-            a, s = self._sweep(v, x[:, :, 0], x[:, :, 1], g, m_row, m_col)
-            f = torch.stack([a, s], 2) - x
-            f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
-            step = f.abs().flatten(2).amax(-1)  # [T, B]
-            newly = (step <= opt.rel_tol * scale) & ~conv
+            f = self._sweep(v, x, g, m_row, m_col) - x
+            step = f.abs().flatten(2).amax(-1)  # [T, B]; NaN when the sweep broke down
+            newly = (step <= tol) & ~conv
             if accelerate:
-                if prev is not None:
-                    hist_x.append(x - prev[0])
-                    hist_f.append(f - prev[1])
-                    if len(hist_x) > opt.anderson_depth:
-                        hist_x.pop(0)
-                        hist_f.pop(0)
-                prev = (x, f)
+                ff = f.flatten(2)
+                if prev_f is not None:
+                    if hist_df is None:
+                        hist_dx = x.new_zeros(shape[:2] + (depth, ff.shape[-1]))
+                        hist_df = torch.zeros_like(hist_dx)
+                        gram = x.new_zeros(shape[:2] + (depth, depth))
+                    j = (k - 2) % depth
+                    hist_dx[:, :, j] = x.flatten(2) - prev_x
+                    hist_df[:, :, j] = ff - prev_f
+                    row = torch.einsum("tbmn,tbn->tbm", hist_df, hist_df[:, :, j])
+                    gram[:, :, j, :] = row
+                    gram[:, :, :, j] = row
+                prev_x, prev_f = x.flatten(2), ff
                 x_new = x + f
-                if hist_f:
-                    x_new = x_new - self._anderson(hist_x, hist_f, f)
+                if hist_df is not None:
+                    used = min(k - 1, depth)
+                    x_new = x_new - self._anderson(hist_dx[:, :, :used], hist_df[:, :, :used],
+                                                   gram[:, :, :used, :used], ff).reshape(shape)
             else:
                 x_new = x + omega * f
-            x_new = torch.where(torch.isfinite(x_new), x_new, torch.zeros_like(x_new))
-            # a vector that converged this sweep keeps its plain sweep result
-            x = torch.where(conv[..., None, None, None], x,
-                            torch.where(newly[..., None, None, None], x + f, x_new))
+            if not bool(torch.isfinite(step).all()):
+                x_new = torch.nan_to_num(x_new, nan=0.0, posinf=0.0, neginf=0.0)
+            x = torch.where(conv[..., None, None, None], x, x_new)
             conv = conv | newly
             if bool(conv.all()):
                 break
         return x, conv, k
 
     @staticmethod
-    def _anderson(hist_x, hist_f, f):
-        """Anderson (type II) correction ``(dX + dF) gamma`` with gamma = argmin |f - dF gamma|."""
-        d_f = torch.stack([h.flatten(2) for h in hist_f], -1)  # [T, B, N, m]
-        d_x = torch.stack([h.flatten(2) for h in hist_x], -1)
-        norm = torch.clamp(d_f.norm(dim=2, keepdim=True), min=1e-300)
-        d_fn = d_f / norm
-        gram = d_fn.transpose(-1, -2) @ d_fn
-        gram = gram + 1e-12 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        rhs = d_fn.transpose(-1, -2) @ f.flatten(2)[..., None]
-        gamma = torch.linalg.solve(gram, rhs) / norm.transpose(-1, -2)  # [T, B, m, 1]
-        gamma = torch.where(torch.isfinite(gamma), gamma, torch.zeros_like(gamma))
-        return ((d_x + d_f) @ gamma).reshape(f.shape)
+    def _anderson(d_x, d_f, gram, f):
+        """Anderson (type II) correction ``(dX + dF) gamma``, gamma = argmin |f - dF gamma| (normal
+        equations, columns scaled to unit norm, a 1e-12 ridge)."""
+        norm = torch.sqrt(torch.clamp(torch.diagonal(gram, dim1=-2, dim2=-1), min=1e-300))  # [T, B, m]
+        gram_n = gram / (norm[..., :, None] * norm[..., None, :])
+        gram_n = gram_n + 1e-12 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        rhs = torch.einsum("tbmn,tbn->tbm", d_f, f) / norm
+        gamma = torch.linalg.solve(gram_n, rhs[..., None])[..., 0] / norm
+        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.einsum("tbmn,tbm->tbn", d_x + d_f, gamma)
 
     # ------------------------------------------------------------------ public
     def currents(self, v_v: torch.Tensor) -> torch.Tensor:
@@ -461,10 +474,17 @@ class ArraySolver:
             self.iterations.append(k)
             if not bool(conv.all()):
                 x = self._retry(vc, x, conv, start)
-            i, _, _ = self.cell.currents(g, x[:, :, 0], x[:, :, 1])
-            out.append(i.sum(-2))
+            out.append(self.cell.current(g, x[:, :, 0], x[:, :, 1]).sum(-2))
         return torch.cat(out, 1) if out else torch.zeros(t_count, 0, spec.cols, dtype=torch.float64,
                                                           device=v.device)
+
+    def small_signal_transfer(self) -> torch.Tensor:
+        """dI/dV at zero input [T, rows, cols] (A/V): one solve per row at a tiny input
+        (``SMALL_SIGNAL_FRACTION`` of v_read_max_v, where the cells are linear to ~1e-12)."""
+        rows = self.spec.rows
+        dv = SMALL_SIGNAL_FRACTION * self.spec.v_read_max_v
+        eye = torch.eye(rows, dtype=torch.float64, device=self.g_s.device) * dv
+        return self.currents(eye.expand(self.g_s.shape[0], rows, rows)) / dv
 
     def _retry(self, v, x, conv, offset: int) -> torch.Tensor:
         """Damped sweeps, then source stepping, for each vector that did not converge; raises if any fails."""
