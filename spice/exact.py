@@ -52,6 +52,12 @@ SMALL_SIGNAL_FRACTION = 1e-6
 """Input of the small-signal solves, as a fraction of v_read_max_v."""
 
 
+WORK_DTYPE = torch.float32
+"""Precision of the chord corrections and of the Anderson history. Both only choose the next iterate:
+residuals, steps, the convergence test and the answer are float64, so the fixed point (the solution of
+the float64 equations) does not depend on it."""
+
+
 class UnsupportedCircuitError(CircuitError):
     """The exact non-linear solver cannot solve this circuit (the message names the file and line)."""
 
@@ -85,7 +91,12 @@ class SinhCell:
 
     def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
         """Cell current (A) only."""
-        return (g_s / self.b_per_v) * torch.sinh(self.b_per_v * (a_v - s_v))
+        x = a_v - s_v
+        x *= self.b_per_v
+        torch.sinh(x, out=x)
+        x *= g_s
+        x /= self.b_per_v
+        return x
 
     def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dI/da, -dI/ds) at zero bias (S)."""
@@ -360,8 +371,10 @@ class ArraySolver:
         eye_c = torch.eye(cols, device=dev, dtype=torch.float64)
         eye_r = torch.eye(rows, device=dev, dtype=torch.float64)
         # row line r of tile t: (1 + R_row diag(d_a[t, r])) ; column line c: (1 + R_col diag(d_s[t, :, c]))
-        self.m_row = torch.linalg.inv(eye_c + r_row * d_a[:, :, None, :])  # [T, R, C, C]
-        self.m_col = torch.linalg.inv(eye_r + r_col * d_s.transpose(1, 2)[:, :, None, :])  # [T, C, R, R]
+        # stored transposed (to multiply row vectors from the right) in the working precision
+        self.m_row = torch.linalg.inv(eye_c + r_row * d_a[:, :, None, :]).transpose(-1, -2).to(WORK_DTYPE).contiguous()
+        self.m_col = torch.linalg.inv(eye_r + r_col * d_s.transpose(1, 2)[:, :, None, :]).transpose(-1, -2).to(
+            WORK_DTYPE).contiguous()
         self.iterations: list[int] = []
 
     # ------------------------------------------------------------------ ladders
@@ -385,14 +398,20 @@ class ArraySolver:
             rise = rise + spec.r_wire_col_ohm * (seg.sum(-2, keepdim=True) - torch.cumsum(seg, -2) + seg)
         return rise
 
-    def _sweep(self, v, x, g, m_row, m_col):
-        """One chord-Newton step on every row line, then on every column line: state x [T, B, 2, R, C]."""
+    def _sweep(self, v, x, g, m_row_t, m_col_t):
+        """One chord-Newton step on every row line, then on every column line, from state x [T, B, 2, R, C]
+        (row and column node voltages). Returns the step [T, B, 2, R, C] (V)."""
         a, s = x[:, :, 0], x[:, :, 1]
-        fa = a - v[..., None] + self._row_drop(self.cell.current(g, a, s))  # [T, B, R, C]
-        a = a - torch.matmul(fa.transpose(1, 2), m_row.transpose(-1, -2)).transpose(1, 2)
-        fs = s - self._col_rise(self.cell.current(g, a, s))
-        s = s - torch.matmul(fs.permute(0, 3, 1, 2), m_col.transpose(-1, -2)).permute(0, 2, 3, 1)
-        return torch.stack([a, s], 2)
+        fa = self._row_drop(self.cell.current(g, a, s)) + a  # [T, B, R, C]
+        fa -= v[..., None]
+        da = torch.matmul(fa.transpose(1, 2).to(WORK_DTYPE), m_row_t).transpose(1, 2)
+        fs = self._col_rise(self.cell.current(g, a - da.to(x.dtype), s)) - s
+        ds = torch.matmul(fs.permute(0, 3, 1, 2).to(WORK_DTYPE), m_col_t).permute(0, 2, 3, 1)  # s_new = s + ds
+        step = torch.empty_like(x)
+        step[:, :, 0] = da
+        step[:, :, 0].neg_()
+        step[:, :, 1] = ds
+        return step
 
     # ------------------------------------------------------------------ iteration
     def _iterate(self, v, x, g, m_row, m_col, accelerate: bool, omega: float, max_iter: int):
@@ -410,20 +429,20 @@ class ArraySolver:
         prev_x = prev_f = None
         k = 0
         for k in range(1, max_iter + 1):
-            f = self._sweep(v, x, g, m_row, m_col) - x
+            f = self._sweep(v, x, g, m_row, m_col)
             step = f.abs().flatten(2).amax(-1)  # [T, B]; NaN when the sweep broke down
             newly = (step <= tol) & ~conv
             if accelerate:
                 ff = f.flatten(2)
                 if prev_f is not None:
                     if hist_df is None:
-                        hist_dx = x.new_zeros(shape[:2] + (depth, ff.shape[-1]))
+                        hist_dx = x.new_zeros(shape[:2] + (depth, ff.shape[-1]), dtype=WORK_DTYPE)
                         hist_df = torch.zeros_like(hist_dx)
-                        gram = x.new_zeros(shape[:2] + (depth, depth))
+                        gram = x.new_zeros(shape[:2] + (depth, depth), dtype=WORK_DTYPE)
                     j = (k - 2) % depth
                     hist_dx[:, :, j] = x.flatten(2) - prev_x
                     hist_df[:, :, j] = ff - prev_f
-                    row = torch.einsum("tbmn,tbn->tbm", hist_df, hist_df[:, :, j])
+                    row = torch.matmul(hist_df, hist_df[:, :, j, :, None])[..., 0]
                     gram[:, :, j, :] = row
                     gram[:, :, :, j] = row
                 prev_x, prev_f = x.flatten(2), ff
@@ -431,12 +450,12 @@ class ArraySolver:
                 if hist_df is not None:
                     used = min(k - 1, depth)
                     x_new = x_new - self._anderson(hist_dx[:, :, :used], hist_df[:, :, :used],
-                                                   gram[:, :, :used, :used], ff).reshape(shape)
+                                                   gram[:, :, :used, :used], ff.to(WORK_DTYPE)).reshape(shape)
             else:
                 x_new = x + omega * f
             if not bool(torch.isfinite(step).all()):
                 x_new = torch.nan_to_num(x_new, nan=0.0, posinf=0.0, neginf=0.0)
-            x = torch.where(conv[..., None, None, None], x, x_new)
+            x = torch.where(conv[..., None, None, None], x, x_new) if bool(conv.any()) else x_new
             conv = conv | newly
             if bool(conv.all()):
                 break
@@ -449,10 +468,12 @@ class ArraySolver:
         norm = torch.sqrt(torch.clamp(torch.diagonal(gram, dim1=-2, dim2=-1), min=1e-300))  # [T, B, m]
         gram_n = gram / (norm[..., :, None] * norm[..., None, :])
         gram_n = gram_n + 1e-12 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        rhs = torch.einsum("tbmn,tbn->tbm", d_f, f) / norm
+        rhs = torch.matmul(d_f, f[..., None])[..., 0] / norm
         gamma = torch.linalg.solve(gram_n, rhs[..., None])[..., 0] / norm
-        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)
-        return torch.einsum("tbmn,tbm->tbn", d_x + d_f, gamma)
+        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)[..., None, :]  # [T, B, 1, m]
+        out = torch.matmul(gamma, d_x)
+        out += torch.matmul(gamma, d_f)
+        return out[..., 0, :]
 
     # ------------------------------------------------------------------ public
     def currents(self, v_v: torch.Tensor) -> torch.Tensor:
@@ -470,6 +491,7 @@ class ArraySolver:
         for start in range(0, n_b, chunk):
             vc = v[:, start:start + chunk]
             x = torch.zeros(vc.shape[:2] + (2, spec.rows, spec.cols), dtype=torch.float64, device=v.device)
+            x[:, :, 0] = vc[..., None]  # row nodes start at their inputs, column nodes at ground
             x, conv, k = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
             self.iterations.append(k)
             if not bool(conv.all()):
