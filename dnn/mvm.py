@@ -3,8 +3,9 @@
 A `TileMVM` knows the physical tile (rows x cols, programmable conductance range, maximum row
 voltage) and turns conductances of T tiles into a function from row voltages to column currents.
 `bind` does all the work that depends only on G once; the returned function is applied to many
-input batches. Implementations here: `IdealTileMVM` (i = v @ G) and `TransferTileMVM` (exact linear
-physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver). The surrogate package
+input batches. Implementations here: `IdealTileMVM` (i = v @ G), `TransferTileMVM` (exact linear
+physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver) and `SolverTileMVM` (a solver
+bound to G that solves every input vector: non-linear cells, ngspice in the loop). The surrogate package
 implements the same protocol.
 """
 
