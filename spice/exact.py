@@ -58,6 +58,10 @@ residuals, steps, the convergence test and the answer are float64, so the fixed 
 the float64 equations) does not depend on it."""
 
 
+ANDERSON_RIDGE = 1e-6
+"""Ridge added to the unit-diagonal normal equations of the Anderson step (above float32 round-off)."""
+
+
 class UnsupportedCircuitError(CircuitError):
     """The exact non-linear solver cannot solve this circuit (the message names the file and line)."""
 
@@ -464,12 +468,14 @@ class ArraySolver:
     @staticmethod
     def _anderson(d_x, d_f, gram, f):
         """Anderson (type II) correction ``(dX + dF) gamma``, gamma = argmin |f - dF gamma| (normal
-        equations, columns scaled to unit norm, a 1e-12 ridge)."""
-        norm = torch.sqrt(torch.clamp(torch.diagonal(gram, dim1=-2, dim2=-1), min=1e-300))  # [T, B, m]
+        equations with columns scaled to unit norm and a ridge of ``ANDERSON_RIDGE``; a singular or
+        non-finite system gives gamma = 0, a plain sweep)."""
+        norm = torch.sqrt(torch.clamp(torch.diagonal(gram, dim1=-2, dim2=-1), min=1e-30))  # [T, B, m]
         gram_n = gram / (norm[..., :, None] * norm[..., None, :])
-        gram_n = gram_n + 1e-12 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        gram_n = gram_n + ANDERSON_RIDGE * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
         rhs = torch.matmul(d_f, f[..., None])[..., 0] / norm
-        gamma = torch.linalg.solve(gram_n, rhs[..., None])[..., 0] / norm
+        gamma, info = torch.linalg.solve_ex(gram_n, rhs[..., None])
+        gamma = torch.where((info == 0)[..., None, None], gamma, torch.zeros_like(gamma))[..., 0] / norm
         gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)[..., None, :]  # [T, B, 1, m]
         out = torch.matmul(gamma, d_x)
         out += torch.matmul(gamma, d_f)
@@ -509,27 +515,32 @@ class ArraySolver:
         return self.currents(eye.expand(self.g_s.shape[0], rows, rows)) / dv
 
     def _retry(self, v, x, conv, offset: int) -> torch.Tensor:
-        """Damped sweeps, then source stepping, for each vector that did not converge; raises if any fails."""
+        """Damped sweeps from zero, then source stepping, for the vectors that did not converge (batched per
+        tile); raises :class:`ArrayConvergenceError` naming every vector that still fails."""
         opt = self.options
         failed = []
-        for t, b in (~conv).nonzero().tolist():
-            vt, g = v[t:t + 1, b:b + 1], self.g_s[t:t + 1, None]
+        for t in sorted(set((~conv).nonzero()[:, 0].tolist())):
+            idx = (~conv[t]).nonzero()[:, 0]
+            vt, g = v[t:t + 1, idx], self.g_s[t:t + 1, None]
             m_row, m_col = self.m_row[t:t + 1], self.m_col[t:t + 1]
-            x0 = torch.zeros_like(x[t:t + 1, b:b + 1])
+            x0 = torch.zeros_like(x[t:t + 1, idx])
             xs, ok, _ = self._iterate(vt, x0, g, m_row, m_col, False, opt.damping, opt.retry_max_iter)
-            if not bool(ok.all()):
-                xs = x0
-                for step in range(1, opt.source_steps + 1):
-                    xs, ok, _ = self._iterate(vt * (step / opt.source_steps), xs, g, m_row, m_col, False,
-                                              opt.damping, opt.retry_max_iter)
-                    if not bool(ok.all()):
+            if not bool(ok.all()):  # source stepping for those still failing
+                rest = (~ok[0]).nonzero()[:, 0]
+                xr, ok_r = x0[:, rest], None
+                for stage in range(1, opt.source_steps + 1):
+                    xr, ok_r, _ = self._iterate(vt[:, rest] * (stage / opt.source_steps), xr, g, m_row, m_col,
+                                                False, opt.damping, opt.retry_max_iter)
+                    if not bool(ok_r.all()):
                         break
-            if bool(ok.all()):
-                log.warning("exact solve of %s: tile %d, vector %d converged only after retries", self.source, t,
-                            offset + b)
-                x[t, b] = xs[0, 0]
-            else:
-                failed.append((t, offset + b))
+                xs[:, rest] = xr
+                ok[:, rest] = ok_r
+            good = idx[ok[0]]
+            x[t, good] = xs[0, ok[0]]
+            if good.numel():
+                log.warning("exact solve of %s: tile %d, vector(s) %s converged only after retries", self.source, t,
+                            ", ".join(str(offset + int(b)) for b in good[:10]) + (", ..." if good.numel() > 10 else ""))
+            failed += [(t, offset + int(b)) for b in idx[~ok[0]]]
         if failed:
             shown = ", ".join(f"tile {t} vector {b}" for t, b in failed[:10])
             raise ArrayConvergenceError(
