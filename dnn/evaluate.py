@@ -8,6 +8,7 @@ arguments, builds settings, calls :func:`evaluate_methods` and saves an
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import statistics
 import time
@@ -48,28 +49,32 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     """Exact array physics of circuit ``spec``, picked from its cell (``spice.exact.cell_model``).
 
     Linear resistive cell: one ``spice.nodal.transfer_matrix`` per tile at bind (:class:`TransferTileMVM`).
+    The op-amp TIA sense of ``data/circuits/tia_sense.cir`` enters both solvers as its input resistance
+    (``spice.exact.sense_resistance_ohm``).
     sinh or level-1 1T1R cell: ``spice.exact.ArraySolver``, whose per-tile line factorizations are
     computed at bind and which solves the non-linear array for every input vector
-    (:class:`SolverTileMVM`; gradients straight-through, see there). Any other cell, or a custom
-    driver or sense subcircuit, raises ``spice.exact.UnsupportedCircuitError`` naming the circuit file
+    (:class:`SolverTileMVM`; gradients straight-through, see there). Any other cell, a custom
+    driver or another sense subcircuit raises ``spice.exact.UnsupportedCircuitError`` naming the circuit file
     and pointing to :func:`spice_tile_model`. ``on_solve(tiles, seconds)`` is told the cost of every
     bind (benchmarks count it).
     """
-    from spice.exact import ArraySolver, LinearCell, cell_model
+    from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
     from spice.nodal import transfer_matrix
 
     cell = cell_model(spec)
+    r_sense_ohm = sense_resistance_ohm(spec)  # the TIA sense: its virtual-ground input resistance
     info = {"kind": "exact", "cell": cell.kind, "rows": spec.rows, "cols": spec.cols, "g_off_s": spec.g_off_s,
             "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
     if isinstance(cell, LinearCell):
 
         def transfer(g_s: np.ndarray) -> np.ndarray:
             t0 = time.perf_counter()
-            out = np.stack([transfer_matrix(spec, g) for g in g_s])
+            out = np.stack([transfer_matrix(linear_spec, g) for g in g_s])
             if on_solve is not None:
                 on_solve(len(g_s), time.perf_counter() - t0)
             return out
 
+        linear_spec = spec if r_sense_ohm == spec.r_sense_ohm else dataclasses.replace(spec, r_sense_ohm=r_sense_ohm)
         info["solver"] = "nodal transfer matrix"
         return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
                                transfer_fn=transfer), info

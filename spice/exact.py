@@ -4,10 +4,11 @@ The independent reference of the DNN stage's "exact" mode for the shipped non-li
 memristor of ``data/circuits/memristor_sinh.cir`` (``I = g/b sinh(b V)``) and the 1T1R cell of
 ``data/circuits/one_t_one_r.cir`` (a resistor ``1/g`` in series with a level-1 NMOS whose gate is
 held at the spec's ``v_gate_v``), with the array's default driver and sense resistors (wire, driver
-and sense resistances; ``r_sense_ohm = 0`` is a virtual ground). It shares no code with the
+and sense resistances; ``r_sense_ohm = 0`` is a virtual ground) or the op-amp TIA sense of
+``data/circuits/tia_sense.cir`` (:func:`sense_resistance_ohm`). It shares no code with the
 surrogate package and none with :mod:`spice.netlist`: it reads the cell's element lines itself
-(:func:`cell_model`) and refuses, with :class:`UnsupportedCircuitError`, any circuit whose cell,
-driver or sense it cannot solve (use the SPICE-in-the-loop tile mode, :mod:`spice.inloop`, for those).
+(:func:`cell_model`, :func:`sense_resistance_ohm`) and refuses, with :class:`UnsupportedCircuitError`,
+any circuit whose cell, driver or sense it cannot solve (use the SPICE-in-the-loop tile mode, :mod:`spice.inloop`, for those).
 
 Equations. With cell currents ``I[r, c]`` (A, row node to column node) the resistor ladders are
 linear, and a node voltage is a Green's-function sum of the cell currents (no node elimination):
@@ -221,48 +222,79 @@ def _compact(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
+_HINT = ("; the exact non-linear solver knows the resistive, sinh and level-1 1T1R cells with the default "
+         "driver, and a resistor or the op-amp TIA as sense: evaluate this circuit with ngspice in the loop instead "
+         "(`python -m dnn evaluate --mvm spice`, small evaluations only)")
+
+
+def _read_subckts(spec: CircuitSpec):
+    """({name: header line}, {name: [(line number, element line)]}, {model name: (line number, text)})
+    of the circuit file; a dot command other than .subckt/.ends/.model raises."""
+    source = spec.netlist_path or f"<{spec.name}>"
+    headers, bodies, models = {}, {}, {}
+    inside = None
+    for line in spec.vetted_lines():
+        words = line.text.split()
+        first = words[0].lower()
+        if first == ".subckt":
+            inside = words[1].lower()
+            headers[inside], bodies[inside] = line, []
+        elif first == ".ends":
+            inside = None
+        elif first == ".model" and len(words) >= 3:
+            models[words[1].lower()] = (line.line_number, " ".join(words[2:]))
+        elif first.startswith("."):
+            raise UnsupportedCircuitError(f"circuit file {source}, line {line.line_number}: '{first}' is not "
+                                          f"read by the exact solver{_HINT}")
+        elif inside is not None:
+            bodies[inside].append((line.line_number, line.text))
+    return headers, bodies, models
+
+
+def sense_resistance_ohm(spec: CircuitSpec) -> float:
+    """The resistance (ohm) from each column's sense input to ground that the exact solvers use.
+
+    The default sense: ``spec.r_sense_ohm``. The op-amp transimpedance amplifier of
+    ``data/circuits/tia_sense.cir`` (``R in out {r}`` and ``E out 0 0 in A``): its input sits at
+    ``i r / (1 + A)``, a resistor ``r_sense_ohm / (1 + A)`` to ground (the column current still flows
+    through the feedback resistor). Any other sense subcircuit raises :class:`UnsupportedCircuitError`.
+    """
+    if "sense" not in spec.subckts():
+        return spec.r_sense_ohm
+    source = spec.netlist_path or f"<{spec.name}>"
+    headers, bodies, _models = _read_subckts(spec)
+    body = bodies["sense"]
+    pin = spec.subckts()["sense"].pins[0]
+    r_el = [w.lower().split() for _n, w in body if w[0] in "rR"]
+    e_el = [w.lower().split() for _n, w in body if w[0] in "eE"]
+    if len(body) == 2 and len(r_el) == 1 and len(e_el) == 1 and len(r_el[0]) == 4 and len(e_el[0]) == 6:
+        (_r, r_a, r_b, r_val), (_e, e_out, e_ref, e_p, e_n, e_gain) = r_el[0], e_el[0]
+        gain = spice_number(e_gain)
+        if (r_a == pin and r_b == e_out and _compact(r_val) == "{r}" and e_ref == "0" and e_p == "0" and e_n == pin
+                and gain is not None and gain > 0):
+            return spec.r_sense_ohm / (1.0 + gain)
+    number = body[0][0] if body else headers["sense"].line_number
+    raise UnsupportedCircuitError(f"circuit file {source}, line {number}: custom '.subckt sense' cannot be solved "
+                                  f"exactly (only 'R in out {{r}}' with 'E out 0 0 in <gain>' is known){_HINT}")
+
+
 def cell_model(spec: CircuitSpec) -> CellModel:
     """The cell of ``spec``'s circuit file as a model the exact solvers handle.
 
     Recognized cells: one ``R row col {1/g}`` (:class:`LinearCell`); one
     ``B row col I={g/b*sinh(b*V(row,col))}`` with ``b`` a number or a subcircuit parameter
     (:class:`SinhCell`); ``R row mid {1/g}`` with ``M mid gate col col <nmos level=1 model>``
-    (:class:`OneTOneRCell`). Anything else, and a custom driver or sense subcircuit, raises
+    (:class:`OneTOneRCell`). Anything else, a custom driver, and a sense subcircuit other than the TIA
+    (:func:`sense_resistance_ohm`) raise
     :class:`UnsupportedCircuitError` naming the circuit file (and the line) and the SPICE-in-the-loop mode.
     """
     source = spec.netlist_path or f"<{spec.name}>"
-    hint = ("; the exact non-linear solver knows the resistive, sinh and level-1 1T1R cells with the default "
-            "driver and sense resistors: evaluate this circuit with ngspice in the loop instead "
-            "(`python -m dnn evaluate --mvm spice`, small evaluations only)")
-    subckts = spec.subckts()
-    for custom in ("driver", "sense"):
-        if custom in subckts:
-            raise UnsupportedCircuitError(f"circuit file {source}: custom '.subckt {custom}' cannot be solved "
-                                          f"exactly{hint}")
-    lines = spec.vetted_lines()
-    header = params = None
-    body: list[tuple[int, str]] = []
-    models: dict[str, tuple[int, str]] = {}
-    inside = None
-    for line in lines:
-        words = line.text.split()
-        first = words[0].lower()
-        if first == ".subckt":
-            inside = words[1].lower()
-            if inside == "cell":
-                header = line
-            continue
-        if first == ".ends":
-            inside = None
-            continue
-        if first == ".model" and len(words) >= 3:
-            models[words[1].lower()] = (line.line_number, " ".join(words[2:]))
-            continue
-        if inside == "cell":
-            body.append((line.line_number, line.text))
-        elif first.startswith(".") and first != ".model":
-            raise UnsupportedCircuitError(f"circuit file {source}, line {line.line_number}: '{first}' is not "
-                                          f"read by the exact solver{hint}")
+    if "driver" in spec.subckts():
+        raise UnsupportedCircuitError(f"circuit file {source}: custom '.subckt driver' cannot be solved "
+                                      f"exactly{_HINT}")
+    sense_resistance_ohm(spec)  # raises for a sense subcircuit other than the TIA
+    headers, bodies, models = _read_subckts(spec)
+    header, body = headers["cell"], bodies["cell"]
     assert header is not None
     pins = spec.subckts()["cell"].pins
     row, col = pins[0], pins[1]
@@ -270,7 +302,7 @@ def cell_model(spec: CircuitSpec) -> CellModel:
     params = _assignments(header.text.split(":", 1)[1] if "params:" in header.text.lower() else "")
 
     def refuse(number: int, why: str) -> UnsupportedCircuitError:
-        return UnsupportedCircuitError(f"circuit file {source}, line {number}: {why}{hint}")
+        return UnsupportedCircuitError(f"circuit file {source}, line {number}: {why}{_HINT}")
 
     elements = []
     for number, text in body:
@@ -370,7 +402,8 @@ class ArraySolver:
         c = torch.arange(cols, device=dev, dtype=torch.float64)
         r = torch.arange(rows, device=dev, dtype=torch.float64)
         r_row = spec.r_driver_ohm + spec.r_wire_row_ohm * (torch.minimum(c[:, None], c[None, :]) + 1.0)
-        r_col = spec.r_sense_ohm + spec.r_wire_col_ohm * (rows - torch.maximum(r[:, None], r[None, :]))
+        self.r_sense_ohm = sense_resistance_ohm(spec)
+        r_col = self.r_sense_ohm + spec.r_wire_col_ohm * (rows - torch.maximum(r[:, None], r[None, :]))
         d_a, d_s = cell.small_signal_s(self.g_s)  # [T, R, C]
         eye_c = torch.eye(cols, device=dev, dtype=torch.float64)
         eye_r = torch.eye(rows, device=dev, dtype=torch.float64)
@@ -397,7 +430,7 @@ class ArraySolver:
         spec = self.spec
         seg = torch.cumsum(i_a, -2)  # current of the wire segment below node r
         total = seg[..., -1:, :]
-        rise = spec.r_sense_ohm * total
+        rise = self.r_sense_ohm * total
         if spec.r_wire_col_ohm:
             rise = rise + spec.r_wire_col_ohm * (seg.sum(-2, keepdim=True) - torch.cumsum(seg, -2) + seg)
         return rise

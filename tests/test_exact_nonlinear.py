@@ -153,14 +153,42 @@ D1 mid col dmod
 """
 
 
+TIA_TEXT = (CIRCUITS / "tia_sense.cir").read_text()
+
+
+@pytest.mark.spice
+@pytest.mark.parametrize("cell", ["resistive", "sinh"])
+def test_tia_sense_is_its_input_resistance(cell, tmp_path):
+    """The op-amp TIA (gain 1e6, feedback r) holds the column at i r / (1 + A): both exact solvers use that."""
+    netlist = TIA
+    if cell == "sinh":
+        netlist = tmp_path / "sinh_tia.cir"
+        netlist.write_text(TIA_TEXT.replace("R1 row col {1/g}", "B1 row col I={g/b*sinh(b*V(row,col))}")
+                           .replace("params: g=1e-5\n", "params: g=1e-5 b=5\n", 1))
+    spec = _spec(str(netlist), 8, 6, v_read_max_v=0.5)
+    assert exact.sense_resistance_ohm(spec) == pytest.approx(1000.0 / (1 + 1e6))
+    rng = np.random.default_rng(8)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (1, 8, 6))
+    v = rng.uniform(0.0, 0.5, (1, 5, 8))
+    mvm, info = exact_tile_model(spec)
+    assert info["cell"] == ("linear" if cell == "resistive" else "sinh")
+    got = mvm.bind(torch.as_tensor(g))(torch.as_tensor(v))[0].numpy()
+    i_spice, failed = ngspice.solve(spec, g[0], v[0])
+    assert not failed.any() and _rel(got, i_spice) <= 1e-6
+    assert _rel(nodal.column_currents(spec, g[0], v[0]), i_spice) > 1e-3  # the 1 kOhm resistor is not the TIA
+
+
 def test_unknown_cell_is_one_clear_error(tmp_path):
     path = tmp_path / "diode_cell.cir"
     path.write_text(UNKNOWN_CELL)
     spec = _spec(str(path), 4, 4)
     with pytest.raises(exact.UnsupportedCircuitError, match=r"diode_cell\.cir, line 4: cell element 'D1'.*--mvm spice"):
         exact_tile_model(spec)
-    with pytest.raises(exact.UnsupportedCircuitError, match=r"tia_sense\.cir: custom '\.subckt sense'.*--mvm spice"):
-        exact_tile_model(_spec(TIA, 4, 4))
+    other_sense = tmp_path / "other_sense.cir"
+    other_sense.write_text(TIA_TEXT.replace("Eamp out 0 0 in 1e6", "Eamp out 0 in 0 1e6"))
+    with pytest.raises(exact.UnsupportedCircuitError,
+                       match=r"other_sense\.cir, line \d+: custom '\.subckt sense' cannot.*--mvm spice"):
+        exact_tile_model(_spec(str(other_sense), 4, 4))
 
 
 def test_unknown_cell_exits_2_through_the_cli(tmp_path, capsys):
