@@ -295,7 +295,6 @@ def cell_model(spec: CircuitSpec) -> CellModel:
     sense_resistance_ohm(spec)  # raises for a sense subcircuit other than the TIA
     headers, bodies, models = _read_subckts(spec)
     header, body = headers["cell"], bodies["cell"]
-    assert header is not None
     pins = spec.subckts()["cell"].pins
     row, col = pins[0], pins[1]
     gate = pins[2] if len(pins) == 3 else None
