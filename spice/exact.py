@@ -378,9 +378,10 @@ class NewtonOptions:
     retry_max_iter: int = 2000
     source_steps: int = 8
     """Source-stepping stages of the last retry (inputs scaled by k/source_steps)."""
-    chunk_cells: int = 2**19
-    """Vectors are solved in chunks of at most this many cells x vectors x tiles: small enough that the
-    working arrays stay in cache (measured on 2 cores, 64x64: 2^19-2^20 up to 2x faster than 2^21)."""
+    chunk_cells: int = 2**20
+    """Vectors are solved in chunks of at most this many cells x vectors x tiles: small enough for the
+    working arrays to stay mostly in cache (2 shared cores, 64x64 tiles: 2^19-2^20 measured faster than
+    2^21, by up to 2x; the figures are noisy)."""
 
 
 class ArraySolver:
