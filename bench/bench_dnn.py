@@ -15,8 +15,10 @@ What is measured (all in one process, one run, with a fixed ``torch.set_num_thre
   digital (float), ideal-quantized crossbar (``dnn.mvm.IdealTileMVM`` of the circuit's tile: rows x
   cols, conductance range, v_max; default ``CrossbarConfig``: 8-bit weights as 2x4-bit cells,
   differential pairs, 8-bit DAC/ADC, conv layers analog), surrogate crossbar (each ``--surrogate``
-  file through ``surrogate.io.load_surrogate``), exact linear physics (``dnn.mvm.TransferTileMVM``
-  with ``spice.nodal.transfer_matrix`` per tile) and, with per-forward read noise on (G redrawn
+  file through ``surrogate.io.load_surrogate``), exact physics (``dnn.evaluate.exact_tile_model``:
+  ``dnn.mvm.TransferTileMVM`` with ``spice.nodal.transfer_matrix`` per tile for linear cells, the
+  batched Newton solve of ``spice.exact`` for the sinh and 1T1R cells; ``--reference spice``: ngspice
+  solves every MVM, for tiny runs) and, with per-forward read noise on (G redrawn
   and the MVM re-bound every forward), ideal-quantized and surrogate crossbars.
   Every G-only step (quantize, slice, map, bind) is cached by the crossbar layers, so each mode
   reports its *first forward* (programming + bind included; for exact mode this is dominated by
@@ -27,7 +29,7 @@ What is measured (all in one process, one run, with a fixed ``torch.set_num_thre
 - Accuracy (noise-free, parasitics only): test accuracy of the converted model with each tile
   model, without mitigation and after BN adaptation (``dnn.mitigation.bn_adapt`` on a seeded subset
   of ``--calibration-samples`` training images); the gap |surrogate - exact| in points is the
-  surrogate's DNN-level error against exact linear-array physics. ``--crossbar-json`` overrides
+  surrogate's DNN-level error against the circuit's exact physics (non-linear cells included). ``--crossbar-json`` overrides
   the CrossbarConfig of every crossbar mode (e.g. ``{"adc_bits": 0}``: on the Paper-1 preset the
   1 kOhm driver/sense shrink the column currents to ~20% of the fixed ADC range, which by itself
   takes exact physics to near chance, so the gap is best read with and without the ADC).
@@ -114,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate when training the default model")
     p.add_argument("--crossbar-json", default="",
                    help='CrossbarConfig overrides for every crossbar mode, e.g. \'{"adc_bits": 0}\' (default: none)')
+    p.add_argument("--reference", choices=["exact", "spice"], default="exact",
+                   help="exact mode: the circuit's exact physics (nodal transfer matrix for linear cells, Newton "
+                        "solve for sinh/1T1R cells; default) or spice (ngspice solves every MVM: tiny runs only)")
     p.add_argument("--no-timing", action="store_true", help="accuracy only (skip the throughput measurement)")
     p.add_argument("--seed", type=int, default=0, help="data split, training, calibration and noise seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -164,14 +169,20 @@ class SolveStats:
     seconds: float = 0.0
 
 
-def exact_tile_model(spec: CircuitSpec, stats: SolveStats) -> TileMVM:
-    """Exact linear array physics (``dnn.evaluate.exact_tile_model``), its nodal solves counted in `stats`."""
+def exact_tile_model(spec: CircuitSpec, stats: SolveStats, reference: str = "exact") -> tuple[TileMVM, str]:
+    """The reference tile model and its label: ``exact`` = ``dnn.evaluate.exact_tile_model`` (the circuit's
+    exact physics: nodal transfer matrix for linear cells, Newton solve for sinh/1T1R cells), its binds
+    counted in `stats`; ``spice`` = ``dnn.evaluate.spice_tile_model`` (ngspice solves every MVM; tiny runs only)."""
 
     def count(tiles: int, seconds: float) -> None:
         stats.tiles += tiles
         stats.seconds += seconds
 
-    return dnn_evaluate.exact_tile_model(spec, on_solve=count)[0]
+    if reference == "spice":
+        mvm, info = dnn_evaluate.spice_tile_model(spec)
+    else:
+        mvm, info = dnn_evaluate.exact_tile_model(spec, on_solve=count)
+    return mvm, f"exact ({info['solver']})"
 
 
 def load_surrogates(paths: list[str], spec: CircuitSpec) -> dict[str, tuple[TileMVM, dict[str, Any]]]:
@@ -212,13 +223,14 @@ def crossbar_config(args: argparse.Namespace) -> CrossbarConfig:
 
 
 def build_modes(model: nn.Module, spec: CircuitSpec, surrogates: dict[str, tuple[TileMVM, dict[str, Any]]],
-                exact: TileMVM, sigma: float, cfg: CrossbarConfig) -> list[Mode]:
+                exact: TileMVM, sigma: float, cfg: CrossbarConfig, exact_label: str = "exact (nodal transfer matrix)"
+                ) -> list[Mode]:
     """Every mode of the bench, each an independent converted copy of `model` (noise-free modes use `cfg`)."""
     ideal, _ = dnn_evaluate.ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     modes = [Mode("digital (float)", copy.deepcopy(model), "digital"),
              Mode("ideal-quantized crossbar", convert_to_crossbar(model, cfg, ideal), "ideal")]
     modes += [Mode(label, convert_to_crossbar(model, cfg, mvm), "surrogate") for label, (mvm, _) in surrogates.items()]
-    modes.append(Mode("exact (nodal transfer matrix)", convert_to_crossbar(model, cfg, exact), "exact"))
+    modes.append(Mode(exact_label, convert_to_crossbar(model, cfg, exact), "exact"))
     if sigma > 0:
         # per_forward: G redrawn and the MVM re-bound on every forward (the cost measured here)
         noisy = cfg.replace(read_noise_sigma=sigma, read_noise_mode="per_forward")
@@ -375,8 +387,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
     surrogates = load_surrogates(args.surrogate, spec)
     model, data, model_info = prepare_model(args)
     stats = SolveStats()
-    modes = build_modes(model, spec, surrogates, exact_tile_model(spec, stats),
-                        args.read_noise_sigma, cfg)
+    exact, exact_label = exact_tile_model(spec, stats, args.reference)
+    modes = build_modes(model, spec, surrogates, exact, args.read_noise_sigma, cfg, exact_label)
     if args.no_timing:
         modes = [m for m in modes if m.accuracy]
     device = torch.device(args.device)

@@ -8,9 +8,11 @@
   python -m dnn evaluate --model m.pt --mvm ideal --device-preset rram --out eval.json   # no SPICE needed
   python -m dnn report results/eval/*/*/*.json --md r.md --csv r.csv --plot r.png
 
-Tile models for `evaluate`: `--surrogate PATH` (surrogate.io.load_surrogate), `--mvm exact` (linear
-array physics from spice.nodal's transfer matrix; needs --circuit), `--mvm ideal` (i = v @ G; tile from
---circuit, or --rows/--cols/--g-*-s/--v-max-v, or --device-preset).
+Tile models for `evaluate`: `--surrogate PATH` (surrogate.io.load_surrogate), `--mvm exact` (exact
+array physics: spice.nodal's transfer matrix for linear cells, spice.exact's Newton solve for the sinh
+and 1T1R cells; needs --circuit), `--mvm spice` (ngspice solves every MVM, any circuit file, small
+evaluations only; needs --circuit), `--mvm ideal` (i = v @ G; tile from --circuit, or
+--rows/--cols/--g-*-s/--v-max-v, or --device-preset).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from xbarchar.settings import from_dict, reject_unknown, to_dict
 
 from .config import CrossbarConfig, get_device_preset
 from .datasets import DatasetSplit, load_dataset
-from .evaluate import evaluate_methods, exact_tile_model, ideal_tile_model, surrogate_tile_model
+from .evaluate import (
+    evaluate_methods,
+    exact_tile_model,
+    ideal_tile_model,
+    spice_tile_model,
+    surrogate_tile_model,
+)
 from .mitigation import METHODS
 from .models import MODELS, build_model
 from .mvm import TileMVM
@@ -155,10 +163,10 @@ def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, A
         except ImportError as e:
             raise DnnInputError(f"--surrogate needs surrogate.io.load_surrogate, which is not available ({e}); "
                                 "use --mvm ideal or install/finish the surrogate package") from None
-    if ns.mvm == "exact":
+    if ns.mvm in ("exact", "spice"):
         if spec is None:
-            raise DnnInputError("--mvm exact needs --circuit (the array's resistances)")
-        return exact_tile_model(spec)
+            raise DnnInputError(f"--mvm {ns.mvm} needs --circuit (the array's circuit file and resistances)")
+        return exact_tile_model(spec) if ns.mvm == "exact" else spice_tile_model(spec)
     if spec is not None:
         return ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     preset = get_device_preset(ns.device_preset) if ns.device_preset else None
@@ -274,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(e, None, 64)  # --seed None: the seeds of --evaluation-json (default [0])
     e.add_argument("--model-path", "--model", dest="model_path", required=True, help=".pt written by `train`")
     e.add_argument("--surrogate", default=None, help="surrogate .h5 (surrogate.io.load_surrogate)")
-    e.add_argument("--mvm", choices=["ideal", "exact"], default="ideal",
-                   help="tile model without --surrogate (default ideal; exact needs --circuit)")
+    e.add_argument("--mvm", choices=["ideal", "exact", "spice"], default="ideal",
+                   help="tile model without --surrogate (default ideal); exact: the circuit's array physics "
+                        "(linear or sinh/1T1R cells), spice: ngspice solves every MVM (any circuit file; small "
+                        "evaluations only); both need --circuit")
     e.add_argument("--circuit-name", default=None, help="circuit name (results metadata)")
     e.add_argument("--circuit", default=None, help="circuit config entry as JSON (e.g. '{\"preset\": ...}')")
     e.add_argument("--scenario", default="default", help="scenario name (results metadata)")

@@ -8,6 +8,7 @@ arguments, builds settings, calls :func:`evaluate_methods` and saves an
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import statistics
 import time
@@ -27,7 +28,7 @@ from .datasets import DatasetSplit
 from .diagnostics import layer_pc2
 from .layers import calibrate_adc
 from .mitigation import apply_method
-from .mvm import IdealTileMVM, TileMVM, TransferTileMVM
+from .mvm import IdealTileMVM, SolverTileMVM, TileMVM, TransferTileMVM
 from .results import MethodResult
 from .settings import EvaluationSettings
 from .train import evaluate, make_loader
@@ -45,21 +46,62 @@ def ideal_tile_model(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read
 
 def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = None
                      ) -> tuple[TileMVM, dict[str, Any]]:
-    """Exact linear array physics of circuit ``spec``: one ``spice.nodal.transfer_matrix`` per tile at
-    bind. ``on_solve(tiles, seconds)`` is told the cost of every bind (benchmarks count it)."""
+    """Exact array physics of circuit ``spec``, picked from its cell (``spice.exact.cell_model``).
+
+    Linear resistive cell: one ``spice.nodal.transfer_matrix`` per tile at bind (:class:`TransferTileMVM`).
+    The op-amp TIA sense of ``data/circuits/tia_sense.cir`` enters both solvers as its input resistance
+    (``spice.exact.sense_resistance_ohm``).
+    sinh or level-1 1T1R cell: ``spice.exact.ArraySolver``, whose per-tile line factorizations are
+    computed at bind and which solves the non-linear array for every input vector
+    (:class:`SolverTileMVM`; gradients straight-through, see there). Any other cell, a custom
+    driver or another sense subcircuit raises ``spice.exact.UnsupportedCircuitError`` naming the circuit file
+    and pointing to :func:`spice_tile_model`. ``on_solve(tiles, seconds)`` is told the cost of every
+    bind (benchmarks count it).
+    """
+    from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
     from spice.nodal import transfer_matrix
 
-    def transfer(g_s: np.ndarray) -> np.ndarray:
+    cell = cell_model(spec)
+    r_sense_ohm = sense_resistance_ohm(spec)  # the TIA sense: its virtual-ground input resistance
+    info = {"kind": "exact", "cell": cell.kind, "rows": spec.rows, "cols": spec.cols, "g_off_s": spec.g_off_s,
+            "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
+    if isinstance(cell, LinearCell):
+
+        def transfer(g_s: np.ndarray) -> np.ndarray:
+            t0 = time.perf_counter()
+            out = np.stack([transfer_matrix(linear_spec, g) for g in g_s])
+            if on_solve is not None:
+                on_solve(len(g_s), time.perf_counter() - t0)
+            return out
+
+        linear_spec = spec if r_sense_ohm == spec.r_sense_ohm else dataclasses.replace(spec, r_sense_ohm=r_sense_ohm)
+        info["solver"] = "nodal transfer matrix"
+        return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
+                               transfer_fn=transfer), info
+
+    def solver(g_s: torch.Tensor) -> ArraySolver:
         t0 = time.perf_counter()
-        out = np.stack([transfer_matrix(spec, g) for g in g_s])
+        out = ArraySolver(spec, cell, g_s)
         if on_solve is not None:
             on_solve(len(g_s), time.perf_counter() - t0)
         return out
 
-    info = {"kind": "exact", "rows": spec.rows, "cols": spec.cols, "g_off_s": spec.g_off_s, "g_on_s": spec.g_on_s,
-            "v_read_max_v": spec.v_read_max_v}
-    return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
-                           transfer_fn=transfer), info
+    info["solver"] = "Newton (spice.exact)"
+    return SolverTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v, solver_fn=solver), info
+
+
+def spice_tile_model(spec: Any) -> tuple[TileMVM, dict[str, Any]]:
+    """ngspice in the loop (``spice.inloop``): any circuit file, every MVM solved by ngspice.
+
+    For small evaluations only (one ngspice run per tile per forward; each logs its cost). A 2x2 copy of
+    the circuit is checked by ngspice in a child process first.
+    """
+    from spice.inloop import spice_array_fn
+
+    info = {"kind": "spice", "solver": "ngspice in the loop", "rows": spec.rows, "cols": spec.cols,
+            "g_off_s": spec.g_off_s, "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
+    return SolverTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
+                         solver_fn=spice_array_fn(spec)), info
 
 
 def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, dict[str, Any]]:

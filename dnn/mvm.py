@@ -3,8 +3,9 @@
 A `TileMVM` knows the physical tile (rows x cols, programmable conductance range, maximum row
 voltage) and turns conductances of T tiles into a function from row voltages to column currents.
 `bind` does all the work that depends only on G once; the returned function is applied to many
-input batches. Implementations here: `IdealTileMVM` (i = v @ G) and `TransferTileMVM` (exact linear
-physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver). The surrogate package
+input batches. Implementations here: `IdealTileMVM` (i = v @ G), `TransferTileMVM` (exact linear
+physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver) and `SolverTileMVM` (a solver
+bound to G that solves every input vector: non-linear cells, ngspice in the loop). The surrogate package
 implements the same protocol.
 """
 
@@ -121,5 +122,67 @@ class TransferTileMVM:
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             return torch.bmm(v_v, t)
+
+        return mvm
+
+
+@runtime_checkable
+class ArraySolution(Protocol):
+    """An array solver bound to the conductances of T tiles (e.g. ``spice.exact.ArraySolver``)."""
+
+    def currents(self, v_v: torch.Tensor) -> torch.Tensor:
+        """Column currents [T, B, cols] (A, float64) for row voltages ``v_v`` [T, B, rows] (V, float64)."""
+        ...
+
+    def small_signal_transfer(self) -> torch.Tensor:
+        """dI/dV at zero input [T, rows, cols] (A/V): the transfer matrix of the linearized array."""
+        ...
+
+
+SolverFn = Callable[[torch.Tensor], ArraySolution]
+
+
+@dataclass(frozen=True)
+class SolverTileMVM:
+    """Array physics from a solver that is bound to G and then solves every input vector (non-linear cells).
+
+    `solver_fn(g_s [T, rows, cols] float64, S)` is called once per bind; the bound function calls its
+    `currents` (float64, no autograd) and returns the result in `v_v`'s dtype. Gradients are
+    straight-through, and cost nothing unless asked for: w.r.t. v through the small-signal transfer
+    matrix dI/dV at zero input (computed once per bind, on the first backward-enabled call), w.r.t. G as
+    if ideal (dI/dG = v), as in :class:`TransferTileMVM`. Forward values are always the solver's.
+    """
+
+    rows: int
+    cols: int
+    g_off_s: float
+    g_on_s: float
+    v_read_max_v: float
+    solver_fn: SolverFn
+
+    def __post_init__(self) -> None:
+        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
+
+    @property
+    def v_read_min_v(self) -> float:
+        """The solvers hold for row voltages of either sign."""
+        return -self.v_read_max_v
+
+    def bind(self, g_s: torch.Tensor) -> BoundMVM:
+        _check_g(g_s, self.rows, self.cols)
+        solution = self.solver_fn(g_s.detach().to(torch.float64))
+        transfer: list[torch.Tensor] = []
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                i = solution.currents(v_v.detach().to(torch.float64)).to(dtype=v_v.dtype, device=v_v.device)
+            if not (torch.is_grad_enabled() and (v_v.requires_grad or g_s.requires_grad)):
+                return i
+            if not transfer:
+                with torch.no_grad():
+                    transfer.append(solution.small_signal_transfer().to(dtype=v_v.dtype, device=v_v.device))
+            t = transfer[0] + (g_s - g_s.detach()) if g_s.requires_grad else transfer[0]
+            linear = torch.bmm(v_v, t)
+            return i + (linear - linear.detach())  # value: the solver's; gradient: the small-signal one
 
         return mvm

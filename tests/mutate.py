@@ -35,6 +35,7 @@ MODULES: dict[str, list[str]] = {
     "spice/nodal.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_simulate.py", "tests/test_spice_netlist.py"],
     "spice/netlist.py": ["tests/test_spice_vs_nodal.py", "tests/test_spice_circuits.py",
                          "tests/test_spice_netlist.py"],
+    "spice/exact.py": ["tests/test_exact_nonlinear.py"],
     "dnn/mapping.py": ["tests/test_dnn_mapping.py"],
     "dnn/layers.py": ["tests/test_dnn_layers.py"],
     "dnn/mitigation.py": ["tests/test_dnn_mitigation.py"],

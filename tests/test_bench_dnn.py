@@ -102,3 +102,32 @@ def test_targets_against_hand_made_figures(bench):
     assert "- edge: 3.00x the ideal-quantized time (target <= 3x: met); accuracy gap to exact <= 1.2 points " \
            "(target <= 1: NOT met)" in lines
     assert "- fast: not timed;" in bench.target_lines(untimed)[0]
+
+
+@pytest.mark.slow  # ~35 s on 2 shared cores (the Newton mode solves every 8x8 tile-vector)
+@pytest.mark.parametrize("reference", ["exact", pytest.param("spice", marks=pytest.mark.spice)])
+def test_bench_reports_the_gap_to_a_nonlinear_reference(bench, tmp_path, reference):
+    """A sinh circuit: exact mode is the Newton solve (or ngspice in the loop), and the surrogate's gap to it
+    is reported."""
+    circuit = {**CIRCUIT, "rows": 8, "cols": 8, "netlist": str(REPO / "data" / "circuits" / "memristor_sinh.cir")}
+    spec = spec_from_config("sinh8", circuit)
+    path = tmp_path / "sinh8.h5"
+    save_surrogate(path, build_surrogate("transfer", TileSpec.from_circuit(spec), cell_hidden=4), spec,
+                   train_params={}, history={}, data_sha256="", data_path="", split={})
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    args = bench.parse_args([
+        "--quick", "--no-progress", "--no-timing", "--surrogate", str(path), "--circuit-name", "sinh8",
+        "--circuit", json.dumps(circuit), "--threads", "1", "--width", "0.125", "--n-train", "32", "--epochs", "1",
+        "--n-test", "8", "--batch-size", "8", "--calibration-samples", "8", "--reference", reference,
+    ])
+    try:
+        result = bench.run(args, say=lines.append)
+    finally:
+        torch.set_num_threads(before)
+    exact_label = "exact (Newton (spice.exact))" if reference == "exact" else "exact (ngspice in the loop)"
+    assert exact_label in result["accuracy"]
+    (label, gap), = result["accuracy_gap_points"].items()
+    acc = result["accuracy"]
+    assert gap["none"] == pytest.approx(100 * abs(acc[label]["none"] - acc[exact_label]["none"]))
+    assert any(exact_label in line for line in lines)
