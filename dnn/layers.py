@@ -4,6 +4,8 @@ Forward of one layer (all tiles and slices of the layer in one batched `TileMVM`
 quantize weights -> bit slices -> conductances -> [T, rows, cols] tiles -> (drift, read noise, clip)
 -> `mvm.bind(g)` -> DAC'd row voltages -> column currents -> pair / reference subtraction -> ADC ->
 divide by the ideal scale -> shift-add slices -> sum row tiles -> rescale -> + digital bias.
+A `dnn.mvm.SharedInputTileMVM` (e.g. a third-order surrogate) is bound with `bind_shared` instead:
+one group per row tile (its slices, polarity arrays and column tiles), each row voltage passed once.
 
 Caching: the programmed conductances (quantization, slicing, tiling, drift) and the bound MVM are
 kept until the weight changes (tracked by the weight tensor's version counter and storage pointer),

@@ -13,7 +13,10 @@ With ``v_order=3`` (non-linear cells) the same per-cell network also gives seven
 ``~ a_r v_r - w_c``, where the column-node voltage ``w_c`` is proportional to the linear column
 current ``lin = v @ T``: with ``l = lin / (RMS training current)``,
 ``i = lin + v^2 @ M20 + v^3 @ M30 + l (v @ M11 + v^2 @ M21) + l^2 (v @ M12 + sum_r M02 / rows)
-+ l^3 sum_r M03 / rows`` (3 matmuls, 6 rows*cols MACs per vector).
++ l^3 sum_r M03 / rows``. Bound (:meth:`TransferNet.fold_a`, :meth:`TransferNet.bind_shared`): every
+scalar folded into the maps, two matmuls per vector, ``[v, v^2, v^3] @ [P | B]`` and ``[v, 1] @ [L | C]``
+(8 rows*cols + 2 cols MACs), and ``i = P + L (B + L (C + L D))``; the features are formed once per
+group of tiles that read the same row voltages.
 """
 
 from __future__ import annotations
@@ -377,4 +380,7 @@ class TransferNet(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        return self.rows * self.cols * (1 if self.v_order == 1 else 6)
+        """v_order 1: ``v @ T_eff``; v_order 3: the two matmuls of :meth:`bind_shared` (one of the
+        eight rows x cols blocks is zeros)."""
+        rc = self.rows * self.cols
+        return rc if self.v_order == 1 else 8 * rc + 2 * self.cols
