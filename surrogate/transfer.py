@@ -42,6 +42,9 @@ R_MIN_OHM = 1e-3
 CUBIC_BLOCK_ELEMENTS = 2**16
 """Elements of one block of matmul outputs in the in-place cubic evaluation (v_order 3, no autograd):
 small enough that a block's intermediates stay in a core's cache."""
+CUBIC_BLOCK_MAP_ELEMENTS = 2**16
+"""Elements of the maps one block multiplies with (tiles side by side, as many as fit, at least one):
+small enough to stay in cache while the block's vectors pass."""
 
 
 def _cubic(x: torch.Tensor, x_lin: torch.Tensor, w_poly: torch.Tensor, w_lin: torch.Tensor, d: torch.Tensor,
@@ -248,14 +251,11 @@ class TransferNet(SurrogateMVM):
             if torch.is_grad_enabled() and (v.requires_grad or w_poly.requires_grad):
                 return _cubic(x, x_lin, w_poly, w_lin, d, c).transpose(1, 2).to(v_v.dtype)
             i = torch.empty((n_g, n_b, k, c), dtype=v.dtype, device=v.device)
-            # blocks of (groups, vectors, tiles) whose matmul outputs hold about CUBIC_BLOCK_ELEMENTS
-            per_tile = 2 * c * n_b  # elements of one tile's outputs for all vectors
-            if per_tile * k <= CUBIC_BLOCK_ELEMENTS:
-                g_step, k_step, b_step = max(1, CUBIC_BLOCK_ELEMENTS // (per_tile * k)), k, n_b
-            elif per_tile <= CUBIC_BLOCK_ELEMENTS:
-                g_step, k_step, b_step = 1, CUBIC_BLOCK_ELEMENTS // per_tile, n_b
-            else:
-                g_step, k_step, b_step = 1, 1, max(1, CUBIC_BLOCK_ELEMENTS // (2 * c))
+            # blocks of (groups, vectors, tiles): the maps of k_step tiles stay in cache while blocks of
+            # vectors pass; the matmul outputs of a block hold about CUBIC_BLOCK_ELEMENTS
+            k_step = max(1, min(k, CUBIC_BLOCK_MAP_ELEMENTS // (4 * rows * 2 * c)))
+            b_step = max(1, min(n_b, CUBIC_BLOCK_ELEMENTS // (2 * c * k_step)))
+            g_step = max(1, CUBIC_BLOCK_ELEMENTS // (2 * c * k * n_b)) if k_step == k and b_step == n_b else 1
             for g0 in range(0, n_g, g_step):
                 gs = slice(g0, g0 + g_step)
                 for k0 in range(0, k, k_step):

@@ -117,14 +117,17 @@ def _previous_formulation(model, g, v):
     return model.apply_n(model.fold(g), v) * model.full_scale_a
 
 
-@pytest.mark.parametrize("block_elements", [2**16, 300, 140, 20])  # one block, group / tile / vector blocks
+# (output, map) elements per block: one block; blocks of 1 group; of 2 tiles; of 1 vector; of 1 tile and 2 vectors
+@pytest.mark.parametrize(("block_elements", "map_elements"),
+                         [(2**16, 2**16), (300, 2**16), (2**16, 500), (20, 2**16), (20, 250)])
 @pytest.mark.parametrize("v_order", [1, 3])
-def test_shared_bind_equals_the_previous_formulation(monkeypatch, block_elements, v_order):
+def test_shared_bind_equals_the_previous_formulation(monkeypatch, block_elements, map_elements, v_order):
     """bind_shared (and bind, its one-tile groups) equals the per-tile evaluation of the folded maps to
     float32 rounding, whatever the blocking of the in-place cubic evaluation."""
     import surrogate.transfer as transfer
 
     monkeypatch.setattr(transfer, "CUBIC_BLOCK_ELEMENTS", block_elements)
+    monkeypatch.setattr(transfer, "CUBIC_BLOCK_MAP_ELEMENTS", map_elements)
     model = random_model("transfer", {"v_order": v_order}).requires_grad_(False)
     g, v = tiles(n_tiles=12, batch=7, seed=3)
     g_groups, v_groups = g.reshape(3, 4, TILE.rows, TILE.cols), v[::4]  # tile k of group j reads v_groups[j]
