@@ -211,7 +211,7 @@ class TransferNet(SurrogateMVM):
 
         ``v_order=3``: the features [v, v^2, v^3] are formed once per group and multiplied with the
         maps of all K tiles side by side (:meth:`fold_a`); without autograd the cubic evaluation runs
-        in cache-sized blocks of groups and vectors, in place. ``v_order=1``: one matmul per group.
+        in cache-sized blocks of groups, tiles and vectors, in place. ``v_order=1``: one matmul per group.
         """
         if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
             raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "
