@@ -7,6 +7,9 @@ Usage::
     python bench/bench_dnn.py --quick                          # smoke run: batch 64, smaller model (~1-2 min)
     python bench/bench_dnn.py --json bench/dnn.json            # also write every figure
     python bench/bench_dnn.py --no-timing --crossbar-json '{"adc_bits": 0}'   # accuracy gap without the ADC
+    python bench/bench_dnn.py --model results/models/digits_vgg8.pt --surrogate sinh32.h5 --circuit-name sinh32 \
+        --circuit '{"netlist": "data/circuits/memristor_sinh.cir", "preset": "paper1_32_w5", "v_read_max_v": 0.5}' \
+        --no-exact                                             # non-linear cells: no linear exact mode
 
 What is measured (all in one process, one run, with a fixed ``torch.set_num_threads``, on CPU or with
 ``--device cuda`` on a GPU: models and batches live there, timings wait for the device):
@@ -120,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="exact mode: the circuit's exact physics (nodal transfer matrix for linear cells, Newton "
                         "solve for sinh/1T1R cells; default) or spice (ngspice solves every MVM: tiny runs only)")
     p.add_argument("--no-timing", action="store_true", help="accuracy only (skip the throughput measurement)")
+    p.add_argument("--no-exact", action="store_true",
+                   help="skip the exact mode and the accuracy gap (its nodal solver knows linear cells only, "
+                        "e.g. for a non-linear circuit; its bind is one solve per tile)")
     p.add_argument("--seed", type=int, default=0, help="data split, training, calibration and noise seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -223,14 +229,16 @@ def crossbar_config(args: argparse.Namespace) -> CrossbarConfig:
 
 
 def build_modes(model: nn.Module, spec: CircuitSpec, surrogates: dict[str, tuple[TileMVM, dict[str, Any]]],
-                exact: TileMVM, sigma: float, cfg: CrossbarConfig, exact_label: str = "exact (nodal transfer matrix)"
-                ) -> list[Mode]:
-    """Every mode of the bench, each an independent converted copy of `model` (noise-free modes use `cfg`)."""
+                exact: TileMVM | None, sigma: float, cfg: CrossbarConfig,
+                exact_label: str = "exact (nodal transfer matrix)") -> list[Mode]:
+    """Every mode of the bench, each an independent converted copy of `model` (noise-free modes use `cfg`;
+    no exact mode when `exact` is None)."""
     ideal, _ = dnn_evaluate.ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
     modes = [Mode("digital (float)", copy.deepcopy(model), "digital"),
              Mode("ideal-quantized crossbar", convert_to_crossbar(model, cfg, ideal), "ideal")]
     modes += [Mode(label, convert_to_crossbar(model, cfg, mvm), "surrogate") for label, (mvm, _) in surrogates.items()]
-    modes.append(Mode(exact_label, convert_to_crossbar(model, cfg, exact), "exact"))
+    if exact is not None:
+        modes.append(Mode(exact_label, convert_to_crossbar(model, cfg, exact), "exact"))
     if sigma > 0:
         # per_forward: G redrawn and the MVM re-bound on every forward (the cost measured here)
         noisy = cfg.replace(read_noise_sigma=sigma, read_noise_mode="per_forward")
@@ -332,13 +340,17 @@ def accuracy_table(acc: dict[str, dict[str, float]], gap: dict[str, dict[str, fl
     return "\n".join(lines)
 
 
-def targets(tp: dict[str, dict[str, Any]], gap: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Each surrogate against the two issue targets (time fields None without timing)."""
+def targets(tp: dict[str, dict[str, Any]], gap: dict[str, dict[str, float]],
+            surrogate_labels: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each surrogate (those of `gap`, else `surrogate_labels`) against the two issue targets (time
+    fields None without timing, accuracy fields None without an exact mode)."""
+    labels = list(gap) if gap else list(surrogate_labels or [])
     return {label: {"time_x_ideal": tp[label]["time_x_ideal"] if tp else None,
                     "time_target_met": tp[label]["time_x_ideal"] <= SURROGATE_TIME_TARGET if tp else None,
-                    "max_gap_points": max(g.values()),
-                    "accuracy_target_met": max(g.values()) <= ACCURACY_GAP_TARGET_POINTS}
-            for label, g in gap.items()}
+                    "max_gap_points": max(gap[label].values()) if label in gap else None,
+                    "accuracy_target_met": max(gap[label].values()) <= ACCURACY_GAP_TARGET_POINTS
+                    if label in gap else None}
+            for label in labels}
 
 
 def target_lines(tg: dict[str, dict[str, Any]]) -> list[str]:
@@ -350,8 +362,10 @@ def target_lines(tg: dict[str, dict[str, Any]]) -> list[str]:
         time_part = ("not timed" if t["time_x_ideal"] is None else
                      f"{t['time_x_ideal']:.2f}x the ideal-quantized time (target <= {SURROGATE_TIME_TARGET:g}x: "
                      f"{verdict(t['time_target_met'])})")
-        lines.append(f"- {label}: {time_part}; accuracy gap to exact <= {t['max_gap_points']:.1f} points "
-                     f"(target <= {ACCURACY_GAP_TARGET_POINTS:g}: {verdict(t['accuracy_target_met'])})")
+        gap_part = ("no exact mode, accuracy gap not measured" if t["max_gap_points"] is None else
+                    f"accuracy gap to exact <= {t['max_gap_points']:.1f} points "
+                    f"(target <= {ACCURACY_GAP_TARGET_POINTS:g}: {verdict(t['accuracy_target_met'])})")
+        lines.append(f"- {label}: {time_part}; {gap_part}")
     return lines
 
 
@@ -387,7 +401,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
     surrogates = load_surrogates(args.surrogate, spec)
     model, data, model_info = prepare_model(args)
     stats = SolveStats()
-    exact, exact_label = exact_tile_model(spec, stats, args.reference)
+    exact, exact_label = (None, "") if args.no_exact else exact_tile_model(spec, stats, args.reference)
     modes = build_modes(model, spec, surrogates, exact, args.read_noise_sigma, cfg, exact_label)
     if args.no_timing:
         modes = [m for m in modes if m.accuracy]
@@ -403,15 +417,17 @@ def run(args: argparse.Namespace, say: Callable[[str], None] = print) -> dict[st
         tp = throughput(modes, args.batch_size)
     acc = accuracies(modes, data, args.calibration_samples, args.batch_size, args.seed, device)
     n_solves = stats.tiles  # equals the tile count when the bound exact MVM was reused by every later forward
-    gap = gaps(acc, list(surrogates), next(m.label for m in modes if m.kind == "exact"))
-    tg = targets(tp, gap)
+    exact_label = next((m.label for m in modes if m.kind == "exact"), None)
+    gap = gaps(acc, list(surrogates), exact_label) if exact_label else {}
+    tg = targets(tp, gap, list(surrogates))
     env["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     say(header(args, spec, model_info, tiles, cfg, env))
     if tp:
         say(throughput_table(tp, args.batch_size))
-    say(f"exact bind: {n_solves} nodal solves in the whole run, {stats.seconds / max(n_solves, 1):.2f} s per "
-        "tile; with read noise on, exact mode would pay this bind every forward")
+    if exact is not None:
+        say(f"exact bind: {n_solves} nodal solves in the whole run, {stats.seconds / max(n_solves, 1):.2f} s per "
+            "tile; with read noise on, exact mode would pay this bind every forward")
     say(accuracy_table(acc, gap, len(data.test), min(args.calibration_samples, len(data.train))))
     digital = next(acc[m.label]["none"] for m in modes if m.kind == "digital")
     if digital < MIN_MEANINGFUL_ACCURACY:

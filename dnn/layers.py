@@ -4,6 +4,8 @@ Forward of one layer (all tiles and slices of the layer in one batched `TileMVM`
 quantize weights -> bit slices -> conductances -> [T, rows, cols] tiles -> (drift, read noise, clip)
 -> `mvm.bind(g)` -> DAC'd row voltages -> column currents -> pair / reference subtraction -> ADC ->
 divide by the ideal scale -> shift-add slices -> sum row tiles -> rescale -> + digital bias.
+A `dnn.mvm.SharedInputTileMVM` (e.g. a third-order surrogate) is bound with `bind_shared` instead:
+one group per row tile (its slices, polarity arrays and column tiles), each row voltage passed once.
 
 Caching: the programmed conductances (quantization, slicing, tiling, drift) and the bound MVM are
 kept until the weight changes (tracked by the weight tensor's version counter and storage pointer),
@@ -19,6 +21,7 @@ BN calibration stays valid for the array it was made on; `reprogram()` starts a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +45,7 @@ from .mapping import (
     untile_outputs,
     weight_offset,
 )
-from .mvm import BoundMVM, TileMVM
+from .mvm import BoundMVM, SharedInputTileMVM, TileMVM
 from .noise import (
     apply_drift,
     apply_read_noise,
@@ -58,6 +61,10 @@ logger = logging.getLogger(__name__)
 MAX_CHUNK_ELEMENTS = 2**25
 """Largest [T, B, rows|cols] tensor (elements) one MVM call may see; larger batches are split along B."""
 
+TileReader = Callable[[torch.Tensor], torch.Tensor]
+"""Bound MVM of all tiles of a layer: row voltages [n_r, B, rows] (V) -> column currents
+[S, P, n_r, n_c, B, cols] (A); every slice, polarity array and column tile of row tile r reads v[r]."""
+
 
 @dataclass
 class _Programmed:
@@ -67,7 +74,8 @@ class _Programmed:
     g_s: torch.Tensor  # [T, rows, cols], T = S * P * n_r * n_c
     s_w: torch.Tensor  # weight units per integer level
     grid: tuple[int, int, int, int]  # (slices S, polarity arrays P, row tiles n_r, column tiles n_c)
-    bound: BoundMVM | None = None  # cached bound MVM (only without per-forward read noise)
+    read: TileReader | None = None  # cached bound MVM of all tiles (only without per-forward read noise)
+    bound: BoundMVM | None = None  # per-tile bound MVM (per-read noise's t_sq), the reader's or bound when needed
     t_sq: torch.Tensor | None = None  # [T, rows, cols] squared effective transfer matrix (per-read noise)
 
 
@@ -195,8 +203,36 @@ class CrossbarLayerBase(nn.Module):
         w = self.weight
         return (w._version, w.data_ptr(), str(device), dtype, id(self.mvm), self.config)
 
-    def _programmed_state(self, device: torch.device, dtype: torch.dtype) -> tuple[_Programmed, BoundMVM]:
-        """Programmed conductances and a bound MVM for this forward (cached when possible)."""
+    def _bind_tiles(self, g_s: torch.Tensor, grid: tuple[int, int, int, int]
+                    ) -> tuple[TileReader, BoundMVM | None]:
+        """Bind conductances g_s [T, rows, cols] of grid (S, P, n_r, n_c) as one :data:`TileReader`,
+        and the per-tile bound MVM when that is what the reader calls (else None).
+
+        A :class:`dnn.mvm.SharedInputTileMVM` binds the S * P * n_c tiles of each row tile as one
+        group (each input formed once per row tile); any other tile model gets the inputs repeated
+        per tile through `bind`."""
+        mvm = self.mvm
+        rows, cols = mvm.rows, mvm.cols
+        s, p, n_r, n_c = grid
+        if isinstance(mvm, SharedInputTileMVM):
+            g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
+            shared = mvm.bind_shared(g)
+
+            def read_shared(v: torch.Tensor) -> torch.Tensor:
+                return shared(v).unflatten(1, (s, p, n_c)).permute(1, 2, 0, 3, 4, 5)
+
+            return read_shared, None
+        bound = mvm.bind(g_s)
+
+        def read(v: torch.Tensor) -> torch.Tensor:
+            bp = v.shape[1]
+            v_all = v[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
+            return bound(v_all).reshape(s, p, n_r, n_c, bp, cols)
+
+        return read, bound
+
+    def _programmed_state(self, device: torch.device, dtype: torch.dtype) -> tuple[_Programmed, TileReader]:
+        """Programmed conductances and the bound MVM of all tiles for this forward (cached when possible)."""
         cfg = self.config
         cacheable = not (torch.is_grad_enabled() and self.weight.requires_grad)
         key = self._cache_key(device, dtype) + (self._programming_index,)
@@ -208,10 +244,10 @@ class CrossbarLayerBase(nn.Module):
             g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
             if cfg.clip_conductances:
                 g = clip_conductance(g, self.mvm.g_off_s, self.mvm.g_on_s)
-            return prog, self.mvm.bind(g)
-        if prog.bound is None:
-            prog.bound = self.mvm.bind(prog.g_s)
-        return prog, prog.bound
+            return prog, self._bind_tiles(g, prog.grid)[0]
+        if prog.read is None:
+            prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid)
+        return prog, prog.read
 
     def programmed_conductances(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The conductances programmed on this layer's tiles [T, rows, cols] (S), noise-free draw of
@@ -241,11 +277,11 @@ class CrossbarLayerBase(nn.Module):
     def analog_matmul(self, x: torch.Tensor) -> torch.Tensor:
         """[B, in_features] -> [B, out_features] through DAC, crossbar tiles, ADC and shift-add."""
         self._prepare_mvm_device(x.device)
-        prog, bound = self._programmed_state(x.device, x.dtype)
+        prog, read = self._programmed_state(x.device, x.dtype)
         s, p, n_r, n_c = prog.grid
         per_row = s * p * n_c * n_r * max(self.mvm.rows, self.mvm.cols) * (2 if self._two_phase else 1)
         chunk = max(1, MAX_CHUNK_ELEMENTS // per_row)
-        outs = [self._matmul_chunk(xc, prog, bound) for xc in x.split(chunk)]
+        outs = [self._matmul_chunk(xc, prog, read) for xc in x.split(chunk)]
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
         return y * (prog.s_w / self._delta_g)  # amperes -> levels x input units -> output units
 
@@ -253,7 +289,7 @@ class CrossbarLayerBase(nn.Module):
     def _two_phase(self) -> bool:
         return self.config.input_polarity == "two_phase"
 
-    def _matmul_chunk(self, x: torch.Tensor, prog: _Programmed, bound: BoundMVM) -> torch.Tensor:
+    def _matmul_chunk(self, x: torch.Tensor, prog: _Programmed, read: TileReader) -> torch.Tensor:
         cfg, mvm = self.config, self.mvm
         rows, cols = mvm.rows, mvm.cols
         s, p, n_r, n_c = prog.grid
@@ -261,12 +297,11 @@ class CrossbarLayerBase(nn.Module):
         v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.v_read_max_v)  # [n_r, B, rows]
         two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
-        bp = v_read.shape[1]
-        v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
-        i = bound(v_all)
+        i = read(v_read)  # [S, P, n_r, n_c, B', cols]
         if cfg.read_noise_on and cfg.read_noise_mode == "per_read":
-            i = i + self._per_read_noise(v_all, prog, bound)
-        i = i.reshape(s, p, n_r, n_c, bp, cols)
+            bp = v_read.shape[1]
+            v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
+            i = i + self._per_read_noise(v_all, prog).reshape(s, p, n_r, n_c, bp, cols)
         if cfg.encoding == "differential":
             i = i[:, 0] - i[:, 1]  # G+ minus G- column currents
         else:
@@ -283,15 +318,17 @@ class CrossbarLayerBase(nn.Module):
         y = y * x_per_volt[:, None]  # [n_r, n_c, B, cols']; x_per_volt differs per row tile and vector
         return untile_outputs(y, self.weight_matrix().shape[1])
 
-    def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed, bound: BoundMVM) -> torch.Tensor:
+    def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed) -> torch.Tensor:
         """Read noise of every read [T, B, cols] (A), an independent draw per vector; a constant for
         autograd. The effective transfer matrix (the tile's response to one row at a time) is computed
         once per programming (the cache key holds device and dtype)."""
         with torch.no_grad():
             if prog.t_sq is None:
                 v_max, rows = self.mvm.v_read_max_v, self.mvm.rows
+                if prog.bound is None:
+                    prog.bound = self.mvm.bind(prog.g_s)
                 eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
-                t = bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
+                t = prog.bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
                 prog.t_sq = t * t
             return per_read_noise_currents(v_all, prog.t_sq, self.config.read_noise_sigma,
                                            self._read_generator(v_all.device))

@@ -41,6 +41,23 @@ class TileMVM(Protocol):
         ...
 
 
+@runtime_checkable
+class SharedInputTileMVM(TileMVM, Protocol):
+    """A tile model that can also bind groups of tiles reading the same row voltages (optional).
+
+    In a crossbar layer the bit slices, polarity arrays and column tiles of one row tile all read
+    the same DAC voltages; a model that implements `bind_shared` gets each input once per group
+    (e.g. to form non-linear input features once and multiply them with all the group's maps in
+    one matmul). Numbers must equal `bind` with the input repeated per tile (up to float rounding).
+    """
+
+    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s: [G, K, rows, cols] conductances of G groups of K tiles. Returns f(v_v: [G, B, rows]) ->
+        i_a: [G, K, B, cols] (amperes; tile k of group g reads v_v[g]). Same device, dtype and
+        differentiability rules as `TileMVM.bind`."""
+        ...
+
+
 def _validate_tile(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float) -> None:
     if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
         raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")

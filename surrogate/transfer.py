@@ -13,7 +13,10 @@ With ``v_order=3`` (non-linear cells) the same per-cell network also gives seven
 ``~ a_r v_r - w_c``, where the column-node voltage ``w_c`` is proportional to the linear column
 current ``lin = v @ T``: with ``l = lin / (RMS training current)``,
 ``i = lin + v^2 @ M20 + v^3 @ M30 + l (v @ M11 + v^2 @ M21) + l^2 (v @ M12 + sum_r M02 / rows)
-+ l^3 sum_r M03 / rows`` (3 matmuls, 6 rows*cols MACs per vector).
++ l^3 sum_r M03 / rows``. Bound (:meth:`TransferNet.fold_a`, :meth:`TransferNet.bind_shared`): every
+scalar folded into the maps, two matmuls per vector, ``[v, v^2, v^3] @ [P | B]`` and ``[v, 1] @ [L | C]``
+(8 rows*cols + 2 cols MACs), and ``i = P + L (B + L (C + L D))``; the features are formed once per
+group of tiles that read the same row voltages.
 """
 
 from __future__ import annotations
@@ -36,6 +39,29 @@ log = logging.getLogger(__name__)
 
 R_MIN_OHM = 1e-3
 """Driver/sense resistances below this (0 = ideal source / virtual ground) start from this value."""
+CUBIC_BLOCK_ELEMENTS = 2**16
+"""Elements of one block of matmul outputs in the in-place cubic evaluation (v_order 3, no autograd):
+small enough that a block's intermediates stay in a core's cache."""
+CUBIC_BLOCK_MAP_ELEMENTS = 2**16
+"""Elements of the maps one block multiplies with (tiles side by side, as many as fit, at least one):
+small enough to stay in cache while the block's vectors pass."""
+
+
+def _cubic(x: torch.Tensor, x_lin: torch.Tensor, w_poly: torch.Tensor, w_lin: torch.Tensor, d: torch.Tensor,
+           c: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """i = P + L (B + L (C + L D)) for features x [G, B, 3 rows] = [v, v^2, v^3] and x_lin [G, B, rows + 1]
+    = [v, 1] against the side-by-side maps of K tiles of :meth:`TransferNet.bind_shared`; [G, B, K, cols]
+    (A). With ``out`` (no autograd) the intermediates are updated in place and the result is written
+    into ``out``."""
+    pb = torch.bmm(x, w_poly).unflatten(-1, (-1, 2, c))  # P | B
+    lc = torch.bmm(x_lin, w_lin).unflatten(-1, (-1, 2, c))  # L | C
+    p, b = pb[..., 0, :], pb[..., 1, :]
+    lin, cc = lc[..., 0, :], lc[..., 1, :]
+    if out is None:
+        return torch.addcmul(p, lin, torch.addcmul(b, lin, torch.addcmul(cc, lin, d)))
+    t = cc.addcmul_(lin, d)
+    t = b.addcmul_(lin, t)
+    return torch.addcmul(p, lin, t, out=out)
 
 
 class TransferNet(SurrogateMVM):
@@ -128,12 +154,20 @@ class TransferNet(SurrogateMVM):
 
     def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """As :meth:`SurrogateMVM.bind`; with ``v_order=1`` the bound function is one batched matmul
-        ``v_v @ T_eff`` with ``T_eff`` in A/V (exactly the cost of the ideal model)."""
-        if self.v_order != 1:
-            return super().bind(g_s)
+        ``v_v @ T_eff`` with ``T_eff`` in A/V (exactly the cost of the ideal model); with ``v_order=3``
+        it is :meth:`bind_shared` with one tile per group."""
         self._check(g_s)
-        t_a = self.fold(g_s.to(self.param_dtype))[0] * self.tile.g_on_s  # A/V
         n_tiles = g_s.shape[0]
+        if self.v_order != 1:
+            shared = self.bind_shared(g_s.unsqueeze(1))
+
+            def mvm3(v_v: torch.Tensor) -> torch.Tensor:
+                if v_v.ndim != 3 or v_v.shape[0] != n_tiles or v_v.shape[2] != self.rows:
+                    raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_tiles}, B, {self.rows}]")
+                return shared(v_v)[:, 0]
+
+            return mvm3
+        t_a = self.fold(g_s.to(self.param_dtype))[0] * self.tile.g_on_s  # A/V
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             if v_v.ndim != 3 or v_v.shape[0] != n_tiles or v_v.shape[2] != self.rows:
@@ -141,6 +175,98 @@ class TransferNet(SurrogateMVM):
             return torch.matmul(v_v.to(t_a.dtype), t_a).to(v_v.dtype)
 
         return mvm
+
+    def fold_a(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The maps of :meth:`fold` (``v_order=3``) in SI units, every scalar folded in, for
+        ``i_a = P + L (B + L (C + L D))`` with ``[P | B] = [v, v^2, v^3] @ w_poly`` and
+        ``[L | C] = v @ w_lin + c0`` (v in V, currents in A):
+
+        - ``w_poly`` [T, 3 rows, 2 cols]: P = lin + a (A; maps in A/V, A/V^2, A/V^3 for the rows
+          of v, v^2, v^3) and B = l b / L (dimensionless; maps in 1/V, 1/V^2, 0);
+        - ``w_lin`` [T, rows, 2 cols]: L = lin (A; map in A/V) and the v-part of C (1/A; map in 1/(A V));
+        - ``c0`` [T, 2 cols]: 0 for L and the constant of C (1/A);
+        - ``d`` [T, cols]: the cubic coefficient D (1/A^2).
+
+        Equal to :meth:`apply_n` up to float rounding (a test checks it).
+        """
+        w_v, w_v2, w_v3, col = self.fold(g_s)
+        c, rows = self.cols, self.rows
+        fs, vm, s = self.full_scale_a, self.tile.v_read_max_v, self.lin_scale
+        t_n, m11, m12 = w_v[..., :c], w_v[..., c:2 * c], w_v[..., 2 * c:]
+        m20, m21, m30 = w_v2[..., :c], w_v2[..., c:], w_v3
+        k_lin = fs / (rows * vm)  # normalized map -> A per V of v
+        zeros = torch.zeros_like(t_n)
+        w_poly = torch.cat([torch.cat([t_n * k_lin, m11 * (s / (rows * vm))], -1),
+                            torch.cat([m20 * (k_lin / vm), m21 * (s / (rows * vm * vm))], -1),
+                            torch.cat([m30 * (k_lin / (vm * vm)), zeros], -1)], -2)
+        w_lin = torch.cat([t_n * k_lin, m12 * (s * s / (fs * rows * vm))], -1)
+        c0 = torch.cat([torch.zeros_like(col[..., 0, :]), col[..., 0, :] * (s * s / (fs * rows))], -1)
+        d = col[..., 1, :] * (s * s * s / (fs * fs * rows))
+        return w_poly, w_lin, c0, d
+
+    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s [G, K, rows, cols] (S): G groups of K tiles whose rows read the same voltages (the bit
+        slices, polarity arrays and column tiles of one row tile) -> f(v_v [G, B, rows] (V)) ->
+        i_a [G, K, B, cols] (A) (``dnn.mvm.SharedInputTileMVM``).
+
+        ``v_order=3``: the features [v, v^2, v^3] are formed once per group and multiplied with the
+        maps of all K tiles side by side (:meth:`fold_a`); without autograd the cubic evaluation runs
+        in cache-sized blocks of groups, tiles and vectors, in place. ``v_order=1``: one matmul per group.
+        """
+        if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
+            raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "
+                             f"{self.cols}]")
+        n_g, k = g_s.shape[:2]
+        rows, c = self.rows, self.cols
+        g = g_s.reshape(n_g * k, rows, c).to(self.param_dtype)
+
+        def side_by_side(w: torch.Tensor) -> torch.Tensor:
+            """[G*K, n, m] -> [G, n, K*m]: the K tiles of a group side by side along the columns."""
+            return w.reshape(n_g, k, w.shape[-2], w.shape[-1]).transpose(1, 2).reshape(n_g, w.shape[-2], -1)
+
+        def check(v_v: torch.Tensor) -> None:
+            if v_v.ndim != 3 or v_v.shape[0] != n_g or v_v.shape[2] != rows:
+                raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_g}, B, {rows}]")
+
+        if self.v_order == 1:
+            t_a = side_by_side(self.fold(g)[0] * self.tile.g_on_s)  # A/V
+
+            def mvm1(v_v: torch.Tensor) -> torch.Tensor:
+                check(v_v)
+                i = torch.matmul(v_v.to(t_a.dtype), t_a).to(v_v.dtype)  # [G, B, K*cols]
+                return i.unflatten(-1, (k, c)).transpose(1, 2)
+
+            return mvm1
+        w_poly, w_lin, c0, d = self.fold_a(g)
+        w_lin = torch.cat([w_lin, c0.unsqueeze(-2)], -2)  # the constant of C as the row of a unit input
+        w_poly, w_lin = side_by_side(w_poly), side_by_side(w_lin)  # [G, 3 rows | rows + 1, K*2*cols]
+        d = d.reshape(n_g, 1, k, c)
+
+        def mvm3(v_v: torch.Tensor) -> torch.Tensor:
+            check(v_v)
+            v = v_v.to(w_poly.dtype)
+            x = torch.cat([v, v * v, v * v * v], -1)  # [G, B, 3 rows]
+            x_lin = torch.cat([v, torch.ones_like(v[..., :1])], -1)  # [G, B, rows + 1]
+            n_b = v.shape[1]
+            if torch.is_grad_enabled() and (v.requires_grad or w_poly.requires_grad):
+                return _cubic(x, x_lin, w_poly, w_lin, d, c).transpose(1, 2).to(v_v.dtype)
+            i = torch.empty((n_g, n_b, k, c), dtype=v.dtype, device=v.device)
+            # blocks of (groups, vectors, tiles): the maps of k_step tiles stay in cache while blocks of
+            # vectors pass; the matmul outputs of a block hold about CUBIC_BLOCK_ELEMENTS
+            k_step = max(1, min(k, CUBIC_BLOCK_MAP_ELEMENTS // (4 * rows * 2 * c)))
+            b_step = max(1, min(n_b, CUBIC_BLOCK_ELEMENTS // (2 * c * k_step)))
+            g_step = max(1, CUBIC_BLOCK_ELEMENTS // (2 * c * k * n_b)) if k_step == k and b_step == n_b else 1
+            for g0 in range(0, n_g, g_step):
+                gs = slice(g0, g0 + g_step)
+                for k0 in range(0, k, k_step):
+                    ks, cs = slice(k0, k0 + k_step), slice(2 * c * k0, 2 * c * (k0 + k_step))
+                    wp, wl, dk = w_poly[gs, :, cs], w_lin[gs, :, cs], d[gs, :, ks]
+                    for b0 in range(0, n_b, b_step):
+                        bs = slice(b0, b0 + b_step)
+                        _cubic(x[gs, bs], x_lin[gs, bs], wp, wl, dk, c, out=i[gs, bs, ks])
+            return i.transpose(1, 2).to(v_v.dtype)
+
+        return mvm3
 
     def _combine(self, lin: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                  c2: torch.Tensor, c3: torch.Tensor) -> torch.Tensor:
@@ -254,4 +380,7 @@ class TransferNet(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        return self.rows * self.cols * (1 if self.v_order == 1 else 6)
+        """v_order 1: ``v @ T_eff``; v_order 3: the two matmuls of :meth:`bind_shared` (one of the
+        eight rows x cols blocks is zeros)."""
+        rc = self.rows * self.cols
+        return rc if self.v_order == 1 else 8 * rc + 2 * self.cols

@@ -131,3 +131,32 @@ def test_bench_reports_the_gap_to_a_nonlinear_reference(bench, tmp_path, referen
     acc = result["accuracy"]
     assert gap["none"] == pytest.approx(100 * abs(acc[label]["none"] - acc[exact_label]["none"]))
     assert any(exact_label in line for line in lines)
+
+
+def test_targets_without_an_exact_mode(bench):
+    """--no-exact (e.g. non-linear cells): the time target is still judged, the accuracy gap is not measured."""
+    tg = bench.targets({"s": {"time_x_ideal": 2.5, "kind": "surrogate"}}, {}, ["s"])
+    assert tg == {"s": {"time_x_ideal": 2.5, "time_target_met": True, "max_gap_points": None,
+                        "accuracy_target_met": None}}
+    assert bench.target_lines(tg) == ["- s: 2.50x the ideal-quantized time (target <= 3x: met); no exact mode, "
+                                      "accuracy gap not measured"]
+
+
+def test_bench_runs_a_third_order_surrogate_without_exact_mode(bench, tmp_path):
+    spec = spec_from_config("tiny16", CIRCUIT)
+    path = tmp_path / "cubic16.h5"
+    save_surrogate(path, build_surrogate("transfer", TileSpec.from_circuit(spec), cell_hidden=4, v_order=3), spec,
+                   train_params={}, history={}, data_sha256="", data_path="", split={})
+    before = torch.get_num_threads()
+    try:
+        result = bench.run(bench.parse_args([
+            "--quick", "--no-progress", "--no-exact", "--surrogate", str(path), "--circuit-name", "tiny16",
+            "--circuit", json.dumps(CIRCUIT), "--threads", "1", "--width", "0.125", "--n-train", "64", "--epochs",
+            "1", "--n-test", "16", "--batch-size", "8", "--calibration-samples", "8"]), say=lambda _line: None)
+    finally:
+        torch.set_num_threads(before)
+    kinds = sorted(r["kind"] for r in result["throughput"].values())
+    assert kinds == ["digital", "ideal", "surrogate"] and result["accuracy_gap_points"] == {}
+    (label,) = result["targets"]
+    assert result["targets"][label]["time_x_ideal"] == result["throughput"][label]["time_x_ideal"] > 0
+    assert result["exact_bind"]["nodal_solves"] == 0

@@ -754,3 +754,57 @@ def test_one_layer_serves_float32_then_float64_inputs():
         y64 = xl(x.double())  # the float32 program is not reused for float64 inputs
     assert y64.dtype == torch.float64
     torch.testing.assert_close(y64.float(), y32, rtol=1e-5, atol=1e-6)
+
+
+@dataclass
+class PerTileOnly:
+    """A tile model seen only through `TileMVM.bind` (hides `bind_shared`): inputs repeated per tile."""
+
+    model: nn.Module
+
+    def __post_init__(self):
+        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
+            setattr(self, key, getattr(self.model, key))
+
+    def bind(self, g_s):
+        return self.model.bind(g_s)
+
+
+def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():
+    """A third-order surrogate under a conv layer with 2 bit slices, differential pairs, several row and
+    column tiles: one fold of all tiles per programming (the cache hits), one group per row tile, and
+    the same outputs and input gradients as the per-tile binding."""
+    from surrogate.models import build_model
+    from surrogate.physics import TileSpec
+
+    torch.manual_seed(0)
+    tile = TileSpec(rows=16, cols=8, g_off_s=G_MIN, g_on_s=G_MAX, v_read_min_v=0.0, v_read_max_v=V_MAX,
+                    r_driver_ohm=500.0, r_sense_ohm=500.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
+    surrogate = build_model("transfer", tile, v_order=3)
+    with torch.no_grad():
+        for p in surrogate.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    surrogate.requires_grad_(False).eval()
+    folds, groups = [], []
+    fold, bind_shared = surrogate.fold, surrogate.bind_shared
+    surrogate.fold = lambda g: folds.append(g.shape[0]) or fold(g)
+    surrogate.bind_shared = lambda g: groups.append(tuple(g.shape[:2])) or bind_shared(g)
+    conv = nn.Conv2d(5, 20, 3, padding=1)  # 45 inputs -> 3 row tiles; 20 outputs -> 3 column tiles
+    cfg = CrossbarConfig(adc_bits=0, seed=1)  # 8-bit weights as 2 x 4-bit slices, differential pairs
+    shared = CrossbarConv2d.from_float(conv, cfg, surrogate)
+    per_tile = CrossbarConv2d.from_float(conv, cfg, PerTileOnly(surrogate))
+    x = torch.rand(2, 5, 4, 4)
+    with torch.no_grad():
+        y = shared(x)
+        shared(x)
+    assert groups == [(3, 2 * 2 * 3)] and folds == [shared.tile_count()] == [36]
+    with torch.no_grad():
+        y_ref = per_tile(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5 * float(y_ref.abs().max()))
+    grads = []
+    for layer in (shared, per_tile):
+        x_ = x.clone().requires_grad_(True)
+        (layer(x_) * torch.linspace(-1, 1, 20).view(1, -1, 1, 1)).sum().backward()
+        grads.append(x_.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))

@@ -41,7 +41,7 @@ def test_constructor_checks_and_reported_settings(make_spec):
     assert net.hyperparameters() == {"cell_hidden": 32, "v_order": 1}
     assert TransferNet(tile, cell_hidden=4, v_order=3).hyperparameters() == {"cell_hidden": 4, "v_order": 3}
     assert net.param_units() == {"log_g_driver_n": "ln(S / g_on_s)", "log_g_sense_n": "ln(S / g_on_s)"}
-    assert net.macs_per_vector() == 20 and TransferNet(tile, v_order=3).macs_per_vector() == 120
+    assert net.macs_per_vector() == 20 and TransferNet(tile, v_order=3).macs_per_vector() == 8 * 20 + 2 * 4
     assert net.cell_net[-1].out_features == 1 and TransferNet(tile, v_order=3).cell_net[-1].out_features == 8
     assert net.cell_net[0].out_features == 32 and net.cell_net[2].in_features == 32
     norm = net.normalization()
