@@ -808,3 +808,42 @@ def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():
         grads.append(x_.grad)
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))
+
+
+def test_per_read_noise_through_a_shared_input_surrogate_equals_the_per_tile_path():
+    """Per-read noise needs each tile's transfer matrix, also when the layer reads its tiles through
+    `bind_shared` (no per-tile bound MVM yet): the same seeded draws, the same outputs as per-tile binding."""
+    from surrogate.models import build_model
+    from surrogate.physics import TileSpec
+
+    torch.manual_seed(0)
+    tile = TileSpec(rows=16, cols=8, g_off_s=G_MIN, g_on_s=G_MAX, v_read_min_v=0.0, v_read_max_v=V_MAX,
+                    r_driver_ohm=500.0, r_sense_ohm=500.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
+    surrogate = build_model("transfer", tile, v_order=3).requires_grad_(False).eval()
+    lin = nn.Linear(20, 10)
+    cfg = CrossbarConfig(adc_bits=0, seed=3, read_noise_sigma=0.1, read_noise_mode="per_read")
+    shared = CrossbarLinear.from_float(lin, cfg, surrogate)
+    per_tile = CrossbarLinear.from_float(lin, cfg, PerTileOnly(surrogate))
+    quiet = CrossbarLinear.from_float(lin, cfg.replace(read_noise_sigma=0.0), surrogate)
+    x = _seeded(6, 20)
+    with torch.no_grad():
+        y, y_ref, y_quiet = shared(x), per_tile(x), quiet(x)
+    assert (y - y_quiet).abs().max() > 1e-3 * y_quiet.abs().max()  # the noise is there
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5 * float(y_ref.abs().max()))
+
+
+def test_adc_calibration_that_saw_nothing_reports_zero():
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    xl.begin_adc_calibration()
+    assert xl.end_adc_calibration() == 0.0
+    xl.begin_adc_calibration()
+    with torch.no_grad():
+        xl(torch.zeros(3, 20))
+    assert xl.end_adc_calibration() == 0.0
+
+
+def test_programmed_conductances_have_the_dtype_asked_for():
+    xl = CrossbarLinear.from_float(nn.Linear(20, 6), EXACT, ideal())
+    for dtype in (torch.float32, torch.float64):
+        g = xl.programmed_conductances(torch.device("cpu"), dtype)
+        assert g.dtype == dtype and g.shape == (xl.tile_count(), 16, 8)
