@@ -74,8 +74,9 @@ def _check_g(g_s: torch.Tensor, rows: int, cols: int) -> None:
 
 
 @dataclass(frozen=True)
-class IdealTileMVM:
-    """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance)."""
+class _BipolarTile:
+    """The physical tile every model here describes: size, conductance range and read voltage, valid
+    for row voltages of either sign (the tile models below add how they compute)."""
 
     rows: int
     cols: int
@@ -88,8 +89,13 @@ class IdealTileMVM:
 
     @property
     def v_read_min_v(self) -> float:
-        """A linear tile model is valid for row voltages of either sign."""
+        """Valid for row voltages of either sign."""
         return -self.v_read_max_v
+
+
+@dataclass(frozen=True)
+class IdealTileMVM(_BipolarTile):
+    """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance)."""
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
@@ -104,7 +110,7 @@ TransferFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
-class TransferTileMVM:
+class TransferTileMVM(_BipolarTile):
     """Exact linear array physics through a transfer matrix: i = v @ T(G).
 
     `transfer_fn(g_s [T, rows, cols] numpy, S) -> T [T, rows, cols]` (A/V) is called once per bind
@@ -113,20 +119,7 @@ class TransferTileMVM:
     (forward value exact, backward dI/dG = v).
     """
 
-    rows: int
-    cols: int
-    g_off_s: float
-    g_on_s: float
-    v_read_max_v: float
     transfer_fn: TransferFn
-
-    def __post_init__(self) -> None:
-        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
-
-    @property
-    def v_read_min_v(self) -> float:
-        """A linear tile model is valid for row voltages of either sign."""
-        return -self.v_read_max_v
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
@@ -160,7 +153,7 @@ SolverFn = Callable[[torch.Tensor], ArraySolution]
 
 
 @dataclass(frozen=True)
-class SolverTileMVM:
+class SolverTileMVM(_BipolarTile):
     """Array physics from a solver that is bound to G and then solves every input vector (non-linear cells).
 
     `solver_fn(g_s [T, rows, cols] float64, S)` is called once per bind; the bound function calls its
@@ -170,20 +163,7 @@ class SolverTileMVM:
     if ideal (dI/dG = v), as in :class:`TransferTileMVM`. Forward values are always the solver's.
     """
 
-    rows: int
-    cols: int
-    g_off_s: float
-    g_on_s: float
-    v_read_max_v: float
     solver_fn: SolverFn
-
-    def __post_init__(self) -> None:
-        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
-
-    @property
-    def v_read_min_v(self) -> float:
-        """The solvers hold for row voltages of either sign."""
-        return -self.v_read_max_v
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
