@@ -101,7 +101,7 @@ def spice_tile_model(spec: Any) -> tuple[TileMVM, dict[str, Any]]:
     info = {"kind": "spice", "solver": "ngspice in the loop", "rows": spec.rows, "cols": spec.cols,
             "g_off_s": spec.g_off_s, "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
     return SolverTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
-                         solver_fn=spice_array_fn(spec)), info
+                         solver_fn=spice_array_fn(spec), noisy_reads=False), info
 
 
 def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, dict[str, Any]]:

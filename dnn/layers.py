@@ -45,7 +45,7 @@ from .mapping import (
     untile_outputs,
     weight_offset,
 )
-from .mvm import BoundMVM, SharedInputTileMVM, TileMVM
+from .mvm import BoundMVM, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
 from .noise import (
     apply_drift,
     apply_read_noise,
@@ -203,18 +203,23 @@ class CrossbarLayerBase(nn.Module):
         w = self.weight
         return (w._version, w.data_ptr(), str(device), dtype, id(self.mvm), self.config)
 
-    def _bind_tiles(self, g_s: torch.Tensor, grid: tuple[int, int, int, int]
+    def _bind_tiles(self, g_s: torch.Tensor, grid: tuple[int, int, int, int], noisy: bool = False
                     ) -> tuple[TileReader, BoundMVM | None]:
         """Bind conductances g_s [T, rows, cols] of grid (S, P, n_r, n_c) as one :data:`TileReader`,
         and the per-tile bound MVM when that is what the reader calls (else None).
 
         A :class:`dnn.mvm.SharedInputTileMVM` binds the S * P * n_c tiles of each row tile as one
         group (each input formed once per row tile); any other tile model gets the inputs repeated
-        per tile through `bind`."""
+        per tile through `bind`, or through `bind_noisy` when `noisy` (per-read noise drawn by a
+        :class:`dnn.mvm.NoisyReadTileMVM`)."""
         mvm = self.mvm
         rows, cols = mvm.rows, mvm.cols
         s, p, n_r, n_c = grid
-        if isinstance(mvm, SharedInputTileMVM):
+        if noisy:
+            cfg = self.config
+            clip = (mvm.g_off_s, mvm.g_on_s) if cfg.clip_conductances else None
+            bound = mvm.bind_noisy(g_s, cfg.read_noise_sigma, self._read_generator(g_s.device), clip)
+        elif isinstance(mvm, SharedInputTileMVM):
             g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
             shared = mvm.bind_shared(g)
 
@@ -222,7 +227,8 @@ class CrossbarLayerBase(nn.Module):
                 return shared(v).unflatten(1, (s, p, n_c)).permute(1, 2, 0, 3, 4, 5)
 
             return read_shared, None
-        bound = mvm.bind(g_s)
+        else:
+            bound = mvm.bind(g_s)
 
         def read(v: torch.Tensor) -> torch.Tensor:
             bp = v.shape[1]
@@ -246,8 +252,15 @@ class CrossbarLayerBase(nn.Module):
                 g = clip_conductance(g, self.mvm.g_off_s, self.mvm.g_on_s)
             return prog, self._bind_tiles(g, prog.grid)[0]
         if prog.read is None:
-            prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid)
+            prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid, noisy=self._noise_in_tile_model)
         return prog, prog.read
+
+    @property
+    def _noise_in_tile_model(self) -> bool:
+        """Per-read noise drawn by the tile model itself (:class:`dnn.mvm.NoisyReadTileMVM`)."""
+        cfg = self.config
+        return (cfg.read_noise_on and cfg.read_noise_mode == "per_read"
+                and isinstance(self.mvm, NoisyReadTileMVM) and self.mvm.noisy_reads)
 
     def programmed_conductances(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The conductances programmed on this layer's tiles [T, rows, cols] (S), noise-free draw of
@@ -298,7 +311,7 @@ class CrossbarLayerBase(nn.Module):
         two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
         i = read(v_read)  # [S, P, n_r, n_c, B', cols]
-        if cfg.read_noise_on and cfg.read_noise_mode == "per_read":
+        if cfg.read_noise_on and cfg.read_noise_mode == "per_read" and not self._noise_in_tile_model:
             bp = v_read.shape[1]
             v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
             i = i + self._per_read_noise(v_all, prog).reshape(s, p, n_r, n_c, bp, cols)

@@ -58,6 +58,24 @@ class SharedInputTileMVM(TileMVM, Protocol):
         ...
 
 
+@runtime_checkable
+class NoisyReadTileMVM(TileMVM, Protocol):
+    """A tile model that draws read noise itself, through its own physics (optional).
+
+    With per-read noise on, a crossbar layer binds such a model with `bind_noisy` instead of adding
+    the small-signal noise currents of the effective transfer matrix: every input vector then reads
+    its own draw of the conductances, ``g (1 + sigma N(0, 1))`` per cell, solved exactly (e.g. the
+    batched Newton solve of a non-linear array), when `noisy_reads` is true."""
+
+    noisy_reads: bool
+
+    def bind_noisy(self, g_s: torch.Tensor, sigma: float, generator: torch.Generator,
+                   g_clip_s: tuple[float, float] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Like `TileMVM.bind`, but every vector of every call reads conductances redrawn from
+        `generator` (clipped to `g_clip_s` (S) when given). Gradients as for `bind`."""
+        ...
+
+
 def _validate_tile(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float) -> None:
     if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
         raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
@@ -140,8 +158,9 @@ class TransferTileMVM(_BipolarTile):
 class ArraySolution(Protocol):
     """An array solver bound to the conductances of T tiles (e.g. ``spice.exact.ArraySolver``)."""
 
-    def currents(self, v_v: torch.Tensor) -> torch.Tensor:
-        """Column currents [T, B, cols] (A, float64) for row voltages ``v_v`` [T, B, rows] (V, float64)."""
+    def currents(self, v_v: torch.Tensor, g_factor: torch.Tensor | None = None) -> torch.Tensor:
+        """Column currents [T, B, cols] (A, float64) for row voltages ``v_v`` [T, B, rows] (V, float64);
+        ``g_factor`` [T, B, rows, cols]: each vector's conductances are the bound ones times its factor."""
         ...
 
     def small_signal_transfer(self) -> torch.Tensor:
@@ -164,15 +183,39 @@ class SolverTileMVM(_BipolarTile):
     """
 
     solver_fn: SolverFn
+    noisy_reads: bool = True
+    """Per-read noise through the solver (`bind_noisy`); False: the layer's transfer-matrix noise currents
+    (a solver whose `currents` takes no ``g_factor``, e.g. ngspice in the loop)."""
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
+        return self._bound(g_s, None)
+
+    def bind_noisy(self, g_s: torch.Tensor, sigma: float, generator: torch.Generator,
+                   g_clip_s: tuple[float, float] | None = None) -> BoundMVM:
+        """Every vector reads ``g (1 + sigma N(0, 1))`` drawn from `generator` (float64, on the generator's
+        device), clipped to `g_clip_s` when given, solved with the tile's factorization at g."""
+        g64 = g_s.detach().to(torch.float64)
+
+        def factor(v_v: torch.Tensor) -> torch.Tensor:
+            shape = (g_s.shape[0], v_v.shape[1], self.rows, self.cols)
+            f = 1.0 + sigma * torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float64)
+            f = f.to(g64.device)
+            if g_clip_s is None:
+                return f
+            return (g64[:, None] * f).clamp(*g_clip_s) / g64[:, None]
+
+        return self._bound(g_s, factor)
+
+    def _bound(self, g_s: torch.Tensor, factor: Callable[[torch.Tensor], torch.Tensor] | None) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)
         solution = self.solver_fn(g_s.detach().to(torch.float64))
         transfer: list[torch.Tensor] = []
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                i = solution.currents(v_v.detach().to(torch.float64)).to(dtype=v_v.dtype, device=v_v.device)
+                v64 = v_v.detach().to(torch.float64)
+                i = (solution.currents(v64) if factor is None else solution.currents(v64, factor(v64)))
+                i = i.to(dtype=v_v.dtype, device=v_v.device)
             if not (torch.is_grad_enabled() and (v_v.requires_grad or g_s.requires_grad)):
                 return i
             if not transfer:

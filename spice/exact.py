@@ -74,9 +74,18 @@ class ArrayConvergenceError(RuntimeError):
 # ----------------------------------------------------------------------------- cell models
 @dataclass(frozen=True)
 class LinearCell:
-    """Resistive cell ``R row col {1/g}``: solved exactly by :func:`spice.nodal.transfer_matrix`."""
+    """Resistive cell ``R row col {1/g}``: solved exactly by :func:`spice.nodal.transfer_matrix`, and by
+    :class:`ArraySolver` where each vector reads its own conductances (per-read noise)."""
 
     kind: str = "linear"
+
+    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """Cell current (A)."""
+        return g_s * (a_v - s_v)
+
+    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dI/da, -dI/ds) (S)."""
+        return g_s, g_s
 
 
 @dataclass(frozen=True)
@@ -516,26 +525,35 @@ class ArraySolver:
         return out[..., 0, :]
 
     # ------------------------------------------------------------------ public
-    def currents(self, v_v: torch.Tensor) -> torch.Tensor:
-        """Column currents [T, B, cols] (A) for row voltages ``v_v`` [T, B, rows] (V)."""
+    def currents(self, v_v: torch.Tensor, g_factor: torch.Tensor | None = None) -> torch.Tensor:
+        """Column currents [T, B, cols] (A) for row voltages ``v_v`` [T, B, rows] (V).
+
+        ``g_factor`` [T, B, rows, cols] (optional) multiplies the conductances for each vector alone: a read
+        of conductances that differ from read to read (read noise), solved with the tile's chord
+        Jacobians at the programmed conductances."""
         spec, opt = self.spec, self.options
         t_count = self.g_s.shape[0]
         if v_v.ndim != 3 or v_v.shape[0] != t_count or v_v.shape[2] != spec.rows:
             raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{t_count}, B, {spec.rows}]")
+        expected = (t_count, v_v.shape[1], spec.rows, spec.cols)
+        if g_factor is not None and tuple(g_factor.shape) != expected:
+            raise ValueError(f"g_factor has shape {tuple(g_factor.shape)}; expected {list(expected)}")
         v = v_v.detach().to(device=self.g_s.device, dtype=torch.float64)
         n_b = v.shape[1]
         per_vector = max(1, t_count * spec.rows * spec.cols)
         chunk = max(1, opt.chunk_cells // per_vector)
         out = []
-        g = self.g_s[:, None]
         for start in range(0, n_b, chunk):
             vc = v[:, start:start + chunk]
+            g = self.g_s[:, None]
+            if g_factor is not None:
+                g = g * g_factor[:, start:start + chunk].to(device=v.device, dtype=torch.float64)
             x = torch.zeros(vc.shape[:2] + (2, spec.rows, spec.cols), dtype=torch.float64, device=v.device)
             x[:, :, 0] = vc[..., None]  # row nodes start at their inputs, column nodes at ground
             x, conv, k = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
             self.iterations.append(k)
             if not bool(conv.all()):
-                x = self._retry(vc, x, conv, start)
+                x = self._retry(vc, x, conv, start, g)
             out.append(self.cell.current(g, x[:, :, 0], x[:, :, 1]).sum(-2))
         return torch.cat(out, 1) if out else torch.zeros(t_count, 0, spec.cols, dtype=torch.float64,
                                                           device=v.device)
@@ -548,22 +566,25 @@ class ArraySolver:
         eye = torch.eye(rows, dtype=torch.float64, device=self.g_s.device) * dv
         return self.currents(eye.expand(self.g_s.shape[0], rows, rows)) / dv
 
-    def _retry(self, v, x, conv, offset: int) -> torch.Tensor:
+    def _retry(self, v, x, conv, offset: int, g_all) -> torch.Tensor:
         """Damped sweeps from zero, then source stepping, for the vectors that did not converge (batched per
-        tile); raises :class:`ArrayConvergenceError` naming every vector that still fails."""
+        tile; ``g_all`` [T, 1 or B, R, C] the conductances the chunk was solved with); raises
+        :class:`ArrayConvergenceError` naming every vector that still fails."""
         opt = self.options
         failed = []
         for t in sorted(set((~conv).nonzero()[:, 0].tolist())):
             idx = (~conv[t]).nonzero()[:, 0]
-            vt, g = v[t:t + 1, idx], self.g_s[t:t + 1, None]
+            vt = v[t:t + 1, idx]
+            g = g_all[t:t + 1] if g_all.shape[1] == 1 else g_all[t:t + 1, idx]
             m_row, m_col = self.m_row[t:t + 1], self.m_col[t:t + 1]
             x0 = torch.zeros_like(x[t:t + 1, idx])
             xs, ok, _ = self._iterate(vt, x0, g, m_row, m_col, False, opt.damping, opt.retry_max_iter)
             if not bool(ok.all()):  # source stepping for those still failing
                 rest = (~ok[0]).nonzero()[:, 0]
                 xr, ok_r = x0[:, rest], None
+                g_rest = g if g.shape[1] == 1 else g[:, rest]
                 for stage in range(1, opt.source_steps + 1):
-                    xr, ok_r, _ = self._iterate(vt[:, rest] * (stage / opt.source_steps), xr, g, m_row, m_col,
+                    xr, ok_r, _ = self._iterate(vt[:, rest] * (stage / opt.source_steps), xr, g_rest, m_row, m_col,
                                                 False, opt.damping, opt.retry_max_iter)
                     if not bool(ok_r.all()):
                         break

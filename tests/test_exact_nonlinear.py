@@ -3,6 +3,7 @@ real ngspice runs on the same conductances and inputs, and through the DNN stage
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -256,3 +257,76 @@ def test_dnn_forward_exact_nonlinear_equals_spice_in_the_loop():
     xg = x.clone().requires_grad_(True)
     convert_to_crossbar(model, cfg, exact_mvm)(xg).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- reads of redrawn conductances
+def test_per_vector_conductances_equal_one_solve_per_vector():
+    """g_factor: each vector is solved with its own conductances (the tile's factorization at g is only
+    the chord), exactly as a solver bound to those conductances."""
+    spec = _spec(SINH, 8, 6, v_read_max_v=0.5)
+    rng = np.random.default_rng(11)
+    g = torch.as_tensor(rng.uniform(spec.g_off_s, spec.g_on_s, (2, 8, 6)))
+    v = torch.as_tensor(rng.uniform(0.0, 0.5, (2, 3, 8)))
+    factor = torch.as_tensor(1.0 + 0.3 * rng.standard_normal((2, 3, 8, 6)))
+    got = exact.ArraySolver(spec, exact.cell_model(spec), g).currents(v, factor)
+    for t in range(2):
+        for b in range(3):
+            alone = _newton(spec, (g[t] * factor[t, b]).numpy(), v[t, b:b + 1].numpy())
+            np.testing.assert_allclose(got[t, b].numpy(), alone[0], rtol=1e-9)
+    with pytest.raises(ValueError, match=r"g_factor has shape \(2, 3, 8\); expected \[2, 3, 8, 6\]"):
+        exact.ArraySolver(spec, exact.cell_model(spec), g).currents(v, factor[..., 0])
+
+
+def test_linear_cells_solve_like_the_nodal_reference():
+    """The array solver takes linear cells too (reads of redrawn conductances of a resistive array)."""
+    spec = _spec(str(CIRCUITS / "resistive.cir"), 8, 8)
+    rng = np.random.default_rng(12)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (8, 8))
+    v = rng.uniform(0.0, spec.v_read_max_v, (4, 8))
+    assert _rel(_newton(spec, g, v), nodal.column_currents(spec, g, v)) <= 1e-9
+
+
+def test_noisy_bind_redraws_every_read_reproducibly():
+    spec = _spec(SINH, 8, 8, v_read_max_v=0.5)
+    mvm, _ = exact_tile_model(spec)
+    g = torch.as_tensor(np.random.default_rng(13).uniform(spec.g_off_s, spec.g_on_s, (1, 8, 8)))
+    v = torch.full((1, 400, 8), 0.4, dtype=torch.float64)
+
+    def read(seed, sigma=0.1, clip=None):
+        return mvm.bind_noisy(g, sigma, torch.Generator().manual_seed(seed), clip)(v)[0]
+
+    clean = mvm.bind(g)(v[:, :1])[0, 0]
+    a, b = read(1), read(1)
+    assert torch.equal(a, b)  # seeded
+    assert not torch.equal(a, read(2))
+    assert (a[1:] != a[:1]).any(dim=1).all()  # every vector of one call has its own draw
+    assert torch.allclose(read(1, sigma=0.0), clean.expand(400, 8), rtol=1e-12, atol=0)
+    # unbiased to first order; the spread is that of one redraw per read
+    assert torch.allclose(a.mean(0), clean, rtol=0.02)
+    assert float((a.std(0) / clean).median()) > 0.01
+    # clipped draws: the conductances read are g (1 + sigma N(0, 1)) clipped to the programmable range
+    eps = torch.randn((1, 400, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    drawn = (g[:, None] * (1.0 + eps)).clamp(spec.g_off_s, spec.g_on_s)
+    expected = exact.ArraySolver(spec, exact.cell_model(spec), g).currents(v, drawn / g[:, None])[0]
+    torch.testing.assert_close(read(1, sigma=1.0, clip=(spec.g_off_s, spec.g_on_s)), expected, rtol=1e-9, atol=0)
+
+
+def test_per_read_noise_through_exact_physics_is_the_redrawn_spread():
+    """With per-read noise, a crossbar layer on the exact non-linear tile model reads redrawn conductances
+    through the solver: the spread of its outputs over identical inputs is that of redrawn conductances,
+    not the transfer-matrix approximation's (larger here: the 1 kOhm driver and sense load the cells)."""
+    torch.manual_seed(0)
+    spec = _spec(SINH, 16, 16, v_read_max_v=0.5)
+    mvm, _ = exact_tile_model(spec)
+    layer = nn.Sequential(nn.Linear(16, 16, bias=False)).double().eval()
+    base = CrossbarConfig(analog_layers="all", adc_bits=0, encoding="differential", read_noise_sigma=0.2,
+                          read_noise_mode="per_read")
+    x = torch.rand(1, 16, dtype=torch.float64).expand(300, 16).contiguous()
+    clean_cfg = base.replace(read_noise_sigma=0.0)
+    with torch.no_grad():
+        clean = convert_to_crossbar(layer, clean_cfg, mvm)(x[:1])[0]
+        redrawn = convert_to_crossbar(layer, base, mvm)(x)
+        approx = convert_to_crossbar(layer, base, dataclasses.replace(mvm, noisy_reads=False))(x)
+    assert torch.allclose(redrawn.mean(0), clean, atol=0.15 * float(clean.abs().max()))
+    ratio = float((approx.std(0) / redrawn.std(0)).median())
+    assert ratio > 1.2, ratio
