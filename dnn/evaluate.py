@@ -57,6 +57,10 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     driver or another sense subcircuit raises ``spice.exact.UnsupportedCircuitError`` naming the circuit file
     and pointing to :func:`spice_tile_model`. ``on_solve(tiles, seconds)`` is told the cost of every
     bind (benchmarks count it).
+
+    With per-read noise (``read_noise_mode: per_read``) both read conductances redrawn for every
+    input vector, solved exactly by ``spice.exact.ArraySolver`` (``bind_noisy``): the reference that the
+    transfer-matrix noise of the other tile models approximates.
     """
     from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
     from spice.nodal import transfer_matrix
@@ -77,7 +81,7 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
         linear_spec = spec if r_sense_ohm == spec.r_sense_ohm else dataclasses.replace(spec, r_sense_ohm=r_sense_ohm)
         info["solver"] = "nodal transfer matrix"
         return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
-                               transfer_fn=transfer), info
+                               transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s)), info
 
     def solver(g_s: torch.Tensor) -> ArraySolver:
         t0 = time.perf_counter()

@@ -45,13 +45,16 @@ from .mapping import (
     untile_outputs,
     weight_offset,
 )
-from .mvm import BoundMVM, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
+from .mvm import BoundMVM, LoadedTileMVM, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
 from .noise import (
+    LoadedNoiseMaps,
     apply_drift,
     apply_read_noise,
     clip_conductance,
     derive_seed,
     draw_drift_nu,
+    loaded_noise_maps,
+    loaded_read_noise_currents,
     make_generator,
     per_read_noise_currents,
 )
@@ -77,6 +80,7 @@ class _Programmed:
     read: TileReader | None = None  # cached bound MVM of all tiles (only without per-forward read noise)
     bound: BoundMVM | None = None  # per-tile bound MVM (per-read noise's t_sq), the reader's or bound when needed
     t_sq: torch.Tensor | None = None  # [T, rows, cols] squared effective transfer matrix (per-read noise)
+    loaded: LoadedNoiseMaps | None = None  # per-read noise of loaded cells (a LoadedTileMVM's)
 
 
 def _pair(x: int | tuple[int, ...]) -> tuple[int, int]:
@@ -314,7 +318,7 @@ class CrossbarLayerBase(nn.Module):
         if cfg.read_noise_on and cfg.read_noise_mode == "per_read" and not self._noise_in_tile_model:
             bp = v_read.shape[1]
             v_all = v_read[None, None, :, None].expand(s, p, n_r, n_c, bp, rows).reshape(-1, bp, rows)
-            i = i + self._per_read_noise(v_all, prog).reshape(s, p, n_r, n_c, bp, cols)
+            i = i + self._per_read_noise(v_all, prog, i.reshape(-1, bp, cols)).reshape(s, p, n_r, n_c, bp, cols)
         if cfg.encoding == "differential":
             i = i[:, 0] - i[:, 1]  # G+ minus G- column currents
         else:
@@ -331,20 +335,31 @@ class CrossbarLayerBase(nn.Module):
         y = y * x_per_volt[:, None]  # [n_r, n_c, B, cols']; x_per_volt differs per row tile and vector
         return untile_outputs(y, self.weight_matrix().shape[1])
 
-    def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed) -> torch.Tensor:
-        """Read noise of every read [T, B, cols] (A), an independent draw per vector; a constant for
-        autograd. The effective transfer matrix (the tile's response to one row at a time) is computed
-        once per programming (the cache key holds device and dtype)."""
+    def _per_read_noise(self, v_all: torch.Tensor, prog: _Programmed, i_all: torch.Tensor) -> torch.Tensor:
+        """Read noise of every read [T, B, cols] (A), an independent draw per vector, for row voltages
+        v_all [T, B, rows] and noise-free column currents i_all [T, B, cols]; a constant for autograd.
+
+        The effective transfer matrix (the tile's response to one row at a time) is computed once per
+        programming (the cache key holds device and dtype). A :class:`dnn.mvm.LoadedTileMVM` that states its
+        driver and sense resistances gets the noise of cells loaded by the array
+        (:func:`dnn.noise.loaded_read_noise_currents`), any other model the unloaded approximation
+        (:func:`dnn.noise.per_read_noise_currents`)."""
+        mvm, sigma = self.mvm, self.config.read_noise_sigma
         with torch.no_grad():
             if prog.t_sq is None:
-                v_max, rows = self.mvm.v_read_max_v, self.mvm.rows
+                v_max, rows = mvm.v_read_max_v, mvm.rows
                 if prog.bound is None:
-                    prog.bound = self.mvm.bind(prog.g_s)
+                    prog.bound = mvm.bind(prog.g_s)
                 eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
                 t = prog.bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
                 prog.t_sq = t * t
-            return per_read_noise_currents(v_all, prog.t_sq, self.config.read_noise_sigma,
-                                           self._read_generator(v_all.device))
+                lines = mvm.line_resistances_ohm() if isinstance(mvm, LoadedTileMVM) else None
+                if lines is not None:
+                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines)
+            generator = self._read_generator(v_all.device)
+            if prog.loaded is not None:
+                return loaded_read_noise_currents(v_all, i_all.detach(), prog.loaded, sigma, generator)
+            return per_read_noise_currents(v_all, prog.t_sq, sigma, generator)
 
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm

@@ -76,6 +76,19 @@ class NoisyReadTileMVM(TileMVM, Protocol):
         ...
 
 
+@runtime_checkable
+class LoadedTileMVM(TileMVM, Protocol):
+    """A tile model that states the resistances its cells read through (optional). Per-read noise then
+    follows the cells' loading by the array (:func:`dnn.noise.loaded_read_noise_currents`): with all
+    rows driven, the column nodes rise and the row nodes sag, and each cell reads less than its row
+    voltage."""
+
+    def line_resistances_ohm(self) -> tuple[float, float] | None:
+        """(driver resistance in series with every row, sense resistance in series with every column),
+        ohms; None when the model cannot tell (the layer then uses the unloaded approximation)."""
+        ...
+
+
 def _validate_tile(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float) -> None:
     if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
         raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
@@ -138,6 +151,23 @@ class TransferTileMVM(_BipolarTile):
     """
 
     transfer_fn: TransferFn
+    noisy_solver_fn: SolverFn | None = None
+    """Optional: an array solver that takes per-vector conductances (``spice.exact.ArraySolver`` with
+    linear cells); per-read noise then reads redrawn conductances through it (`bind_noisy`)."""
+
+    @property
+    def noisy_reads(self) -> bool:
+        return self.noisy_solver_fn is not None
+
+    def bind_noisy(self, g_s: torch.Tensor, sigma: float, generator: torch.Generator,
+                   g_clip_s: tuple[float, float] | None = None) -> BoundMVM:
+        """Every vector reads redrawn conductances, solved by `noisy_solver_fn` (see
+        :meth:`SolverTileMVM.bind_noisy`)."""
+        if self.noisy_solver_fn is None:
+            raise ValueError("this transfer-matrix tile model has no solver for redrawn conductances")
+        solver = SolverTileMVM(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v,
+                               solver_fn=self.noisy_solver_fn)
+        return solver.bind_noisy(g_s, sigma, generator, g_clip_s)
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.rows, self.cols)

@@ -8,6 +8,7 @@ layer and device; drift exponents: one draw per layer and programming, made on C
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import torch
 
@@ -40,6 +41,80 @@ def per_read_noise_currents(v_v: torch.Tensor, t_sq: torch.Tensor, sigma: float,
     gets its own relative error sigma * N(0, 1), so column j's noise is N(0, sigma^2 sum_i (v_i T_ij)^2)."""
     std = sigma * torch.bmm(v_v * v_v, t_sq).sqrt()
     return std * torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+
+
+@dataclass(frozen=True)
+class LoadedNoiseMaps:
+    """What per-read noise of loaded cells needs of one programming (see :func:`loaded_noise_maps`)."""
+
+    w_sq: torch.Tensor  # [T, rows, cols] squared sensitivity w^2 of column j to cell (i, j), (A/V)^2
+    w_col: torch.Tensor  # [T, 1, cols] sum over rows of w_sq
+    g_t: torch.Tensor  # [T, cols, rows] conductances, transposed (S)
+    row_scale: torch.Tensor  # [T, 1, rows] 1 / (1 + r_driver * row conductance)
+    r_driver_ohm: float
+    r_sense_ohm: float
+
+
+def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: float,
+                      r_sense_ohm: float) -> LoadedNoiseMaps:
+    """Maps of :func:`loaded_read_noise_currents` for tiles with conductances g_s [T, rows, cols] (S), effective
+    transfer matrix t_a_per_v (the response to one row at a time, A/V), a driver resistance in series with
+    every row and a sense resistance in series with every column (ohms).
+
+    In the lumped array (cells between row and column nodes, the driver from each row node to its
+    source, the sense from each column node to ground; nodal impedance matrix Z), a relative change e of
+    cell (i, j) that reads u volts moves column j's current by ``g_ij u e lambda_ij``, lambda_ij = (Z[c_j, c_j] -
+    Z[c_j, r_i]) / r_sense the share of a current injected across the cell that reaches the sense. The
+    wires are carried by the ratio of the effective transfer matrix to the lumped one (Z[c_j, r_i] /
+    (r_driver r_sense)): w_ij = g_ij lambda_ij T_ij / T_lumped_ij. Solved in float64."""
+    dtype = t_a_per_v.dtype
+    g = g_s.detach().to(torch.float64)
+    n_t, rows, cols = g.shape
+    r_d, r_s = max(r_driver_ohm, R_LINE_MIN_OHM), max(r_sense_ohm, R_LINE_MIN_OHM)
+    y = torch.zeros(n_t, rows + cols, rows + cols, dtype=torch.float64, device=g.device)
+    y[:, :rows, :rows] = torch.diag_embed(1.0 / r_d + g.sum(-1))
+    y[:, rows:, rows:] = torch.diag_embed(1.0 / r_s + g.sum(-2))
+    y[:, :rows, rows:] = -g
+    y[:, rows:, :rows] = -g.transpose(-1, -2)
+    z_col = torch.linalg.inv(y)[:, rows:, :]  # [T, cols (j), rows + cols]
+    z_cr = z_col[:, :, :rows].transpose(-1, -2)  # [T, rows, cols]: Z[c_j, r_i]
+    z_cc = torch.diagonal(z_col[:, :, rows:], dim1=-2, dim2=-1)[:, None, :]  # Z[c_j, c_j]
+    own = g * (z_cc - z_cr) / r_s  # g_ij lambda_ij
+    t_lumped = z_cr / (r_d * r_s)
+    ratio = torch.where(t_lumped > 0, t_a_per_v.to(torch.float64) / t_lumped.clamp_min(1e-300), torch.ones_like(own))
+    w_sq = (own * ratio) ** 2
+    row_scale = 1.0 / (1.0 + r_driver_ohm * g.sum(-1))
+    return LoadedNoiseMaps(w_sq=w_sq.to(dtype), w_col=w_sq.sum(-2, keepdim=True).to(dtype),
+                           g_t=g_s.transpose(-1, -2).contiguous(), row_scale=row_scale[:, None, :].to(dtype),
+                           r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm)
+
+
+R_LINE_MIN_OHM = 1e-3
+"""Driver/sense resistances below this (0 = ideal source / virtual ground) enter the lumped array as this."""
+
+
+def loaded_read_noise_currents(v_v: torch.Tensor, i_a: torch.Tensor, maps: LoadedNoiseMaps, sigma: float,
+                               generator: torch.Generator) -> torch.Tensor:
+    """Column-current read noise with a new draw for every read (amperes), for cells loaded by the array:
+    N(0, 1) times :func:`loaded_read_noise_std`."""
+    std = loaded_read_noise_std(v_v, i_a, maps, sigma)
+    return std * torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+
+
+def loaded_read_noise_std(v_v: torch.Tensor, i_a: torch.Tensor, maps: LoadedNoiseMaps, sigma: float) -> torch.Tensor:
+    """Standard deviation of the column-current read noise (amperes) of cells loaded by the array:
+    v_v [T, B, rows] volts, i_a [T, B, cols] the noise-free column currents. Cell (i, j) reads
+    ``u_ij = a_i - s_j`` volts with all rows driven: the column node rises to ``s_j = r_sense i_j`` and the row
+    node sits at ``a_i = (v_i + r_driver sum_k g_ik s_k) / (1 + r_driver sum_k g_ik)``; its relative error
+    sigma N(0, 1) then reaches column j as ``w_ij u_ij sigma N(0, 1)`` (:func:`loaded_noise_maps`), so column j's
+    noise is N(0, sigma^2 sum_i w_ij^2 u_ij^2). Without driver and sense (w = T, u = v) this is
+    :func:`per_read_noise_currents`."""
+    s = maps.r_sense_ohm * i_a
+    a = (v_v + maps.r_driver_ohm * torch.bmm(s, maps.g_t)) * maps.row_scale
+    b = a.shape[1]
+    both = torch.bmm(torch.cat([a * a, a], 1), maps.w_sq)  # [T, 2B, cols]
+    var = both[:, :b] - 2.0 * s * both[:, b:] + s * s * maps.w_col
+    return sigma * var.clamp_min(0.0).sqrt()
 
 
 def draw_drift_nu(shape: torch.Size | tuple[int, ...], nu_mean: float, nu_std: float,

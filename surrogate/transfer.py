@@ -99,6 +99,12 @@ class TransferNet(SurrogateMVM):
     def hyperparameters(self) -> dict[str, Any]:
         return {"cell_hidden": self.cell_hidden, "v_order": self.v_order}
 
+    def line_resistances_ohm(self) -> tuple[float, float]:
+        """The learned effective driver and sense resistances (ohms): per-read noise of loaded cells in the
+        crossbar layers (``dnn.mvm.LoadedTileMVM``)."""
+        g_on = self.tile.g_on_s
+        return (1.0 / (g_on * math.exp(float(self.log_g_driver_n))), 1.0 / (g_on * math.exp(float(self.log_g_sense_n))))
+
     def param_units(self) -> dict[str, str]:
         return {"log_g_driver_n": "ln(S / g_on_s)", "log_g_sense_n": "ln(S / g_on_s)"}
 

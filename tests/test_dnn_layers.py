@@ -769,6 +769,9 @@ class PerTileOnly:
     def bind(self, g_s):
         return self.model.bind(g_s)
 
+    def line_resistances_ohm(self):
+        return self.model.line_resistances_ohm()
+
 
 def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():
     """A third-order surrogate under a conv layer with 2 bit slices, differential pairs, several row and

@@ -1,0 +1,120 @@
+"""Per-read noise of cells loaded by the array (dnn.noise.loaded_read_noise_*), against conductances redrawn
+for every read and solved exactly (spice.exact.ArraySolver), and through a crossbar layer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from dnn.config import CrossbarConfig
+from dnn.layers import CrossbarLinear
+from dnn.mvm import TransferTileMVM
+from dnn.noise import loaded_noise_maps, loaded_read_noise_std
+from spice import exact, nodal
+from spice.circuit import spec_from_config
+from tests.conftest import CIRCUITS
+
+F64 = torch.float64
+
+
+def _spec(**extra):
+    entry = {"netlist": str(CIRCUITS / "resistive.cir"), "rows": 16, "cols": 12, "r_driver_ohm": 1000.0,
+             "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0, "r_sense_ohm": 1000.0, **extra}
+    return spec_from_config("t", entry)
+
+
+def _problem(spec, n_vectors=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    g = spec.g_off_s + (spec.g_on_s - spec.g_off_s) * torch.rand(1, spec.rows, spec.cols, generator=gen, dtype=F64)
+    v = spec.v_read_max_v * torch.rand(1, n_vectors, spec.rows, generator=gen, dtype=F64)
+    return g, v * (torch.rand(v.shape, generator=gen, dtype=F64) >= 0.3), gen
+
+
+def _redrawn_std(spec, g, v, sigma, draws, gen):
+    """Column-current std over `draws` reads of each vector, every read with its own conductances."""
+    solver = exact.ArraySolver(spec, exact.cell_model(spec), g)
+    factor = 1.0 + sigma * torch.randn((1, v.shape[1] * draws) + tuple(g.shape[1:]), generator=gen, dtype=F64)
+    i = solver.currents(v.repeat_interleave(draws, 1), factor)[0]
+    return i.reshape(v.shape[1], draws, -1).std(1), solver
+
+
+def _transfer(solver, spec, g):
+    return solver.currents(torch.eye(spec.rows, dtype=F64)[None] * spec.v_read_max_v)[0] / spec.v_read_max_v
+
+
+@pytest.mark.parametrize("netlist, extra", [("resistive.cir", {}), ("memristor_sinh.cir", {"v_read_max_v": 0.2})])
+def test_loaded_noise_follows_redrawn_conductances(netlist, extra):
+    """The 1 kOhm driver and sense load the cells: redrawn conductances spread the column currents less
+    than the unloaded approximation says (~1.25x at 16x12); the loaded one is within 10% (median)."""
+    spec = _spec(netlist=str(CIRCUITS / netlist), **extra)
+    g, v, gen = _problem(spec)
+    sigma = 0.1
+    reference, solver = _redrawn_std(spec, g, v, sigma, 300, gen)
+    t = _transfer(solver, spec, g)
+    unloaded = sigma * ((v[0] ** 2) @ (t * t)).sqrt()
+    maps = loaded_noise_maps(t[None], g, spec.r_driver_ohm, spec.r_sense_ohm)
+    loaded = loaded_read_noise_std(v, solver.currents(v), maps, sigma)[0]
+    keep = reference > 0.05 * reference.max()
+    assert float((unloaded / reference)[keep].median()) > 1.15
+    assert abs(float((loaded / reference)[keep].median()) - 1.0) < 0.1
+
+
+def test_without_driver_and_sense_loaded_noise_is_the_unloaded_one():
+    """No driver or sense resistance: each cell reads its row voltage and the loaded noise equals
+    sigma sqrt(sum_i (v_i T_ij)^2) with the wire-aware transfer matrix."""
+    spec = _spec(r_driver_ohm=0.0, r_sense_ohm=0.0)
+    g, v, _ = _problem(spec)
+    t = torch.as_tensor(nodal.transfer_matrix(spec, g[0].numpy()))[None]
+    i = torch.bmm(v, t)
+    maps = loaded_noise_maps(t, g, 0.0, 0.0)
+    std = loaded_read_noise_std(v, i, maps, 0.2)
+    torch.testing.assert_close(std, 0.2 * torch.bmm(v * v, t * t).sqrt(), rtol=1e-6, atol=0)
+
+
+def test_loaded_noise_is_zero_without_input_and_scales_with_sigma():
+    spec = _spec()
+    g, v, _ = _problem(spec)
+    t = torch.as_tensor(nodal.transfer_matrix(spec, g[0].numpy()))[None]
+    maps = loaded_noise_maps(t, g, spec.r_driver_ohm, spec.r_sense_ohm)
+    i = torch.bmm(v, t)
+    assert torch.equal(loaded_read_noise_std(torch.zeros_like(v), torch.zeros_like(i), maps, 0.1),
+                       torch.zeros_like(i))
+    torch.testing.assert_close(loaded_read_noise_std(v, i, maps, 0.3), 3 * loaded_read_noise_std(v, i, maps, 0.1))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedLinearTile(TransferTileMVM):
+    """The exact linear tile, stating its driver and sense resistances (as a transfer surrogate does)."""
+
+    lines: tuple[float, float] = (0.0, 0.0)
+
+    def line_resistances_ohm(self):
+        return self.lines
+
+
+def test_layer_per_read_noise_of_a_loaded_tile_model_is_the_redrawn_spread():
+    """Through a crossbar layer (one 16x12 tile, no ADC): per-read noise of a tile model that states its
+    line resistances has the spread of redrawn conductances solved exactly; without them, it is larger."""
+    torch.manual_seed(0)
+    spec = _spec()
+    tile = dict(rows=spec.rows, cols=spec.cols, g_off_s=spec.g_off_s, g_on_s=spec.g_on_s,
+                v_read_max_v=spec.v_read_max_v)
+
+    def transfer(g):
+        return torch.stack([torch.as_tensor(nodal.transfer_matrix(spec, x)) for x in g]).numpy()
+
+    solver_fn = lambda g_s: exact.ArraySolver(spec, exact.cell_model(spec), g_s)  # noqa: E731
+    models = {"redrawn": TransferTileMVM(**tile, transfer_fn=transfer, noisy_solver_fn=solver_fn),
+              "loaded": LoadedLinearTile(**tile, transfer_fn=transfer, lines=(spec.r_driver_ohm, spec.r_sense_ohm)),
+              "unloaded": TransferTileMVM(**tile, transfer_fn=transfer)}
+    lin = nn.Linear(16, 6, bias=False).double()
+    cfg = CrossbarConfig(analog_layers="all", adc_bits=0, read_noise_sigma=0.1, read_noise_mode="per_read", seed=2)
+    x = torch.rand(1, 16, dtype=F64).expand(1500, 16).contiguous()
+    with torch.no_grad():
+        std = {k: CrossbarLinear.from_float(lin, cfg, m, name="fc")(x).std(0) for k, m in models.items()}
+    ratio = {k: float((std[k] / std["redrawn"]).median()) for k in ("loaded", "unloaded")}
+    assert abs(ratio["loaded"] - 1.0) < 0.07, ratio
+    assert ratio["unloaded"] > 1.1, ratio
