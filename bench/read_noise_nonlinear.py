@@ -8,7 +8,9 @@ Usage::
 
 ``read_noise_mode: per_read`` gives column j the noise N(0, sigma^2 sum_i (v_i T_ij)^2), T the tile's
 response to one row at a time at v_read_max_v (``dnn.noise.per_read_noise_currents``): each row's
-contribution with its cell's relative error, as if the cells did not load one another. The reference
+contribution with its cell's relative error, as if the cells did not load one another ("unloaded").
+The loaded version (``dnn.noise.loaded_read_noise_std``) takes each cell's voltage with all rows driven
+and the share of its current that reaches the sense. The reference
 draws ``g (1 + sigma N(0, 1))`` for every cell and every vector and solves the array exactly
 (``spice.exact.ArraySolver`` with ``g_factor``; what ``SolverTileMVM.bind_noisy`` does in the DNN).
 
@@ -16,15 +18,15 @@ draws ``g (1 + sigma N(0, 1))`` for every cell and every vector and solves the a
   zeros): the column-current std over ``--draws`` redraws of each of ``--vectors`` vectors, against the
   transfer-matrix std; the ratio approx / reference over the columns that carry signal.
 - DNN level (``--dnn-config``): the config's model through the circuit's exact physics with per-vector
-  redraws (reference), through the exact physics with the transfer-matrix noise, and through the
-  circuit's surrogate with the transfer-matrix noise; accuracy after BN adaptation, per ``--sigma``,
-  over ``--seeds`` seeds. Nothing is asserted.
+  redraws (reference) and through the circuit's surrogate with the per-read noise of loaded cells (the
+  layers' default for a transfer surrogate, ``dnn.noise.loaded_read_noise_currents``) and with the
+  unloaded approximation; accuracy after BN adaptation, per ``--sigma``, over ``--seeds`` seeds.
+  Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -109,6 +111,21 @@ def tile_study(name: str, entry: dict[str, Any], sigma: float, n_vectors: int, n
     return out
 
 
+class Unloaded:
+    """A tile model seen without its line resistances: the layers' unloaded per-read noise approximation."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
+            setattr(self, key, getattr(model, key))
+
+    def bind(self, g_s: torch.Tensor) -> Any:
+        return self.model.bind(g_s)
+
+    def bind_shared(self, g_s: torch.Tensor) -> Any:
+        return self.model.bind_shared(g_s)
+
+
 def dnn_study(args: argparse.Namespace) -> dict[str, Any]:
     config = yaml.safe_load(Path(args.dnn_config).read_text())
     results = Path(config.get("results_dir", "results"))
@@ -124,8 +141,8 @@ def dnn_study(args: argparse.Namespace) -> dict[str, Any]:
         exact, _ = dnn_evaluate.exact_tile_model(spec)
         surrogate, _ = dnn_evaluate.surrogate_tile_model(str(results / "surrogate" / f"{name}.h5"), spec)
         modes = {"exact, redrawn per read (reference)": exact,
-                 "exact, transfer-matrix noise": dataclasses.replace(exact, noisy_reads=False),
-                 "surrogate, transfer-matrix noise": surrogate}
+                 "surrogate, loaded cells": surrogate,
+                 "surrogate, unloaded approximation": Unloaded(surrogate)}
         for sigma in args.sigma or [0.1]:
             row = {}
             for label, mvm in modes.items():
