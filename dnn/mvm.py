@@ -63,7 +63,7 @@ class NoisyReadTileMVM(TileMVM, Protocol):
     """A tile model that draws read noise itself, through its own physics (optional).
 
     With per-read noise on, a crossbar layer binds such a model with `bind_noisy` instead of adding
-    the small-signal noise currents of the effective transfer matrix: every input vector then reads
+    modelled noise currents (``dnn.noise``) to its noise-free ones: every input vector then reads
     its own draw of the conductances, ``g (1 + sigma N(0, 1))`` per cell, solved exactly (e.g. the
     batched Newton solve of a non-linear array), when `noisy_reads` is true."""
 
