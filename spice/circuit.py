@@ -68,7 +68,8 @@ class CircuitSpec:
     v_read_min_v: float = 0.0
     """Smallest row input voltage (0 for unipolar reads, -v_read_max_v for bipolar)."""
     v_gate_v: float = 0.0
-    """Gate-line voltage for three-terminal (1T1R) cells; ignored for two-terminal cells."""
+    """Gate-line voltage for three-terminal (1T1R) cells; ignored for two-terminal cells. A config must
+    set it for a cell with a gate pin (`spec_from_config`): 0 V leaves an enhancement access transistor off."""
     netlist_path: str = ""
     """Circuit file with the ``cell`` (and optional ``driver``/``sense``) subcircuits."""
     netlist_text: str = field(default="", repr=False)
@@ -102,6 +103,9 @@ class CircuitSpec:
             raise CircuitError(
                 f"{where}: v_read_min_v must be in [-v_read_max_v, v_read_max_v), got {self.v_read_min_v!r}"
             )
+        if not _is_number(self.v_gate_v) or not -V_GATE_LIMIT_V <= self.v_gate_v <= V_GATE_LIMIT_V:
+            raise CircuitError(f"{where}: v_gate_v must be a number in [-{V_GATE_LIMIT_V:g}, {V_GATE_LIMIT_V:g}] V, "
+                               f"got {self.v_gate_v!r}")
         if not self.netlist_text:
             raise CircuitError(f"{where}: no circuit file given (key 'netlist': a file with '.subckt cell')")
         # Parsing validates the file; raises CircuitError naming the file.
@@ -163,6 +167,9 @@ class CircuitSpec:
         d["netlist_sha256"] = self.netlist_sha256
         return d
 
+
+V_GATE_LIMIT_V = 20.0
+"""Largest |v_gate_v| accepted."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 SPEC_KEYS = {f.name for f in dataclasses.fields(CircuitSpec)} - {"netlist_text", "netlist_path"}
@@ -397,4 +404,8 @@ def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".
         path = Path(base_dir) / path
     text = load_circuit_file(path)
     values.pop("name", None)
-    return CircuitSpec(name=name, netlist_path=str(netlist), netlist_text=text, **values)
+    spec = CircuitSpec(name=name, netlist_path=str(netlist), netlist_text=text, **values)
+    if spec.cell_has_gate and "v_gate_v" not in values:
+        raise CircuitError(f"circuits.{name}.v_gate_v: the cell of {netlist} has a gate pin; set the gate-line "
+                           "voltage in V (e.g. 1.8 turns the shipped 1T1R cell fully on; 0 V leaves it off)")
+    return spec

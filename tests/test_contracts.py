@@ -114,6 +114,7 @@ def broken(path: str, value) -> dict:
     ("scenarios.bad", {"adc_bit": 4}, r"scenarios\.bad .*unknown CrossbarConfig key\(s\) \['adc_bit'\]"),
     ("scenarios.bad", {"circuits": ["other"]}, r"scenarios\.bad\.circuits: unknown circuit"),
     ("report.fail_drop_points", -1, r"report"),
+    ("circuits.tiny.v_gate_v", "1.8V", r"circuits\.tiny.*v_gate_v must be a number in \[-20, 20\] V, got '1\.8V'"),
 ])
 def test_config_mistakes_are_named_before_any_job(path, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -148,9 +149,31 @@ def test_an_incompatible_surrogate_file_fails_the_config_check(tmp_path):
         validate_config(broken("circuits.tiny.surrogate_file", str(tmp_path / "missing.h5")))
 
 
-def test_the_shipped_configs_pass():
+def test_a_cell_with_a_gate_needs_its_gate_voltage_in_the_config():
+    config = broken("circuits.tiny.netlist", "data/circuits/one_t_one_r.cir")
+    with pytest.raises(ConfigError, match=r"circuits\.tiny\.v_gate_v: the cell of data/circuits/one_t_one_r\.cir "
+                                          r"has a gate pin; set the gate-line voltage in V"):
+        validate_config(config)
+    config["circuits"]["tiny"]["v_gate_v"] = 0.0  # explicitly off is a choice, not a mistake
+    validate_config(config)
+
+
+def merged(base: dict, overlay: dict) -> dict:
+    """``overlay`` merged into ``base`` key by key, as snakemake merges a --configfile into the default."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml"))
+def test_the_shipped_configs_pass(name):
     validate_config(TEST_CONFIG)
-    validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    text = (REPO / "config" / name).read_text()
+    config = yaml.safe_load(text)
+    if name != "config.yaml" and "--replace-workflow-config" not in text:  # an overlay on the default
+        config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), config)
+    validate_config(config)
 
 
 @pytest.mark.e2e
