@@ -30,6 +30,22 @@ def test_default_config_dry_run_lists_every_stage(tmp_path):
         assert rule in out, f"rule {rule} missing from the default DAG"
 
 
+def job_counts(out: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    table = out.split("Job stats:")[1].split("\n\n")[0]
+    return {parts[0]: int(parts[1]) for parts in (line.split() for line in table.splitlines())
+            if len(parts) == 2 and parts[1].isdigit()}
+
+
+def test_circuits_experiment_trains_each_surrogate_once_for_both_models(tmp_path):
+    proc = run_snakemake("-n", "--configfile", "config/circuits.yaml", "--replace-workflow-config",
+                         "--config", f"results_dir={tmp_path / 'results'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["surrogate_train"] == 4 and counts["spice_merge"] == 4  # one per circuit
+    assert counts["train_model"] == 2 and counts["evaluate"] == 8  # 4 circuits x 2 models, one scenario
+
+
 def write_config(tmp_path: Path, **changes) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     cfg["results_dir"] = str(tmp_path / "results")
