@@ -51,7 +51,7 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     Linear resistive cell: one ``spice.nodal.transfer_matrix`` per tile at bind (:class:`TransferTileMVM`).
     The op-amp TIA sense of ``data/circuits/tia_sense.cir`` enters both solvers as its input resistance
     (``spice.exact.sense_resistance_ohm``).
-    sinh or level-1 1T1R cell: ``spice.exact.ArraySolver``, whose per-tile line factorizations are
+    sinh, level-1 1T1R or diode-selector 1S1R cell: ``spice.exact.ArraySolver``, whose per-tile line factorizations are
     computed at bind and which solves the non-linear array for every input vector
     (:class:`SolverTileMVM`; gradients straight-through, see there). Any other cell, a custom
     driver or another sense subcircuit raises ``spice.exact.UnsupportedCircuitError`` naming the circuit file

@@ -1,11 +1,12 @@
 """Exact solve of a crossbar with non-linear cells, batched over tiles and input vectors (torch, float64).
 
 The independent reference of the DNN stage's "exact" mode for the shipped non-linear cells: the sinh
-memristor of ``data/circuits/memristor_sinh.cir`` (``I = g/b sinh(b V)``) and the 1T1R cell of
+memristor of ``data/circuits/memristor_sinh.cir`` (``I = g/b sinh(b V)``), the 1T1R cell of
 ``data/circuits/one_t_one_r.cir`` (a resistor ``1/g`` in series with a level-1 NMOS whose gate is
-held at the spec's ``v_gate_v``), with the array's default driver and sense resistors (wire, driver
-and sense resistances; ``r_sense_ohm = 0`` is a virtual ground) or the op-amp TIA sense of
-``data/circuits/tia_sense.cir`` (:func:`sense_resistance_ohm`). It shares no code with the
+held at the spec's ``v_gate_v``) and the passive 1S1R cell of ``data/circuits/one_s_one_r.cir`` (a
+selector of two antiparallel diodes in series with ``1/g``), with the array's default driver and sense
+resistors (wire, driver and sense resistances; ``r_sense_ohm = 0`` is a virtual ground) or the op-amp
+TIA sense of ``data/circuits/tia_sense.cir`` (:func:`sense_resistance_ohm`). It shares no code with the
 surrogate package and none with :mod:`spice.netlist`: it reads the cell's element lines itself
 (:func:`cell_model`, :func:`sense_resistance_ohm`) and refuses, with :class:`UnsupportedCircuitError`,
 any circuit whose cell, driver or sense it cannot solve (use the SPICE-in-the-loop tile mode, :mod:`spice.inloop`, for those).
@@ -32,7 +33,9 @@ that still fails raises :class:`ArrayConvergenceError` naming its tile and vecto
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +50,8 @@ THERMAL_VOLTAGE_V = 1.38064852e-23 * 300.15 / 1.6021766208e-19
 """kT/q at ngspice's nominal temperature (27 C), with ngspice's constants."""
 DEFAULT_JUNCTION_IS_A = 1e-14
 """Level-1 MOSFET bulk junction saturation current when the model card gives none (ngspice default)."""
+DEFAULT_DIODE_IS_A = 1e-14
+"""Diode saturation current when the model card gives none (ngspice default)."""
 
 
 SMALL_SIGNAL_FRACTION = 1e-6
@@ -72,6 +77,26 @@ class ArrayConvergenceError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- cell models
+def _series_root(residual: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, tol_v: float, max_iter: int
+                 ) -> torch.Tensor:
+    """Per cell, the root in [lo, hi] of a residual h(x) that decreases in x (the internal node of a cell with
+    an element in series): safeguarded Newton. ``residual(x)`` -> (h, -dh/dx > 0). The bracket shrinks
+    to the side of the root that the sign of h shows; a Newton step that leaves it bisects instead.
+    Stops when no cell moved by more than ``tol_v`` (V) or after ``max_iter`` steps."""
+    for _ in range(max_iter):
+        h, slope = residual(x)
+        above = h > 0  # the root lies above x
+        lo = torch.where(above, x, lo)
+        hi = torch.where(above, hi, x)
+        x_new = x + h / slope
+        x_new = torch.where((x_new >= lo) & (x_new <= hi), x_new, 0.5 * (lo + hi))  # NaN bisects too
+        done = float(torch.max(torch.abs(x_new - x))) <= tol_v if x.numel() else True
+        x = x_new
+        if done:
+            break
+    return x
+
+
 @dataclass(frozen=True)
 class LinearCell:
     """Resistive cell ``R row col {1/g}``: solved exactly by :func:`spice.nodal.transfer_matrix`, and by
@@ -168,7 +193,7 @@ class OneTOneRCell:
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
 
-        The drain voltage is solved per cell (scalar Newton from the series-resistor estimate, kept in
+        The drain voltage is solved per cell (:func:`_series_root` from the series-resistor estimate, in
         the bracket [0, cell voltage] where the root lies): ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s, vgs = v_gate - s.
         """
         g_s = g_s.expand_as(a_v)
@@ -184,16 +209,14 @@ class OneTOneRCell:
         b = self.beta_a_per_v2 * vgst + g_s
         u_lin = 2.0 * g_s * d / (b + torch.sqrt(torch.clamp(b * b - 2.0 * self.beta_a_per_v2 * g_s * d, min=0.0)))
         u = torch.where((vgst > 0) & (u_lin <= vgst), u_lin, u)
-        tol = self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0
-        for _ in range(self.inner_max_iter):
+
+        def residual(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             ids, d_du, _ = self._channel(u, w)
             ibd, gbd = self._junction(-u)
-            h = g_s * (d - u) - ids + ibd
-            u_new = torch.minimum(torch.maximum(u + h / (g_s + d_du + gbd), lo), hi)  # -dh/du > 0
-            done = float(torch.max(torch.abs(u_new - u))) <= tol
-            u = u_new
-            if done:
-                break
+            return g_s * (d - u) - ids + ibd, g_s + d_du + gbd
+
+        u = _series_root(residual, torch.minimum(torch.maximum(u, lo), hi), lo, hi,
+                         self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0, self.inner_max_iter)
         ids, d_du, d_dw = self._channel(u, w)
         _, gbd = self._junction(-u)
         big_h = g_s + d_du + gbd
@@ -213,7 +236,86 @@ class OneTOneRCell:
         return di_da, -di_ds
 
 
-CellModel = LinearCell | SinhCell | OneTOneRCell
+@dataclass(frozen=True)
+class OneSOneRCell:
+    """Passive 1S1R cell: a selector of two antiparallel diodes in series with the resistor ``1/g`` (either
+    order). Each diode follows ngspice's DC diode equations (``DIOload``, no series resistance, breakdown
+    or capacitance, at the nominal 27 C): with ``vte = n kT/q``,
+
+        vd >= -3 vte:  I = is (exp(vd/vte) - 1) + gmin vd
+        vd <  -3 vte:  I = -is (1 + (3 vte / (e vd))^3) + gmin vd    (ngspice's reverse region)
+
+    so the pair passes ``D(x) - D(-x)`` (about ``2 is sinh(x/vte)``) at selector voltage x."""
+
+    is_a: float
+    """Saturation current of each diode (A)."""
+    n: float
+    """Emission coefficient of each diode."""
+    gmin_s: float = SPICE_GMIN_S
+    kind: str = "1s1r"
+    inner_rel_tol: float = 1e-15
+    """Selector voltage solved to this fraction of the largest cell voltage (V/V)."""
+    inner_max_iter: int = 60
+
+    def _selector(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current (A) of the antiparallel pair at voltage x, ``D(x) - D(-x)``, and its conductance (S).
+
+        Odd in x; with y = |x| and E = exp(y/vte) the forward diode passes ``is (E - 1) + gmin y``, the
+        reverse one ``is (1/E - 1) - gmin y`` up to y = 3 vte and ``-is (1 - c) - gmin y`` beyond, with
+        c = (3 vte / (e y))^3 (ngspice's reverse region, conductance ``3 is c / y + gmin``)."""
+        vte = self.n * THERMAL_VOLTAGE_V
+        y = torch.abs(x)
+        e = torch.exp(torch.clamp(y / vte, max=709.0))
+        rev = y > 3.0 * vte
+        y_rev = torch.where(rev, y, 3.0 * vte)
+        c = (3.0 * vte / (math.e * y_rev)) ** 3
+        q = torch.where(rev, c, 1.0 / e)
+        r = torch.where(rev, 3.0 * c / y_rev, 1.0 / (e * vte))
+        p = self.is_a * (e - q) + 2.0 * self.gmin_s * y
+        gp = self.is_a * (e / vte + r) + 2.0 * self.gmin_s
+        return torch.copysign(p, x), gp
+
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
+
+        The selector voltage x is solved per cell (:func:`_series_root`, bracket [0, cell voltage]):
+        ``g (d - x) = P(x)`` with ``d`` = a - s and P the pair's current (conductances g > 0).
+        """
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        zero = torch.zeros_like(d)
+        lo, hi = torch.minimum(d, zero), torch.maximum(d, zero)
+        vte = self.n * THERMAL_VOLTAGE_V
+        # start: one Newton step on the current from i = g d (the resistor alone), with the pair taken as
+        # 2 is sinh(x/vte): i/g + vte asinh(i / (2 is)) = d is concave in i, so the step lands just below the
+        # root's current, within a few mV of its selector voltage (then six steps to 1e-15 V at reads to 1 V)
+        u = g_s * d / (2.0 * self.is_a)
+        i = g_s * d - vte * torch.asinh(u) / (1.0 / g_s + vte / (2.0 * self.is_a * torch.sqrt(1.0 + u * u)))
+        x = torch.minimum(torch.maximum(d - i / g_s, lo), hi)
+
+        def residual(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            p, gp = self._selector(x)
+            return g_s * (d - x) - p, g_s + gp
+
+        x = _series_root(residual, x, lo, hi,
+                         self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0, self.inner_max_iter)
+        _, gp = self._selector(x)
+        di = g_s * gp / (g_s + gp)
+        return g_s * (d - x), di, -di
+
+    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """Cell current (A) only."""
+        return self.currents(g_s, a_v, s_v)[0]
+
+    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dI/da, -dI/ds) at zero bias (S): the series of g and the pair's zero-bias conductance."""
+        zero = torch.zeros_like(g_s)
+        _, di_da, di_ds = self.currents(g_s, zero, zero)
+        return di_da, -di_ds
+
+
+CellModel = LinearCell | SinhCell | OneTOneRCell | OneSOneRCell
 
 
 # ----------------------------------------------------------------------------- reading the circuit file
@@ -230,16 +332,30 @@ def spice_number(text: str) -> float | None:
     return float(m.group(1)) * _SUFFIX.get((m.group(2) or "").lower(), 1.0)
 
 
+_ASSIGNMENT = re.compile(r"(\w+)\s*=\s*(\{[^}]*\}|[^\s()]+)")
+
+
 def _assignments(text: str) -> dict[str, str]:
-    return {k.lower(): v for k, v in re.findall(r"(\w+)\s*=\s*(\{[^}]*\}|[^\s()]+)", text)}
+    return {k.lower(): v for k, v in _ASSIGNMENT.findall(text)}
 
 
 def _compact(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-_HINT = ("; the exact non-linear solver knows the resistive, sinh and level-1 1T1R cells with the default "
-         "driver, and a resistor or the op-amp TIA as sense: evaluate this circuit with ngspice in the loop instead "
+def _model_card(model_text: str) -> tuple[str, dict[str, float | None]]:
+    """(device type, {parameter: number}) of a ``.model`` card's text after its name (``d (is=1n n=1.5)``);
+    a value that is not a number, and any word that is not ``name=value``, map to None."""
+    m = re.match(r"\s*(\w+)", model_text)
+    mtype, rest = (m.group(1).lower(), model_text[m.end():]) if m else ("", model_text)
+    values: dict[str, float | None] = {k: spice_number(v.strip("{}")) for k, v in _assignments(rest).items()}
+    values.update({w.lower(): None for w in _ASSIGNMENT.sub(" ", rest).replace("(", " ").replace(")", " ").split()})
+    return mtype, values
+
+
+_HINT = ("; the exact non-linear solver knows the resistive, sinh, level-1 1T1R and diode-selector 1S1R cells "
+         "with the default driver, and a resistor or the op-amp TIA as sense: evaluate this circuit with ngspice in "
+         "the loop instead "
          "(`python -m dnn evaluate --mvm spice`, small evaluations only)")
 
 
@@ -300,7 +416,9 @@ def cell_model(spec: CircuitSpec) -> CellModel:
     Recognized cells: one ``R row col {1/g}`` (:class:`LinearCell`); one
     ``B row col I={g/b*sinh(b*V(row,col))}`` with ``b`` a number or a subcircuit parameter
     (:class:`SinhCell`); ``R row mid {1/g}`` with ``M mid gate col col <nmos level=1 model>``
-    (:class:`OneTOneRCell`). Anything else, a custom driver, and a sense subcircuit other than the TIA
+    (:class:`OneTOneRCell`); ``R`` ``{1/g}`` from one pin to an internal node and two antiparallel diodes of
+    one ``d`` model (only ``is``, ``n``, ``rs = 0``) from there to the other pin (:class:`OneSOneRCell`).
+    Anything else, a custom driver, and a sense subcircuit other than the TIA
     (:func:`sense_resistance_ohm`) raise
     :class:`UnsupportedCircuitError` naming the circuit file (and the line) and the SPICE-in-the-loop mode.
     """
@@ -323,7 +441,7 @@ def cell_model(spec: CircuitSpec) -> CellModel:
     for number, text in body:
         words = text.split()
         kind = words[0][0].lower()
-        if kind not in "rbm":
+        if kind not in "rbmd":
             raise refuse(number, f"cell element '{words[0]}' (type '{kind}') is not a known cell part")
         elements.append((number, kind, [w.lower() for w in words[1:]], text))
     kinds = sorted(k for _n, k, _w, _t in elements)
@@ -361,10 +479,8 @@ def cell_model(spec: CircuitSpec) -> CellModel:
         if mw[4] not in models:
             raise refuse(mn, f"model '{mw[4]}' is not defined in the circuit file")
         model_line, model_text = models[mw[4]]
-        mtype = model_text.split()[0].lower()
-        card = _assignments(model_text.split(None, 1)[1] if " " in model_text else "")
+        mtype, values = _model_card(model_text)
         allowed = {"level", "vto", "kp", "lambda", "ld", "is", "gamma"}
-        values = {k: spice_number(v.strip("{}")) for k, v in card.items()}
         bad = sorted(k for k, v in values.items() if k not in allowed or v is None)
         if mtype != "nmos" or values.get("level", 1.0) != 1.0 or values.get("gamma", 0.0) != 0.0 or bad:
             raise refuse(model_line, "the 1T1R transistor must be a level-1 nmos with only vto, kp, lambda, ld, "
@@ -375,8 +491,51 @@ def cell_model(spec: CircuitSpec) -> CellModel:
         return OneTOneRCell(v_gate_v=spec.v_gate_v, vto_v=values.get("vto", 0.0),
                             beta_a_per_v2=values["kp"] * w_m / l_eff, lambda_per_v=values.get("lambda", 0.0),
                             is_a=values.get("is", DEFAULT_JUNCTION_IS_A))
+    if "d" in kinds:
+        return _one_s_one_r(elements, models, row, col, gate, refuse)
     number = elements[0][0] if elements else header.line_number
     raise refuse(number, f"cell made of {kinds or 'nothing'} is not a known cell")
+
+
+def _one_s_one_r(elements, models, row: str, col: str, gate: str | None, refuse) -> OneSOneRCell:
+    """The 1S1R cell of a cell body with diodes (``elements``: (line number, kind, lower-case words after the
+    name, text)): a resistor ``{1/g}`` from one pin to an internal node, and two antiparallel diodes of one
+    model from that node to the other pin. Anything else raises through ``refuse(line number, why)``."""
+    shape = ("a 1S1R cell is two antiparallel diodes of one model in series with the resistor, e.g. "
+             "'D1 row mid <model>', 'D2 mid row <model>', 'R1 mid col {1/g}' (or the resistor on the row side)")
+    diodes = [e for e in elements if e[1] == "d"]
+    resistors = [e for e in elements if e[1] == "r"]
+    if len(diodes) != 2 or len(resistors) != 1 or len(elements) != 3 or gate is not None:
+        number, _k, _w, text = diodes[0]
+        raise refuse(number, f"cell element '{text.split()[0]}': {shape}")
+    rn, _k, rw, _t = resistors[0]
+    pins = (row, col)
+    ends = rw[:2]
+    inner = [n for n in ends if n not in pins and n != "0"]
+    if len(rw) < 3 or _compact(" ".join(rw[2:])) != "{1/g}" or len(inner) != 1 or not set(ends) & set(pins):
+        raise refuse(rn, f"the resistor must be '{{1/g}}' between one pin and an internal node: {shape}")
+    mid = inner[0]
+    other = col if row in ends else row
+    for dn, _k, dw, dt in diodes:
+        if len(dw) != 3:
+            raise refuse(dn, f"diode '{dt.split()[0]}': instance parameters (area, m, temp, off ...) are not "
+                             f"supported; {shape}")
+    if sorted(tuple(dw[:2]) for _n, _k, dw, _t in diodes) != sorted([(mid, other), (other, mid)]):
+        raise refuse(diodes[0][0], f"the diodes must be antiparallel between '{mid}' and '{other}': {shape}")
+    model_names = {dw[2] for _n, _k, dw, _t in diodes}
+    if len(model_names) != 1:
+        raise refuse(diodes[1][0], f"both diodes must use one model: {shape}")
+    name = model_names.pop()
+    if name not in models:
+        raise refuse(diodes[0][0], f"model '{name}' is not defined in the circuit file")
+    model_line, model_text = models[name]
+    mtype, values = _model_card(model_text)
+    bad = sorted(k for k, v in values.items() if k not in ("is", "n", "rs") or v is None)
+    if (mtype != "d" or bad or values.get("rs", 0.0) != 0.0 or not values.get("is", 1.0) > 0
+            or not values.get("n", 1.0) > 0):
+        raise refuse(model_line, "the 1S1R selector's diodes need a 'd' model with only is > 0, n > 0 and rs = 0 "
+                                 f"(no series resistance, capacitance or breakdown){'; unsupported: ' + ', '.join(bad) if bad else ''}")
+    return OneSOneRCell(is_a=values.get("is", DEFAULT_DIODE_IS_A), n=values.get("n", 1.0))
 
 
 # ----------------------------------------------------------------------------- the batched solver
@@ -407,7 +566,7 @@ class ArraySolver:
     The per-line chord Jacobians are inverted here, once per tile.
     """
 
-    def __init__(self, spec: CircuitSpec, cell: SinhCell | OneTOneRCell, g_s: torch.Tensor,
+    def __init__(self, spec: CircuitSpec, cell: CellModel, g_s: torch.Tensor,
                  options: NewtonOptions | None = None) -> None:
         if g_s.ndim != 3 or tuple(g_s.shape[1:]) != (spec.rows, spec.cols):
             raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {spec.rows}, {spec.cols}]")
@@ -614,7 +773,7 @@ class ArraySolver:
 
 def column_currents(spec: CircuitSpec, g_s, v_v, options: NewtonOptions | None = None):
     """numpy convenience: column currents [n_vectors, cols] (A) of one array ``g_s`` [rows, cols] (S)
-    for ``v_v`` [n_vectors, rows] (V), with the cell of ``spec`` (sinh or 1T1R)."""
+    for ``v_v`` [n_vectors, rows] (V), with the cell of ``spec`` (sinh, 1T1R or 1S1R)."""
     import numpy as np
 
     cell = cell_model(spec)

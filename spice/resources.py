@@ -1,7 +1,7 @@
 """Files that ship inside the package, found through :mod:`importlib.resources` from any directory.
 
 - ``spice/circuits/*.cir``: the example circuit files the presets use (``resistive.cir``, ``memristor_sinh.cir``,
-  ``one_t_one_r.cir``, ``tia_sense.cir``);
+  ``one_t_one_r.cir``, ``one_s_one_r.cir``, ``tia_sense.cir``);
 - ``spice/schema.yaml``: the JSON schema of the workflow config.
 
 In a source checkout both are links to the one copy the workflow uses (``data/circuits/`` and

@@ -23,6 +23,7 @@ from tests.conftest import CIRCUITS, assert_cli_error
 
 SINH = str(CIRCUITS / "memristor_sinh.cir")
 ONE_T_ONE_R = str(CIRCUITS / "one_t_one_r.cir")
+ONE_S_ONE_R = str(CIRCUITS / "one_s_one_r.cir")
 TIA = str(CIRCUITS / "tia_sense.cir")
 
 
@@ -90,6 +91,113 @@ def test_one_t_one_r_newton_matches_ngspice(v_gate_v, signed):
         assert _rel(nodal.column_currents(spec, g, v), i_spice) > 1e-2
 
 
+SELECTOR_CASES = {
+    # name: (rows, cols, r_driver, r_wire_row, r_wire_col, r_sense, signed inputs)
+    "8x8_all": (8, 8, 1000.0, 5.0, 5.0, 1000.0, False),
+    "16x12_all_signed": (16, 12, 1000.0, 5.0, 5.0, 1000.0, True),
+    "16x12_virtual_ground_signed": (16, 12, 100.0, 2.0, 7.0, 0.0, True),
+}
+
+
+@pytest.mark.spice
+@pytest.mark.parametrize("case", sorted(SELECTOR_CASES))
+def test_one_s_one_r_newton_matches_ngspice(case):
+    """Reads up to 1 V: cells from off (below ~0.3 V) to resistor-limited; every vector on its own scale, so
+    the low reads (selector off, currents ~100x smaller) are held to 1e-6 too."""
+    rows, cols, rd, rwr, rwc, rs, signed = SELECTOR_CASES[case]
+    spec = _spec(ONE_S_ONE_R, rows, cols, rd, rwr, rwc, rs, v_read_max_v=1.0, v_read_min_v=-1.0 if signed else 0.0)
+    assert exact.cell_model(spec) == exact.OneSOneRCell(is_a=1e-9, n=1.5)  # read from the .model card
+    rng = np.random.default_rng(rows * 100 + cols)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (rows, cols))
+    v = rng.uniform(spec.v_read_min_v, 1.0, (9, rows))
+    v[3] = 0.0
+    v[4] *= 0.25  # selector (mostly) off
+    i_spice, failed = ngspice.solve(spec, g, v)
+    assert not failed.any()
+    i_newton = _newton(spec, g, v)
+    assert np.all(i_newton[3] == 0.0)
+    on = np.arange(9) != 3
+    per_vector = np.max(np.abs(i_newton - i_spice), axis=1)[on] / np.max(np.abs(i_spice), axis=1)[on]
+    assert np.max(per_vector) <= 1e-6, per_vector
+    # far from the resistive array of the same conductances
+    assert _rel(nodal.column_currents(spec, g, v), i_spice) > 0.3
+
+
+@pytest.mark.spice
+def test_one_s_one_r_is_a_threshold_selector():
+    """One cell, no parasitics: at 0.2 V the selector holds the current far below g * 0.2 V; at 1 V it takes
+    well under half the read and the current approaches the resistor's g * 1 V. A cell whose diodes were
+    ignored (or shorted) would pass g * V at both."""
+    spec = _spec(ONE_S_ONE_R, 1, 1, 0.0, 0.0, 0.0, 0.0, v_read_max_v=1.0, v_read_min_v=-1.0)
+    v = np.array([[0.2], [1.0], [-0.2], [-1.0]])
+    for g_s in (spec.g_off_s, spec.g_on_s):
+        g = np.array([[g_s]])
+        i_spice, failed = ngspice.solve(spec, g, v)
+        assert not failed.any()
+        ratio = i_spice[:, 0] / (g_s * v[:, 0])  # of the resistor-limited current
+        assert np.all(ratio[[0, 2]] < 0.15) and np.all(ratio[[1, 3]] > 0.55), ratio
+        np.testing.assert_allclose(i_spice[2:], -i_spice[:2], rtol=1e-6)  # a symmetric selector
+        np.testing.assert_allclose(_newton(spec, g, v), i_spice, rtol=1e-6)
+
+
+ONE_S_ONE_R_TEXT = (CIRCUITS / "one_s_one_r.cir").read_text()
+ROW_SIDE_RESISTOR = ONE_S_ONE_R_TEXT.replace("D1 row mid dsel\nD2 mid row dsel\nR1 mid col {1/g}",
+                                             "R1 row x {1/g}\nD2 col x dsel\nD1 x col dsel")
+
+
+@pytest.mark.spice
+def test_one_s_one_r_in_either_order(tmp_path):
+    """The resistor on the row side, the diodes listed the other way round: the same cell, and ngspice agrees."""
+    assert ROW_SIDE_RESISTOR != ONE_S_ONE_R_TEXT
+    path = tmp_path / "row_side.cir"
+    path.write_text(ROW_SIDE_RESISTOR)
+    spec = _spec(str(path), 6, 5, v_read_max_v=1.0, v_read_min_v=-1.0)
+    assert exact.cell_model(spec) == exact.cell_model(_spec(ONE_S_ONE_R, 6, 5))
+    rng = np.random.default_rng(9)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (6, 5))
+    v = rng.uniform(-1.0, 1.0, (4, 6))
+    i_spice, failed = ngspice.solve(spec, g, v)
+    assert not failed.any() and _rel(_newton(spec, g, v), i_spice) <= 1e-6
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("D2 mid row dsel", "D2 row mid dsel", r"line 10: the diodes must be antiparallel between 'mid' and 'row'"),
+    ("D2 mid row dsel", "D2 mid row dsel2", r"line 11: both diodes must use one model"),
+    ("D2 mid row dsel", "D2 mid row dsel area=2", r"line 11: diode 'D2': instance parameters"),
+    ("D2 mid row dsel\n", "", r"line 10: cell element 'D1': a 1S1R cell is two antiparallel diodes"),
+    ("R1 mid col {1/g}", "R1 mid col 1e5", r"line 12: the resistor must be '{1/g}' between one pin"),
+    ("R1 mid col {1/g}", "R1 row col {1/g}", r"line 12: the resistor must be '{1/g}' between one pin"),
+    ("(is=1e-9 n=1.5)", "(is=1e-9 n=1.5 rs=10)", r"line 14: the 1S1R selector's diodes need a 'd' model"),
+    ("(is=1e-9 n=1.5)", "(is=1e-9 n=1.5 cjo=1p)", r"line 14: .*; unsupported: cjo"),
+    ("(is=1e-9 n=1.5)", "(is=1e-9 n=1.5 bv=5)", r"line 14: .*; unsupported: bv"),
+    ("dsel d (", "dsel nmos (", r"line 14: the 1S1R selector's diodes need a 'd' model"),
+])
+def test_one_s_one_r_refuses_what_it_cannot_solve(tmp_path, old, new, message):
+    assert old in ONE_S_ONE_R_TEXT
+    path = tmp_path / "selector.cir"
+    path.write_text(ONE_S_ONE_R_TEXT.replace(old, new, 1))
+    with pytest.raises(exact.UnsupportedCircuitError, match=r"selector\.cir, " + message + r".*--mvm spice"):
+        exact.cell_model(_spec(str(path), 4, 4))
+
+
+@pytest.mark.spice
+def test_spice_in_the_loop_runs_the_selector_cell():
+    """ngspice in the loop (the reference of the exact mode) on 1S1R tiles, signed reads up to 1 V."""
+    spec = _spec(ONE_S_ONE_R, 6, 5, v_read_max_v=1.0, v_read_min_v=-1.0)
+    rng = np.random.default_rng(17)
+    g = rng.uniform(spec.g_off_s, spec.g_on_s, (2, 6, 5))
+    v = rng.uniform(-1.0, 1.0, (2, 4, 6))
+    got = spice_array_fn(spec)(torch.as_tensor(g)).currents(torch.as_tensor(v)).numpy()
+    for t in range(2):
+        direct, _ = ngspice.solve(spec, g[t], v[t])
+        np.testing.assert_array_equal(got[t], direct)
+        assert _rel(got[t], _newton(spec, g[t], v[t])) <= 1e-6
+    mvm, info = exact_tile_model(spec)
+    assert isinstance(mvm, SolverTileMVM) and info["cell"] == "1s1r"
+    np.testing.assert_allclose(mvm.bind(torch.as_tensor(g))(torch.as_tensor(v)).numpy(), got, rtol=1e-6,
+                               atol=1e-6 * np.max(np.abs(got)))
+
+
 @pytest.mark.spice
 def test_spice_in_the_loop_equals_ngspice_and_newton():
     spec = _spec(SINH, 6, 5, v_read_max_v=0.4)
@@ -140,7 +248,7 @@ def test_newton_is_the_linear_array_at_small_signal():
 
 
 def test_nonlinear_cells_select_the_newton_solver():
-    for netlist, kind in ((SINH, "sinh"), (ONE_T_ONE_R, "1t1r")):
+    for netlist, kind in ((SINH, "sinh"), (ONE_T_ONE_R, "1t1r"), (ONE_S_ONE_R, "1s1r")):
         mvm, info = exact_tile_model(_spec(netlist, 4, 4, v_gate_v=1.8))
         assert isinstance(mvm, SolverTileMVM) and info["cell"] == kind and "Newton" in info["solver"]
 

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import REPO
 
 SHIPPED = {"spice/circuits/resistive.cir", "spice/circuits/memristor_sinh.cir", "spice/circuits/one_t_one_r.cir",
-           "spice/circuits/tia_sense.cir", "spice/schema.yaml"}
+           "spice/circuits/one_s_one_r.cir", "spice/circuits/tia_sense.cir", "spice/schema.yaml"}
 
 
 def _source_copy(dest: Path) -> Path:
@@ -102,7 +102,7 @@ def test_installed_package_is_the_wheel_not_the_checkout(installed):
     files = json.loads(proc.stdout)
     venv = str(installed[0].parents[1])
     assert all(f.startswith(venv) for f in files[:4]), files
-    assert files[4] == ["memristor_sinh.cir", "one_t_one_r.cir", "resistive.cir", "tia_sense.cir"]
+    assert files[4] == ["memristor_sinh.cir", "one_s_one_r.cir", "one_t_one_r.cir", "resistive.cir", "tia_sense.cir"]
 
 
 @pytest.mark.slow
