@@ -8,7 +8,8 @@ Public API::
     i_a = f(v_v)               # v_v [T, B, rows] (V) -> i_a [T, B, cols] (A), differentiable
 
 Modules: params (training settings, torch-free), data (splits by conductance matrix), physics
-(closed-form crossbar physics), models (the designs), baselines (ideal / analytic / ridge), train,
+(closed-form crossbar physics), models (the designs: transfer, mlp, ridge), baselines (ideal / analytic /
+ridge), train (one design, or ``design: auto``: the candidate with the lowest validation error),
 fidelity, io (HDF5 files), cli. The names below load their module on first use, so that
 ``surrogate.params`` can be imported without torch.
 """
@@ -19,7 +20,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"SurrogateFileError": "io", "load_surrogate": "io", "save_surrogate": "io",
-            "GeniexMLP": "models", "SurrogateMVM": "models", "TransferNet": "models"}
+            "GeniexMLP": "models", "RidgeMVM": "models", "SurrogateMVM": "models", "TransferNet": "models"}
 __all__ = sorted(_EXPORTS)
 
 

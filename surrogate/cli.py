@@ -2,8 +2,9 @@
 
 ::
 
-    python -m surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp] [--hidden 500]
-        [--epochs N] [--seed S] [--params-json '{"design": "transfer", ...}']
+    python -m surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp|ridge|auto]
+        [--candidates transfer ridge mlp] [--hidden 500] [--epochs N] [--seed S]
+        [--params-json '{"design": "transfer", ...}']
         [--fidelity-json F.json --fidelity-png F.png]
     python -m surrogate fidelity --surrogate SURR.h5 --data DATA.h5 --json F.json [--png F.png]
     python -m surrogate inspect SURR.h5
@@ -27,7 +28,7 @@ from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
-from surrogate.params import TrainParams, TrainParamsError
+from surrogate.params import AUTO, DESIGNS, TrainParams, TrainParamsError
 from surrogate.train import TrainingDivergedError, train
 from xbarchar import cli as xcli
 from xbarchar.files import refuse_overwriting_inputs
@@ -35,7 +36,7 @@ from xbarchar.files import refuse_overwriting_inputs
 log = logging.getLogger("surrogate")
 
 # CLI flag (argparse dest) -> TrainParams field
-_PARAM_FLAGS = ("design", "hidden", "cell_hidden", "v_order", "epochs", "batch_size", "lr", "weight_decay",
+_PARAM_FLAGS = ("design", "candidates", "hidden", "cell_hidden", "v_order", "epochs", "batch_size", "lr", "weight_decay",
                 "patience", "seed", "val_fraction", "test_fraction")
 
 
@@ -61,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train(splits, params, progress=not args.quiet)
     report: dict[str, Any] = {}
     if args.fidelity_json or args.fidelity_png:
-        report, preds = fid.evaluate(result.model, splits)
+        report, preds = fid.evaluate(result.model, splits, selection=result.selection)
         if args.fidelity_json:
             fid.write_json(report, args.fidelity_json)
         if args.fidelity_png:
@@ -119,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a surrogate on a SPICE dataset -> surrogate HDF5")
     p.add_argument("--data", required=True, help="SPICE dataset (.h5 from python -m spice)")
     p.add_argument("--out", required=True, help="surrogate file to write")
-    p.add_argument("--design", choices=("transfer", "mlp"), default=None,
-                   help="transfer (default): effective transfer matrix, ideal-MVM cost; mlp: GENIEx")
+    p.add_argument("--design", choices=DESIGNS + (AUTO,), default=None,
+                   help="transfer (default): effective transfer matrix, ideal-MVM cost; mlp: GENIEx; ridge: "
+                        "closed-form ridge on physics features; auto: the candidate with the lowest validation error")
+    p.add_argument("--candidates", nargs="+", choices=DESIGNS, default=None,
+                   help="designs that --design auto trains and chooses from (default: "
+                        f"{' '.join(TrainParams().candidates)})")
     p.add_argument("--hidden", type=int, default=None, help="mlp hidden width (default 500)")
     p.add_argument("--cell-hidden", type=int, default=None, help="transfer per-cell network width (default 32)")
     p.add_argument("--v-order", type=_v_order, default=None, help="transfer: auto (default), 1 or 3")

@@ -9,6 +9,10 @@ rows`` (A), measured on the test split (conductance matrices never seen in train
 - ``per_column_rel_rms_fs``: RMS error / i_fs of every column, and the worst column,
 - ``improvement_over_ideal``: the ideal model's ``rel_rms_fs`` divided by the model's.
 
+A surrogate trained with ``design: auto`` adds ``selection``: the rule, the candidates, the chosen
+design and why (validation errors), and in ``metrics`` every candidate's errors on the validation
+split (``val``, what the choice used) and on the test split (``test``).
+
 The report is a json-able dict; :func:`plot` draws predicted-vs-ngspice scatter and per-column error.
 """
 
@@ -22,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from surrogate.baselines import RidgeBaseline, analytic_a
-from surrogate.data import SplitDataset
+from surrogate.data import Split, SplitDataset
 from surrogate.models import SurrogateMVM, predict_a
+from surrogate.train import Selection
 from xbarchar.files import atomic_write_text, atomic_write_with
 
 log = logging.getLogger(__name__)
@@ -63,8 +68,36 @@ def predictions(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True) -
     return out
 
 
-def evaluate(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The fidelity report (json-able dict) and the predictions it was computed from."""
+def _on(model: SurrogateMVM, split: Split) -> np.ndarray:
+    return predict_a(model, split.g_s, split.g_index, split.v_v)
+
+
+def selection_report(selection: Selection, splits: SplitDataset, preds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``design: auto``: the rule, the candidates in their order, the chosen design and why, and per
+    candidate (``metrics``) its errors on the validation and the test split, its cost and its training
+    history (``preds``: the test predictions of :func:`predictions`)."""
+    full_scale_a = selection.results[selection.chosen].model.full_scale_a
+    ideal_rms = metrics(preds["ideal"], splits.test.i_a, full_scale_a)["rel_rms_fs"]
+    per_candidate = {}
+    for design, result in selection.results.items():
+        test_pred = preds["surrogate"] if design == selection.chosen else _on(result.model, splits.test)
+        test = metrics(test_pred, splits.test.i_a, full_scale_a)
+        per_candidate[design] = {
+            "val": metrics(_on(result.model, splits.val), splits.val.i_a, full_scale_a),
+            "test": test,
+            "test_improvement_over_ideal": ideal_rms / max(test["rel_rms_fs"], 1e-300),
+            "macs_per_vector": result.model.macs_per_vector(),
+            "history": result.history,
+        }
+    summary = selection.to_dict()
+    summary.pop("histories")  # in ``metrics``
+    return {**summary, "metrics": per_candidate}
+
+
+def evaluate(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True, selection: Selection | None = None
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The fidelity report (json-able dict) and the predictions it was computed from; with the
+    ``selection`` of ``design: auto`` (``model`` is its chosen candidate) also every candidate's."""
     test = splits.test
     if test.n_samples == 0:
         raise ValueError(f"{splits.path}: the test split is empty; no held-out data to measure fidelity on")
@@ -95,6 +128,10 @@ def evaluate(model: SurrogateMVM, splits: SplitDataset, ridge: bool = True) -> t
             "met": bool(improvement["surrogate"] >= TARGET_IMPROVEMENT and sur["rel_rms_fs"] <= TARGET_REL_RMS_FS),
         },
     }
+    if selection is not None:
+        report["selection"] = selection_report(selection, splits, preds)
+        log.info("design auto: %s; test rms %s", report["selection"]["reason"],
+                 ", ".join(f"{d} {m['test']['rel_rms_fs']:.3e}" for d, m in report["selection"]["metrics"].items()))
     log.info("fidelity on %d held-out matrices (%d samples): surrogate %.3e of full scale (%.0fx better than "
              "ideal %.3e; analytic %.3e%s)", test.n_matrices, test.n_samples, sur["rel_rms_fs"],
              improvement["surrogate"], ideal_rms, models["analytic"]["rel_rms_fs"],

@@ -2,7 +2,7 @@
 
 Layout (format_version 1)::
 
-    /weights/<state_dict key>   float32  the module's parameters and buffers; attr ``units``
+    /weights/<state_dict key>   float32  the module's parameters and buffers (ridge: float64); attr ``units``
                                          (most act on normalized quantities: '1'; see ``normalization``)
 
 Root attributes: format_version, kind ('xbarchar.surrogate'), design, architecture (json: design,
@@ -175,6 +175,12 @@ def describe(path: str | Path) -> str:
             lines.append(f"  fidelity {name:>9}: rms {m['rel_rms_fs']:.3e} of full scale, worst "
                          f"{m['worst_abs_fs']:.3e}, {fid['improvement_over_ideal'].get(name, float('nan')):.1f}x "
                          "better than ideal")
+        selection = fid.get("selection") or {}
+        if selection:
+            lines.append(f"  design auto: {selection['reason']}")
+            for name, c in selection.get("metrics", {}).items():
+                lines.append(f"  candidate {name:>9}: val rms {c['val']['rel_rms_fs']:.3e}, test rms "
+                             f"{c['test']['rel_rms_fs']:.3e} of full scale, {c['macs_per_vector']} MACs per vector")
     else:
         lines.append("fidelity: not measured")
     return "\n".join(lines)

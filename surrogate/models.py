@@ -7,6 +7,12 @@ Designs (all implement :class:`surrogate.base.SurrogateMVM`):
     correction network; per vector one matmul, as cheap as the ideal model.
 ``mlp`` (:class:`surrogate.mlp.GeniexMLP`)
     GENIEx: [G, V] -> hidden ReLU -> per-column ratio of non-ideal to ideal current.
+``ridge`` (:class:`surrogate.ridge.RidgeMVM`)
+    ridge regression on closed-form physics features (those of the ridge baseline), fitted in closed
+    form; per vector one matmul of [v, v^2, v^3] with maps folded once per tile.
+
+``design: auto`` (:class:`surrogate.params.TrainParams`) is not a design: it trains candidate designs
+and keeps one (:func:`surrogate.train.train`).
 """
 
 from __future__ import annotations
@@ -19,21 +25,24 @@ import torch
 from surrogate.base import SurrogateMVM
 from surrogate.mlp import GeniexMLP
 from surrogate.physics import TileSpec
+from surrogate.ridge import RidgeMVM
 from surrogate.transfer import TransferNet
 
-__all__ = ["DESIGNS", "GeniexMLP", "SurrogateMVM", "TransferNet", "build_model", "from_architecture", "predict_a"]
+__all__ = ["DESIGNS", "DESIGN_CLASSES", "GeniexMLP", "RidgeMVM", "SurrogateMVM", "TransferNet", "build_model",
+           "from_architecture", "predict_a"]
 
 from surrogate.contract import current_tile_keys  # noqa: E402
 from surrogate.params import DESIGNS  # noqa: E402  (torch-free home of the list)
 
+DESIGN_CLASSES: dict[str, type[SurrogateMVM]] = {cls.design: cls for cls in (GeniexMLP, RidgeMVM, TransferNet)}
+"""Design name -> class (the names are :data:`surrogate.params.DESIGNS`)."""
+
 
 def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> SurrogateMVM:
-    """A fresh (untrained) surrogate of ``design`` ('mlp' or 'transfer') for ``tile``."""
-    if design == "mlp":
-        return GeniexMLP(tile, **hyperparameters)
-    if design == "transfer":
-        return TransferNet(tile, **hyperparameters)
-    raise ValueError(f"unknown surrogate design {design!r}; expected one of {DESIGNS}")
+    """A fresh (untrained) surrogate of ``design`` (one of :data:`DESIGNS`) for ``tile``."""
+    if design not in DESIGNS or design not in DESIGN_CLASSES:
+        raise ValueError(f"unknown surrogate design {design!r}; expected one of {DESIGNS}")
+    return DESIGN_CLASSES[design](tile, **hyperparameters)
 
 
 def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:

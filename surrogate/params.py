@@ -8,8 +8,10 @@ from typing import Any
 
 from xbarchar.settings import SettingsError, reject_unknown
 
-DESIGNS = ("mlp", "transfer")
+DESIGNS = ("mlp", "ridge", "transfer")
 """Surrogate designs (``surrogate.models``)."""
+AUTO = "auto"
+"""``design: auto``: train every design of ``candidates``, keep the one with the lowest validation error."""
 
 
 class TrainParamsError(ValueError):
@@ -21,7 +23,12 @@ class TrainParams:
     """Training hyperparameters (the keys of ``--params-json`` and of the config's ``surrogate:``)."""
 
     design: str = "transfer"
-    """'transfer' (effective transfer matrix, default: best fidelity at ideal-MVM cost) or 'mlp' (GENIEx)."""
+    """'transfer' (effective transfer matrix, default: as cheap as the ideal MVM), 'mlp' (GENIEx),
+    'ridge' (closed-form ridge on the physics features of the ridge baseline) or 'auto' (train every
+    design of ``candidates``, keep the one with the lowest validation error)."""
+    candidates: tuple[str, ...] = ("transfer", "ridge", "mlp")
+    """auto: the designs to train and choose from (each with the other keys of these settings; on equal
+    validation errors the first listed wins)."""
     hidden: int = 500
     """mlp: width of the hidden ReLU layer (GENIEx: 500)."""
     cell_hidden: int = 32
@@ -54,8 +61,14 @@ class TrainParams:
         def bad(key: str, expected: str) -> TrainParamsError:
             return TrainParamsError(f"surrogate training parameter {key}={getattr(self, key)!r}: expected {expected}")
 
-        if self.design not in DESIGNS:
-            raise bad("design", f"one of {DESIGNS}")
+        if self.design not in DESIGNS + (AUTO,):
+            raise bad("design", f"one of {DESIGNS + (AUTO,)}")
+        if not isinstance(self.candidates, (list, tuple)):
+            raise bad("candidates", f"a non-empty list of distinct designs from {DESIGNS}")
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+        if (not self.candidates or any(not isinstance(c, str) or c not in DESIGNS for c in self.candidates)
+                or len(set(self.candidates)) != len(self.candidates)):
+            raise bad("candidates", f"a non-empty list of distinct designs from {DESIGNS}")
         for key in ("hidden", "cell_hidden", "epochs", "batch_size", "patience"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -83,7 +96,13 @@ class TrainParams:
         return cls(**(d or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["candidates"] = list(self.candidates)
+        return d
+
+    def for_design(self, design: str) -> TrainParams:
+        """These settings for one design (a candidate of ``design: auto``)."""
+        return dataclasses.replace(self, design=design)
 
     def learning_rate(self, v_order: int = 1) -> float:
         """The Adam learning rate: ``lr``, else the design's default (mlp 1e-3; transfer 1e-2 when

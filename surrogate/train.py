@@ -1,5 +1,10 @@
 """Train a surrogate on the training split: seeded, Adam, early stopping on the validation split.
 
+The ``ridge`` design has no gradient training: it is fitted in closed form on the training split
+(:meth:`surrogate.ridge.RidgeMVM.init_from_data`). ``design: auto`` trains every design of
+``candidates`` with the same settings and keeps the one with the lowest RMS error on the validation
+split (never the test split, which the fidelity report keeps for held-out numbers).
+
 Batches follow the structure of the data: the samples are ordered matrix by matrix (matrices and
 the vectors within each in a seeded random order) and cut into batches of ``batch_size`` samples,
 so a batch touches only a few conductance matrices and the G-only work (``fold``) is done once per
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +30,7 @@ from tqdm import tqdm
 
 from surrogate.data import Split, SplitDataset
 from surrogate.models import SurrogateMVM, build_model
-from surrogate.params import TrainParams, TrainParamsError  # noqa: F401  (re-exported)
+from surrogate.params import AUTO, TrainParams, TrainParamsError  # noqa: F401  (re-exported)
 from surrogate.physics import TileSpec
 
 log = logging.getLogger(__name__)
@@ -34,12 +40,44 @@ class TrainingDivergedError(ValueError):
     """The loss became NaN or infinite: no surrogate is written (the data or the settings are at fault)."""
 
 
+SELECTION_RULE = "lowest validation rms_fs"
+"""How ``design: auto`` chooses (RMS error on the validation split as a fraction of full scale; on equal
+errors the candidate listed first)."""
+
+
 @dataclass
 class TrainResult:
     """A trained model and how training went."""
 
     model: SurrogateMVM
     history: dict[str, Any]
+    selection: Selection | None = None
+    """``design: auto``: every candidate trained and which was kept (``model`` is the chosen one)."""
+
+
+@dataclass
+class Selection:
+    """How ``design: auto`` chose: each candidate's training result, by design, in the order of ``candidates``."""
+
+    results: dict[str, TrainResult]
+    chosen: str
+
+    @property
+    def val_rms_fs(self) -> dict[str, float]:
+        """The validation error of each candidate (of the weights it kept), fraction of full scale."""
+        return {design: float(r.history["best_val_rms_fs"]) for design, r in self.results.items()}
+
+    def reason(self) -> str:
+        val = self.val_rms_fs
+        others = ", ".join(f"{d} {val[d]:.3e}" for d in self.results if d != self.chosen)
+        return (f"{self.chosen} has the lowest validation RMS error, {val[self.chosen]:.3e} of full scale"
+                + (f" ({others})" if others else " (the only candidate)"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """json-able: rule, candidates, chosen, reason, each candidate's validation error and history."""
+        return {"rule": SELECTION_RULE, "candidates": list(self.results), "chosen": self.chosen,
+                "reason": self.reason(), "val_rms_fs": self.val_rms_fs,
+                "histories": {d: r.history for d, r in self.results.items()}}
 
 
 def resolve_v_order(params: TrainParams, all_linear: bool) -> int:
@@ -52,6 +90,8 @@ def make_model(params: TrainParams, tile: TileSpec, all_linear: bool) -> Surroga
     """The untrained model that ``params`` describe."""
     if params.design == "mlp":
         return build_model("mlp", tile, hidden=params.hidden)
+    if params.design == "ridge":
+        return build_model("ridge", tile)
     return build_model("transfer", tile, cell_hidden=params.cell_hidden,
                        v_order=resolve_v_order(params, all_linear))
 
@@ -98,7 +138,69 @@ def _rms_n(model: SurrogateMVM, data: _Tensors, batch_size: int = 8192) -> float
 
 
 def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> TrainResult:
-    """Train a surrogate of ``params.design`` on ``splits.train``; early stopping on ``splits.val``."""
+    """Train a surrogate of ``params.design`` on ``splits.train``; early stopping on ``splits.val``.
+
+    ``ridge`` is fitted in closed form; ``auto`` trains every design of ``params.candidates`` and keeps
+    the one with the lowest validation error (:class:`Selection` in the result).
+    """
+    if params.design == AUTO:
+        return _train_auto(splits, params, progress)
+    if params.design == "ridge":
+        return _fit_closed_form(splits, params)
+    return _train_gradient(splits, params, progress)
+
+
+def _train_auto(splits: SplitDataset, params: TrainParams, progress: bool) -> TrainResult:
+    results: dict[str, TrainResult] = {}
+    for n, design in enumerate(params.candidates, 1):
+        log.info("design auto: candidate %d of %d: %s", n, len(params.candidates), design)
+        results[design] = train(splits, params.for_design(design), progress)
+
+    def val_error(design: str) -> float:
+        value = float(results[design].history["best_val_rms_fs"])
+        return value if math.isfinite(value) else math.inf
+
+    chosen = min(params.candidates, key=val_error)  # the first listed on equal errors
+    selection = Selection(results=results, chosen=chosen)
+    log.info("design auto: %s", selection.reason())
+    best = results[chosen]
+    return TrainResult(model=best.model, history={**best.history, "selection": selection.to_dict()},
+                       selection=selection)
+
+
+def _fit_closed_form(splits: SplitDataset, params: TrainParams) -> TrainResult:
+    """The ``ridge`` design: one closed-form fit on the training split, measured on the validation split."""
+    tile = TileSpec.from_circuit(splits.spec)
+    model = make_model(params, tile, splits.all_linear)
+    t0 = time.perf_counter()
+    model.init_from_data(splits.train)
+    model.eval()
+    val_t = _Tensors(splits.val, tile.full_scale_a)
+    val = _rms_n(model, val_t)
+    if val_t.n and not np.isfinite(val):
+        raise TrainingDivergedError(f"{splits.path or 'dataset'}: the ridge fit gives a validation error of {val}; "
+                                    "no surrogate written (check the dataset with python -m spice inspect)")
+    seconds = time.perf_counter() - t0
+    history = {
+        "epochs_run": 0,
+        "best_epoch": 0,
+        "initial_val_rms_fs": val,
+        "best_val_rms_fs": val,
+        "train_seconds": round(seconds, 3),
+        "n_train_samples": splits.train.n_samples,
+        "n_val_samples": val_t.n,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "torch_threads": torch.get_num_threads(),
+        "lr": None,
+        "weight_decay": None,
+        "v_order": None,
+    }
+    log.info("fitted ridge in %.1f s: val rms %.3e of full scale", seconds, val)
+    return TrainResult(model=model, history=history)
+
+
+def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -> TrainResult:
+    """The neural designs: Adam with a cosine schedule, early stopping on the validation split."""
     tile = TileSpec.from_circuit(splits.spec)
     gen = torch.Generator().manual_seed(params.seed)
     with torch.random.fork_rng(devices=[]):

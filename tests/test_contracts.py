@@ -71,10 +71,21 @@ def test_torch_free_name_lists_match_the_registries():
     from dnn.datasets import DATASETS
     from dnn.mitigation import METHODS
     from dnn.models import MODELS
-    from surrogate.models import build_model  # noqa: F401  (the designs it builds)
+    from surrogate.models import DESIGN_CLASSES  # the designs build_model builds
 
     assert set(MODEL_NAMES) == set(MODELS) and set(DATASET_NAMES) == set(DATASETS)
-    assert tuple(METHOD_NAMES) == tuple(METHODS) and set(DESIGNS) == {"mlp", "transfer"}
+    assert tuple(METHOD_NAMES) == tuple(METHODS) and set(DESIGNS) == set(DESIGN_CLASSES)
+
+
+def test_the_schema_names_every_surrogate_design():
+    """The surrogate slice is checked by TrainParams (no defaults in the schema: a config's training
+    settings are exactly what it writes); the schema's description lists every design and auto."""
+    from surrogate.params import AUTO
+
+    text = SCHEMA["$defs"]["circuit"]["properties"]["surrogate"]["description"]
+    assert all(name in text for name in DESIGNS + (AUTO, "candidates"))
+    config = broken("circuits.tiny.surrogate", {"design": "auto", "candidates": ["ridge", "transfer"], "epochs": 3})
+    validate_config(config)
 
 
 def test_settings_modules_and_the_config_check_do_not_import_torch():
@@ -102,6 +113,7 @@ def broken(path: str, value) -> dict:
 @pytest.mark.parametrize("path, value, message", [
     ("circuits.tiny.surrogate.epoch", 3, r"circuits\.tiny\.surrogate: unknown key\(s\) \['epoch'\]"),
     ("circuits.tiny.surrogate.design", "transfr", r"circuits\.tiny\.surrogate.*design='transfr'"),
+    ("circuits.tiny.surrogate.candidates", ["ridge", "cnn"], r"circuits\.tiny\.surrogate.*candidates=\('ridge', 'cnn'\)"),
     ("models.digits_cnn.model", "bn_cn", r"models\.digits_cnn\.model = 'bn_cn': expected one of"),
     ("models.digits_cnn.seed", -1, r"models\.digits_cnn\.seed = -1"),
     ("circuits.tiny.g_off_s", 1e-3, r"circuits\.tiny.*g_off_s .* must be smaller than g_on_s"),

@@ -11,7 +11,7 @@ from surrogate.physics import TileSpec
 
 TILE = TileSpec(rows=6, cols=5, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=0.2, r_driver_ohm=1000.0,
                 r_sense_ohm=1000.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
-DESIGNS = [("mlp", {"hidden": 24}), ("transfer", {"v_order": 1}), ("transfer", {"v_order": 3})]
+DESIGNS = [("mlp", {"hidden": 24}), ("transfer", {"v_order": 1}), ("transfer", {"v_order": 3}), ("ridge", {})]
 
 
 def random_model(design: str, hp: dict, seed: int = 0):
