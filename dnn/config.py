@@ -77,7 +77,9 @@ class CrossbarConfig:
     drift_nu_std: float = 0.0
     """Device-to-device std of nu, drawn once per programming (clamped at nu >= 0)."""
     clip_conductances: bool = True
-    """Clip noisy / drifted conductances to [g_min, g_max] (the range a surrogate was trained on)."""
+    """Clip drifted and per-forward noisy conductances to [g_min, g_max] (the range a surrogate was trained
+    on). Per-read noise is a read fluctuation and is never clipped: the modelled noise currents are
+    Gaussian, and exact mode's redraws are only kept positive (``dnn.noise.READ_G_FLOOR_FRACTION``)."""
     seed: int = 0
     """Seed for noise and drift draws (each layer derives its own stream from it and its name)."""
 

@@ -21,6 +21,7 @@ BN calibration stays valid for the array it was made on; `reprogram()` starts a 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from .mapping import (
 )
 from .mvm import BoundMVM, LoadedTileMVM, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
 from .noise import (
+    READ_G_FLOOR_FRACTION,
     LoadedNoiseMaps,
     apply_drift,
     apply_read_noise,
@@ -219,10 +221,9 @@ class CrossbarLayerBase(nn.Module):
         mvm = self.mvm
         rows, cols = mvm.rows, mvm.cols
         s, p, n_r, n_c = grid
-        if noisy:
-            cfg = self.config
-            clip = (mvm.g_off_s, mvm.g_on_s) if cfg.clip_conductances else None
-            bound = mvm.bind_noisy(g_s, cfg.read_noise_sigma, self._read_generator(g_s.device), clip)
+        if noisy:  # a read fluctuation, not a programmed state: not clipped to [g_off, g_on], kept positive
+            floor = (READ_G_FLOOR_FRACTION * mvm.g_off_s, math.inf)
+            bound = mvm.bind_noisy(g_s, self.config.read_noise_sigma, self._read_generator(g_s.device), floor)
         elif isinstance(mvm, SharedInputTileMVM):
             g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
             shared = mvm.bind_shared(g)

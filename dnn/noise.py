@@ -89,6 +89,11 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
                            r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm)
 
 
+READ_G_FLOOR_FRACTION = 1e-6
+"""A conductance redrawn for one read stays above this fraction of g_off: a cell cannot read a negative
+conductance (an open cell reads about nothing). Per-read draws are not clipped to the programmable range.
+"""
+
 R_LINE_MIN_OHM = 1e-3
 """Driver/sense resistances below this (0 = ideal source / virtual ground) enter the lumped array as this."""
 

@@ -95,9 +95,12 @@ class LoadedLinearTile(TransferTileMVM):
         return self.lines
 
 
-def test_layer_per_read_noise_of_a_loaded_tile_model_is_the_redrawn_spread():
+@pytest.mark.parametrize("sigma", [0.1, 0.4])
+def test_layer_per_read_noise_of_a_loaded_tile_model_is_the_redrawn_spread(sigma):
     """Through a crossbar layer (one 16x12 tile, no ADC): per-read noise of a tile model that states its
-    line resistances has the spread of redrawn conductances solved exactly; without them, it is larger."""
+    line resistances has the spread of redrawn conductances solved exactly; without them, it is larger.
+    At sigma 0.4 with clip_conductances on (the default), the redraws are still not clipped to the
+    programmable range: a cell at g_off reads below it as often as above, as the modelled noise says."""
     torch.manual_seed(0)
     spec = _spec()
     tile = dict(rows=spec.rows, cols=spec.cols, g_off_s=spec.g_off_s, g_on_s=spec.g_on_s,
@@ -111,10 +114,10 @@ def test_layer_per_read_noise_of_a_loaded_tile_model_is_the_redrawn_spread():
               "loaded": LoadedLinearTile(**tile, transfer_fn=transfer, lines=(spec.r_driver_ohm, spec.r_sense_ohm)),
               "unloaded": TransferTileMVM(**tile, transfer_fn=transfer)}
     lin = nn.Linear(16, 6, bias=False).double()
-    cfg = CrossbarConfig(analog_layers="all", adc_bits=0, read_noise_sigma=0.1, read_noise_mode="per_read", seed=2)
+    cfg = CrossbarConfig(analog_layers="all", adc_bits=0, read_noise_sigma=sigma, read_noise_mode="per_read", seed=2)
     x = torch.rand(1, 16, dtype=F64).expand(1500, 16).contiguous()
     with torch.no_grad():
         std = {k: CrossbarLinear.from_float(lin, cfg, m, name="fc")(x).std(0) for k, m in models.items()}
     ratio = {k: float((std[k] / std["redrawn"]).median()) for k in ("loaded", "unloaded")}
-    assert abs(ratio["loaded"] - 1.0) < 0.07, ratio
+    assert cfg.clip_conductances and abs(ratio["loaded"] - 1.0) < 0.07, ratio
     assert ratio["unloaded"] > 1.1, ratio
