@@ -45,7 +45,7 @@ from dnn.config import CrossbarConfig  # noqa: E402
 from dnn.convert import convert_to_crossbar  # noqa: E402
 from dnn.datasets import load_dataset  # noqa: E402
 from dnn.mitigation import bn_adapt  # noqa: E402
-from dnn.noise import loaded_noise_maps, loaded_read_noise_std  # noqa: E402
+from dnn.noise import chord_polynomial, loaded_noise_maps, loaded_read_noise_std  # noqa: E402
 from dnn.train import evaluate, load_model, make_loader  # noqa: E402
 from spice.circuit import spec_from_config  # noqa: E402
 from spice.exact import ArraySolver, cell_model, sense_resistance_ohm  # noqa: E402
@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dnn-circuit", action="append", default=None, help="circuit of --dnn-config (repeatable)")
     p.add_argument("--sigma", type=float, action="append", default=None, help="DNN-level read noise (repeatable)")
     p.add_argument("--seeds", type=int, default=2, help="noise seeds of the DNN study")
+    p.add_argument("--first-seed", type=int, default=0, help="the DNN study's seeds start here")
+    p.add_argument("--mode", action="append", default=None, choices=list(DNN_MODES),
+                   help="DNN-level mode to run (repeatable; default all)")
     p.add_argument("--calibration-samples", type=int, default=256)
     p.add_argument("--n-test", type=int, default=None)
     p.add_argument("--crossbar-json", default='{"adc_range_fraction": 0.25}')
@@ -100,7 +103,9 @@ def tile_study(name: str, entry: dict[str, Any], sigma: float, n_vectors: int, n
     reference = drawn.std(1)
     t = solver.currents(torch.eye(rows, dtype=f64)[None] * spec.v_read_max_v)[0] / spec.v_read_max_v
     unloaded = sigma * ((v[0] ** 2) @ (t * t)).sqrt()
-    maps = loaded_noise_maps(t, g, spec.r_driver_ohm, sense_resistance_ohm(spec))
+    eye = torch.eye(rows, dtype=f64)[None]
+    chord = chord_polynomial(lambda u: solver.currents(eye * u) / u, spec.v_read_max_v)
+    maps = loaded_noise_maps(t, g, spec.r_driver_ohm, sense_resistance_ohm(spec), chord)
     loaded = loaded_read_noise_std(v, solver.currents(v), maps, sigma)[0]
     keep = reference > SIGNAL_FRACTION * reference.max()
     out = {"circuit": name, "entry": entry, "rows": rows, "cols": cols, "sigma": sigma, "vectors": n_vectors,
@@ -109,6 +114,11 @@ def tile_study(name: str, entry: dict[str, Any], sigma: float, n_vectors: int, n
         q = torch.quantile((approx / reference)[keep], torch.tensor([0.05, 0.5, 0.95], dtype=f64)).tolist()
         out[label] = {"ratio_p05": q[0], "ratio_median": q[1], "ratio_p95": q[2]}
     return out
+
+
+DNN_MODES = {"exact": "exact, redrawn per read (reference)", "loaded": "surrogate, loaded cells",
+             "unloaded": "surrogate, unloaded approximation"}
+"""The DNN study's modes (``--mode``) and their labels."""
 
 
 class Unloaded:
@@ -140,14 +150,13 @@ def dnn_study(args: argparse.Namespace) -> dict[str, Any]:
         spec = spec_from_config(name, entry)
         exact, _ = dnn_evaluate.exact_tile_model(spec)
         surrogate, _ = dnn_evaluate.surrogate_tile_model(str(results / "surrogate" / f"{name}.h5"), spec)
-        modes = {"exact, redrawn per read (reference)": exact,
-                 "surrogate, loaded cells": surrogate,
-                 "surrogate, unloaded approximation": Unloaded(surrogate)}
+        models = {"exact": exact, "loaded": surrogate, "unloaded": Unloaded(surrogate)}
+        modes = {label: models[key] for key, label in DNN_MODES.items() if key in (args.mode or DNN_MODES)}
         for sigma in args.sigma or [0.1]:
             row = {}
             for label, mvm in modes.items():
                 accs, t0 = [], time.perf_counter()
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     cfg = CrossbarConfig(seed=seed).replace(**json.loads(args.crossbar_json),
                                                             read_noise_sigma=sigma, read_noise_mode="per_read")
                     xb = convert_to_crossbar(model, cfg, mvm)

@@ -52,6 +52,7 @@ from .noise import (
     LoadedNoiseMaps,
     apply_drift,
     apply_read_noise,
+    chord_polynomial,
     clip_conductance,
     derive_seed,
     draw_drift_nu,
@@ -356,7 +357,9 @@ class CrossbarLayerBase(nn.Module):
                 prog.t_sq = t * t
                 lines = mvm.line_resistances_ohm() if isinstance(mvm, LoadedTileMVM) else None
                 if lines is not None:
-                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines)
+                    bound, n_t = prog.bound, prog.g_s.shape[0]
+                    chord = chord_polynomial(lambda u: bound(eye.expand(n_t, rows, rows) * (u / v_max)) / u, v_max)
+                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord)
             generator = self._read_generator(v_all.device)
             if prog.loaded is not None:
                 return loaded_read_noise_currents(v_all, i_all.detach(), prog.loaded, sigma, generator)

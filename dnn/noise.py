@@ -7,7 +7,9 @@ layer and device; drift exponents: one draw per layer and programming, made on C
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +55,42 @@ class LoadedNoiseMaps:
     row_scale: torch.Tensor  # [T, 1, rows] 1 / (1 + r_driver * row conductance)
     r_driver_ohm: float
     r_sense_ohm: float
+    w_sq_chord: tuple[torch.Tensor, torch.Tensor] | None = None
+    """Non-linear cells: w^2 times the u^2 and u^4 coefficients of the chord polynomial (float64,
+    (A/V)^2 / V^2 and / V^4; :func:`chord_polynomial`); None for linear cells."""
+
+
+CHORD_FRACTIONS = (0.02, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+"""Row voltages (fractions of v_read_max_v) at which :func:`chord_polynomial` reads each cell's response."""
+CHORD_LINEAR_RTOL = 1e-6
+"""A tile whose one-row responses per volt agree at every such voltage within this is linear."""
+
+
+def chord_polynomial(transfer_at: Callable[[float], torch.Tensor], v_read_max_v: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """How a non-linear cell's share of the column current grows with the voltage it reads.
+
+    ``transfer_at(v)`` is the tile's response to one row at a time driven at v volts, per volt,
+    [T, rows, cols] (A/V); T(v_read_max_v) is what :func:`loaded_noise_maps` takes. Returns the
+    coefficients (q0, q2, q4) [T, rows, cols] (float64; 1, V^-2, V^-4) of the least-squares fit
+    ``(T(u) / T(v_read_max_v))^2 ~ q0 + q2 u^2 + q4 u^4`` over ``CHORD_FRACTIONS`` of v_read_max_v, or None
+    when T does not depend on the voltage (a linear cell: no correction)."""
+    volts = [f * v_read_max_v for f in CHORD_FRACTIONS]
+    t = torch.stack([transfer_at(v).detach().to(torch.float64) for v in volts])  # [K, T, rows, cols]
+    t_max = t[-1]
+    if bool(((t - t_max).abs() <= CHORD_LINEAR_RTOL * t_max.abs().amax((-2, -1), keepdim=True)).all()):
+        return None
+    ratio_sq = (t / torch.where(t_max.abs() > 0, t_max, torch.ones_like(t_max))) ** 2
+    u = torch.tensor(volts, dtype=torch.float64, device=t.device)
+    basis = torch.stack([torch.ones_like(u), u**2, u**4], 1)  # [K, 3]
+    coef = torch.linalg.pinv(basis) @ ratio_sq.reshape(len(volts), -1)  # [3, T * rows * cols]
+    q0, q2, q4 = coef.reshape((3,) + tuple(t_max.shape))
+    return q0, q2, q4
 
 
 def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: float,
-                      r_sense_ohm: float) -> LoadedNoiseMaps:
+                      r_sense_ohm: float,
+                      chord: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LoadedNoiseMaps:
     """Maps of :func:`loaded_read_noise_currents` for tiles with conductances g_s [T, rows, cols] (S), effective
     transfer matrix t_a_per_v (the response to one row at a time, A/V), a driver resistance in series with
     every row and a sense resistance in series with every column (ohms).
@@ -66,7 +100,10 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
     cell (i, j) that reads u volts moves column j's current by ``g_ij u e lambda_ij``, lambda_ij = (Z[c_j, c_j] -
     Z[c_j, r_i]) / r_sense the share of a current injected across the cell that reaches the sense. The
     wires are carried by the ratio of the effective transfer matrix to the lumped one (Z[c_j, r_i] /
-    (r_driver r_sense)): w_ij = g_ij lambda_ij T_ij / T_lumped_ij. Solved in float64."""
+    (r_driver r_sense)): w_ij = g_ij lambda_ij T_ij / T_lumped_ij. Solved in float64.
+
+    Non-linear cells (``chord``, :func:`chord_polynomial`): a cell's share grows with the voltage u it
+    reads as the one-row response does, w_ij(u)^2 = w_ij^2 (q0 + q2 u^2 + q4 u^4), T taken at v_read_max_v."""
     dtype = t_a_per_v.dtype
     g = g_s.detach().to(torch.float64)
     n_t, rows, cols = g.shape
@@ -84,9 +121,14 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
     ratio = torch.where(t_lumped > 0, t_a_per_v.to(torch.float64) / t_lumped.clamp_min(1e-300), torch.ones_like(own))
     w_sq = (own * ratio) ** 2
     row_scale = 1.0 / (1.0 + r_driver_ohm * g.sum(-1))
+    w_sq_chord = None
+    if chord is not None:
+        q0, q2, q4 = (q.to(torch.float64) for q in chord)
+        w_sq_chord = (w_sq * q2, w_sq * q4)
+        w_sq = w_sq * q0
     return LoadedNoiseMaps(w_sq=w_sq.to(dtype), w_col=w_sq.sum(-2, keepdim=True).to(dtype),
                            g_t=g_s.transpose(-1, -2).contiguous(), row_scale=row_scale[:, None, :].to(dtype),
-                           r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm)
+                           r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm, w_sq_chord=w_sq_chord)
 
 
 READ_G_FLOOR_FRACTION = 1e-6
@@ -119,7 +161,23 @@ def loaded_read_noise_std(v_v: torch.Tensor, i_a: torch.Tensor, maps: LoadedNois
     b = a.shape[1]
     both = torch.bmm(torch.cat([a * a, a], 1), maps.w_sq)  # [T, 2B, cols]
     var = both[:, :b] - 2.0 * s * both[:, b:] + s * s * maps.w_col
+    if maps.w_sq_chord is not None:  # + sum_i w^2 (q2 u^4 + q4 u^6), u = a_i - s_j, in float64
+        a64, s64 = a.to(torch.float64), s.to(torch.float64)
+        w4, w6 = maps.w_sq_chord
+        extra = _power_sum(a64, s64, w4, 4) + _power_sum(a64, s64, w6, 6)
+        var = var + extra.to(var.dtype)
     return sigma * var.clamp_min(0.0).sqrt()
+
+
+def _power_sum(a: torch.Tensor, s: torch.Tensor, w: torch.Tensor, power: int) -> torch.Tensor:
+    """sum_i w_ij (a_i - s_j)^power for a [T, B, rows], s [T, B, cols], w [T, rows, cols]: the binomial
+    expansion, one batched matmul over the powers of a."""
+    b = a.shape[1]
+    moments = torch.bmm(torch.cat([a**k for k in range(1, power + 1)], 1), w)  # [T, power * B, cols]
+    out = (-s) ** power * w.sum(-2, keepdim=True)
+    for k in range(1, power + 1):
+        out = out + math.comb(power, k) * (-s) ** (power - k) * moments[:, (k - 1) * b:k * b]
+    return out
 
 
 def draw_drift_nu(shape: torch.Size | tuple[int, ...], nu_mean: float, nu_std: float,
