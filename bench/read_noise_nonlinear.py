@@ -58,6 +58,8 @@ TILE_CASES = {
     "sinh 64x64, 0.5 V": {"preset": "paper1_64_w5", "netlist": CIRCUITS + "memristor_sinh.cir", "v_read_max_v": 0.5},
     "1T1R 16x16 (gate 1.8 V)": {"preset": "paper1_32_w5", "netlist": CIRCUITS + "one_t_one_r.cir", "rows": 16,
                                 "cols": 16, "v_gate_v": 1.8},
+    "1S1R 16x16, 1 V": {"preset": "paper1_32_w5", "netlist": CIRCUITS + "one_s_one_r.cir", "rows": 16, "cols": 16,
+                        "v_read_max_v": 1.0},
     "TIA sense 32x32": {"preset": "paper1_32_w5", "netlist": CIRCUITS + "tia_sense.cir"},
     "resistive 32x32, r_driver = r_sense = 0": {"preset": "paper1_32_w5", "r_driver_ohm": 0.0, "r_sense_ohm": 0.0},
 }
