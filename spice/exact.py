@@ -142,8 +142,27 @@ class SinhCell:
         return g_s, g_s
 
 
+class _SeriesCell:
+    """What a cell with an element in series with ``1/g`` derives from its ``currents``
+    (row node a, column node s -> current and its derivatives), solved per cell."""
+
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """Cell current (A) only."""
+        return self.currents(g_s, a_v, s_v)[0]
+
+    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dI/da, -dI/ds) at zero bias (S): the series of g and the element's zero-bias conductance."""
+        zero = torch.zeros_like(g_s)
+        _, di_da, di_ds = self.currents(g_s, zero, zero)
+        return di_da, -di_ds
+
+
 @dataclass(frozen=True)
-class OneTOneRCell:
+class OneTOneRCell(_SeriesCell):
     """Resistor ``1/g`` from the row to the drain of a level-1 (Shichman-Hodges) NMOS whose source and
     bulk are the column node and whose gate is at ``v_gate_v``; ngspice's MOS1 DC equations: drain and
     source swap when vds < 0, drain-bulk junction ``is_a (exp(vbd/vt) - 1) + gmin vbd``."""
@@ -225,19 +244,9 @@ class OneTOneRCell:
         di_ds = -g_s * (big_h + d_dw - g_s) / big_h
         return i, di_da, di_ds
 
-    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
-        """Cell current (A) only."""
-        return self.currents(g_s, a_v, s_v)[0]
-
-    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dI/da, -dI/ds) at zero bias (S): the series of g and the channel's on-conductance."""
-        zero = torch.zeros_like(g_s)
-        _, di_da, di_ds = self.currents(g_s, zero, zero)
-        return di_da, -di_ds
-
 
 @dataclass(frozen=True)
-class OneSOneRCell:
+class OneSOneRCell(_SeriesCell):
     """Passive 1S1R cell: a selector of two antiparallel diodes in series with the resistor ``1/g`` (either
     order). Each diode follows ngspice's DC diode equations (``DIOload``, no series resistance, breakdown
     or capacitance, at the nominal 27 C): with ``vte = n kT/q``,
@@ -303,16 +312,6 @@ class OneSOneRCell:
         _, gp = self._selector(x)
         di = g_s * gp / (g_s + gp)
         return g_s * (d - x), di, -di
-
-    def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
-        """Cell current (A) only."""
-        return self.currents(g_s, a_v, s_v)[0]
-
-    def small_signal_s(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dI/da, -dI/ds) at zero bias (S): the series of g and the pair's zero-bias conductance."""
-        zero = torch.zeros_like(g_s)
-        _, di_da, di_ds = self.currents(g_s, zero, zero)
-        return di_da, -di_ds
 
 
 CellModel = LinearCell | SinhCell | OneTOneRCell | OneSOneRCell

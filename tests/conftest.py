@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +52,22 @@ def assert_cli_error(capsys, main, argv, pattern: str, code: int = 2) -> str:
     assert len(lines) == 1 and "Traceback" not in err, err
     assert re.search(pattern, lines[0]), lines[0]
     return lines[0]
+
+
+@dataclass
+class PerTileOnly:
+    """A tile model seen only through `TileMVM.bind` (hides `bind_shared`): inputs repeated per tile. It
+    states the model's line resistances where the model does (None otherwise: the unloaded noise path)."""
+
+    model: Any
+
+    def __post_init__(self):
+        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
+            setattr(self, key, getattr(self.model, key))
+
+    def bind(self, g_s):
+        return self.model.bind(g_s)
+
+    def line_resistances_ohm(self):
+        stated = getattr(self.model, "line_resistances_ohm", None)
+        return stated() if stated is not None else None

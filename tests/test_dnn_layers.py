@@ -14,6 +14,7 @@ from dnn.config import CrossbarConfig
 from dnn.layers import CrossbarConv2d, CrossbarLinear
 from dnn.mapping import quantize_weights
 from dnn.mvm import IdealTileMVM, TileMVM, TransferTileMVM
+from tests.conftest import PerTileOnly
 
 G_MIN, G_MAX, V_MAX = 5e-6, 50e-6, 0.2
 EXACT = CrossbarConfig(input_bits=0, adc_bits=0)  # only weight quantization
@@ -754,23 +755,6 @@ def test_one_layer_serves_float32_then_float64_inputs():
         y64 = xl(x.double())  # the float32 program is not reused for float64 inputs
     assert y64.dtype == torch.float64
     torch.testing.assert_close(y64.float(), y32, rtol=1e-5, atol=1e-6)
-
-
-@dataclass
-class PerTileOnly:
-    """A tile model seen only through `TileMVM.bind` (hides `bind_shared`): inputs repeated per tile."""
-
-    model: nn.Module
-
-    def __post_init__(self):
-        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
-            setattr(self, key, getattr(self.model, key))
-
-    def bind(self, g_s):
-        return self.model.bind(g_s)
-
-    def line_resistances_ohm(self):
-        return self.model.line_resistances_ohm()
 
 
 def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():

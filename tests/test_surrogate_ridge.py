@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from surrogate.io import SurrogateFileError, describe, load_surrogate, save_surr
 from surrogate.models import RidgeMVM, build_model, from_architecture, predict_a
 from surrogate.physics import TileSpec, analytic_transfer, wire_drop
 from surrogate.train import TrainParams, train
-from tests.conftest import CIRCUITS
+from tests.conftest import CIRCUITS, PerTileOnly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -174,20 +173,6 @@ def test_round_trip_through_a_file(selector8, fitted, tmp_path):
     assert "design: ridge" in text and '"alpha": 1e-06' in text and "MACs per vector after bind: 192" in text
     with pytest.raises(SurrogateFileError, match="v_read_max_v 1.0 in the file != 0.5"):
         load_surrogate(path, expect_spec=dataclasses.replace(selector8.spec, v_read_max_v=0.5))
-
-
-@dataclass
-class PerTileOnly:
-    """The model seen only through `TileMVM.bind` (hides `bind_shared`): inputs repeated per tile."""
-
-    model: nn.Module
-
-    def __post_init__(self):
-        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
-            setattr(self, key, getattr(self.model, key))
-
-    def bind(self, g_s):
-        return self.model.bind(g_s)
 
 
 def test_crossbar_layers_run_with_the_ridge_design():
