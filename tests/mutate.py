@@ -43,6 +43,7 @@ MODULES: dict[str, list[str]] = {
     "surrogate/transfer.py": ["tests/test_surrogate_mvm.py", "tests/test_surrogate_physics.py",
                               "tests/test_surrogate_transfer.py"],
     "dnn/report.py": ["tests/test_dnn_report.py"],
+    "surrogate/ridge.py": ["tests/test_surrogate_ridge.py", "tests/test_surrogate_auto.py"],
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 
