@@ -19,14 +19,17 @@ draws ``g (1 + sigma N(0, 1))`` for every cell and every vector and solves the a
   transfer-matrix std; the ratio approx / reference over the columns that carry signal.
 - DNN level (``--dnn-config``): the config's model through the circuit's exact physics with per-vector
   redraws (reference) and through the circuit's surrogate with the per-read noise of loaded cells (the
-  layers' default for a transfer surrogate, ``dnn.noise.loaded_read_noise_currents``) and with the
-  unloaded approximation; accuracy after BN adaptation, per ``--sigma``, over ``--seeds`` seeds.
+  layers' default for a transfer surrogate, ``dnn.noise.loaded_read_noise_currents``), its one-row
+  responses and line resistances from the circuit's exact solve (the default where ``spice.exact``
+  solves the cell, ``dnn.evaluate.noise_physics``) or from the surrogate, and with the unloaded
+  approximation; accuracy after BN adaptation, per ``--sigma``, over ``--seeds`` seeds.
   Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -118,7 +121,9 @@ def tile_study(name: str, entry: dict[str, Any], sigma: float, n_vectors: int, n
     return out
 
 
-DNN_MODES = {"exact": "exact, redrawn per read (reference)", "loaded": "surrogate, loaded cells",
+DNN_MODES = {"exact": "exact, redrawn per read (reference)",
+             "loaded": "surrogate, loaded cells, noise inputs from the exact solve",
+             "loaded-surrogate": "surrogate, loaded cells, noise inputs from the surrogate",
              "unloaded": "surrogate, unloaded approximation"}
 """The DNN study's modes (``--mode``) and their labels."""
 
@@ -152,7 +157,9 @@ def dnn_study(args: argparse.Namespace) -> dict[str, Any]:
         spec = spec_from_config(name, entry)
         exact, _ = dnn_evaluate.exact_tile_model(spec)
         surrogate, _ = dnn_evaluate.surrogate_tile_model(str(results / "surrogate" / f"{name}.h5"), spec)
-        models = {"exact": exact, "loaded": surrogate, "unloaded": Unloaded(surrogate)}
+        own_inputs = copy.copy(surrogate)  # the same surrogate, its noise inputs from itself
+        own_inputs.noise_physics = None
+        models = {"exact": exact, "loaded": surrogate, "loaded-surrogate": own_inputs, "unloaded": Unloaded(surrogate)}
         modes = {label: models[key] for key, label in DNN_MODES.items() if key in (args.mode or DNN_MODES)}
         for sigma in args.sigma or [0.1]:
             row = {}

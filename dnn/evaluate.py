@@ -28,7 +28,7 @@ from .datasets import DatasetSplit
 from .diagnostics import layer_pc2
 from .layers import calibrate_adc
 from .mitigation import apply_method
-from .mvm import IdealTileMVM, SolverTileMVM, TileMVM, TransferTileMVM
+from .mvm import IdealTileMVM, NoisePhysics, SolverTileMVM, TileMVM, TransferTileMVM
 from .results import MethodResult
 from .settings import EvaluationSettings
 from .train import evaluate, make_loader
@@ -115,7 +115,30 @@ def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, d
     mvm = load_surrogate(path, expect_spec=spec)
     info = {"kind": "surrogate", "path": str(path), "rows": mvm.rows, "cols": mvm.cols, "g_off_s": mvm.g_off_s,
             "g_on_s": mvm.g_on_s, "v_read_max_v": mvm.v_read_max_v}
+    physics = noise_physics(spec) if spec is not None else None
+    if physics is not None:
+        mvm.noise_physics = physics
+        info["noise_physics"] = physics.source
     return mvm, info
+
+
+def noise_physics(spec: Any) -> NoisePhysics | None:
+    """The exact solve of ``spec``'s array for the per-read noise of its non-linear cells
+    (:class:`dnn.mvm.NoisePhysics`), or None: a linear cell (a surrogate's one-row responses are its own
+    fitted transfer matrix) or a circuit ``spice.exact`` cannot solve (the noise model then takes its
+    inputs from the surrogate)."""
+    from spice.exact import ArraySolver, LinearCell, UnsupportedCircuitError, cell_model, sense_resistance_ohm
+
+    try:
+        cell = cell_model(spec)
+        r_sense_ohm = sense_resistance_ohm(spec)
+    except UnsupportedCircuitError as e:
+        logger.info("per-read noise inputs from the surrogate: %s", e)
+        return None
+    if isinstance(cell, LinearCell):
+        return None
+    return NoisePhysics(solver_fn=lambda g_s: ArraySolver(spec, cell, g_s), r_driver_ohm=spec.r_driver_ohm,
+                        r_sense_ohm=r_sense_ohm, source=f"spice.exact {cell.kind}")
 
 
 # ----------------------------------------------------------------------------- methods

@@ -46,7 +46,7 @@ from .mapping import (
     untile_outputs,
     weight_offset,
 )
-from .mvm import BoundMVM, LoadedTileMVM, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
+from .mvm import BoundMVM, LoadedTileMVM, NoisePhysics, NoisyReadTileMVM, SharedInputTileMVM, TileMVM
 from .noise import (
     READ_G_FLOOR_FRACTION,
     LoadedNoiseMaps,
@@ -342,28 +342,44 @@ class CrossbarLayerBase(nn.Module):
         v_all [T, B, rows] and noise-free column currents i_all [T, B, cols]; a constant for autograd.
 
         The effective transfer matrix (the tile's response to one row at a time) is computed once per
-        programming (the cache key holds device and dtype). A :class:`dnn.mvm.LoadedTileMVM` that states its
-        driver and sense resistances gets the noise of cells loaded by the array
-        (:func:`dnn.noise.loaded_read_noise_currents`), any other model the unloaded approximation
-        (:func:`dnn.noise.per_read_noise_currents`)."""
+        programming (the cache key holds device and dtype). A tile model with ``noise_physics``
+        (:class:`dnn.mvm.NoisePhysics`) or a :class:`dnn.mvm.LoadedTileMVM` that states its driver and sense
+        resistances gets the noise of cells loaded by the array (:func:`dnn.noise.loaded_read_noise_currents`),
+        any other model the unloaded approximation (:func:`dnn.noise.per_read_noise_currents`). With
+        ``noise_physics`` the one-row responses and the line resistances come from the circuit's exact
+        solve, else from the tile model itself."""
         mvm, sigma = self.mvm, self.config.read_noise_sigma
         with torch.no_grad():
             if prog.t_sq is None:
-                v_max, rows = mvm.v_read_max_v, mvm.rows
-                if prog.bound is None:
-                    prog.bound = mvm.bind(prog.g_s)
-                eye = torch.eye(rows, device=v_all.device, dtype=v_all.dtype) * v_max
-                t = prog.bound(eye.expand(prog.g_s.shape[0], rows, rows)) / v_max  # A/V
+                transfer_at, lines = self._one_row_transfer(prog, v_all.device, v_all.dtype)
+                v_max = mvm.v_read_max_v
+                t = transfer_at(v_max).to(v_all.dtype)  # A/V
                 prog.t_sq = t * t
-                lines = mvm.line_resistances_ohm() if isinstance(mvm, LoadedTileMVM) else None
                 if lines is not None:
-                    bound, n_t = prog.bound, prog.g_s.shape[0]
-                    chord = chord_polynomial(lambda u: bound(eye.expand(n_t, rows, rows) * (u / v_max)) / u, v_max)
-                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord)
+                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord_polynomial(transfer_at, v_max))
             generator = self._read_generator(v_all.device)
             if prog.loaded is not None:
                 return loaded_read_noise_currents(v_all, i_all.detach(), prog.loaded, sigma, generator)
             return per_read_noise_currents(v_all, prog.t_sq, sigma, generator)
+
+    def _one_row_transfer(self, prog: _Programmed, device: torch.device, dtype: torch.dtype
+                          ) -> tuple[Callable[[float], torch.Tensor], tuple[float, float] | None]:
+        """The programmed tiles' response to one row at a time driven at u volts, per volt, as a function
+        of u ([T, rows, cols], A/V), and the (driver, sense) resistances of the loaded-cell noise model
+        (None: the tile model cannot tell). From the circuit's exact solve when the tile model has
+        ``noise_physics``, else from the tile model."""
+        mvm, rows, n_t = self.mvm, self.mvm.rows, prog.g_s.shape[0]
+        physics: NoisePhysics | None = getattr(mvm, "noise_physics", None)
+        if physics is not None:
+            solution = physics.solver_fn(prog.g_s.detach().to(torch.float64))
+            eye64 = torch.eye(rows, device=device, dtype=torch.float64).expand(n_t, rows, rows)
+            return (lambda u: solution.currents(eye64 * u) / u), (physics.r_driver_ohm, physics.r_sense_ohm)
+        if prog.bound is None:
+            prog.bound = mvm.bind(prog.g_s)
+        bound = prog.bound
+        eye = torch.eye(rows, device=device, dtype=dtype).expand(n_t, rows, rows)
+        lines = mvm.line_resistances_ohm() if isinstance(mvm, LoadedTileMVM) else None
+        return (lambda u: bound(eye * u) / u), lines
 
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm

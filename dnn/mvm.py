@@ -202,6 +202,24 @@ SolverFn = Callable[[torch.Tensor], ArraySolution]
 
 
 @dataclass(frozen=True)
+class NoisePhysics:
+    """The circuit's own physics for the per-read noise of a tile model's cells (optional attribute
+    ``noise_physics`` of a tile model, e.g. a surrogate of a circuit whose cell ``spice.exact`` solves).
+
+    A crossbar layer then takes the inputs of the loaded-cell noise model (``dnn.noise``) from it: the
+    tile's response to one row at a time at each voltage of the chord polynomial, from ``solver_fn``
+    bound to the programmed conductances, and the driver and sense resistances of the circuit. The
+    noise-free currents still come from the tile model."""
+
+    solver_fn: SolverFn
+    """Conductances [T, rows, cols] (S, float64) -> an exact solver bound to them."""
+    r_driver_ohm: float
+    r_sense_ohm: float
+    source: str
+    """What solves the array, for the result's description (e.g. 'spice.exact sinh')."""
+
+
+@dataclass(frozen=True)
 class SolverTileMVM(_BipolarTile):
     """Array physics from a solver that is bound to G and then solves every input vector (non-linear cells).
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from dnn import evaluate as dnn_evaluate
 from dnn.config import CrossbarConfig
 from dnn.layers import CrossbarLinear
-from dnn.mvm import TransferTileMVM
+from dnn.mvm import NoisePhysics, SolverTileMVM, TransferTileMVM
 from dnn.noise import chord_polynomial, loaded_noise_maps, loaded_read_noise_std
 from spice import exact, nodal
 from spice.circuit import spec_from_config
@@ -153,3 +154,61 @@ def test_layer_per_read_noise_of_a_loaded_tile_model_is_the_redrawn_spread(sigma
     ratio = {k: float((std[k] / std["redrawn"]).median()) for k in ("loaded", "unloaded")}
     assert cfg.clip_conductances and abs(ratio["loaded"] - 1.0) < 0.07, ratio
     assert ratio["unloaded"] > 1.1, ratio
+
+
+@dataclasses.dataclass(frozen=True)
+class StatedSolverTile(SolverTileMVM):
+    """An exact non-linear tile read without redraws, stating line resistances and, optionally, the
+    circuit's physics for its noise inputs (as ``dnn.evaluate.surrogate_tile_model`` attaches them)."""
+
+    lines: tuple[float, float] = (0.0, 0.0)
+    noise_physics: NoisePhysics | None = None
+
+    def line_resistances_ohm(self):
+        return self.lines
+
+
+def test_layer_per_read_noise_inputs_come_from_the_circuits_physics():
+    """Sinh cell at 0.5 V through a crossbar layer: a tile model that misstates its line resistances
+    (1 ohm each: barely loaded) gets noise well off the redrawn spread; with the circuit's physics
+    attached (``noise_physics``, what a surrogate of a cell that spice.exact solves gets), the one-row
+    responses and the resistances come from the exact solve and the spread is within 12% (median of six
+    outputs of one input vector; the chord polynomial is a fit)."""
+    torch.manual_seed(0)
+    spec = _spec(netlist=str(CIRCUITS / "memristor_sinh.cir"), v_read_max_v=0.5)
+    tile = dict(rows=spec.rows, cols=spec.cols, g_off_s=spec.g_off_s, g_on_s=spec.g_on_s,
+                v_read_max_v=spec.v_read_max_v)
+    solver_fn = lambda g_s: exact.ArraySolver(spec, exact.cell_model(spec), g_s)  # noqa: E731
+    physics = dnn_evaluate.noise_physics(spec)
+    assert physics is not None and physics.source == "spice.exact sinh"
+    assert (physics.r_driver_ohm, physics.r_sense_ohm) == (spec.r_driver_ohm, spec.r_sense_ohm)
+    models = {"redrawn": SolverTileMVM(**tile, solver_fn=solver_fn),
+              "misstated": StatedSolverTile(**tile, solver_fn=solver_fn, noisy_reads=False, lines=(1.0, 1.0)),
+              "physics": StatedSolverTile(**tile, solver_fn=solver_fn, noisy_reads=False, lines=(1.0, 1.0),
+                                          noise_physics=physics)}
+    lin = nn.Linear(16, 6, bias=False).double()
+    cfg = CrossbarConfig(analog_layers="all", adc_bits=0, read_noise_sigma=0.1, read_noise_mode="per_read", seed=2)
+    x = torch.rand(1, 16, dtype=F64).expand(1500, 16).contiguous()
+    with torch.no_grad():
+        std = {k: CrossbarLinear.from_float(lin, cfg, m, name="fc")(x).std(0) for k, m in models.items()}
+    ratio = {k: float((std[k] / std["redrawn"]).median()) for k in ("misstated", "physics")}
+    assert abs(ratio["physics"] - 1.0) < 0.12, ratio
+    assert abs(ratio["misstated"] - 1.0) > 0.3, ratio
+
+
+@pytest.mark.parametrize("netlist, expected", [("resistive.cir", None), ("tia_sense.cir", None),
+                                               ("one_t_one_r.cir", "spice.exact 1t1r"),
+                                               ("one_s_one_r.cir", "spice.exact 1s1r")])
+def test_noise_physics_only_for_non_linear_cells_the_exact_solver_knows(netlist, expected):
+    """Linear cells keep the surrogate's own (fitted) transfer matrix; a circuit spice.exact cannot solve
+    keeps the surrogate's inputs too."""
+    extra = {"v_gate_v": 1.8} if netlist == "one_t_one_r.cir" else {}
+    physics = dnn_evaluate.noise_physics(_spec(netlist=str(CIRCUITS / netlist), **extra))
+    assert (physics.source if physics else None) == expected
+
+
+def test_no_noise_physics_for_a_cell_the_exact_solver_cannot_solve(tmp_path):
+    path = tmp_path / "diode_cell.cir"
+    path.write_text(".subckt cell row col params: g=1e-5\nR1 row mid {1/g}\nD1 mid col dmod\n.ends cell\n"
+                    ".model dmod d is=1e-9\n")
+    assert dnn_evaluate.noise_physics(_spec(netlist=str(path))) is None
