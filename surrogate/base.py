@@ -27,6 +27,9 @@ class SurrogateMVM(nn.Module):
     """
 
     design: ClassVar[str] = ""
+    starts_at_physics_prior: ClassVar[bool] = False
+    """Untrained, the model is already a physics model of the array (the transfer design): training that never
+    improves on it keeps that model; a design started from random weights is refused instead."""
     rows: int
     cols: int
     g_off_s: float

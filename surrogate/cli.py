@@ -29,7 +29,7 @@ from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
 from surrogate.params import AUTO, DESIGNS, TrainParams, TrainParamsError
-from surrogate.train import TrainingDivergedError, train
+from surrogate.train import TooLittleDataError, TrainingDivergedError, train
 from xbarchar import cli as xcli
 from xbarchar.files import refuse_overwriting_inputs
 
@@ -168,4 +168,4 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     return xcli.run(args.func, args,
                     bad_input=(SurrogateFileError, DatasetFileError, TrainParamsError, TrainingDivergedError,
-                               CircuitError))
+                               TooLittleDataError, CircuitError))

@@ -150,10 +150,12 @@ def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: f
                     path or "dataset", n_empty)
     n_train, n_val, n_test = _split_counts(len(used), val_fraction, test_fraction)
     if n_train < 1:
+        needed = next(n for n in range(len(used) + 1, len(used) + 1000)
+                      if _split_counts(n, val_fraction, test_fraction)[0] >= 1)
         raise DatasetFileError(
             f"{path or 'dataset'}: {len(used)} usable conductance matrices cannot be split into train/val/test "
-            f"with val_fraction={val_fraction}, test_fraction={test_fraction}; simulate more matrices "
-            "(sampling.n_conductance)"
+            f"with val_fraction={val_fraction}, test_fraction={test_fraction}: the split needs at least {needed}; "
+            f"simulate {needed - len(used)} more (sampling.n_conductance >= {len(ds.g_s) + needed - len(used)})"
         )
     order = np.random.default_rng(seed).permutation(used)
     parts = np.split(order, [n_train, n_train + n_val])

@@ -40,6 +40,40 @@ class TrainingDivergedError(ValueError):
     """The loss became NaN or infinite: no surrogate is written (the data or the settings are at fault)."""
 
 
+class TooLittleDataError(ValueError):
+    """The validation error of a design started from random weights never fell during training: no surrogate
+    is written, and the message says how much more data the design needs (or, when the training error did
+    not fall either, which setting). A design that starts at a physics prior keeps the prior, with a warning."""
+
+
+NOTHING_TO_LEARN_FS = 1e-5
+"""A design whose starting validation error (e.g. the transfer design's physics prior on a linear array)
+is already below this fraction of full scale has nothing left to learn: not falling is no underfit."""
+TRAIN_FELL_FRACTION = 0.9
+"""The training error fell when its last epoch's is below this fraction of the untrained weights'."""
+
+
+def underfit_message(design: str, history: dict[str, Any], n_matrices: int, n_train_matrices: int, where: str
+                     ) -> str | None:
+    """Why the kept weights are the untrained ones (None when training improved on them or there was
+    nothing to learn): the validation error never fell below its start. When the training error fell,
+    the training matrices do not determine the design: the message asks for at least twice the
+    training matrices (``sampling.n_conductance``, the whole dataset doubled), else for more epochs or
+    another ``lr``."""
+    start = float(history["initial_val_rms_fs"])
+    if history["best_epoch"] != 0 or not history["n_val_samples"] or not start > NOTHING_TO_LEARN_FS:
+        return None
+    first, last = history["initial_train_rms_fs"], history["final_train_rms_fs"]
+    head = (f"{where}: the {design} surrogate's validation error never fell below its initial {start:.3e} of "
+            f"full scale in {history['epochs_run']} epochs: ")
+    if last < TRAIN_FELL_FRACTION * first:
+        return head + (f"the training error fell ({first:.3e} -> {last:.3e}), so {n_train_matrices} training "
+                       f"matrices are too few for this design: simulate at least {n_matrices} more "
+                       f"(sampling.n_conductance >= {2 * n_matrices}) or choose surrogate.design ridge")
+    return head + (f"the training error did not fall either ({first:.3e} -> {last:.3e}): raise surrogate.epochs "
+                   f"or change surrogate.lr")
+
+
 SELECTION_RULE = "lowest validation rms_fs"
 """How ``design: auto`` chooses (RMS error on the validation split as a fraction of full scale; on equal
 errors the candidate listed first)."""
@@ -61,6 +95,8 @@ class Selection:
 
     results: dict[str, TrainResult]
     chosen: str
+    left_out: dict[str, str] | None = None
+    """Candidates whose validation error never fell (:class:`TooLittleDataError`), with the message."""
 
     @property
     def val_rms_fs(self) -> dict[str, float]:
@@ -70,14 +106,15 @@ class Selection:
     def reason(self) -> str:
         val = self.val_rms_fs
         others = ", ".join(f"{d} {val[d]:.3e}" for d in self.results if d != self.chosen)
+        left = "".join(f"; {d} left out: its validation error never fell" for d in (self.left_out or {}))
         return (f"{self.chosen} has the lowest validation RMS error, {val[self.chosen]:.3e} of full scale"
-                + (f" ({others})" if others else " (the only candidate)"))
+                + (f" ({others})" if others else " (the only candidate)") + left)
 
     def to_dict(self) -> dict[str, Any]:
         """json-able: rule, candidates, chosen, reason, each candidate's validation error and history."""
         return {"rule": SELECTION_RULE, "candidates": list(self.results), "chosen": self.chosen,
                 "reason": self.reason(), "val_rms_fs": self.val_rms_fs,
-                "histories": {d: r.history for d, r in self.results.items()}}
+                "histories": {d: r.history for d, r in self.results.items()}, "left_out": dict(self.left_out or {})}
 
 
 def resolve_v_order(params: TrainParams, all_linear: bool) -> int:
@@ -152,16 +189,23 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
 
 def _train_auto(splits: SplitDataset, params: TrainParams, progress: bool) -> TrainResult:
     results: dict[str, TrainResult] = {}
+    left_out: dict[str, str] = {}
     for n, design in enumerate(params.candidates, 1):
         log.info("design auto: candidate %d of %d: %s", n, len(params.candidates), design)
-        results[design] = train(splits, params.for_design(design), progress)
+        try:
+            results[design] = train(splits, params.for_design(design), progress)
+        except TooLittleDataError as e:
+            log.warning("design auto: candidate %s left out: %s", design, e)
+            left_out[design] = str(e)
+    if not results:
+        raise TooLittleDataError("design auto: no candidate's validation error fell; " + " | ".join(left_out.values()))
 
     def val_error(design: str) -> float:
         value = float(results[design].history["best_val_rms_fs"])
         return value if math.isfinite(value) else math.inf
 
-    chosen = min(params.candidates, key=val_error)  # the first listed on equal errors
-    selection = Selection(results=results, chosen=chosen)
+    chosen = min(results, key=val_error)  # the first listed on equal errors
+    selection = Selection(results=results, chosen=chosen, left_out=left_out)
     log.info("design auto: %s", selection.reason())
     best = results[chosen]
     return TrainResult(model=best.model, history={**best.history, "selection": selection.to_dict()},
@@ -221,6 +265,7 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
         raise TrainingDivergedError(f"{splits.path or 'dataset'}: the initial validation error is {start_val}; "
                                     "no surrogate written (the data hold numbers the model cannot represent: "
                                     "check them with python -m spice inspect)")
+    start_train = _rms_n(model, train_t)
     best_val, best_epoch, best_state = start_val, 0, copy.deepcopy(model.state_dict())
     log.info("training %s surrogate (%d parameters) on %d samples of %d matrices; initial val rms %.3e of full scale",
              params.design, sum(p.numel() for p in model.parameters()), train_t.n, splits.train.n_matrices,
@@ -228,6 +273,7 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
     t0 = time.perf_counter()
     bar = tqdm(range(1, params.epochs + 1), desc=f"train {params.design}", unit="epoch", disable=not progress)
     epoch = 0
+    train_rms: list[float] = []
     for epoch in bar:
         model.train()
         sq, count = 0.0, 0
@@ -242,6 +288,7 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
             opt.step()
             sq += float(loss.detach()) * len(batch)
             count += len(batch)
+        train_rms.append(math.sqrt(sq / max(count, 1)))
         model.eval()
         val = _rms_n(model, val_t)
         if val_t.n and not np.isfinite(val):
@@ -272,7 +319,17 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
         "lr": lr,
         "weight_decay": params.l2,
         "v_order": v_order,
+        "initial_train_rms_fs": start_train,
+        "final_train_rms_fs": train_rms[-1] if train_rms else math.nan,
     }
     log.info("trained %s in %.1f s: val rms %.3e of full scale (initial %.3e), best epoch %d",
              params.design, seconds, best_val, start_val, best_epoch)
+    n_matrices = splits.train.n_matrices + splits.val.n_matrices + splits.test.n_matrices
+    underfit = underfit_message(params.design, history, n_matrices, splits.train.n_matrices,
+                                splits.path or "dataset")
+    history["improved_on_start"] = underfit is None
+    if underfit is not None and not model.starts_at_physics_prior:
+        raise TooLittleDataError(underfit + "; no surrogate written")
+    if underfit is not None:
+        log.warning("%s; kept the physics prior it started from", underfit)
     return TrainResult(model=model, history=history)

@@ -68,6 +68,7 @@ class TransferNet(SurrogateMVM):
     """Effective transfer matrix T_eff(G) from wire-free circuit physics + a per-cell correction network."""
 
     design = "transfer"
+    starts_at_physics_prior = True
     FEATURES = ("g_n", "row_position", "col_position", "rho_row_wire", "kappa_col_wire",
                 "driver_load", "sense_load")
 

@@ -146,6 +146,19 @@ def test_training_that_diverges_writes_nothing(dataset, tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
+@pytest.mark.parametrize("design", [["--design", "mlp"], ["--design", "auto", "--candidates", "mlp"]])
+def test_training_whose_validation_error_never_falls_writes_nothing(dataset, tmp_path, capsys, design):
+    """A learning rate too small to move the weights: the kept weights would be the untrained ones, a
+    surrogate that only looks trained. Exit 2, one line saying what to change, no file. (The transfer design's
+    physics prior is already within 1e-6 of full scale on this linear array: nothing to learn, no error.)"""
+    out = tmp_path / "s.h5"
+    assert_cli_error(capsys, surrogate_main, ["train", "--data", str(dataset), "--out", str(out), *design,
+                                              "--epochs", "2", "--lr", "1e-12", "--quiet"],
+                     r"validation error never fell below its initial .*: the training error did not fall either "
+                     r".*: raise surrogate.epochs or change surrogate.lr; no surrogate written")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_unmarked_non_finite_samples_are_an_inconsistent_file(dataset, tmp_path, capsys):
     ds = read_dataset(dataset)
     arrays = {k: getattr(ds, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",

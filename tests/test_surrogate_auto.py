@@ -150,7 +150,9 @@ def test_auto_is_never_worse_than_the_ridge_baseline(name, tmp_path):
     report, _ = fidelity.evaluate(result.model, splits, selection=result.selection)
     selection = report["selection"]
     val = selection["val_rms_fs"]
-    assert selection["candidates"] == list(val) == list(AUTO.candidates) and selection["chosen"] == min(val, key=val.get)
+    assert selection["candidates"] == list(val) and selection["chosen"] == min(val, key=val.get)
+    assert sorted(selection["candidates"] + list(selection["left_out"])) == sorted(AUTO.candidates)
+    assert "ridge" in selection["candidates"]  # closed form: never left out
     if name in MUST_WIN:
         assert selection["chosen"] == MUST_WIN[name]
     surrogate, ridge = report["models"]["surrogate"]["rel_rms_fs"], report["models"]["ridge"]["rel_rms_fs"]
@@ -158,3 +160,18 @@ def test_auto_is_never_worse_than_the_ridge_baseline(name, tmp_path):
     assert surrogate < report["models"]["ideal"]["rel_rms_fs"] / 10
     torch.testing.assert_close(torch.tensor(report["selection"]["metrics"]["ridge"]["test"]["rel_rms_fs"]),
                                torch.tensor(ridge), rtol=1e-9, atol=0.0)
+
+
+@pytest.mark.spice
+def test_a_transfer_surrogate_that_never_improves_keeps_its_physics_prior_and_says_so(selector8, caplog):
+    """The same stalled training (lr 1e-12): the transfer design keeps the physics prior it started from
+    (a model of the array, measured like any other) with a warning; the MLP, from random weights, is refused."""
+    _, splits = selector8
+    stalled = dataclasses.replace(AUTO, epochs=2, lr=1e-12)
+    result = train(splits, dataclasses.replace(stalled, design="transfer"), progress=False)
+    assert result.history["best_epoch"] == 0 and result.history["improved_on_start"] is False
+    assert "validation error never fell" in caplog.text and "kept the physics prior it started from" in caplog.text
+    with pytest.raises(train_mod.TooLittleDataError, match="mlp surrogate's validation error never fell.*no surrogate"):
+        train(splits, dataclasses.replace(stalled, design="mlp"), progress=False)
+    trained = train(splits, dataclasses.replace(AUTO, design="transfer", epochs=10), progress=False)
+    assert trained.history["improved_on_start"] is True

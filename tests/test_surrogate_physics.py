@@ -100,5 +100,6 @@ def test_too_few_matrices_is_a_clear_error(dataset_path):
                         "transfer_a_per_v": ds.transfer_a_per_v[:2], "g_index": ds.g_index[keep],
                         "v_v": ds.v_v[keep], "i_a": ds.i_a[keep], "i_ideal_a": ds.i_ideal_a[keep],
                         "failed": ds.failed[keep]})
-    with pytest.raises(ValueError, match="2 usable conductance matrices cannot be split"):
+    with pytest.raises(ValueError, match=r"2 usable conductance matrices cannot be split .*: the split needs at "
+                                         r"least 3; simulate 1 more \(sampling.n_conductance >= 3\)"):
         split_dataset(small)
