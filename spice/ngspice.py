@@ -346,15 +346,41 @@ def _envelope_sweep(spec: CircuitSpec) -> str:
     return f"dc vrow {lo:.15g} {hi:.15g} {step:.15g} vcol {lo:.15g} {hi:.15g} {step:.15g}"
 
 
-def _check_child(spec_json: str, conn) -> None:  # pragma: no cover - runs in a child process
+def _child(task: str, spec_json: str, args: tuple, conn) -> None:  # pragma: no cover - runs in a child process
     try:
-        conn.send(("ok", _check_here(CircuitSpec.from_json(spec_json))))
+        spec = CircuitSpec.from_json(spec_json)
+        conn.send(("ok", _check_here(spec) if task == "check" else _cell_iv_here(spec, *args)))
     except (CircuitError, NgspiceError) as exc:
         conn.send(("error", str(exc)))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _in_child(task: str, spec: CircuitSpec, args: tuple, what: str) -> Any:
+    """Run ``task`` ('check' or 'cell_iv') on ``spec`` in a spawned child process that owns its own
+    ngspice library; ``what`` names the run in errors (e.g. 'a 2x2 test array')."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(task, spec.to_json(), args, child), daemon=True)
+    proc.start()
+    child.close()
+    source = spec.netlist_path or spec.name
+    try:
+        if not parent.poll(CHECK_TIMEOUT_S):
+            proc.kill()
+            raise CircuitError(f"circuit file {source}: ngspice did not finish {what} in {CHECK_TIMEOUT_S:g} s")
+        status, value = parent.recv()
+    except EOFError:
+        proc.join(5)
+        raise CircuitError(f"circuit file {source}: ngspice crashed on {what} (exit code {proc.exitcode})") from None
+    finally:
+        parent.close()
+        proc.join(5)
+    if status != "ok":
+        raise CircuitError(value)
+    return value
 
 
 def check_circuit(spec: CircuitSpec) -> CircuitCheck:
@@ -366,28 +392,44 @@ def check_circuit(spec: CircuitSpec) -> CircuitCheck:
     ngspice's own reason, or when the cell is not physically possible (see
     :data:`MAX_CELL_CURRENT_RATIO`).
     """
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_check_child, args=(spec.to_json(), child), daemon=True)
-    proc.start()
-    child.close()
-    source = spec.netlist_path or spec.name
-    try:
-        if not parent.poll(CHECK_TIMEOUT_S):
-            proc.kill()
-            raise CircuitError(f"circuit file {source}: ngspice did not finish a 2x2 test array in "
-                               f"{CHECK_TIMEOUT_S:g} s")
-        status, value = parent.recv()
-    except EOFError:
-        proc.join(5)
-        raise CircuitError(f"circuit file {source}: ngspice crashed on a 2x2 test array "
-                           f"(exit code {proc.exitcode})") from None
-    finally:
-        parent.close()
-        proc.join(5)
-    if status != "ok":
-        raise CircuitError(value)
-    return value
+    return _in_child("check", spec, (), "a 2x2 test array")
+
+
+def cell_iv_netlist(spec: CircuitSpec, g_levels_s: np.ndarray, use_klu: bool) -> str:
+    """One cell per conductance level, each from a swept row source through its own current probe to a
+    grounded column (the gate, for a three-terminal cell, at ``v_gate_v``)."""
+    out = [f"* xbarchar cell I-V '{spec.name}'", f".options {'klu ' if use_klu else ''}{ACCURACY_OPTIONS}"]
+    out.extend(line.text for line in spec.vetted_lines())
+    out.append("vrow r 0 0")
+    gate = " gl" if spec.cell_has_gate else ""
+    if gate:
+        out.append(f"vgate gl 0 {spec.v_gate_v:.15g}")
+    for k, g in enumerate(g_levels_s):
+        out.append(f"vm{k} r r{k} 0")
+        out.append(f"xc{k} r{k} 0{gate} cell g={float(g):.15g}")
+    out.append(".end")
+    return "\n".join(out) + "\n"
+
+
+def _cell_iv_here(spec: CircuitSpec, v_lo: float, v_hi: float, n_v: int, g_levels_s: list[float]) -> np.ndarray:
+    step = (v_hi - v_lo) / (n_v - 1)
+    names = [f"vm{k}#branch" for k in range(len(g_levels_s))]
+    out = run_netlist(cell_iv_netlist(spec, np.asarray(g_levels_s), info().has_klu),
+                      f"dc vrow {v_lo:.15g} {v_hi + 0.5 * step:.15g} {step:.15g}", names)
+    i_a = np.stack([np.asarray(out[name], dtype=np.float64)[:n_v] for name in names])
+    if i_a.shape != (len(g_levels_s), n_v) or not np.all(np.isfinite(i_a)):
+        raise CircuitError(f"circuit file {spec.netlist_path or spec.name}: ngspice gave no finite cell I-V "
+                           f"({i_a.shape[1]} of {n_v} points)")
+    return i_a
+
+
+def measure_cell_iv(spec: CircuitSpec, n_v: int, g_levels_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cell's current (A) [n_g, n_v] against the voltage across it (row pin minus column pin, the gate
+    at ``v_gate_v``), at ``n_v`` evenly spaced voltages over :func:`voltage_span` and each conductance of
+    ``g_levels_s`` [n_g] (S), measured by ngspice in a child process; and the voltage grid [n_v] (V)."""
+    lo, hi = voltage_span(spec)
+    i_a = _in_child("cell_iv", spec, (lo, hi, int(n_v), [float(g) for g in g_levels_s]), "the cell's I-V sweep")
+    return np.linspace(lo, hi, n_v), i_a
 
 
 def implausible_samples(i_a: np.ndarray, check: CircuitCheck) -> np.ndarray:

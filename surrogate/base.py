@@ -68,6 +68,10 @@ class SurrogateMVM(nn.Module):
     def hyperparameters(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def init_from_circuit(self, spec: CircuitSpec) -> None:
+        """What the design measures of the circuit itself before it sees the data (e.g. the cell's I-V,
+        ``cell_iv``); nothing by default."""
+
     def init_from_data(self, train: Split) -> None:
         """Fit normalization statistics and data-driven starting values on the training split."""
         raise NotImplementedError

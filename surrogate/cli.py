@@ -36,8 +36,8 @@ from xbarchar.files import refuse_overwriting_inputs
 log = logging.getLogger("surrogate")
 
 # CLI flag (argparse dest) -> TrainParams field
-_PARAM_FLAGS = ("design", "candidates", "hidden", "cell_hidden", "v_order", "epochs", "batch_size", "lr", "weight_decay",
-                "patience", "seed", "val_fraction", "test_fraction")
+_PARAM_FLAGS = ("design", "candidates", "hidden", "cell_hidden", "v_order", "v_basis", "epochs", "batch_size", "lr",
+                "weight_decay", "patience", "seed", "val_fraction", "test_fraction")
 
 
 def _v_order(text: str) -> Any:
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=None, help="mlp hidden width (default 500)")
     p.add_argument("--cell-hidden", type=int, default=None, help="transfer per-cell network width (default 32)")
     p.add_argument("--v-order", type=_v_order, default=None, help="transfer: auto (default), 1 or 3")
+    p.add_argument("--v-basis", default=None, help="transfer, v_order 3: cubic (default) or learned")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (default 200)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step (default 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per design)")

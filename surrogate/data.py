@@ -180,6 +180,21 @@ def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: f
     return result
 
 
+def split_by_matrices(ds: SpiceDataset, train_rows: np.ndarray, val_rows: np.ndarray, test_rows: np.ndarray,
+                      path: str = "", sha256: str = "", seed: int = 0) -> SplitDataset:
+    """Split an in-memory dataset by the given conductance-matrix indices (e.g. a learning curve: one fixed
+    validation and test set, nested training sets). Failed samples are left out."""
+    keep = valid_samples(ds, path)
+    n = len(train_rows) + len(val_rows) + len(test_rows)
+    used = np.concatenate([train_rows, val_rows, test_rows]).astype(np.int64)
+    solvers = {s.decode() if isinstance(s, bytes) else str(s) for s in ds.solver[used]}
+    return SplitDataset(spec=ds.spec, train=_subset(ds, np.asarray(train_rows), keep),
+                        val=_subset(ds, np.asarray(val_rows), keep), test=_subset(ds, np.asarray(test_rows), keep),
+                        path=path, sha256=sha256, n_failed_dropped=int((~keep).sum()),
+                        all_linear=solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used]))),
+                        seed=seed, val_fraction=len(val_rows) / n, test_fraction=len(test_rows) / n)
+
+
 def load_splits(path: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15,
                 seed: int = 0) -> SplitDataset:
     """Read a SPICE dataset file (:func:`spice.io.read_dataset`) and split it by conductance matrix."""

@@ -10,6 +10,9 @@ Designs (all implement :class:`surrogate.base.SurrogateMVM`):
 ``ridge`` (:class:`surrogate.ridge.RidgeMVM`)
     ridge regression on closed-form physics features (those of the ridge baseline), fitted in closed
     form; per vector one matmul of [v, v^2, v^3] with maps folded once per tile.
+``cell_iv`` (:class:`surrogate.cell_iv.CellIVRidge`)
+    ridge regression on the cell's own I-V, measured by ngspice and factored into a few functions of
+    the voltage, weighted by loading maps; fitted in closed form; per vector one matmul.
 
 ``design: auto`` (:class:`surrogate.params.TrainParams`) is not a design: it trains candidate designs
 and keeps one (:func:`surrogate.train.train`).
@@ -23,18 +26,19 @@ import numpy as np
 import torch
 
 from surrogate.base import SurrogateMVM
+from surrogate.cell_iv import CellIVRidge
 from surrogate.mlp import GeniexMLP
 from surrogate.physics import TileSpec
 from surrogate.ridge import RidgeMVM
 from surrogate.transfer import TransferNet
 
-__all__ = ["DESIGNS", "DESIGN_CLASSES", "GeniexMLP", "RidgeMVM", "SurrogateMVM", "TransferNet", "build_model",
+__all__ = ["DESIGNS", "DESIGN_CLASSES", "CellIVRidge", "GeniexMLP", "RidgeMVM", "SurrogateMVM", "TransferNet", "build_model",
            "from_architecture", "predict_a"]
 
 from surrogate.contract import current_tile_keys  # noqa: E402
 from surrogate.params import DESIGNS  # noqa: E402  (torch-free home of the list)
 
-DESIGN_CLASSES: dict[str, type[SurrogateMVM]] = {cls.design: cls for cls in (GeniexMLP, RidgeMVM, TransferNet)}
+DESIGN_CLASSES: dict[str, type[SurrogateMVM]] = {cls.design: cls for cls in (CellIVRidge, GeniexMLP, RidgeMVM, TransferNet)}
 """Design name -> class (the names are :data:`surrogate.params.DESIGNS`)."""
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from xbarchar.settings import SettingsError, reject_unknown
 
-DESIGNS = ("mlp", "ridge", "transfer")
+DESIGNS = ("cell_iv", "mlp", "ridge", "transfer")
 """Surrogate designs (``surrogate.models``)."""
 AUTO = "auto"
 """``design: auto``: train every design of ``candidates``, keep the one with the lowest validation error."""
@@ -24,9 +24,10 @@ class TrainParams:
 
     design: str = "transfer"
     """'transfer' (effective transfer matrix, default: as cheap as the ideal MVM), 'mlp' (GENIEx),
-    'ridge' (closed-form ridge on the physics features of the ridge baseline) or 'auto' (train every
+    'ridge' (closed-form ridge on the physics features of the ridge baseline), 'cell_iv' (closed-form ridge on
+    the cell's ngspice-measured I-V basis with loading maps: strongly non-linear cells) or 'auto' (train every
     design of ``candidates``, keep the one with the lowest validation error)."""
-    candidates: tuple[str, ...] = ("transfer", "ridge", "mlp")
+    candidates: tuple[str, ...] = ("transfer", "ridge", "mlp", "cell_iv")
     """auto: the designs to train and choose from (each with the other keys of these settings; on equal
     validation errors the first listed wins)."""
     hidden: int = 500
@@ -36,6 +37,9 @@ class TrainParams:
     v_order: int | str = "auto"
     """transfer: 1 (i linear in v), 3 (adds v^2, v^3 terms) or 'auto' (1 when every matrix of the
     dataset passed ngspice's linearity check, else 3)."""
+    v_basis: str = "cubic"
+    """transfer with v_order 3: the voltage terms beyond v, 'cubic' (v^2, v^3) or 'learned' (two functions of v
+    learned with the maps, started at v^2 and v^3: cells far from a cubic, e.g. a selector's exponential)."""
     epochs: int = 200
     """Upper bound on passes over the training samples (early stopping usually ends sooner)."""
     batch_size: int = 256
@@ -75,6 +79,8 @@ class TrainParams:
                 raise bad(key, "a positive integer")
         if self.v_order not in ("auto", 1, 3):
             raise bad("v_order", "'auto', 1 or 3")
+        if self.v_basis not in ("cubic", "learned"):
+            raise bad("v_basis", "'cubic' or 'learned'")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise bad("seed", "a non-negative integer")
         for key in ("lr", "weight_decay"):

@@ -74,6 +74,9 @@ def underfit_message(design: str, history: dict[str, Any], n_matrices: int, n_tr
                    f"or change surrogate.lr")
 
 
+CLOSED_FORM = ("ridge", "cell_iv")
+"""Designs fitted in closed form (no epochs)."""
+
 SELECTION_RULE = "lowest validation rms_fs"
 """How ``design: auto`` chooses (RMS error on the validation split as a fraction of full scale; on equal
 errors the candidate listed first)."""
@@ -127,10 +130,10 @@ def make_model(params: TrainParams, tile: TileSpec, all_linear: bool) -> Surroga
     """The untrained model that ``params`` describe."""
     if params.design == "mlp":
         return build_model("mlp", tile, hidden=params.hidden)
-    if params.design == "ridge":
-        return build_model("ridge", tile)
+    if params.design in ("ridge", "cell_iv"):
+        return build_model(params.design, tile)
     return build_model("transfer", tile, cell_hidden=params.cell_hidden,
-                       v_order=resolve_v_order(params, all_linear))
+                       v_order=resolve_v_order(params, all_linear), v_basis=params.v_basis)
 
 
 class _Tensors:
@@ -177,12 +180,12 @@ def _rms_n(model: SurrogateMVM, data: _Tensors, batch_size: int = 8192) -> float
 def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> TrainResult:
     """Train a surrogate of ``params.design`` on ``splits.train``; early stopping on ``splits.val``.
 
-    ``ridge`` is fitted in closed form; ``auto`` trains every design of ``params.candidates`` and keeps
+    ``ridge`` and ``cell_iv`` are fitted in closed form; ``auto`` trains every design of ``params.candidates`` and keeps
     the one with the lowest validation error (:class:`Selection` in the result).
     """
     if params.design == AUTO:
         return _train_auto(splits, params, progress)
-    if params.design == "ridge":
+    if params.design in CLOSED_FORM:
         return _fit_closed_form(splits, params)
     return _train_gradient(splits, params, progress)
 
@@ -213,16 +216,18 @@ def _train_auto(splits: SplitDataset, params: TrainParams, progress: bool) -> Tr
 
 
 def _fit_closed_form(splits: SplitDataset, params: TrainParams) -> TrainResult:
-    """The ``ridge`` design: one closed-form fit on the training split, measured on the validation split."""
+    """The ``ridge`` and ``cell_iv`` designs: one closed-form fit on the training split, measured on the
+    validation split."""
     tile = TileSpec.from_circuit(splits.spec)
     model = make_model(params, tile, splits.all_linear)
     t0 = time.perf_counter()
+    model.init_from_circuit(splits.spec)
     model.init_from_data(splits.train)
     model.eval()
     val_t = _Tensors(splits.val, tile.full_scale_a)
     val = _rms_n(model, val_t)
     if val_t.n and not np.isfinite(val):
-        raise TrainingDivergedError(f"{splits.path or 'dataset'}: the ridge fit gives a validation error of {val}; "
+        raise TrainingDivergedError(f"{splits.path or 'dataset'}: the {params.design} fit gives a validation error of {val}; "
                                     "no surrogate written (check the dataset with python -m spice inspect)")
     seconds = time.perf_counter() - t0
     history = {
@@ -239,7 +244,7 @@ def _fit_closed_form(splits: SplitDataset, params: TrainParams) -> TrainResult:
         "weight_decay": None,
         "v_order": None,
     }
-    log.info("fitted ridge in %.1f s: val rms %.3e of full scale", seconds, val)
+    log.info("fitted %s in %.1f s: val rms %.3e of full scale", params.design, seconds, val)
     return TrainResult(model=model, history=history)
 
 
@@ -250,6 +255,7 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         model = make_model(params, tile, splits.all_linear)
+    model.init_from_circuit(splits.spec)
     model.init_from_data(splits.train)
     train_t = _Tensors(splits.train, tile.full_scale_a)
     val_t = _Tensors(splits.val, tile.full_scale_a)

@@ -42,6 +42,12 @@ R_MIN_OHM = 1e-3
 CUBIC_BLOCK_ELEMENTS = 2**16
 """Elements of one block of matmul outputs in the in-place cubic evaluation (v_order 3, no autograd):
 small enough that a block's intermediates stay in a core's cache."""
+V_BASES = ("cubic", "learned")
+"""``v_order=3``: the voltage terms beyond v. 'cubic': v^2 and v^3; 'learned': two functions of v learned with the
+per-cell maps, ``x^2 + x h_2(x)`` and ``x^3 + x h_3(x)`` (x = v / v_read_max_v, h a small network started at
+zero, so training starts from the cubic), which follow cells far from a cubic (a selector's exponential)."""
+BASIS_HIDDEN = 24
+"""'learned' basis: width of the one hidden layer of h (evaluated once per row voltage, shared by every tile)."""
 CUBIC_BLOCK_MAP_ELEMENTS = 2**16
 """Elements of the maps one block multiplies with (tiles side by side, as many as fit, at least one):
 small enough to stay in cache while the block's vectors pass."""
@@ -72,14 +78,22 @@ class TransferNet(SurrogateMVM):
     FEATURES = ("g_n", "row_position", "col_position", "rho_row_wire", "kappa_col_wire",
                 "driver_load", "sense_load")
 
-    def __init__(self, tile: TileSpec, cell_hidden: int = 32, v_order: int = 1) -> None:
+    def __init__(self, tile: TileSpec, cell_hidden: int = 32, v_order: int = 1, v_basis: str = "cubic") -> None:
         super().__init__(tile)
         if not isinstance(cell_hidden, int) or cell_hidden < 1:
             raise ValueError(f"cell_hidden must be a positive integer, got {cell_hidden!r}")
         if v_order not in (1, 3):
             raise ValueError(f"v_order must be 1 (linear in v) or 3 (up to cubic in v), got {v_order!r}")
+        if v_basis not in V_BASES:
+            raise ValueError(f"v_basis must be one of {V_BASES}, got {v_basis!r}")
         self.cell_hidden = cell_hidden
         self.v_order = v_order
+        self.v_basis = v_basis if v_order == 3 else "cubic"
+        if self.v_basis == "learned":
+            self.basis_net = nn.Sequential(nn.Linear(1, BASIS_HIDDEN), nn.SiLU(), nn.Linear(BASIS_HIDDEN, 2))
+            with torch.no_grad():  # start at v^2, v^3
+                self.basis_net[-1].weight.zero_()
+                self.basis_net[-1].bias.zero_()
         g_on = tile.g_on_s
         self.log_g_driver_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_driver_ohm, R_MIN_OHM) * g_on)))
         self.log_g_sense_n = nn.Parameter(torch.tensor(-math.log(max(tile.r_sense_ohm, R_MIN_OHM) * g_on)))
@@ -98,7 +112,7 @@ class TransferNet(SurrogateMVM):
         self.register_buffer("lin_scale", torch.ones(()))
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"cell_hidden": self.cell_hidden, "v_order": self.v_order}
+        return {"cell_hidden": self.cell_hidden, "v_order": self.v_order, "v_basis": self.v_basis}
 
     def line_resistances_ohm(self) -> tuple[float, float]:
         """The learned effective driver and sense resistances (ohms): per-read noise of loaded cells in the
@@ -146,16 +160,25 @@ class TransferNet(SurrogateMVM):
         col = m[..., 5:].sum(-3).transpose(-1, -2)  # [T, 2, cols]: lin^2 and lin^3 coefficients
         return w_v, w_v2, w_v3, col
 
+    def basis(self, v_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two voltage terms beyond v of ``v_basis`` at normalized row voltages v_n (same shape each)."""
+        sq, cube = v_n * v_n, v_n * v_n * v_n
+        if self.v_basis == "cubic":
+            return sq, cube
+        h = self.basis_net(v_n.unsqueeze(-1).to(self.param_dtype)).to(v_n.dtype)
+        return sq + v_n * h[..., 0], cube + v_n * h[..., 1]
+
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
         v_n = v_v / self.tile.v_read_max_v
         if self.v_order == 1:
             return v_n @ folded[0] / self.rows
         w_v, w_v2, w_v3, col = folded
         c = self.cols
+        q2, q3 = self.basis(v_n)
         p1 = v_n @ w_v / self.rows
-        p2 = (v_n * v_n) @ w_v2 / self.rows
+        p2 = q2 @ w_v2 / self.rows
         lin = p1[..., :c]
-        a = p2[..., :c] + (v_n * v_n * v_n) @ w_v3 / self.rows
+        a = p2[..., :c] + q3 @ w_v3 / self.rows
         b = p1[..., c:2 * c] + p2[..., c:]
         return self._combine(lin, a, b, p1[..., 2 * c:], col[..., 0:1, :], col[..., 1:2, :])
 
@@ -245,6 +268,7 @@ class TransferNet(SurrogateMVM):
 
             return mvm1
         w_poly, w_lin, c0, d = self.fold_a(g)
+        vm = self.tile.v_read_max_v
         w_lin = torch.cat([w_lin, c0.unsqueeze(-2)], -2)  # the constant of C as the row of a unit input
         w_poly, w_lin = side_by_side(w_poly), side_by_side(w_lin)  # [G, 3 rows | rows + 1, K*2*cols]
         d = d.reshape(n_g, 1, k, c)
@@ -252,7 +276,8 @@ class TransferNet(SurrogateMVM):
         def mvm3(v_v: torch.Tensor) -> torch.Tensor:
             check(v_v)
             v = v_v.to(w_poly.dtype)
-            x = torch.cat([v, v * v, v * v * v], -1)  # [G, B, 3 rows]
+            q2, q3 = self.basis(v / vm)
+            x = torch.cat([v, q2 * (vm * vm), q3 * (vm * vm * vm)], -1)  # [G, B, 3 rows]: v, v^2, v^3 when cubic
             x_lin = torch.cat([v, torch.ones_like(v[..., :1])], -1)  # [G, B, rows + 1]
             n_b = v.shape[1]
             if torch.is_grad_enabled() and (v.requires_grad or w_poly.requires_grad):
@@ -297,8 +322,9 @@ class TransferNet(SurrogateMVM):
             return lin
         t_n = lumped_transfer(g_eff, g_d, g_sn)
         m = [t_n * out[..., k] for k in range(1, 8)]  # c20, c30, c11, c21, c12, c02, c03
-        a = ((v_n ** 2) @ m[0] + (v_n ** 3) @ m[1]) / self.rows
-        b = (v_n @ m[2] + (v_n ** 2) @ m[3]) / self.rows
+        q2, q3 = self.basis(v_n)
+        a = (q2 @ m[0] + q3 @ m[1]) / self.rows
+        b = (v_n @ m[2] + q2 @ m[3]) / self.rows
         c = v_n @ m[4] / self.rows
         return self._combine(lin, a, b, c, m[5].sum(-2, keepdim=True), m[6].sum(-2, keepdim=True))
 
@@ -367,9 +393,10 @@ class TransferNet(SurrogateMVM):
         if self.v_order == 1:
             return lin.reshape(-1, 1)
         l1 = lin * scale
-        v2 = (v_n * v_n) @ t_n / self.rows
+        q2, q3 = self.basis(v_n)
+        v2 = q2 @ t_n / self.rows
         col = t_n.sum(-2) / self.rows
-        terms = [lin, v2, (v_n ** 3) @ t_n / self.rows, l1 * lin, l1 * v2, l1 * l1 * lin, l1 * l1 * col,
+        terms = [lin, v2, q3 @ t_n / self.rows, l1 * lin, l1 * v2, l1 * l1 * lin, l1 * l1 * col,
                  l1 ** 3 * col]
         return torch.stack([x.expand_as(lin) for x in terms], -1).reshape(-1, len(terms))
 
@@ -390,4 +417,6 @@ class TransferNet(SurrogateMVM):
         """v_order 1: ``v @ T_eff``; v_order 3: the two matmuls of :meth:`bind_shared` (one of the
         eight rows x cols blocks is zeros)."""
         rc = self.rows * self.cols
-        return rc if self.v_order == 1 else 8 * rc + 2 * self.cols
+        if self.v_order == 1:
+            return rc
+        return 8 * rc + 2 * self.cols + (3 * BASIS_HIDDEN * self.rows if self.v_basis == "learned" else 0)

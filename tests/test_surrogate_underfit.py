@@ -54,7 +54,7 @@ def test_auto_leaves_out_a_candidate_whose_validation_error_never_fell(monkeypat
     monkeypatch.setattr(train_mod, "_fit_closed_form", lambda splits, params: fake(splits, params))
     result = train(None, TrainParams(design="auto"), progress=False)
     selection = result.history["selection"]
-    assert result.model.design == "transfer" and selection["candidates"] == ["transfer", "ridge"]
+    assert result.model.design == "transfer" and selection["candidates"] == ["transfer", "ridge", "cell_iv"]
     assert selection["left_out"] == {"mlp": "d: the mlp surrogate's validation error never fell"}
     assert selection["reason"].endswith("; mlp left out: its validation error never fell")
     with pytest.raises(TooLittleDataError, match="no candidate's validation error fell; d: the mlp"):

@@ -1,0 +1,317 @@
+"""Closed-form surrogate on the cell's own I-V, measured by ngspice: design ``cell_iv``.
+
+Before the fit, ngspice sweeps one cell of the circuit (:func:`spice.ngspice.measure_cell_iv`) across the
+voltage span at ``iv_levels`` conductances from g_off to g_on. The table i(g, v) is factored by SVD into
+``n_basis`` functions of the cell voltage phi_k(v) and coefficients c_k(g): ``i(g, v) ~ sum_k c_k(g) phi_k(v)``.
+For the shipped selector cell (1S1R, 1 V) rank 3 is within ~1e-5 of its largest current, where the best cubic
+in v misses by ~5e-3: the basis follows an exponential that the powers of v cannot.
+
+The cells read through the array's driver and sense resistances (effective values r_d, r_s: the best of a
+grid around the circuit's on the training data, as the transfer design's prior). Per vector, one step of the
+array's nodal equations with the cell's own I-V: each row node sags by its row current,
+``a_i = v_i - r_d sum_k phi_k(v_i) sum_j c_k(g_ij)``; the column node rises with the column current, linearized
+at a: ``I_j = P_j / (1 + r_s D_j)`` with ``P = sum_k phi_k(a) @ c_k(G)`` and ``D = sum_k phi_k'(a) @ c_k(G)``.
+The features of (vector, column) are ``(phi_k(a) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for every k
+and every loading map M_m (1, the first-order row- and column-wire drop, the driver and the sense loading, as
+in :mod:`surrogate.ridge`), plus the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all
+columns, is fitted in closed form on the training split (``StandardScaler`` + ``Ridge``). Folded once per
+tile, per vector three matmuls, ``phi(a) @ [A_1; ...; A_K]``, ``phi'(a) @ [c_1; ...; c_K]`` and ``v_n @ A_lin``:
+(2K + 1) rows*cols MACs, phi_k and phi_k' by linear interpolation on the measured grid. float64 throughout,
+as the ridge design.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from spice.circuit import CircuitSpec
+from surrogate.base import Folded, SurrogateMVM
+from surrogate.data import Split
+from surrogate.physics import TileSpec, analytic_transfer, wire_drop
+
+log = logging.getLogger(__name__)
+
+LOADING_MAPS = ("cell", "x_rho_row_wire", "x_kappa_col_wire", "x_driver_load", "x_sense_load")
+"""The maps each basis function's cell currents are weighted with (:func:`loading_maps`)."""
+LINEAR_FEATURES = ("analytic", "ideal")
+"""Features linear in v: ``v_n @ T_an / rows`` and ``v_n @ g_n / rows``."""
+CELL_IV_ALPHA = 1e-8
+"""L2 penalty of the fit on standardized features (nearly least squares)."""
+LINE_FACTORS = (1e-6, 1e-2, 0.1, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
+"""Candidate effective driver and sense resistances, as multiples of the circuit's (a TIA's virtual-ground
+input is far below its feedback resistor); the pair that fits the calibration data best is kept."""
+CALIBRATION_MATRICES = 8
+CALIBRATION_SAMPLES = 2048
+
+
+def loading_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
+    """[..., 5, rows, cols]: 1, the row- and column-wire drop features, r_driver * (row conductance) and
+    r_sense * (column conductance), for conductances g_n = g / g_on_s [..., rows, cols]."""
+    g_on = tile.g_on_s
+    rho, kappa = wire_drop(g_n, tile.r_wire_row_ohm * g_on, tile.r_wire_col_ohm * g_on)
+    load_r = (tile.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)).expand_as(g_n)
+    load_c = (tile.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)).expand_as(g_n)
+    return torch.stack([torch.ones_like(g_n), rho, kappa, load_r, load_c], -3)
+
+
+def interpolate(x: torch.Tensor, lo: float, hi: float, table: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of the rows of ``table`` [K, n] (values at n evenly spaced points from lo to
+    hi) at ``x`` [...], clamped to [lo, hi]: [K, ...]."""
+    n = table.shape[-1]
+    pos = ((x - lo) * ((n - 1) / (hi - lo))).clamp(0.0, n - 1.0)
+    i0 = pos.detach().floor().clamp(max=n - 2).long()
+    frac = pos - i0
+    t0, t1 = table[:, i0], table[:, i0 + 1]
+    return t0 + frac * (t1 - t0)
+
+
+class CellIVRidge(SurrogateMVM):
+    """Ridge regression on the cell's ngspice-measured I-V basis with loading maps, folded per tile."""
+
+    design = "cell_iv"
+
+    def __init__(self, tile: TileSpec, n_basis: int = 3, iv_points: int = 401, iv_levels: int = 33,
+                 alpha: float = CELL_IV_ALPHA) -> None:
+        super().__init__(tile)
+        for key, value, least in (("n_basis", n_basis, 1), ("iv_points", iv_points, 3), ("iv_levels", iv_levels, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
+        self.n_basis, self.iv_points, self.iv_levels, self.alpha = n_basis, iv_points, iv_levels, float(alpha)
+        f64 = torch.float64
+        n_f = n_basis * len(LOADING_MAPS) + len(LINEAR_FEATURES)
+        self.coef = nn.Parameter(torch.zeros(n_f, dtype=f64))
+        """Coefficient of each standardized feature (fraction of full scale)."""
+        self.intercept = nn.Parameter(torch.zeros((), dtype=f64))
+        self.register_buffer("feature_mean", torch.zeros(n_f, dtype=f64))
+        self.register_buffer("feature_scale", torch.ones(n_f, dtype=f64))
+        self.register_buffer("v_range_v", torch.zeros(2, dtype=f64))
+        """The cell I-V's voltage grid runs evenly from v_range_v[0] to v_range_v[1] (V)."""
+        self.register_buffer("basis", torch.zeros(n_basis, iv_points, dtype=f64))
+        """phi_k at the grid voltages (dimensionless, unit norm)."""
+        self.register_buffer("coef_g", torch.zeros(n_basis, iv_levels, dtype=f64))
+        """c_k at iv_levels conductances evenly from g_off_s to g_on_s (A)."""
+        self.register_buffer("lines_ohm", torch.tensor([tile.r_driver_ohm, tile.r_sense_ohm], dtype=f64))
+        """Effective (driver, sense) resistances of the nodal step (ohms), calibrated on the training data."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"n_basis": self.n_basis, "iv_points": self.iv_points, "iv_levels": self.iv_levels, "alpha": self.alpha}
+
+    def param_units(self) -> dict[str, str]:
+        return {"v_range_v": "V", "coef_g": "A", "lines_ohm": "ohm"}
+
+    def line_resistances_ohm(self) -> tuple[float, float]:
+        """The calibrated effective driver and sense resistances (ohms): per-read noise of loaded cells in the
+        crossbar layers (``dnn.mvm.LoadedTileMVM``)."""
+        return float(self.lines_ohm[0]), float(self.lines_ohm[1])
+
+    # ------------------------------------------------------------------ the cell
+    def init_from_circuit(self, spec: CircuitSpec) -> None:
+        """Measure the cell's I-V with ngspice and factor it (``basis``, ``coef_g``)."""
+        from spice.ngspice import measure_cell_iv
+
+        levels = np.linspace(self.g_off_s, self.g_on_s, self.iv_levels)
+        v_grid, i_a = measure_cell_iv(spec, self.iv_points, levels)
+        self.set_cell_iv(v_grid, i_a)
+
+    @torch.no_grad()
+    def set_cell_iv(self, v_grid_v: np.ndarray, i_a: np.ndarray) -> None:
+        """Factor an I-V table i_a [iv_levels, iv_points] (A) on the evenly spaced ``v_grid_v`` (V)."""
+        u, s, vh = np.linalg.svd(np.asarray(i_a, dtype=np.float64), full_matrices=False)
+        k = self.n_basis
+        if len(s) < k:
+            raise ValueError(f"an I-V table of shape {i_a.shape} has fewer than n_basis={k} components")
+        self.v_range_v.copy_(torch.tensor([float(v_grid_v[0]), float(v_grid_v[-1])]))
+        self.basis.copy_(torch.as_tensor(vh[:k]))
+        self.coef_g.copy_(torch.as_tensor(u[:, :k] * s[:k]).T)
+        residual = float(np.abs((u[:, :k] * s[:k]) @ vh[:k] - i_a).max() / max(np.abs(i_a).max(), 1e-300))
+        log.info("cell I-V: %d x %d ngspice points over %.3g..%.3g V; %d basis functions fit it within %.2e of its "
+                 "largest current", i_a.shape[0], i_a.shape[1], v_grid_v[0], v_grid_v[-1], k, residual)
+
+    def _phi(self, v_v: torch.Tensor, slope: bool = False) -> torch.Tensor:
+        """phi_k (or its slope phi_k', 1/V) at voltages v_v [..., rows] (V): [K, ..., rows]."""
+        lo, hi = (float(x) for x in self.v_range_v)
+        table = self.basis
+        if slope:
+            table = torch.gradient(table, spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
+        return interpolate(v_v, lo, hi, table)
+
+    def _row_nodes(self, v_v: torch.Tensor, row_coef: torch.Tensor, r_driver_ohm: float) -> torch.Tensor:
+        """Row-node voltages a [T, B, rows] (V): v_v sagged by the driver resistance times the row current at
+        v_v; row_coef [T, K, rows] = sum_j c_k(g_ij) (A)."""
+        phi = self._phi(v_v).movedim(0, 1)  # [T, K, B, rows]
+        return v_v - r_driver_ohm * (phi * row_coef[:, :, None, :]).sum(1)
+
+    def _column_gain(self, a_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
+        """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(a) @ c_k (S), c_stack [T, K rows, cols] (A)."""
+        slope = torch.cat(self._phi(a_v, slope=True).unbind(0), -1)  # [T, B, K rows]
+        return 1.0 / (1.0 + r_sense_ohm * torch.bmm(slope, c_stack))
+
+    def _cell_coef(self, g_s: torch.Tensor) -> torch.Tensor:
+        """c_k at conductances g_s [..., rows, cols] (S), clamped to [g_off, g_on]: [K, ..., rows, cols] (A)."""
+        return interpolate(g_s, self.g_off_s, self.g_on_s, self.coef_g)
+
+    def _maps(self, g_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-basis maps [T, K * 5, rows, cols] (c_k * M_m / full scale), linear maps [T, 2, rows, cols] and
+        c_k(G) [T, K, rows, cols] (A)."""
+        if not bool(self.basis.abs().sum() > 0):
+            raise RuntimeError("cell_iv surrogate has no cell I-V: call init_from_circuit(spec) first")
+        g_n = g_s / self.g_on_s
+        maps = loading_maps(g_n, self.tile)  # [T, 5, rows, cols]
+        c = self._cell_coef(g_s).movedim(0, 1)  # [T, K, rows, cols]
+        per_k = (c[:, :, None] * maps[:, None]).flatten(1, 2) / self.full_scale_a
+        lin = torch.stack([analytic_transfer(g_n, self.tile), g_n], 1) / self.rows
+        return per_k, lin, c
+
+    def _features(self, g_s: torch.Tensor, v_v: torch.Tensor, lines_ohm: tuple[float, float] | None = None
+                  ) -> torch.Tensor:
+        """Every raw feature [T, B, cols, F] of g_s [T, rows, cols] (S) and v_v [T, B, rows] (V), with the
+        effective (driver, sense) resistances ``lines_ohm`` (default: the calibrated ones)."""
+        r_d, r_s = lines_ohm or self.line_resistances_ohm()
+        per_k, lin, c = self._maps(g_s)
+        a = self._row_nodes(v_v, c.sum(-1), r_d)
+        gain = self._column_gain(a, c.flatten(1, 2), r_s)
+        phi = self._phi(a).movedim(0, 1)  # [T, K, B, rows]
+        n_m = len(LOADING_MAPS)
+        cols = [(phi[:, k // n_m] @ per_k[:, k]) * gain for k in range(per_k.shape[1])]
+        v_n = v_v / self.v_read_max_v
+        cols += [v_n @ lin[:, k] for k in range(lin.shape[1])]
+        return torch.stack(cols, -1)
+
+    # ------------------------------------------------------------------ fit
+    def init_from_data(self, train: Split) -> None:
+        """The closed-form fit: standardization and coefficients (the cell I-V must be set)."""
+        if train.n_samples == 0:
+            raise ValueError("the training split is empty: no samples to fit the cell_iv model on")
+        self._calibrate_lines(train)
+        xs, ys = self._design_matrix(train, range(train.n_matrices), None)
+        fitted = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(np.concatenate(xs), np.concatenate(ys))
+        scaler, ridge = fitted[0], fitted[-1]
+        with torch.no_grad():
+            self.feature_mean.copy_(torch.as_tensor(scaler.mean_))
+            self.feature_scale.copy_(torch.as_tensor(np.where(scaler.scale_ > 0, scaler.scale_, 1.0)))
+            self.coef.copy_(torch.as_tensor(ridge.coef_))
+            self.intercept.fill_(float(ridge.intercept_))
+        log.info("cell_iv fitted on %d (sample, column) pairs, %d features", sum(len(y) for y in ys), len(self.coef))
+
+    @torch.no_grad()
+    def _design_matrix(self, train: Split, matrices: Any, lines_ohm: tuple[float, float] | None,
+                       max_samples: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Features [samples * cols, F] and targets (fractions of full scale) of the given training matrices."""
+        xs, ys = [], []
+        for k in matrices:
+            idx = np.flatnonzero(train.g_index == k)[:max_samples]
+            if len(idx):
+                g = torch.as_tensor(train.g_s[k], dtype=torch.float64)[None]
+                v = torch.as_tensor(train.v_v[idx], dtype=torch.float64)[None]
+                xs.append(self._features(g, v, lines_ohm)[0].reshape(-1, len(self.coef)).numpy())
+                ys.append((train.i_a[idx] / self.full_scale_a).reshape(-1))
+        return xs, ys
+
+    def _calibrate_lines(self, train: Split) -> None:
+        """The effective (driver, sense) resistances of :data:`LINE_FACTORS` times the circuit's whose least-squares
+        fit of part of the training data leaves the smallest error."""
+        n = min(train.n_matrices, CALIBRATION_MATRICES)
+        per_matrix = max(1, CALIBRATION_SAMPLES // max(n, 1))
+        best = (math.inf, self.tile.r_driver_ohm, self.tile.r_sense_ohm)
+        for f_d in LINE_FACTORS:
+            for f_s in LINE_FACTORS:
+                lines = (self.tile.r_driver_ohm * f_d, self.tile.r_sense_ohm * f_s)
+                xs, ys = self._design_matrix(train, range(n), lines, per_matrix)
+                x, y = np.concatenate(xs), np.concatenate(ys)
+                x = np.concatenate([x, np.ones((len(x), 1))], 1)
+                resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+                err = float(np.mean(resid * resid))
+                if err < best[0]:
+                    best = (err, *lines)
+        with torch.no_grad():
+            self.lines_ohm.copy_(torch.tensor(best[1:], dtype=torch.float64))
+        log.info("cell_iv: effective R_driver %.3g ohm, R_sense %.3g ohm (circuit %.3g, %.3g); rms %.2e of full scale "
+                 "on the calibration samples", best[1], best[2], self.tile.r_driver_ohm, self.tile.r_sense_ohm,
+                 math.sqrt(best[0]))
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.coef / self.feature_scale
+        return w, self.intercept - (w * self.feature_mean).sum()
+
+    # ------------------------------------------------------------------ evaluation
+    def fold(self, g_s: torch.Tensor) -> Folded:
+        """``[A_1; ...; A_K]`` [T, K rows, cols], ``A_lin`` [T, rows, cols] (normalized), ``[c_1; ...; c_K]``
+        [T, K rows, cols] (A), the row sums of c_k [T, K, rows] (A) and the constant b [T, 1, 1]."""
+        per_k, lin, c = self._maps(g_s.to(torch.float64))
+        w, b = self._weights()
+        n_m, k = len(LOADING_MAPS), self.n_basis
+        a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
+        a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
+        return a_k.flatten(1, 2), a_lin, c.flatten(1, 2), c.sum(-1), b.expand(g_s.shape[0], 1, 1)
+
+    def _apply(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
+        """Fractions of full scale [T, B, cols] for v_v [T, B, rows] (V) and the maps of :meth:`fold` (T tiles
+        that read the same voltages may share one v_v row: broadcast over T)."""
+        a_k, a_lin, c, row_coef, b = folded
+        r_d, r_s = self.line_resistances_ohm()
+        v = v_v.to(torch.float64)
+        a = self._row_nodes(v, row_coef, r_d)
+        gain = self._column_gain(a, c, r_s)
+        p = torch.bmm(torch.cat(self._phi(a).unbind(0), -1), a_k)
+        return torch.baddbmm(b, v / self.v_read_max_v, a_lin) + p * gain
+
+    def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
+        return self._apply(folded, v_v)
+
+    def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
+        """Every feature formed explicitly, standardized and weighted: the way the model was fitted (an
+        independent path to check :meth:`fold`)."""
+        x = self._features(g_s.to(torch.float64), v_v.to(torch.float64))
+        return ((x - self.feature_mean) / self.feature_scale) @ self.coef + self.intercept
+
+    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s [G, K, rows, cols] (S): G groups of K tiles whose rows read the same voltages -> f(v_v
+        [G, B, rows] (V)) -> i_a [G, K, B, cols] (A) (``dnn.mvm.SharedInputTileMVM``): the inputs are
+        formed once per group and multiplied with the maps of all K tiles side by side."""
+        if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
+            raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "
+                             f"{self.cols}]")
+        n_g, k = g_s.shape[:2]
+        rows, c = self.rows, self.cols
+        folded = self.fold(g_s.reshape(n_g * k, rows, c))
+
+        def mvm(v_v: torch.Tensor) -> torch.Tensor:
+            if v_v.ndim != 3 or v_v.shape[0] != n_g or v_v.shape[2] != rows:
+                raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_g}, B, {rows}]")
+            v = v_v.repeat_interleave(k, 0)  # each tile sags its own rows: the row nodes differ per tile
+            i_n = self._apply(folded, v).reshape(n_g, k, v_v.shape[1], c)
+            return (i_n * self.full_scale_a).to(v_v.dtype)
+
+        return mvm
+
+    def normalization(self) -> dict[str, Any]:
+        return {
+            "conductance": "g_n = g_s / g_on_s; c_k(g_s) interpolated in coef_g (A)",
+            "voltage": "v_n = v_v / v_read_max_v; phi_k(v_v) interpolated in basis over v_range_v",
+            "output": "i_a = full_scale_a * i_n; i_n = sum_f coef_f (x_f - feature_mean_f) / feature_scale_f + "
+                      "intercept, x = (phi_k(a) @ (c_k(G) * M_m))_c / (1 + r_s D_c) / full_scale_a and "
+                      "(v_n @ [T_an, g_n])_c / rows (surrogate.cell_iv)",
+            "full_scale_a": self.full_scale_a,
+            "loading_maps": list(LOADING_MAPS),
+            "linear_features": list(LINEAR_FEATURES),
+            "v_range_v": self.v_range_v.tolist(),
+            "lines_ohm": self.lines_ohm.tolist(),
+            "coef": self.coef.detach().tolist(),
+            "intercept": float(self.intercept.detach()),
+        }
+
+    def macs_per_vector(self) -> int:
+        """``phi(a) @ [A_1; ...; A_K]``, ``phi'(a) @ [c_1; ...; c_K]``, ``v_n @ A_lin`` and the row sags."""
+        return (2 * self.n_basis + 1) * self.rows * self.cols + self.n_basis * self.rows
