@@ -139,12 +139,16 @@ class CellIVRidge(SurrogateMVM):
         log.info("cell I-V: %d x %d ngspice points over %.3g..%.3g V; %d basis functions fit it within %.2e of its "
                  "largest current", i_a.shape[0], i_a.shape[1], v_grid_v[0], v_grid_v[-1], k, residual)
 
-    def _phi(self, v_v: torch.Tensor, slope: bool = False) -> torch.Tensor:
-        """phi_k (or its slope phi_k', 1/V) at voltages v_v [..., rows] (V): [K, ..., rows]."""
+    def _slope_table(self) -> torch.Tensor:
+        """phi_k' at the grid voltages [K, iv_points] (1/V), by central differences."""
         lo, hi = (float(x) for x in self.v_range_v)
-        table = self.basis
-        if slope:
-            table = torch.gradient(table, spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
+        return torch.gradient(self.basis, spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
+
+    def _phi(self, v_v: torch.Tensor, slope: bool = False, table: torch.Tensor | None = None) -> torch.Tensor:
+        """phi_k (or its slope phi_k', 1/V; or the rows of ``table``) at voltages v_v [..., rows] (V): [K, ..., rows]."""
+        lo, hi = (float(x) for x in self.v_range_v)
+        if table is None:
+            table = self._slope_table() if slope else self.basis
         return interpolate(v_v, lo, hi, table)
 
     def _row_nodes(self, v_v: torch.Tensor, row_coef: torch.Tensor, r_driver_ohm: float) -> torch.Tensor:
@@ -248,23 +252,28 @@ class CellIVRidge(SurrogateMVM):
     # ------------------------------------------------------------------ evaluation
     def fold(self, g_s: torch.Tensor) -> Folded:
         """``[A_1; ...; A_K]`` [T, K rows, cols], ``A_lin`` [T, rows, cols] (normalized), ``[c_1; ...; c_K]``
-        [T, K rows, cols] (A), the row sums of c_k [T, K, rows] (A) and the constant b [T, 1, 1]."""
+        [T, K rows, cols] (A), the row sums of c_k [T, K, rows] (A), the constant b [T, 1, 1] and the tables of
+        phi_k and phi_k' [T, 2K, iv_points] (the same for every tile; one interpolation serves both)."""
         per_k, lin, c = self._maps(g_s.to(torch.float64))
         w, b = self._weights()
         n_m, k = len(LOADING_MAPS), self.n_basis
         a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
-        return a_k.flatten(1, 2), a_lin, c.flatten(1, 2), c.sum(-1), b.expand(g_s.shape[0], 1, 1)
+        tables = torch.cat([self.basis, self._slope_table()])
+        n_t = g_s.shape[0]
+        return a_k.flatten(1, 2), a_lin, c.flatten(1, 2), c.sum(-1), b.expand(n_t, 1, 1), tables.expand(n_t, -1, -1)
 
     def _apply(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
         """Fractions of full scale [T, B, cols] for v_v [T, B, rows] (V) and the maps of :meth:`fold` (T tiles
         that read the same voltages may share one v_v row: broadcast over T)."""
-        a_k, a_lin, c, row_coef, b = folded
+        a_k, a_lin, c, row_coef, b, tables = folded
         r_d, r_s = self.line_resistances_ohm()
         v = v_v.to(torch.float64)
         a = self._row_nodes(v, row_coef, r_d)
-        gain = self._column_gain(a, c, r_s)
-        p = torch.bmm(torch.cat(self._phi(a).unbind(0), -1), a_k)
+        both = self._phi(a, table=tables[0])  # [2K, T, B, rows]: phi_k(a), phi_k'(a)
+        k = self.n_basis
+        p = torch.bmm(torch.cat(both[:k].unbind(0), -1), a_k)
+        gain = 1.0 / (1.0 + r_s * torch.bmm(torch.cat(both[k:].unbind(0), -1), c))
         return torch.baddbmm(b, v / self.v_read_max_v, a_lin) + p * gain
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
