@@ -75,6 +75,23 @@ def interpolate(x: torch.Tensor, lo: float, hi: float, table: torch.Tensor) -> t
     return t0 + frac * (t1 - t0)
 
 
+def pack(table: torch.Tensor) -> torch.Tensor:
+    """The rows of ``table`` [K, n] as one lookup table [n - 1, 2K]: per interval of the grid, the K values at
+    its left end and the K steps to its right end (:func:`lookup`)."""
+    return torch.cat([table[:, :-1], table[:, 1:] - table[:, :-1]], 0).T.contiguous()
+
+
+def lookup(x: torch.Tensor, lo: float, hi: float, packed: torch.Tensor) -> torch.Tensor:
+    """:func:`interpolate` at ``x`` [...] from a :func:`pack` ed table, values last: [..., K]. One row gather
+    per element (an embedding lookup) instead of one gather per table row and end."""
+    n1 = packed.shape[0]
+    pos = ((x - lo) * (n1 / (hi - lo))).clamp(0.0, float(n1))
+    i0 = pos.detach().floor().clamp(max=n1 - 1)
+    row = packed[i0.long()]  # [..., 2K]
+    k = packed.shape[1] // 2
+    return torch.addcmul(row[..., :k], (pos - i0).unsqueeze(-1), row[..., k:])
+
+
 class CellIVRidge(SurrogateMVM):
     """Ridge regression on the cell's ngspice-measured I-V basis with loading maps, folded per tile."""
 
@@ -251,33 +268,41 @@ class CellIVRidge(SurrogateMVM):
 
     # ------------------------------------------------------------------ evaluation
     def fold(self, g_s: torch.Tensor) -> Folded:
-        """``[A_1; ...; A_K]`` [T, K rows, cols], ``A_lin`` [T, rows, cols] (normalized), ``[c_1; ...; c_K]``
-        [T, K rows, cols] (A), the row sums of c_k [T, K, rows] (A), the constant b [T, 1, 1] and the tables of
-        phi_k and phi_k' [T, 2K, iv_points] (the same for every tile; one interpolation serves both)."""
+        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): ``[A_k]``
+        [T, rows K, cols] (normalized), ``[c_k]`` [T, rows K, cols] (A), the row sums of c_k [T, rows, K] (A),
+        ``A_lin`` [T, rows, cols], the constant b [T, 1, 1], and the packed lookup tables of phi_k
+        [T, n - 1, 2K] and of phi_k and phi_k' [T, n - 1, 4K] (:func:`pack`; the same for every tile)."""
         per_k, lin, c = self._maps(g_s.to(torch.float64))
         w, b = self._weights()
         n_m, k = len(LOADING_MAPS), self.n_basis
         a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
-        tables = torch.cat([self.basis, self._slope_table()])
         n_t = g_s.shape[0]
-        return a_k.flatten(1, 2), a_lin, c.flatten(1, 2), c.sum(-1), b.expand(n_t, 1, 1), tables.expand(n_t, -1, -1)
+        basis = pack(self.basis)
+        both = pack(torch.cat([self.basis, self._slope_table()]))
+        return (a_k.transpose(1, 2).flatten(1, 2), c.transpose(1, 2).flatten(1, 2), c.sum(-1).transpose(1, 2),
+                a_lin, b.expand(n_t, 1, 1), basis.expand(n_t, -1, -1), both.expand(n_t, -1, -1))
 
-    def _apply(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        """Fractions of full scale [T, B, cols] for v_v [T, B, rows] (V) and the maps of :meth:`fold` (T tiles
-        that read the same voltages may share one v_v row: broadcast over T)."""
-        a_k, a_lin, c, row_coef, b, tables = folded
+    def _nodal_step(self, folded: Folded, v_v: torch.Tensor, phi_v: torch.Tensor) -> torch.Tensor:
+        """The phi terms (fractions of full scale) [T, B, cols] for row voltages v_v [T, B, rows] (V, float64)
+        with phi_k(v_v) [T, B, rows, K]: the row nodes, phi and phi' there, the column gain."""
+        a_k, c, row_coef, _, _, _, both_table = folded
         r_d, r_s = self.line_resistances_ohm()
-        v = v_v.to(torch.float64)
-        a = self._row_nodes(v, row_coef, r_d)
-        both = self._phi(a, table=tables[0])  # [2K, T, B, rows]: phi_k(a), phi_k'(a)
+        lo, hi = (float(x) for x in self.v_range_v)
+        n_t, n_b, rows = v_v.shape
         k = self.n_basis
-        p = torch.bmm(torch.cat(both[:k].unbind(0), -1), a_k)
-        gain = 1.0 / (1.0 + r_s * torch.bmm(torch.cat(both[k:].unbind(0), -1), c))
-        return torch.baddbmm(b, v / self.v_read_max_v, a_lin) + p * gain
+        a = v_v - r_d * (phi_v * row_coef[:, None]).sum(-1)
+        both = lookup(a, lo, hi, both_table[0])  # [T, B, rows, 2K]: phi_k(a), phi_k'(a)
+        p = torch.bmm(both[..., :k].reshape(n_t, n_b, rows * k), a_k)
+        d = torch.bmm(both[..., k:].reshape(n_t, n_b, rows * k), c)
+        return p / (1.0 + r_s * d)
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        return self._apply(folded, v_v)
+        lo, hi = (float(x) for x in self.v_range_v)
+        v = v_v.to(torch.float64)
+        a_lin, b, basis_table = folded[3], folded[4], folded[5]
+        phi_v = lookup(v, lo, hi, basis_table[0])
+        return torch.baddbmm(b, v / self.v_read_max_v, a_lin) + self._nodal_step(folded, v, phi_v)
 
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
         """Every feature formed explicitly, standardized and weighted: the way the model was fitted (an
@@ -295,12 +320,21 @@ class CellIVRidge(SurrogateMVM):
         n_g, k = g_s.shape[:2]
         rows, c = self.rows, self.cols
         folded = self.fold(g_s.reshape(n_g * k, rows, c))
+        a_lin = folded[3].reshape(n_g, k, rows, c).transpose(1, 2).reshape(n_g, rows, k * c)  # side by side
+        b, basis_table = folded[4][:1], folded[5][0]
+        lo, hi = (float(x) for x in self.v_range_v)
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             if v_v.ndim != 3 or v_v.shape[0] != n_g or v_v.shape[2] != rows:
                 raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_g}, B, {rows}]")
-            v = v_v.repeat_interleave(k, 0)  # each tile sags its own rows: the row nodes differ per tile
-            i_n = self._apply(folded, v).reshape(n_g, k, v_v.shape[1], c)
+            v = v_v.to(torch.float64)
+            n_b = v.shape[1]
+            linear = torch.baddbmm(b, v / self.v_read_max_v, a_lin).unflatten(-1, (k, c)).transpose(1, 2)
+            phi_v = lookup(v, lo, hi, basis_table)  # once per group
+            expand = (n_g, k, n_b, rows)
+            step = self._nodal_step(folded, v[:, None].expand(expand).reshape(n_g * k, n_b, rows),
+                                    phi_v[:, None].expand(expand + (self.n_basis,)).reshape(n_g * k, n_b, rows, -1))
+            i_n = linear + step.reshape(n_g, k, n_b, c)  # each tile sags its own rows: the row nodes differ per tile
             return (i_n * self.full_scale_a).to(v_v.dtype)
 
         return mvm
