@@ -6,18 +6,18 @@ voltage span at ``iv_levels`` conductances from g_off to g_on. The table i(g, v)
 For the shipped selector cell (1S1R, 1 V) rank 3 is within ~1e-5 of its largest current, where the best cubic
 in v misses by ~5e-3: the basis follows an exponential that the powers of v cannot.
 
-The cells read through the array's driver and sense resistances (effective values r_d, r_s: the best of a
-grid around the circuit's on the training data, as the transfer design's prior). Per vector, one step of the
-array's nodal equations with the cell's own I-V: each row node sags by its row current,
-``a_i = v_i - r_d sum_k phi_k(v_i) sum_j c_k(g_ij)``; the column node rises with the column current, linearized
-at a: ``I_j = P_j / (1 + r_s D_j)`` with ``P = sum_k phi_k(a) @ c_k(G)`` and ``D = sum_k phi_k'(a) @ c_k(G)``.
-The features of (vector, column) are ``(phi_k(a) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for every k
-and every loading map M_m (1, the first-order row- and column-wire drop, the driver and the sense loading, as
-in :mod:`surrogate.ridge`), plus the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all
-columns, is fitted in closed form on the training split (``StandardScaler`` + ``Ridge``). Folded once per
-tile, per vector three matmuls, ``phi(a) @ [A_1; ...; A_K]``, ``phi'(a) @ [c_1; ...; c_K]`` and ``v_n @ A_lin``:
-(2K + 1) rows*cols MACs, phi_k and phi_k' by linear interpolation on the measured grid. float64 throughout,
-as the ridge design.
+The cells read through the array's sense resistance (effective value r_s: the best of a grid around the
+circuit's on the training data, as the transfer design's prior). Per vector, the column node rises with the
+column current, linearized with the cell's own I-V: ``I_j = P_j / (1 + r_s D_j)``, ``P = sum_k phi_k(v) @ c_k(G)``,
+``D = sum_k phi_k'(v) @ c_k(G)``. (The row nodes' sag through the driver, one more step of the same kind, changed
+the error on 1S1R 32x32 by 2% and cost a lookup per tile; it is left out.) The features of (vector, column)
+are ``(phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for every k and every loading map M_m (1, the
+first-order row- and column-wire drop, the driver and the sense loading, as in :mod:`surrogate.ridge`), plus
+the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all columns, is fitted in closed form on
+the training split (``StandardScaler`` + ``Ridge``, float64). Folded once per tile: per vector one lookup of
+phi and phi' at each row voltage (shared by the tiles that read the same rows) and two matmuls,
+``[phi(v), v_n] @ [A; A_lin]`` and ``phi'(v) @ [c_1; ...; c_K]``: (2K + 1) rows*cols MACs, in the dtype of the
+input (float32 in the DNN layers).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ LINEAR_FEATURES = ("analytic", "ideal")
 """Features linear in v: ``v_n @ T_an / rows`` and ``v_n @ g_n / rows``."""
 CELL_IV_ALPHA = 1e-8
 """L2 penalty of the fit on standardized features (nearly least squares)."""
-LINE_FACTORS = (1e-6, 1e-2, 0.1, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
-"""Candidate effective driver and sense resistances, as multiples of the circuit's (a TIA's virtual-ground
-input is far below its feedback resistor); the pair that fits the calibration data best is kept."""
+SENSE_FACTORS = (1e-6, 1e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
+"""Candidate effective sense resistances, as multiples of the circuit's (a TIA's virtual-ground input is far
+below its feedback resistor); the one that fits the calibration data best is kept."""
 CALIBRATION_MATRICES = 8
 CALIBRATION_SAMPLES = 2048
 
@@ -120,7 +120,8 @@ class CellIVRidge(SurrogateMVM):
         self.register_buffer("coef_g", torch.zeros(n_basis, iv_levels, dtype=f64))
         """c_k at iv_levels conductances evenly from g_off_s to g_on_s (A)."""
         self.register_buffer("lines_ohm", torch.tensor([tile.r_driver_ohm, tile.r_sense_ohm], dtype=f64))
-        """Effective (driver, sense) resistances of the nodal step (ohms), calibrated on the training data."""
+        """(driver, effective sense) resistances (ohms): the circuit's driver, the sense calibrated on the
+        training data."""
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"n_basis": self.n_basis, "iv_points": self.iv_points, "iv_levels": self.iv_levels, "alpha": self.alpha}
@@ -129,8 +130,8 @@ class CellIVRidge(SurrogateMVM):
         return {"v_range_v": "V", "coef_g": "A", "lines_ohm": "ohm"}
 
     def line_resistances_ohm(self) -> tuple[float, float]:
-        """The calibrated effective driver and sense resistances (ohms): per-read noise of loaded cells in the
-        crossbar layers (``dnn.mvm.LoadedTileMVM``)."""
+        """The circuit's driver and the calibrated effective sense resistance (ohms): per-read noise of loaded
+        cells in the crossbar layers (``dnn.mvm.LoadedTileMVM``)."""
         return float(self.lines_ohm[0]), float(self.lines_ohm[1])
 
     # ------------------------------------------------------------------ the cell
@@ -168,15 +169,9 @@ class CellIVRidge(SurrogateMVM):
             table = self._slope_table() if slope else self.basis
         return interpolate(v_v, lo, hi, table)
 
-    def _row_nodes(self, v_v: torch.Tensor, row_coef: torch.Tensor, r_driver_ohm: float) -> torch.Tensor:
-        """Row-node voltages a [T, B, rows] (V): v_v sagged by the driver resistance times the row current at
-        v_v; row_coef [T, K, rows] = sum_j c_k(g_ij) (A)."""
-        phi = self._phi(v_v).movedim(0, 1)  # [T, K, B, rows]
-        return v_v - r_driver_ohm * (phi * row_coef[:, :, None, :]).sum(1)
-
-    def _column_gain(self, a_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
-        """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(a) @ c_k (S), c_stack [T, K rows, cols] (A)."""
-        slope = torch.cat(self._phi(a_v, slope=True).unbind(0), -1)  # [T, B, K rows]
+    def _column_gain(self, v_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
+        """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(v) @ c_k (S), c_stack [T, K rows, cols] (A)."""
+        slope = torch.cat(self._phi(v_v, slope=True).unbind(0), -1)  # [T, B, K rows]
         return 1.0 / (1.0 + r_sense_ohm * torch.bmm(slope, c_stack))
 
     def _cell_coef(self, g_s: torch.Tensor) -> torch.Tensor:
@@ -199,11 +194,10 @@ class CellIVRidge(SurrogateMVM):
                   ) -> torch.Tensor:
         """Every raw feature [T, B, cols, F] of g_s [T, rows, cols] (S) and v_v [T, B, rows] (V), with the
         effective (driver, sense) resistances ``lines_ohm`` (default: the calibrated ones)."""
-        r_d, r_s = lines_ohm or self.line_resistances_ohm()
+        r_s = (lines_ohm or self.line_resistances_ohm())[1]
         per_k, lin, c = self._maps(g_s)
-        a = self._row_nodes(v_v, c.sum(-1), r_d)
-        gain = self._column_gain(a, c.flatten(1, 2), r_s)
-        phi = self._phi(a).movedim(0, 1)  # [T, K, B, rows]
+        gain = self._column_gain(v_v, c.flatten(1, 2), r_s)
+        phi = self._phi(v_v).movedim(0, 1)  # [T, K, B, rows]
         n_m = len(LOADING_MAPS)
         cols = [(phi[:, k // n_m] @ per_k[:, k]) * gain for k in range(per_k.shape[1])]
         v_n = v_v / self.v_read_max_v
@@ -241,26 +235,24 @@ class CellIVRidge(SurrogateMVM):
         return xs, ys
 
     def _calibrate_lines(self, train: Split) -> None:
-        """The effective (driver, sense) resistances of :data:`LINE_FACTORS` times the circuit's whose least-squares
-        fit of part of the training data leaves the smallest error."""
+        """The effective sense resistance, of :data:`SENSE_FACTORS` times the circuit's, whose least-squares fit of
+        part of the training data leaves the smallest error (the driver stays the circuit's)."""
         n = min(train.n_matrices, CALIBRATION_MATRICES)
         per_matrix = max(1, CALIBRATION_SAMPLES // max(n, 1))
         best = (math.inf, self.tile.r_driver_ohm, self.tile.r_sense_ohm)
-        for f_d in LINE_FACTORS:
-            for f_s in LINE_FACTORS:
-                lines = (self.tile.r_driver_ohm * f_d, self.tile.r_sense_ohm * f_s)
-                xs, ys = self._design_matrix(train, range(n), lines, per_matrix)
-                x, y = np.concatenate(xs), np.concatenate(ys)
-                x = np.concatenate([x, np.ones((len(x), 1))], 1)
-                resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
-                err = float(np.mean(resid * resid))
-                if err < best[0]:
-                    best = (err, *lines)
+        for factor in SENSE_FACTORS:
+            lines = (self.tile.r_driver_ohm, self.tile.r_sense_ohm * factor)
+            xs, ys = self._design_matrix(train, range(n), lines, per_matrix)
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            x = np.concatenate([x, np.ones((len(x), 1))], 1)
+            resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+            err = float(np.mean(resid * resid))
+            if err < best[0]:
+                best = (err, *lines)
         with torch.no_grad():
             self.lines_ohm.copy_(torch.tensor(best[1:], dtype=torch.float64))
-        log.info("cell_iv: effective R_driver %.3g ohm, R_sense %.3g ohm (circuit %.3g, %.3g); rms %.2e of full scale "
-                 "on the calibration samples", best[1], best[2], self.tile.r_driver_ohm, self.tile.r_sense_ohm,
-                 math.sqrt(best[0]))
+        log.info("cell_iv: effective R_sense %.3g ohm (circuit %.3g); rms %.2e of full scale on the calibration "
+                 "samples", best[2], self.tile.r_sense_ohm, math.sqrt(best[0]))
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.coef / self.feature_scale
@@ -268,41 +260,35 @@ class CellIVRidge(SurrogateMVM):
 
     # ------------------------------------------------------------------ evaluation
     def fold(self, g_s: torch.Tensor) -> Folded:
-        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): ``[A_k]``
-        [T, rows K, cols] (normalized), ``[c_k]`` [T, rows K, cols] (A), the row sums of c_k [T, rows, K] (A),
-        ``A_lin`` [T, rows, cols], the constant b [T, 1, 1], and the packed lookup tables of phi_k
-        [T, n - 1, 2K] and of phi_k and phi_k' [T, n - 1, 4K] (:func:`pack`; the same for every tile)."""
+        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): ``[A; A_lin]``
+        [T, rows (K + 1), cols] (normalized; the last rows multiply v_n), ``[c_k]`` [T, rows K, cols] (A), the
+        constant b [T, 1, 1] and the packed lookup table of phi_k and phi_k' [T, iv_points - 1, 4K]
+        (:func:`pack`; the same for every tile)."""
         per_k, lin, c = self._maps(g_s.to(torch.float64))
         w, b = self._weights()
         n_m, k = len(LOADING_MAPS), self.n_basis
         a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
         n_t = g_s.shape[0]
-        basis = pack(self.basis)
         both = pack(torch.cat([self.basis, self._slope_table()]))
-        return (a_k.transpose(1, 2).flatten(1, 2), c.transpose(1, 2).flatten(1, 2), c.sum(-1).transpose(1, 2),
-                a_lin, b.expand(n_t, 1, 1), basis.expand(n_t, -1, -1), both.expand(n_t, -1, -1))
+        return (torch.cat([a_k.transpose(1, 2).flatten(1, 2), a_lin], 1), c.transpose(1, 2).flatten(1, 2),
+                b.expand(n_t, 1, 1), both.expand(n_t, -1, -1))
 
-    def _nodal_step(self, folded: Folded, v_v: torch.Tensor, phi_v: torch.Tensor) -> torch.Tensor:
-        """The phi terms (fractions of full scale) [T, B, cols] for row voltages v_v [T, B, rows] (V, float64)
-        with phi_k(v_v) [T, B, rows, K]: the row nodes, phi and phi' there, the column gain."""
-        a_k, c, row_coef, _, _, _, both_table = folded
-        r_d, r_s = self.line_resistances_ohm()
+    def _inputs(self, v_v: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[phi(v), v_n]`` [..., rows (K + 1)] and ``phi'(v)`` [..., rows K] at row voltages v_v [..., rows] (V)."""
         lo, hi = (float(x) for x in self.v_range_v)
-        n_t, n_b, rows = v_v.shape
+        both = lookup(v_v, lo, hi, table)  # [..., rows, 2K]
         k = self.n_basis
-        a = v_v - r_d * (phi_v * row_coef[:, None]).sum(-1)
-        both = lookup(a, lo, hi, both_table[0])  # [T, B, rows, 2K]: phi_k(a), phi_k'(a)
-        p = torch.bmm(both[..., :k].reshape(n_t, n_b, rows * k), a_k)
-        d = torch.bmm(both[..., k:].reshape(n_t, n_b, rows * k), c)
-        return p / (1.0 + r_s * d)
+        phi = both[..., :k].flatten(-2)
+        return torch.cat([phi, v_v / self.v_read_max_v], -1), both[..., k:].flatten(-2)
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        lo, hi = (float(x) for x in self.v_range_v)
-        v = v_v.to(torch.float64)
-        a_lin, b, basis_table = folded[3], folded[4], folded[5]
-        phi_v = lookup(v, lo, hi, basis_table[0])
-        return torch.baddbmm(b, v / self.v_read_max_v, a_lin) + self._nodal_step(folded, v, phi_v)
+        maps, c, b, table = folded
+        x, slope = self._inputs(v_v.to(maps.dtype), table[0])
+        k_rows = self.n_basis * self.rows
+        p = torch.bmm(x[..., :k_rows], maps[:, :k_rows])
+        lin = torch.baddbmm(b, x[..., k_rows:], maps[:, k_rows:])
+        return lin + p / (1.0 + self.line_resistances_ohm()[1] * torch.bmm(slope, c))
 
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
         """Every feature formed explicitly, standardized and weighted: the way the model was fitted (an
@@ -319,23 +305,28 @@ class CellIVRidge(SurrogateMVM):
                              f"{self.cols}]")
         n_g, k = g_s.shape[:2]
         rows, c = self.rows, self.cols
-        folded = self.fold(g_s.reshape(n_g * k, rows, c))
-        a_lin = folded[3].reshape(n_g, k, rows, c).transpose(1, 2).reshape(n_g, rows, k * c)  # side by side
-        b, basis_table = folded[4][:1], folded[5][0]
-        lo, hi = (float(x) for x in self.v_range_v)
+        maps, c_maps, b, table = self.fold(g_s.reshape(n_g * k, rows, c))
+
+        def side_by_side(w: torch.Tensor) -> torch.Tensor:
+            """[G*K, n, cols] -> [G, n, K*cols]: the K tiles of a group side by side along the columns."""
+            return w.reshape(n_g, k, w.shape[-2], c).transpose(1, 2).reshape(n_g, w.shape[-2], k * c)
+
+        k_rows = self.n_basis * rows
+        maps_p, maps_lin, c_maps = side_by_side(maps[:, :k_rows]), side_by_side(maps[:, k_rows:]), side_by_side(c_maps)
+        b, table = b[:1], table[0]
+        r_s = self.line_resistances_ohm()[1]
+        cast: dict[torch.dtype, tuple[torch.Tensor, ...]] = {}
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             if v_v.ndim != 3 or v_v.shape[0] != n_g or v_v.shape[2] != rows:
                 raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_g}, B, {rows}]")
-            v = v_v.to(torch.float64)
-            n_b = v.shape[1]
-            linear = torch.baddbmm(b, v / self.v_read_max_v, a_lin).unflatten(-1, (k, c)).transpose(1, 2)
-            phi_v = lookup(v, lo, hi, basis_table)  # once per group
-            expand = (n_g, k, n_b, rows)
-            step = self._nodal_step(folded, v[:, None].expand(expand).reshape(n_g * k, n_b, rows),
-                                    phi_v[:, None].expand(expand + (self.n_basis,)).reshape(n_g * k, n_b, rows, -1))
-            i_n = linear + step.reshape(n_g, k, n_b, c)  # each tile sags its own rows: the row nodes differ per tile
-            return (i_n * self.full_scale_a).to(v_v.dtype)
+            if v_v.dtype not in cast:  # the maps in the input's dtype, once per dtype
+                cast[v_v.dtype] = tuple(t.to(v_v.dtype) for t in (maps_p, maps_lin, c_maps, b, table))
+            mp, ml, cm, bb, tb = cast[v_v.dtype]
+            x, slope = self._inputs(v_v, tb)  # once per group
+            p = torch.bmm(x[..., :k_rows], mp)
+            i_n = torch.baddbmm(bb, x[..., k_rows:], ml) + p / (1.0 + r_s * torch.bmm(slope, cm))  # [G, B, K*cols]
+            return (i_n * self.full_scale_a).unflatten(-1, (k, c)).transpose(1, 2)
 
         return mvm
 
@@ -344,7 +335,7 @@ class CellIVRidge(SurrogateMVM):
             "conductance": "g_n = g_s / g_on_s; c_k(g_s) interpolated in coef_g (A)",
             "voltage": "v_n = v_v / v_read_max_v; phi_k(v_v) interpolated in basis over v_range_v",
             "output": "i_a = full_scale_a * i_n; i_n = sum_f coef_f (x_f - feature_mean_f) / feature_scale_f + "
-                      "intercept, x = (phi_k(a) @ (c_k(G) * M_m))_c / (1 + r_s D_c) / full_scale_a and "
+                      "intercept, x = (phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_c) / full_scale_a and "
                       "(v_n @ [T_an, g_n])_c / rows (surrogate.cell_iv)",
             "full_scale_a": self.full_scale_a,
             "loading_maps": list(LOADING_MAPS),
@@ -356,5 +347,5 @@ class CellIVRidge(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        """``phi(a) @ [A_1; ...; A_K]``, ``phi'(a) @ [c_1; ...; c_K]``, ``v_n @ A_lin`` and the row sags."""
-        return (2 * self.n_basis + 1) * self.rows * self.cols + self.n_basis * self.rows
+        """``[phi(v), v_n] @ [A; A_lin]`` and ``phi'(v) @ [c_1; ...; c_K]``."""
+        return (2 * self.n_basis + 1) * self.rows * self.cols
