@@ -134,11 +134,11 @@ def plot(curves: list[dict[str, Any]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
-    for ax, c in zip(axes[0], curves):
+    for ax, c in zip(axes[0], curves, strict=True):
         for design in DESIGNS:
             pts = [(r["train_samples"], r["rel_rms_fs"]) for r in c["rows"] if r["design"] == design and "rel_rms_fs" in r]
             if pts:
-                ax.loglog(*zip(*pts), "o-", label=design)
+                ax.loglog(*zip(*pts, strict=True), "o-", label=design)
         ax.axhline(TARGET_REL_RMS_FS, color="k", ls="--", lw=0.8, label="target")
         ax.set_title(c["case"])
         ax.set_xlabel("ngspice training samples")

@@ -15,6 +15,7 @@ import re
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
