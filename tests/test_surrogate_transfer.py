@@ -37,9 +37,18 @@ def test_constructor_checks_and_reported_settings(make_spec):
         TransferNet(tile, cell_hidden=0)
     with pytest.raises(ValueError, match="^v_order must be 1 \\(linear in v\\) or 3 \\(up to cubic in v\\), got 2$"):
         TransferNet(tile, v_order=2)
+    with pytest.raises(ValueError, match="^v_basis must be one of \\('cubic', 'learned'\\), got 'spline'$"):
+        TransferNet(tile, v_order=3, v_basis="spline")
     net = TransferNet(tile)
-    assert net.hyperparameters() == {"cell_hidden": 32, "v_order": 1}
-    assert TransferNet(tile, cell_hidden=4, v_order=3).hyperparameters() == {"cell_hidden": 4, "v_order": 3}
+    assert net.hyperparameters() == {"cell_hidden": 32, "v_order": 1, "v_basis": "cubic"}
+    assert TransferNet(tile, cell_hidden=4, v_order=3).hyperparameters() == {"cell_hidden": 4, "v_order": 3,
+                                                                              "v_basis": "cubic"}
+    assert TransferNet(tile, v_basis="learned").v_basis == "cubic"  # linear in v: no higher terms to learn
+    learned = TransferNet(tile, v_order=3, v_basis="learned")
+    assert learned.macs_per_vector() == 8 * 20 + 2 * 4 + 3 * 24 * 5  # + the basis network per row voltage
+    v_n = torch.rand(3, 6, 5, dtype=torch.float64)
+    for got, want in zip(learned.double().basis(v_n), (v_n**2, v_n**3), strict=True):  # starts at the cubic
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert net.param_units() == {"log_g_driver_n": "ln(S / g_on_s)", "log_g_sense_n": "ln(S / g_on_s)"}
     assert net.macs_per_vector() == 20 and TransferNet(tile, v_order=3).macs_per_vector() == 8 * 20 + 2 * 4
     assert net.cell_net[-1].out_features == 1 and TransferNet(tile, v_order=3).cell_net[-1].out_features == 8
@@ -129,14 +138,18 @@ def test_third_order_combination_by_hand(make_spec):
     torch.testing.assert_close(net._combine(lin, a, b, c, c2, c3), t(expected))
 
 
-def test_folded_third_order_model_equals_its_per_vector_form(make_spec):
+@pytest.mark.parametrize("v_basis", ["cubic", "learned"])
+def test_folded_third_order_model_equals_its_per_vector_form(make_spec, v_basis):
     _, tile = _tile(make_spec, r_wire_row_ohm=4.0, r_wire_col_ohm=6.0)
-    net = TransferNet(tile, cell_hidden=4, v_order=3).double()
+    net = TransferNet(tile, cell_hidden=4, v_order=3, v_basis=v_basis).double()
     torch.manual_seed(1)
     with torch.no_grad():
         net.cell_net[-1].weight.normal_(0, 0.3)
         net.cell_net[-1].bias.normal_(0, 0.3)
         net.lin_scale.fill_(3.0)
+        if v_basis == "learned":  # a basis away from v^2, v^3: the folded SI path must scale it like the cubic
+            net.basis_net[-1].weight.normal_(0, 0.5)
+            net.basis_net[-1].bias.normal_(0, 0.5)
     g = torch.as_tensor(np.random.default_rng(4).uniform(5e-6, 5e-5, (2, 5, 4)))
     v = torch.rand(2, 7, 5, dtype=torch.float64) * 0.2
     folded = net.apply_n(net.fold(g), v)
