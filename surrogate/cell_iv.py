@@ -37,12 +37,12 @@ from torch import nn
 from spice.circuit import CircuitSpec
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec, analytic_transfer, wire_drop
+from surrogate.physics import TileSpec, analytic_transfer, loading_maps
 
 log = logging.getLogger(__name__)
 
 LOADING_MAPS = ("cell", "x_rho_row_wire", "x_kappa_col_wire", "x_driver_load", "x_sense_load")
-"""The maps each basis function's cell currents are weighted with (:func:`loading_maps`)."""
+"""The maps each basis function's cell currents are weighted with (:func:`surrogate.physics.loading_maps`)."""
 LINEAR_FEATURES = ("analytic", "ideal")
 """Features linear in v: ``v_n @ T_an / rows`` and ``v_n @ g_n / rows``."""
 CELL_IV_ALPHA = 1e-8
@@ -52,16 +52,6 @@ SENSE_FACTORS = (1e-6, 1e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
 below its feedback resistor); the one that fits the calibration data best is kept."""
 CALIBRATION_MATRICES = 8
 CALIBRATION_SAMPLES = 2048
-
-
-def loading_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
-    """[..., 5, rows, cols]: 1, the row- and column-wire drop features, r_driver * (row conductance) and
-    r_sense * (column conductance), for conductances g_n = g / g_on_s [..., rows, cols]."""
-    g_on = tile.g_on_s
-    rho, kappa = wire_drop(g_n, tile.r_wire_row_ohm * g_on, tile.r_wire_col_ohm * g_on)
-    load_r = (tile.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)).expand_as(g_n)
-    load_c = (tile.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)).expand_as(g_n)
-    return torch.stack([torch.ones_like(g_n), rho, kappa, load_r, load_c], -3)
 
 
 def interpolate(x: torch.Tensor, lo: float, hi: float, table: torch.Tensor) -> torch.Tensor:
@@ -162,12 +152,10 @@ class CellIVRidge(SurrogateMVM):
         lo, hi = (float(x) for x in self.v_range_v)
         return torch.gradient(self.basis, spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
 
-    def _phi(self, v_v: torch.Tensor, slope: bool = False, table: torch.Tensor | None = None) -> torch.Tensor:
-        """phi_k (or its slope phi_k', 1/V; or the rows of ``table``) at voltages v_v [..., rows] (V): [K, ..., rows]."""
+    def _phi(self, v_v: torch.Tensor, slope: bool = False) -> torch.Tensor:
+        """phi_k (or its slope phi_k', 1/V) at voltages v_v [..., rows] (V): [K, ..., rows]."""
         lo, hi = (float(x) for x in self.v_range_v)
-        if table is None:
-            table = self._slope_table() if slope else self.basis
-        return interpolate(v_v, lo, hi, table)
+        return interpolate(v_v, lo, hi, self._slope_table() if slope else self.basis)
 
     def _column_gain(self, v_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
         """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(v) @ c_k (S), c_stack [T, K rows, cols] (A)."""

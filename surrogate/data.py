@@ -159,21 +159,7 @@ def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: f
         )
     order = np.random.default_rng(seed).permutation(used)
     parts = np.split(order, [n_train, n_train + n_val])
-    solvers = {s.decode() if isinstance(s, bytes) else str(s) for s in ds.solver[used]}
-    linear = solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used])))
-    result = SplitDataset(
-        spec=ds.spec,
-        train=_subset(ds, parts[0], keep),
-        val=_subset(ds, parts[1], keep),
-        test=_subset(ds, parts[2], keep),
-        path=path,
-        sha256=sha256,
-        n_failed_dropped=n_failed,
-        all_linear=linear,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-    )
+    result = _split(ds, parts, keep, path, sha256, seed, val_fraction, test_fraction)
     log.info("%s: %s split by conductance matrix: train %d G / %d samples, val %d / %d, test %d / %d",
              path or "dataset", ds.spec.name, result.train.n_matrices, result.train.n_samples,
              result.val.n_matrices, result.val.n_samples, result.test.n_matrices, result.test.n_samples)
@@ -184,15 +170,21 @@ def split_by_matrices(ds: SpiceDataset, train_rows: np.ndarray, val_rows: np.nda
                       path: str = "", sha256: str = "", seed: int = 0) -> SplitDataset:
     """Split an in-memory dataset by the given conductance-matrix indices (e.g. a learning curve: one fixed
     validation and test set, nested training sets). Failed samples are left out."""
-    keep = valid_samples(ds, path)
-    n = len(train_rows) + len(val_rows) + len(test_rows)
-    used = np.concatenate([train_rows, val_rows, test_rows]).astype(np.int64)
+    parts = [np.asarray(rows, dtype=np.int64) for rows in (train_rows, val_rows, test_rows)]
+    n = sum(len(p) for p in parts)
+    return _split(ds, parts, valid_samples(ds, path), path, sha256, seed, len(parts[1]) / n, len(parts[2]) / n)
+
+
+def _split(ds: SpiceDataset, parts: list[np.ndarray], keep: np.ndarray, path: str, sha256: str, seed: int,
+           val_fraction: float, test_fraction: float) -> SplitDataset:
+    """The train, val and test splits of the matrices ``parts`` (three index arrays), samples masked by ``keep``."""
+    used = np.concatenate(parts)
     solvers = {s.decode() if isinstance(s, bytes) else str(s) for s in ds.solver[used]}
-    return SplitDataset(spec=ds.spec, train=_subset(ds, np.asarray(train_rows), keep),
-                        val=_subset(ds, np.asarray(val_rows), keep), test=_subset(ds, np.asarray(test_rows), keep),
-                        path=path, sha256=sha256, n_failed_dropped=int((~keep).sum()),
-                        all_linear=solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used]))),
-                        seed=seed, val_fraction=len(val_rows) / n, test_fraction=len(test_rows) / n)
+    linear = solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used])))
+    return SplitDataset(spec=ds.spec, train=_subset(ds, parts[0], keep), val=_subset(ds, parts[1], keep),
+                        test=_subset(ds, parts[2], keep), path=path, sha256=sha256,
+                        n_failed_dropped=int((~keep).sum()), all_linear=linear, seed=seed,
+                        val_fraction=val_fraction, test_fraction=test_fraction)
 
 
 def load_splits(path: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15,

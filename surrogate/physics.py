@@ -121,3 +121,13 @@ def analytic_transfer(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
     a = 1.0 / (1.0 + tile.r_driver_ohm * g_on * g_eff.sum(-1))
     b = 1.0 / (1.0 + tile.r_sense_ohm * g_on * g_eff.sum(-2))
     return a.unsqueeze(-1) * g_eff * b.unsqueeze(-2)
+
+
+def loading_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
+    """[..., 5, rows, cols]: 1, the row- and column-wire drop features, r_driver * (row conductance) and
+    r_sense * (column conductance), for conductances g_n = g / g_on_s [..., rows, cols]."""
+    g_on = tile.g_on_s
+    rho, kappa = wire_drop(g_n, tile.r_wire_row_ohm * g_on, tile.r_wire_col_ohm * g_on)
+    load_r = (tile.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)).expand_as(g_n)
+    load_c = (tile.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)).expand_as(g_n)
+    return torch.stack([torch.ones_like(g_n), rho, kappa, load_r, load_c], -3)

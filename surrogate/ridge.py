@@ -32,7 +32,7 @@ from torch import nn
 
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec, analytic_transfer, wire_drop
+from surrogate.physics import TileSpec, analytic_transfer, loading_maps
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,9 @@ nearly collinear features)."""
 def feature_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
     """The matrices ``M_k(G)`` of the physics features [..., n_features, rows, cols] (normalized) for
     conductances ``g_n = g / g_on_s`` [..., rows, cols]; differentiable."""
-    g_on = tile.g_on_s
     t_an = analytic_transfer(g_n, tile)
-    rho, kappa = wire_drop(g_n, tile.r_wire_row_ohm * g_on, tile.r_wire_col_ohm * g_on)
-    load_r = tile.r_driver_ohm * g_on * g_n.sum(-1, keepdim=True)
-    load_c = tile.r_sense_ohm * g_on * g_n.sum(-2, keepdim=True)
-    maps = [g_n, t_an, t_an * rho, t_an * kappa, t_an * load_r, t_an * load_c, t_an, t_an]
-    return torch.stack(maps, -3)
+    weighted = t_an.unsqueeze(-3) * loading_maps(g_n, tile)  # T_an times 1, rho, kappa, driver and sense load
+    return torch.cat([g_n.unsqueeze(-3), weighted, t_an.unsqueeze(-3).expand_as(weighted[..., :2, :, :])], -3)
 
 
 def features(maps: torch.Tensor, v_n: torch.Tensor) -> torch.Tensor:
