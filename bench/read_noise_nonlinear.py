@@ -139,8 +139,8 @@ class Unloaded:
     def bind(self, g_s: torch.Tensor) -> Any:
         return self.model.bind(g_s)
 
-    def bind_shared(self, g_s: torch.Tensor) -> Any:
-        return self.model.bind_shared(g_s)
+    def bind_shared(self, g_s: torch.Tensor, input_levels: int = 0) -> Any:
+        return self.model.bind_shared(g_s, input_levels)
 
 
 def dnn_study(args: argparse.Namespace) -> dict[str, Any]:

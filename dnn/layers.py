@@ -34,6 +34,7 @@ from .config import CrossbarConfig
 from .mapping import (
     adc_full_scale,
     adc_quantize,
+    dac_levels,
     dac_quantize,
     encode_levels,
     levels_to_conductance,
@@ -227,7 +228,7 @@ class CrossbarLayerBase(nn.Module):
             bound = mvm.bind_noisy(g_s, self.config.read_noise_sigma, self._read_generator(g_s.device), floor)
         elif isinstance(mvm, SharedInputTileMVM):
             g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
-            shared = mvm.bind_shared(g)
+            shared = mvm.bind_shared(g, input_levels=dac_levels(self.config.input_bits))
 
             def read_shared(v: torch.Tensor) -> torch.Tensor:
                 return shared(v).unflatten(1, (s, p, n_c)).permute(1, 2, 0, 3, 4, 5)

@@ -132,6 +132,12 @@ def unfold_conv_input(x: torch.Tensor, kernel_size: tuple[int, int], stride: tup
     return view.reshape(n * h_out * w_out, c * kh * kw)
 
 
+def dac_levels(bits: int) -> int:
+    """Levels of a signed `bits`-bit DAC per polarity, 2^(bits-1) - 1 (0: no quantization): row voltages are
+    integer multiples of v_read_max_v / dac_levels(bits)."""
+    return 2 ** (bits - 1) - 1 if bits > 0 else 0
+
+
 def dac_quantize(x: torch.Tensor, bits: int, v_read_max_v: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Signed DAC with per-vector abs-max scaling along the last dim (aihwkit-style noise management).
 
@@ -140,8 +146,8 @@ def dac_quantize(x: torch.Tensor, bits: int, v_read_max_v: float) -> tuple[torch
     """
     a = x.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     xn = x / a  # in [-1, 1]
-    if bits > 0:
-        n = 2 ** (bits - 1) - 1
+    n = dac_levels(bits)
+    if n > 0:
         xn = round_ste(xn * n) / n
     return xn * v_read_max_v, a / v_read_max_v
 

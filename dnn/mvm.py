@@ -51,10 +51,14 @@ class SharedInputTileMVM(TileMVM, Protocol):
     one matmul). Numbers must equal `bind` with the input repeated per tile (up to float rounding).
     """
 
-    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def bind_shared(self, g_s: torch.Tensor, input_levels: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s: [G, K, rows, cols] conductances of G groups of K tiles. Returns f(v_v: [G, B, rows]) ->
         i_a: [G, K, B, cols] (amperes; tile k of group g reads v_v[g]). Same device, dtype and
-        differentiability rules as `TileMVM.bind`."""
+        differentiability rules as `TileMVM.bind`.
+
+        input_levels > 0: the row voltages are (up to float rounding) integer multiples of
+        v_read_max_v / input_levels, the DAC's levels (`dnn.mapping.dac_levels`); a model may tabulate
+        its per-voltage work at those levels. 0: any voltage."""
         ...
 
 

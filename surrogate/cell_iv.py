@@ -15,9 +15,10 @@ are ``(phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for every k a
 first-order row- and column-wire drop, the driver and the sense loading, as in :mod:`surrogate.ridge`), plus
 the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all columns, is fitted in closed form on
 the training split (``StandardScaler`` + ``Ridge``, float64). Folded once per tile: per vector one lookup of
-phi and phi' at each row voltage (shared by the tiles that read the same rows) and two matmuls,
-``[phi(v), v_n] @ [A; A_lin]`` and ``phi'(v) @ [c_1; ...; c_K]``: (2K + 1) rows*cols MACs, in the dtype of the
-input (float32 in the DNN layers).
+phi and phi' at each row voltage (shared by the tiles that read the same rows; a plain gather from per-level
+tables when the voltages are a DAC's levels) and three matmuls, ``phi(v) @ A``, ``phi'(v) @ r_s [c_1; ...; c_K]``
+and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`): ((2K + 1) rows + 1) cols MACs, in the dtype of the input
+(float32 in the DNN layers).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ CELL_IV_ALPHA = 1e-8
 SENSE_FACTORS = (1e-6, 1e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)
 """Candidate effective sense resistances, as multiples of the circuit's (a TIA's virtual-ground input is far
 below its feedback resistor); the one that fits the calibration data best is kept."""
+LEVEL_TOLERANCE = 1e-4
+"""Largest distance of ``v / (v_read_max_v / input_levels)`` from an integer (in levels) at which the row voltages
+count as on the DAC's levels (:meth:`CellIVRidge.bind_shared`); float32 DAC outputs are within ~1e-5."""
 CALIBRATION_MATRICES = 8
 CALIBRATION_SAMPLES = 2048
 
@@ -72,14 +76,26 @@ def pack(table: torch.Tensor) -> torch.Tensor:
 
 
 def lookup(x: torch.Tensor, lo: float, hi: float, packed: torch.Tensor) -> torch.Tensor:
-    """:func:`interpolate` at ``x`` [...] from a :func:`pack` ed table, values last: [..., K]. One row gather
-    per element (an embedding lookup) instead of one gather per table row and end."""
+    """:func:`interpolate` at ``x`` [...] from a :func:`pack` ed table, values last: [..., K] (contiguous, so
+    that [..., rows, K] flattens to [..., rows * K] without a copy). One row gather per element (an index_select)
+    instead of one gather per table row and end."""
     n1 = packed.shape[0]
     pos = ((x - lo) * (n1 / (hi - lo))).clamp(0.0, float(n1))
-    i0 = pos.detach().floor().clamp(max=n1 - 1)
-    row = packed[i0.long()]  # [..., 2K]
+    i0 = pos.detach().floor().clamp_(max=n1 - 1)
+    row = packed.index_select(0, i0.long().flatten()).view(*x.shape, packed.shape[1])  # [..., 2K]
     k = packed.shape[1] // 2
     return torch.addcmul(row[..., :k], (pos - i0).unsqueeze(-1), row[..., k:])
+
+
+def evaluate(x_phi: torch.Tensor, x_slope: torch.Tensor, v_ext: torch.Tensor, maps: torch.Tensor,
+             gain_maps: torch.Tensor, lin: torch.Tensor) -> torch.Tensor:
+    """``v_ext @ lin + (x_phi @ maps) / (1 + x_slope @ gain_maps)``: the folded model for a batch of tiles
+    (or groups of tiles side by side), [T, B, cols]. x_phi, x_slope [T, B, rows K]: phi_k(v) and phi_k'(v)
+    (1/V), row i's K entries side by side; v_ext [T, B, rows + 1]: v_n and a constant 1; maps [T, rows K, cols],
+    gain_maps [T, rows K, cols] (r_s c_k, V), lin [T, rows + 1, cols]."""
+    i = torch.bmm(x_phi, maps)
+    i.div_(torch.bmm(x_slope, gain_maps).add_(1.0))
+    return i.baddbmm_(v_ext, lin)
 
 
 class CellIVRidge(SurrogateMVM):
@@ -248,35 +264,52 @@ class CellIVRidge(SurrogateMVM):
 
     # ------------------------------------------------------------------ evaluation
     def fold(self, g_s: torch.Tensor) -> Folded:
-        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): ``[A; A_lin]``
-        [T, rows (K + 1), cols] (normalized; the last rows multiply v_n), ``[c_k]`` [T, rows K, cols] (A), the
-        constant b [T, 1, 1] and the packed lookup table of phi_k and phi_k' [T, iv_points - 1, 4K]
-        (:func:`pack`; the same for every tile)."""
+        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): the maps of phi_k(v)
+        ``A`` [T, rows K, cols] and of phi_k'(v) ``r_s [c_k]`` [T, rows K, cols] (V), the linear maps with the
+        constant ``[A_lin; b]`` [T, rows + 1, cols] (normalized; they multiply v_n and 1), and the packed lookup
+        tables of phi_k and phi_k' [T, iv_points - 1, 2K] each (:func:`pack`; the same for every tile):
+        :func:`evaluate`'s operands."""
         per_k, lin, c = self._maps(g_s.to(torch.float64))
         w, b = self._weights()
         n_m, k = len(LOADING_MAPS), self.n_basis
         a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
         n_t = g_s.shape[0]
-        both = pack(torch.cat([self.basis, self._slope_table()]))
-        return (torch.cat([a_k.transpose(1, 2).flatten(1, 2), a_lin], 1), c.transpose(1, 2).flatten(1, 2),
-                b.expand(n_t, 1, 1), both.expand(n_t, -1, -1))
+        tables = (pack(self.basis).expand(n_t, -1, -1), pack(self._slope_table()).expand(n_t, -1, -1))
+        return (a_k.transpose(1, 2).flatten(1, 2), c.transpose(1, 2).flatten(1, 2) * self.line_resistances_ohm()[1],
+                torch.cat([a_lin, b.expand(n_t, 1, self.cols)], 1), *tables)
 
-    def _inputs(self, v_v: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[phi(v), v_n]`` [..., rows (K + 1)] and ``phi'(v)`` [..., rows K] at row voltages v_v [..., rows] (V)."""
+    def _inputs(self, v_v: torch.Tensor, phi_table: torch.Tensor, slope_table: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`evaluate`'s inputs at row voltages v_v [..., rows] (V): phi(v) and phi'(v) [..., rows K] and
+        ``[v_n, 1]`` [..., rows + 1]."""
         lo, hi = (float(x) for x in self.v_range_v)
-        both = lookup(v_v, lo, hi, table)  # [..., rows, 2K]
-        k = self.n_basis
-        phi = both[..., :k].flatten(-2)
-        return torch.cat([phi, v_v / self.v_read_max_v], -1), both[..., k:].flatten(-2)
+        phi, slope = (lookup(v_v, lo, hi, t).flatten(-2) for t in (phi_table, slope_table))
+        return phi, slope, torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1)
+
+    def _level_tables(self, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """phi_k and phi_k' at the 2 n_levels + 1 voltages k v_read_max_v / n_levels, k = -n_levels..n_levels,
+        interpolated as :meth:`_inputs` does: [2 n_levels + 1, K] each."""
+        v = torch.arange(-n_levels, n_levels + 1, dtype=torch.float64) * (self.v_read_max_v / n_levels)
+        lo, hi = (float(x) for x in self.v_range_v)
+        return lookup(v, lo, hi, pack(self.basis)), lookup(v, lo, hi, pack(self._slope_table()))
+
+    def _inputs_at_levels(self, v_v: torch.Tensor, n_levels: int, phi_at: torch.Tensor, slope_at: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """:meth:`_inputs` from the tables of :meth:`_level_tables`: one row gather per element, no
+        interpolation; None when some voltage is not on a level (within :data:`LEVEL_TOLERANCE`)."""
+        code = v_v * (n_levels / self.v_read_max_v)
+        idx = code.round()
+        if bool((code - idx).abs().max() > LEVEL_TOLERANCE):
+            return None
+        idx = idx.add_(n_levels).clamp_(0, 2 * n_levels).long().reshape(-1)
+        flat = (*v_v.shape[:-1], v_v.shape[-1] * self.n_basis)
+        return (phi_at.index_select(0, idx).view(flat), slope_at.index_select(0, idx).view(flat),
+                torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1))
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
-        maps, c, b, table = folded
-        x, slope = self._inputs(v_v.to(maps.dtype), table[0])
-        k_rows = self.n_basis * self.rows
-        p = torch.bmm(x[..., :k_rows], maps[:, :k_rows])
-        lin = torch.baddbmm(b, x[..., k_rows:], maps[:, k_rows:])
-        return lin + p / (1.0 + self.line_resistances_ohm()[1] * torch.bmm(slope, c))
+        maps, gain_maps, lin, phi_table, slope_table = folded
+        return evaluate(*self._inputs(v_v.to(maps.dtype), phi_table[0], slope_table[0]), maps, gain_maps, lin)
 
     def forward_n(self, g_s: torch.Tensor, v_v: torch.Tensor) -> torch.Tensor:
         """Every feature formed explicitly, standardized and weighted: the way the model was fitted (an
@@ -284,37 +317,41 @@ class CellIVRidge(SurrogateMVM):
         x = self._features(g_s.to(torch.float64), v_v.to(torch.float64))
         return ((x - self.feature_mean) / self.feature_scale) @ self.coef + self.intercept
 
-    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def bind_shared(self, g_s: torch.Tensor, input_levels: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s [G, K, rows, cols] (S): G groups of K tiles whose rows read the same voltages -> f(v_v
         [G, B, rows] (V)) -> i_a [G, K, B, cols] (A) (``dnn.mvm.SharedInputTileMVM``): the inputs are
-        formed once per group and multiplied with the maps of all K tiles side by side."""
+        formed once per group and multiplied with the maps of all K tiles side by side.
+
+        ``input_levels`` > 0 (the DAC's levels per polarity): phi and phi' are tabulated once at those voltages,
+        and a call without autograd on voltages that lie on them gathers its inputs from the tables instead of
+        interpolating (the same numbers up to float rounding; other calls interpolate)."""
         if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
             raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "
                              f"{self.cols}]")
         n_g, k = g_s.shape[:2]
         rows, c = self.rows, self.cols
-        maps, c_maps, b, table = self.fold(g_s.reshape(n_g * k, rows, c))
+        maps, gain_maps, lin, phi_table, slope_table = self.fold(g_s.reshape(n_g * k, rows, c))
 
         def side_by_side(w: torch.Tensor) -> torch.Tensor:
             """[G*K, n, cols] -> [G, n, K*cols]: the K tiles of a group side by side along the columns."""
             return w.reshape(n_g, k, w.shape[-2], c).transpose(1, 2).reshape(n_g, w.shape[-2], k * c)
 
-        k_rows = self.n_basis * rows
-        maps_p, maps_lin, c_maps = side_by_side(maps[:, :k_rows]), side_by_side(maps[:, k_rows:]), side_by_side(c_maps)
-        b, table = b[:1], table[0]
-        r_s = self.line_resistances_ohm()[1]
+        fs = self.full_scale_a  # the maps of the currents in amperes, so that evaluate returns amperes
+        maps, gain_maps, lin = side_by_side(maps * fs), side_by_side(gain_maps), side_by_side(lin * fs)
+        tables = (phi_table[0], slope_table[0], *(self._level_tables(input_levels) if input_levels > 0 else ()))
         cast: dict[torch.dtype, tuple[torch.Tensor, ...]] = {}
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             if v_v.ndim != 3 or v_v.shape[0] != n_g or v_v.shape[2] != rows:
                 raise ValueError(f"v_v has shape {tuple(v_v.shape)}; expected [{n_g}, B, {rows}]")
             if v_v.dtype not in cast:  # the maps in the input's dtype, once per dtype
-                cast[v_v.dtype] = tuple(t.to(v_v.dtype) for t in (maps_p, maps_lin, c_maps, b, table))
-            mp, ml, cm, bb, tb = cast[v_v.dtype]
-            x, slope = self._inputs(v_v, tb)  # once per group
-            p = torch.bmm(x[..., :k_rows], mp)
-            i_n = torch.baddbmm(bb, x[..., k_rows:], ml) + p / (1.0 + r_s * torch.bmm(slope, cm))  # [G, B, K*cols]
-            return (i_n * self.full_scale_a).unflatten(-1, (k, c)).transpose(1, 2)
+                cast[v_v.dtype] = tuple(t.to(v_v.dtype) for t in (maps, gain_maps, lin, *tables))
+            mp, gm, ml, tp, ts, *at_levels = cast[v_v.dtype]
+            x = None
+            if at_levels and not (torch.is_grad_enabled() and v_v.requires_grad):
+                x = self._inputs_at_levels(v_v, input_levels, *at_levels)
+            i_a = evaluate(*(x or self._inputs(v_v, tp, ts)), mp, gm, ml)  # inputs once per group: [G, B, K*cols]
+            return i_a.unflatten(-1, (k, c)).transpose(1, 2)
 
         return mvm
 
@@ -335,5 +372,5 @@ class CellIVRidge(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        """``[phi(v), v_n] @ [A; A_lin]`` and ``phi'(v) @ [c_1; ...; c_K]``."""
-        return (2 * self.n_basis + 1) * self.rows * self.cols
+        """``phi(v) @ A``, ``phi'(v) @ r_s [c_1; ...; c_K]`` and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`)."""
+        return ((2 * self.n_basis + 1) * self.rows + 1) * self.cols

@@ -152,10 +152,11 @@ class RidgeMVM(SurrogateMVM):
         x = features(maps, v_v.to(dtype) / self.tile.v_read_max_v)  # [T, B, cols, F]
         return ((x - self.feature_mean) / self.feature_scale) @ self.coef + self.intercept
 
-    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def bind_shared(self, g_s: torch.Tensor, input_levels: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s [G, K, rows, cols] (S): G groups of K tiles whose rows read the same voltages -> f(v_v
         [G, B, rows] (V)) -> i_a [G, K, B, cols] (A) (``dnn.mvm.SharedInputTileMVM``): the powers of v
-        are formed once per group and multiplied with the maps of all K tiles side by side."""
+        are formed once per group and multiplied with the maps of all K tiles side by side
+        (``input_levels`` is not used)."""
         if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
             raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "
                              f"{self.cols}]")

@@ -234,7 +234,7 @@ class TransferNet(SurrogateMVM):
         d = col[..., 1, :] * (s * s * s / (fs * fs * rows))
         return w_poly, w_lin, c0, d
 
-    def bind_shared(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def bind_shared(self, g_s: torch.Tensor, input_levels: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s [G, K, rows, cols] (S): G groups of K tiles whose rows read the same voltages (the bit
         slices, polarity arrays and column tiles of one row tile) -> f(v_v [G, B, rows] (V)) ->
         i_a [G, K, B, cols] (A) (``dnn.mvm.SharedInputTileMVM``).
@@ -242,6 +242,7 @@ class TransferNet(SurrogateMVM):
         ``v_order=3``: the features [v, v^2, v^3] are formed once per group and multiplied with the
         maps of all K tiles side by side (:meth:`fold_a`); without autograd the cubic evaluation runs
         in cache-sized blocks of groups, tiles and vectors, in place. ``v_order=1``: one matmul per group.
+        ``input_levels`` is not used (the powers of v cost less than a table lookup).
         """
         if g_s.ndim != 4 or tuple(g_s.shape[2:]) != (self.rows, self.cols):
             raise ValueError(f"g_s has shape {tuple(g_s.shape)}; this surrogate expects [G, K, {self.rows}, "

@@ -775,7 +775,7 @@ def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():
     folds, groups = [], []
     fold, bind_shared = surrogate.fold, surrogate.bind_shared
     surrogate.fold = lambda g: folds.append(g.shape[0]) or fold(g)
-    surrogate.bind_shared = lambda g: groups.append(tuple(g.shape[:2])) or bind_shared(g)
+    surrogate.bind_shared = lambda g, input_levels=0: groups.append((*g.shape[:2], input_levels)) or bind_shared(g)
     conv = nn.Conv2d(5, 20, 3, padding=1)  # 45 inputs -> 3 row tiles; 20 outputs -> 3 column tiles
     cfg = CrossbarConfig(adc_bits=0, seed=1)  # 8-bit weights as 2 x 4-bit slices, differential pairs
     shared = CrossbarConv2d.from_float(conv, cfg, surrogate)
@@ -784,7 +784,7 @@ def test_non_linear_surrogate_layer_binds_once_with_grouped_inputs():
     with torch.no_grad():
         y = shared(x)
         shared(x)
-    assert groups == [(3, 2 * 2 * 3)] and folds == [shared.tile_count()] == [36]
+    assert groups == [(3, 2 * 2 * 3, 127)] and folds == [shared.tile_count()] == [36]  # 8-bit DAC: 127 levels
     with torch.no_grad():
         y_ref = per_tile(x)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5 * float(y_ref.abs().max()))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from dnn.mapping import (
     adc_full_scale,
     adc_quantize,
+    dac_levels,
     dac_quantize,
     encode_levels,
     levels_to_conductance,
@@ -149,6 +150,7 @@ def test_adc_rounds_to_the_nearest_level(grad):
 
 @pytest.mark.parametrize("bits,n", [(2, 1), (3, 3), (4, 7), (8, 127)])
 def test_dac_output_lies_on_its_grid_and_uses_every_level(bits, n):
+    assert dac_levels(bits) == n  # what a crossbar layer tells a tile model of its voltages
     x = torch.linspace(-1.0, 1.0, 2001).reshape(1, -1)
     v, x_per_volt = dac_quantize(x, bits, 0.3)
     grid = 0.3 * torch.arange(-n, n + 1, dtype=torch.float32) / n  # the DAC's 2n+1 voltages
@@ -161,6 +163,7 @@ def test_dac_output_lies_on_its_grid_and_uses_every_level(bits, n):
 
 
 def test_dac_with_zero_bits_does_not_quantize():
+    assert dac_levels(0) == 0
     x = torch.tensor([[0.123, -0.777, 1.0, 0.0]], dtype=torch.float64)
     v, s = dac_quantize(x, 0, 0.2)
     assert torch.allclose(v, x / 1.0 * 0.2, rtol=1e-15) and torch.allclose(v * s, x, rtol=1e-15)

@@ -111,3 +111,67 @@ def test_on_held_out_selector_matrices_it_beats_ridge_and_meets_the_target(selec
     err = {d: r["models"]["surrogate"]["rel_rms_fs"] for d, r in reports.items()}
     assert err["cell_iv"] <= 5e-4 and reports["cell_iv"]["improvement_over_ideal"]["surrogate"] >= 300, json.dumps(err)
     assert err["cell_iv"] < err["ridge"] / 3, err
+
+
+def synthetic_cell_iv_model() -> CellIVRidge:
+    """A cell_iv model without ngspice: a sinh cell's I-V table, random weights (the evaluation paths only)."""
+    tile = TileSpec(rows=8, cols=6, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=1.0,
+                    r_driver_ohm=100.0, r_sense_ohm=100.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
+    model = CellIVRidge(tile)
+    v = np.linspace(0.0, 1.0, model.iv_points)
+    g = np.linspace(tile.g_off_s, tile.g_on_s, model.iv_levels)[:, None]
+    model.set_cell_iv(v, g * 0.2 * np.sinh(v / 0.2) + 1e-7 * (v / 0.1) ** 2)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.coef.copy_(0.3 * torch.randn(model.coef.shape, generator=gen, dtype=F64))
+        model.intercept.fill_(1e-3)
+        model.lines_ohm.copy_(torch.tensor([100.0, 70.0], dtype=F64))
+    return model.requires_grad_(False)
+
+
+def test_at_the_dacs_levels_the_inputs_come_from_a_table_with_the_same_numbers(monkeypatch):
+    """bind_shared(input_levels=n) on DAC voltages (float32, a strided view as the crossbar layers pass them)
+    gathers phi and phi' from per-level tables: the numbers of the interpolating path, which it does not call.
+    Off the levels, or with autograd on the voltages, it interpolates."""
+    from dnn.mapping import dac_levels, dac_quantize
+
+    model = synthetic_cell_iv_model()
+    gen = torch.Generator().manual_seed(0)
+    g = model.g_off_s + (model.g_on_s - model.g_off_s) * torch.rand(2, 3, 8, 6, generator=gen, dtype=F64)
+    n = dac_levels(6)
+    x = torch.rand(2, 8, 40, generator=gen).transpose(1, 2)  # [G, B, rows], not contiguous
+    v = dac_quantize(x, 6, model.v_read_max_v)[0]
+    assert not v.is_contiguous() and v.dtype == torch.float32
+    off_level = v + 0.3 * model.v_read_max_v / n
+    interpolated, interpolated_off = (model.bind_shared(g)(x) for x in (v, off_level))
+    tabulated = model.bind_shared(g, input_levels=n)
+    calls = []
+    interpolate_inputs = model._inputs
+    monkeypatch.setattr(model, "_inputs", lambda *a: calls.append(a[0].shape) or interpolate_inputs(*a))
+    out = tabulated(v)
+    assert calls == []
+    torch.testing.assert_close(out, interpolated, rtol=2e-6, atol=1e-6 * model.full_scale_a)
+    torch.testing.assert_close(tabulated(off_level), interpolated_off, rtol=0, atol=0)
+    assert len(calls) == 1
+    v_grad = v.detach().clone().requires_grad_(True)
+    tabulated(v_grad).sum().backward()
+    assert len(calls) == 2 and float(v_grad.grad.abs().sum()) > 0
+    # the per-level tables are the interpolated functions at the levels, whatever the path's dtype
+    phi_at, slope_at = model._level_tables(n)
+    levels = torch.arange(-n, n + 1, dtype=F64) / n * model.v_read_max_v
+    torch.testing.assert_close(phi_at.T, model._phi(levels), rtol=1e-12, atol=0)
+    torch.testing.assert_close(slope_at.T, model._phi(levels, slope=True), rtol=1e-12, atol=1e-15)
+
+
+def test_the_grouped_evaluation_is_the_per_tile_one():
+    """bind_shared (groups of tiles side by side, maps in amperes) equals bind and the unfused path."""
+    model = synthetic_cell_iv_model()
+    gen = torch.Generator().manual_seed(1)
+    g = model.g_off_s + (model.g_on_s - model.g_off_s) * torch.rand(2, 3, 8, 6, generator=gen, dtype=F64)
+    v = torch.rand(2, 5, 8, generator=gen, dtype=F64) * model.v_read_max_v
+    shared = model.bind_shared(g)(v)
+    per_tile = model.bind(g.reshape(6, 8, 6))(v.repeat_interleave(3, 0)).reshape(2, 3, 5, 6)
+    unfused = model(g.reshape(6, 8, 6), v.repeat_interleave(3, 0)).reshape(2, 3, 5, 6)
+    torch.testing.assert_close(shared, per_tile, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(per_tile, unfused, rtol=1e-10, atol=1e-14)
+    assert model.macs_per_vector() == (7 * 8 + 1) * 6
