@@ -156,7 +156,7 @@ class CellIVRidge(SurrogateMVM):
         k = self.n_basis
         if len(s) < k:
             raise ValueError(f"an I-V table of shape {i_a.shape} has fewer than n_basis={k} components")
-        self.v_range_v.copy_(torch.tensor([float(v_grid_v[0]), float(v_grid_v[-1])]))
+        self.v_range_v.copy_(torch.tensor([float(v_grid_v[0]), float(v_grid_v[-1])], dtype=torch.float64))
         self.basis.copy_(torch.as_tensor(vh[:k]))
         self.coef_g.copy_(torch.as_tensor(u[:, :k] * s[:k]).T)
         residual = float(np.abs((u[:, :k] * s[:k]) @ vh[:k] - i_a).max() / max(np.abs(i_a).max(), 1e-300))

@@ -5,6 +5,8 @@ unfused path, a saved file, and the 1S1R selector cell's held-out ngspice data."
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +16,17 @@ from spice import ngspice
 from spice.circuit import spec_from_config
 from spice.exact import cell_model
 from surrogate import fidelity
-from surrogate.cell_iv import CellIVRidge, interpolate
+from surrogate.cell_iv import (
+    CELL_IV_ALPHA,
+    LINEAR_FEATURES,
+    LOADING_MAPS,
+    CellIVRidge,
+    interpolate,
+    lookup,
+    pack,
+)
 from surrogate.cli import main as surrogate_main
-from surrogate.data import load_splits
+from surrogate.data import Split, load_splits
 from surrogate.io import load_surrogate
 from surrogate.params import TrainParams
 from surrogate.physics import TileSpec
@@ -113,12 +123,13 @@ def test_on_held_out_selector_matrices_it_beats_ridge_and_meets_the_target(selec
     assert err["cell_iv"] < err["ridge"] / 3, err
 
 
-def synthetic_cell_iv_model() -> CellIVRidge:
-    """A cell_iv model without ngspice: a sinh cell's I-V table, random weights (the evaluation paths only)."""
-    tile = TileSpec(rows=8, cols=6, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=1.0,
+def synthetic_cell_iv_model(v_read_max_v: float = 0.8, v_lo_v: float = -0.4) -> CellIVRidge:
+    """A cell_iv model without ngspice: a sinh cell's I-V table over v_lo_v..v_read_max_v, random weights (the
+    evaluation paths only)."""
+    tile = TileSpec(rows=8, cols=6, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=v_lo_v, v_read_max_v=v_read_max_v,
                     r_driver_ohm=100.0, r_sense_ohm=100.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
     model = CellIVRidge(tile)
-    v = np.linspace(0.0, 1.0, model.iv_points)
+    v = np.linspace(v_lo_v, v_read_max_v, model.iv_points)
     g = np.linspace(tile.g_off_s, tile.g_on_s, model.iv_levels)[:, None]
     model.set_cell_iv(v, g * 0.2 * np.sinh(v / 0.2) + 1e-7 * (v / 0.1) ** 2)
     gen = torch.Generator().manual_seed(3)
@@ -139,9 +150,10 @@ def test_at_the_dacs_levels_the_inputs_come_from_a_table_with_the_same_numbers(m
     gen = torch.Generator().manual_seed(0)
     g = model.g_off_s + (model.g_on_s - model.g_off_s) * torch.rand(2, 3, 8, 6, generator=gen, dtype=F64)
     n = dac_levels(6)
-    x = torch.rand(2, 8, 40, generator=gen).transpose(1, 2)  # [G, B, rows], not contiguous
+    x = 2 * torch.rand(2, 8, 40, generator=gen).transpose(1, 2) - 1  # [G, B, rows], not contiguous
     v = dac_quantize(x, 6, model.v_read_max_v)[0]
-    assert not v.is_contiguous() and v.dtype == torch.float32
+    v[:, 0, :3] = torch.tensor([n + 2, -n - 3, -n]) * (model.v_read_max_v / n)  # on levels, beyond the DAC's range
+    assert not v.is_contiguous() and v.dtype == torch.float32 and float(v.min()) < model.v_range_v[0]
     off_level = v + 0.3 * model.v_read_max_v / n
     interpolated, interpolated_off = (model.bind_shared(g)(x) for x in (v, off_level))
     tabulated = model.bind_shared(g, input_levels=n)
@@ -156,11 +168,19 @@ def test_at_the_dacs_levels_the_inputs_come_from_a_table_with_the_same_numbers(m
     v_grad = v.detach().clone().requires_grad_(True)
     tabulated(v_grad).sum().backward()
     assert len(calls) == 2 and float(v_grad.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match=r"v_v has shape \(40, 8\); expected \[2, B, 8\]"):
+        tabulated(v[0])
+    with pytest.raises(ValueError, match=r"v_v has shape \(1, 40, 8\); expected \[2, B, 8\]"):
+        tabulated(v[:1])
+    with pytest.raises(ValueError, match=r"g_s has shape \(6, 8, 6\); this surrogate expects \[G, K, 8, 6\]"):
+        model.bind_shared(g.reshape(6, 8, 6))
+    with pytest.raises(ValueError, match=r"g_s has shape \(2, 3, 6, 8\); this surrogate expects \[G, K, 8, 6\]"):
+        model.bind_shared(g.transpose(2, 3))
     # the per-level tables are the interpolated functions at the levels, whatever the path's dtype
     phi_at, slope_at = model._level_tables(n)
     levels = torch.arange(-n, n + 1, dtype=F64) / n * model.v_read_max_v
-    torch.testing.assert_close(phi_at.T, model._phi(levels), rtol=1e-12, atol=0)
-    torch.testing.assert_close(slope_at.T, model._phi(levels, slope=True), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(phi_at.T, model._phi(levels), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(slope_at.T, model._phi(levels, slope=True), rtol=1e-12, atol=1e-13)
 
 
 def test_the_grouped_evaluation_is_the_per_tile_one():
@@ -175,3 +195,94 @@ def test_the_grouped_evaluation_is_the_per_tile_one():
     torch.testing.assert_close(shared, per_tile, rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(per_tile, unfused, rtol=1e-10, atol=1e-14)
     assert model.macs_per_vector() == (7 * 8 + 1) * 6
+
+
+def test_lookup_is_numpys_interpolation_on_any_voltage_span():
+    """The packed one-gather lookup equals np.interp on a span that does not start at 0, clamped at both ends."""
+    gen = torch.Generator().manual_seed(2)
+    table = torch.randn(2, 9, generator=gen, dtype=F64)
+    x = torch.tensor([[-1.0, -0.5, -0.3, 0.1, 0.77, 1.49, 1.5, 2.0]], dtype=F64)
+    out = lookup(x, -0.5, 1.5, pack(table))
+    assert out.shape == (1, 8, 2)
+    grid = np.linspace(-0.5, 1.5, 9)
+    for k in range(2):
+        np.testing.assert_allclose(out[0, :, k].numpy(), np.interp(x[0].numpy(), grid, table[k].numpy()), atol=1e-14)
+        np.testing.assert_allclose(interpolate(x, -0.5, 1.5, table)[k, 0].numpy(), out[0, :, k].numpy(), atol=1e-14)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"n_basis": 0}, "n_basis must be an integer >= 1, got 0"),
+                                             ({"n_basis": True}, "n_basis must be an integer >= 1, got True"),
+                                             ({"n_basis": 2.0}, "n_basis must be an integer >= 1, got 2.0"),
+                                             ({"iv_points": 2}, "iv_points must be an integer >= 3, got 2"),
+                                             ({"iv_levels": 1}, "iv_levels must be an integer >= 2, got 1"),
+                                             ({"alpha": -1e-9}, "alpha must be a number >= 0, got -1e-09"),
+                                             ({"alpha": math.inf}, "alpha must be a number >= 0, got inf"),
+                                             ({"alpha": True}, "alpha must be a number >= 0, got True"),
+                                             ({"alpha": "0"}, "alpha must be a number >= 0, got '0'")])
+def test_bad_hyperparameters_are_refused_by_name(kwargs, message):
+    tile = synthetic_cell_iv_model().tile
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CellIVRidge(tile, **kwargs)
+
+
+def test_settings_units_and_precision():
+    """The documented defaults (33 conductances x 401 voltages, rank 3), the smallest valid settings, float64
+    throughout, the units of the stored tensors and the resistances the noise model reads."""
+    model = synthetic_cell_iv_model()
+    assert model.hyperparameters() == {"n_basis": 3, "iv_points": 401, "iv_levels": 33, "alpha": CELL_IV_ALPHA}
+    assert all(t.dtype == F64 for t in [*model.parameters(), *model.buffers()])
+    assert model.param_units() == {"v_range_v": "V", "coef_g": "A", "lines_ohm": "ohm"}
+    assert model.line_resistances_ohm() == (100.0, 70.0)
+    small = CellIVRidge(model.tile, n_basis=1, iv_points=3, iv_levels=2, alpha=0)
+    assert small.basis.shape == (1, 3) and small.coef_g.shape == (1, 2) and small.alpha == 0.0
+    # phi' is the derivative of the tabulated phi on its voltage grid
+    v = np.linspace(float(model.v_range_v[0]), float(model.v_range_v[1]), model.iv_points)
+    np.testing.assert_allclose(model._slope_table().numpy(), np.gradient(model.basis.numpy(), v, axis=1),
+                               rtol=1e-9, atol=1e-12)
+    norm = model.normalization()
+    assert norm["coef"] == model.coef.tolist() and norm["intercept"] == 1e-3 and norm["lines_ohm"] == [100.0, 70.0]
+    assert norm["v_range_v"] == [-0.4, 0.8] and norm["full_scale_a"] == model.full_scale_a
+    assert norm["loading_maps"] == list(LOADING_MAPS) and norm["linear_features"] == list(LINEAR_FEATURES)
+    assert norm["conductance"] == "g_n = g_s / g_on_s; c_k(g_s) interpolated in coef_g (A)"
+    assert norm["voltage"] == "v_n = v_v / v_read_max_v; phi_k(v_v) interpolated in basis over v_range_v"
+    assert norm["output"] == ("i_a = full_scale_a * i_n; i_n = sum_f coef_f (x_f - feature_mean_f) / feature_scale_f + "
+                              "intercept, x = (phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_c) / full_scale_a and "
+                              "(v_n @ [T_an, g_n])_c / rows (surrogate.cell_iv)")
+
+
+def _split_of(model: CellIVRidge, n_matrices: int, n_vectors: int, seed: int) -> Split:
+    """Samples of the model itself (what a perfect fit reproduces)."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = model.g_off_s, model.g_on_s
+    g = lo + (hi - lo) * torch.rand(n_matrices, model.rows, model.cols, generator=gen, dtype=F64)
+    v = model.v_read_max_v * torch.rand(n_matrices, n_vectors, model.rows, generator=gen, dtype=F64)
+    with torch.no_grad():
+        i_a = model(g, v)
+    return Split(g_s=g.numpy(), g_rows=np.arange(n_matrices), g_index=np.repeat(np.arange(n_matrices), n_vectors),
+                 v_v=v.reshape(-1, model.rows).numpy(), i_a=i_a.reshape(-1, model.cols).numpy(),
+                 i_ideal_a=(v @ g).reshape(-1, model.cols).numpy())
+
+
+def test_the_fit_finds_the_effective_sense_resistance_and_the_weights(caplog):
+    """On samples of a cell_iv model whose effective sense is 0.5x the circuit's, a fresh model of the same cell
+    picks that resistance from SENSE_FACTORS and reproduces the samples, and says so in the log."""
+    truth = synthetic_cell_iv_model(v_read_max_v=1.0, v_lo_v=0.0)
+    with torch.no_grad():
+        truth.lines_ohm.copy_(torch.tensor([100.0, 50.0], dtype=F64))
+    train_split, test_split = _split_of(truth, 10, 48, seed=4), _split_of(truth, 3, 32, seed=5)
+    model = CellIVRidge(truth.tile)
+    with caplog.at_level("INFO", logger="surrogate.cell_iv"):
+        model.set_cell_iv(np.linspace(0.0, 1.0, truth.iv_points), (truth.coef_g.T @ truth.basis).numpy())
+        model.init_from_data(train_split)
+    assert model.line_resistances_ohm() == (100.0, 50.0)
+    with torch.no_grad():
+        pred = model(torch.as_tensor(test_split.g_s)[test_split.g_index], torch.as_tensor(test_split.v_v)[:, None])
+    np.testing.assert_allclose(pred[:, 0].numpy(), test_split.i_a, rtol=0, atol=1e-7 * model.full_scale_a)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("cell I-V: 33 x 401 ngspice points over 0..1 V; 3 basis functions fit it within ")
+    assert float(messages[0].split("within ")[1].split(" ")[0]) < 1e-12  # the table is of rank 3
+    assert any(m.startswith("cell_iv: effective R_sense 50 ohm (circuit 100); rms ") for m in messages), messages
+    assert f"cell_iv fitted on {10 * 48 * 6} (sample, column) pairs, {len(model.coef)} features" in messages
+    empty = Split(**{k: v[:0] for k, v in vars(train_split).items()})
+    with pytest.raises(ValueError, match="the training split is empty: no samples to fit the cell_iv model on"):
+        model.init_from_data(empty)
