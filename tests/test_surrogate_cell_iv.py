@@ -4,6 +4,7 @@ unfused path, a saved file, and the 1S1R selector cell's held-out ngspice data."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from surrogate.cli import main as surrogate_main
 from surrogate.data import Split, load_splits
 from surrogate.io import load_surrogate
 from surrogate.params import TrainParams
-from surrogate.physics import TileSpec
+from surrogate.physics import TileSpec, analytic_transfer, loading_maps
 from surrogate.train import train
 from tests.test_surrogate_auto import ARRAY_8X8, SHIPPED, simulate
 
@@ -69,7 +70,7 @@ def test_ngspice_cell_iv_is_the_exact_cell_model(netlist, extra):
 def test_without_a_cell_iv_the_model_refuses_to_fold():
     tile = TileSpec(rows=4, cols=3, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=1.0,
                     r_driver_ohm=100.0, r_sense_ohm=100.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
-    with pytest.raises(RuntimeError, match="no cell I-V: call init_from_circuit"):
+    with pytest.raises(RuntimeError, match=r"^cell_iv surrogate has no cell I-V: call init_from_circuit\(spec\) first$"):
         CellIVRidge(tile).fold(torch.full((1, 4, 3), 1e-5, dtype=F64))
 
 
@@ -146,13 +147,13 @@ def test_at_the_dacs_levels_the_inputs_come_from_a_table_with_the_same_numbers(m
     Off the levels, or with autograd on the voltages, it interpolates."""
     from dnn.mapping import dac_levels, dac_quantize
 
-    model = synthetic_cell_iv_model()
+    model = synthetic_cell_iv_model(v_lo_v=-0.8)  # both polarities: every level has its own phi
     gen = torch.Generator().manual_seed(0)
     g = model.g_off_s + (model.g_on_s - model.g_off_s) * torch.rand(2, 3, 8, 6, generator=gen, dtype=F64)
     n = dac_levels(6)
     x = 2 * torch.rand(2, 8, 40, generator=gen).transpose(1, 2) - 1  # [G, B, rows], not contiguous
     v = dac_quantize(x, 6, model.v_read_max_v)[0]
-    v[:, 0, :3] = torch.tensor([n + 2, -n - 3, -n]) * (model.v_read_max_v / n)  # on levels, beyond the DAC's range
+    v[:, 0, :4] = torch.tensor([n + 2, -n - 3, -n, -n + 1]) * (model.v_read_max_v / n)  # on levels, some beyond the range
     assert not v.is_contiguous() and v.dtype == torch.float32 and float(v.min()) < model.v_range_v[0]
     off_level = v + 0.3 * model.v_read_max_v / n
     interpolated, interpolated_off = (model.bind_shared(g)(x) for x in (v, off_level))
@@ -194,7 +195,15 @@ def test_the_grouped_evaluation_is_the_per_tile_one():
     unfused = model(g.reshape(6, 8, 6), v.repeat_interleave(3, 0)).reshape(2, 3, 5, 6)
     torch.testing.assert_close(shared, per_tile, rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(per_tile, unfused, rtol=1e-10, atol=1e-14)
+    g32 = g.float()  # as a crossbar layer binds: the maps are still formed in float64
+    torch.testing.assert_close(model.bind_shared(g32)(v), model.bind_shared(g32.double())(v), rtol=1e-13, atol=0)
     assert model.macs_per_vector() == (7 * 8 + 1) * 6
+    # the features: c_k(G) times the loading maps of g / g_on (per full scale), analytic and ideal transfer / rows
+    per_k, lin, c = model._maps(g[0])
+    g_n = g[0] / model.g_on_s
+    torch.testing.assert_close(per_k.unflatten(1, (3, 5)), c[:, :, None] * loading_maps(g_n, model.tile)[:, None]
+                               / model.full_scale_a, rtol=1e-14, atol=0)
+    torch.testing.assert_close(lin, torch.stack([analytic_transfer(g_n, model.tile), g_n], 1) / 8, rtol=1e-14, atol=0)
 
 
 def test_lookup_is_numpys_interpolation_on_any_voltage_span():
@@ -266,23 +275,27 @@ def _split_of(model: CellIVRidge, n_matrices: int, n_vectors: int, seed: int) ->
 def test_the_fit_finds_the_effective_sense_resistance_and_the_weights(caplog):
     """On samples of a cell_iv model whose effective sense is 0.5x the circuit's, a fresh model of the same cell
     picks that resistance from SENSE_FACTORS and reproduces the samples, and says so in the log."""
-    truth = synthetic_cell_iv_model(v_read_max_v=1.0, v_lo_v=0.0)
+    base = synthetic_cell_iv_model(v_read_max_v=1.0, v_lo_v=0.0)
+    truth = CellIVRidge(dataclasses.replace(base.tile, r_sense_ohm=100.1))
+    truth.load_state_dict(base.state_dict())
     with torch.no_grad():
-        truth.lines_ohm.copy_(torch.tensor([100.0, 50.0], dtype=F64))
+        truth.lines_ohm.copy_(torch.tensor([100.0, 100.1 * 0.3], dtype=F64))
     train_split, test_split = _split_of(truth, 10, 48, seed=4), _split_of(truth, 3, 32, seed=5)
     model = CellIVRidge(truth.tile)
     with caplog.at_level("INFO", logger="surrogate.cell_iv"):
         model.set_cell_iv(np.linspace(0.0, 1.0, truth.iv_points), (truth.coef_g.T @ truth.basis).numpy())
         model.init_from_data(train_split)
-    assert model.line_resistances_ohm() == (100.0, 50.0)
+    assert model.line_resistances_ohm() == (100.0, pytest.approx(100.1 * 0.3, rel=1e-14))
     with torch.no_grad():
         pred = model(torch.as_tensor(test_split.g_s)[test_split.g_index], torch.as_tensor(test_split.v_v)[:, None])
     np.testing.assert_allclose(pred[:, 0].numpy(), test_split.i_a, rtol=0, atol=1e-7 * model.full_scale_a)
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0].startswith("cell I-V: 33 x 401 ngspice points over 0..1 V; 3 basis functions fit it within ")
     assert float(messages[0].split("within ")[1].split(" ")[0]) < 1e-12  # the table is of rank 3
-    assert any(m.startswith("cell_iv: effective R_sense 50 ohm (circuit 100); rms ") for m in messages), messages
+    calibration = [m for m in messages if m.startswith("cell_iv: effective R_sense 30 ohm (circuit 100); rms ")]
+    assert len(calibration) == 1 and calibration[0].endswith(" of full scale on the calibration samples"), messages
+    assert float(calibration[0].split("rms ")[1].split(" ")[0]) < 1e-10
     assert f"cell_iv fitted on {10 * 48 * 6} (sample, column) pairs, {len(model.coef)} features" in messages
     empty = Split(**{k: v[:0] for k, v in vars(train_split).items()})
-    with pytest.raises(ValueError, match="the training split is empty: no samples to fit the cell_iv model on"):
+    with pytest.raises(ValueError, match="^the training split is empty: no samples to fit the cell_iv model on$"):
         model.init_from_data(empty)
