@@ -119,6 +119,12 @@ class SurrogateMVM(nn.Module):
         dtype = self.param_dtype
         return (self.forward_n(g_s.to(dtype), v_v.to(dtype)) * self.full_scale_a).to(v_v.dtype)
 
+    @classmethod
+    def stored_hyperparameters(cls, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments for the hyperparameters a file stores (a design that gained a
+        setting fills in what its older files meant)."""
+        return dict(hyperparameters)
+
     def architecture(self) -> dict[str, Any]:
         """Everything needed to rebuild the module before loading its weights (json-able)."""
         return {"design": self.design, "tile": self.tile.to_dict(), "hyperparameters": self.hyperparameters()}

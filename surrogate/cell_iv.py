@@ -6,19 +6,19 @@ voltage span at ``iv_levels`` conductances from g_off to g_on. The table i(g, v)
 For the shipped selector cell (1S1R, 1 V) rank 3 is within ~1e-5 of its largest current, where the best cubic
 in v misses by ~5e-3: the basis follows an exponential that the powers of v cannot.
 
-The cells read through the array's sense resistance (effective value r_s: the best of a grid around the
-circuit's on the training data, as the transfer design's prior). Per vector, the column node rises with the
-column current, linearized with the cell's own I-V: ``I_j = P_j / (1 + r_s D_j)``, ``P = sum_k phi_k(v) @ c_k(G)``,
-``D = sum_k phi_k'(v) @ c_k(G)``. (The row nodes' sag through the driver, one more step of the same kind, changed
-the error on 1S1R 32x32 by 2% and cost a lookup per tile; it is left out.) The features of (vector, column)
-are ``(phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for every k and every loading map M_m (1, the
-first-order row- and column-wire drop, the driver and the sense loading, as in :mod:`surrogate.ridge`), plus
-the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all columns, is fitted in closed form on
-the training split (``StandardScaler`` + ``Ridge``, float64). Folded once per tile: per vector one lookup of
-phi and phi' at each row voltage (shared by the tiles that read the same rows; a plain gather from per-level
-tables when the voltages are a DAC's levels) and three matmuls, ``phi(v) @ A``, ``phi'(v) @ r_s [c_1; ...; c_K]``
-and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`): ((2K + 1) rows + 1) cols MACs, in the dtype of the input
-(float32 in the DNN layers).
+The cells read through the array's sense resistance (effective value r_s: the best of a grid around the circuit's
+on the training data, as the transfer design's prior). Per vector, the column node rises with the column current,
+linearized with the cell's own I-V: ``I_j = P_j / (1 + r_s D_j)``, ``P = sum_k phi_k(v) @ c_k(G)``, ``D = sum_k
+phi_k'(v) @ c_k(G)`` over the first ``gain_basis`` functions (:data:`GAIN_BASIS`). (The row nodes' sag through the
+driver, one more step of the same kind, changed the error on 1S1R 32x32 by 2% and cost a lookup per tile; it is
+left out.) The features of (vector, column) are ``(phi_k(v) @ (c_k(G) * M_m))_c / (1 + r_s D_j) / full scale`` for
+every k and every loading map M_m (1, the first-order row- and column-wire drop, the driver and the sense loading,
+as in :mod:`surrogate.ridge`), plus the linear ``v @ T_an`` and ``v @ G``. One linear model, shared by all
+columns, is fitted in closed form on the training split (``StandardScaler`` + ``Ridge``, float64). Folded once per
+tile: per vector one lookup of phi and phi' at each row voltage (shared by the tiles that read the same rows; a
+plain gather from per-level tables when the voltages are a DAC's levels) and three matmuls, ``phi(v) @ A``,
+``phi'(v) @ r_s [c_1; ...; c_Kg]`` and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`): ((K + K_g + 1) rows + 1) cols
+MACs, in the dtype of the input (float32 in the DNN layers).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ below its feedback resistor); the one that fits the calibration data best is kep
 LEVEL_TOLERANCE = 1e-4
 """Largest distance of ``v / (v_read_max_v / input_levels)`` from an integer (in levels) at which the row voltages
 count as on the DAC's levels (:meth:`CellIVRidge.bind_shared`); float32 DAC outputs are within ~1e-5."""
+GAIN_BASIS = 2
+"""Basis functions whose slopes form the column gain's D (the first ones, by singular value). On the 1S1R
+selector cell at 16x16 and 32x32 the third changes the held-out error by < 0.1% and costs rows*cols MACs."""
 CALIBRATION_MATRICES = 8
 CALIBRATION_SAMPLES = 2048
 
@@ -90,9 +93,9 @@ def lookup(x: torch.Tensor, lo: float, hi: float, packed: torch.Tensor) -> torch
 def evaluate(x_phi: torch.Tensor, x_slope: torch.Tensor, v_ext: torch.Tensor, maps: torch.Tensor,
              gain_maps: torch.Tensor, lin: torch.Tensor) -> torch.Tensor:
     """``v_ext @ lin + (x_phi @ maps) / (1 + x_slope @ gain_maps)``: the folded model for a batch of tiles
-    (or groups of tiles side by side), [T, B, cols]. x_phi, x_slope [T, B, rows K]: phi_k(v) and phi_k'(v)
-    (1/V), row i's K entries side by side; v_ext [T, B, rows + 1]: v_n and a constant 1; maps [T, rows K, cols],
-    gain_maps [T, rows K, cols] (r_s c_k, V), lin [T, rows + 1, cols]."""
+    (or groups of tiles side by side), [T, B, cols]. x_phi [T, B, rows K], x_slope [T, B, rows K_g]: phi_k(v) and
+    phi_k'(v) (1/V), row i's entries side by side; v_ext [T, B, rows + 1]: v_n and a constant 1; maps
+    [T, rows K, cols], gain_maps [T, rows K_g, cols] (r_s c_k, V), lin [T, rows + 1, cols]."""
     i = torch.bmm(x_phi, maps)
     i.div_(torch.bmm(x_slope, gain_maps).add_(1.0))
     return i.baddbmm_(v_ext, lin)
@@ -104,11 +107,15 @@ class CellIVRidge(SurrogateMVM):
     design = "cell_iv"
 
     def __init__(self, tile: TileSpec, n_basis: int = 3, iv_points: int = 401, iv_levels: int = 33,
-                 alpha: float = CELL_IV_ALPHA) -> None:
+                 alpha: float = CELL_IV_ALPHA, gain_basis: int = GAIN_BASIS) -> None:
         super().__init__(tile)
-        for key, value, least in (("n_basis", n_basis, 1), ("iv_points", iv_points, 3), ("iv_levels", iv_levels, 2)):
+        for key, value, least in (("n_basis", n_basis, 1), ("iv_points", iv_points, 3), ("iv_levels", iv_levels, 2),
+                                  ("gain_basis", gain_basis, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+        if gain_basis > n_basis:
+            raise ValueError(f"gain_basis must be at most n_basis={n_basis}, got {gain_basis}")
+        self.gain_basis = gain_basis
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
         self.n_basis, self.iv_points, self.iv_levels, self.alpha = n_basis, iv_points, iv_levels, float(alpha)
@@ -130,7 +137,13 @@ class CellIVRidge(SurrogateMVM):
         training data."""
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"n_basis": self.n_basis, "iv_points": self.iv_points, "iv_levels": self.iv_levels, "alpha": self.alpha}
+        return {"n_basis": self.n_basis, "iv_points": self.iv_points, "iv_levels": self.iv_levels, "alpha": self.alpha,
+                "gain_basis": self.gain_basis}
+
+    @classmethod
+    def stored_hyperparameters(cls, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        """Files written before ``gain_basis`` existed used every basis function in the column gain."""
+        return {"gain_basis": hyperparameters.get("n_basis", 3), **hyperparameters}
 
     def param_units(self) -> dict[str, str]:
         return {"v_range_v": "V", "coef_g": "A", "lines_ohm": "ohm"}
@@ -164,17 +177,19 @@ class CellIVRidge(SurrogateMVM):
                  "largest current", i_a.shape[0], i_a.shape[1], v_grid_v[0], v_grid_v[-1], k, residual)
 
     def _slope_table(self) -> torch.Tensor:
-        """phi_k' at the grid voltages [K, iv_points] (1/V), by central differences."""
+        """phi_k' of the first ``gain_basis`` functions at the grid voltages [K_g, iv_points] (1/V), by central
+        differences."""
         lo, hi = (float(x) for x in self.v_range_v)
-        return torch.gradient(self.basis, spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
+        return torch.gradient(self.basis[:self.gain_basis], spacing=((hi - lo) / (self.iv_points - 1),), dim=1)[0]
 
     def _phi(self, v_v: torch.Tensor, slope: bool = False) -> torch.Tensor:
-        """phi_k (or its slope phi_k', 1/V) at voltages v_v [..., rows] (V): [K, ..., rows]."""
+        """phi_k (or the slopes phi_k' of the first gain_basis, 1/V) at voltages v_v [..., rows] (V): [K, ..., rows]."""
         lo, hi = (float(x) for x in self.v_range_v)
         return interpolate(v_v, lo, hi, self._slope_table() if slope else self.basis)
 
     def _column_gain(self, v_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
-        """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(v) @ c_k (S), c_stack [T, K rows, cols] (A)."""
+        """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(v) @ c_k (S) over the first gain_basis functions, c_stack
+        [T, K_g rows, cols] (A)."""
         slope = torch.cat(self._phi(v_v, slope=True).unbind(0), -1)  # [T, B, K rows]
         return 1.0 / (1.0 + r_sense_ohm * torch.bmm(slope, c_stack))
 
@@ -200,7 +215,7 @@ class CellIVRidge(SurrogateMVM):
         effective (driver, sense) resistances ``lines_ohm`` (default: the calibrated ones)."""
         r_s = (lines_ohm or self.line_resistances_ohm())[1]
         per_k, lin, c = self._maps(g_s)
-        gain = self._column_gain(v_v, c.flatten(1, 2), r_s)
+        gain = self._column_gain(v_v, c[:, :self.gain_basis].flatten(1, 2), r_s)
         phi = self._phi(v_v).movedim(0, 1)  # [T, K, B, rows]
         n_m = len(LOADING_MAPS)
         cols = [(phi[:, k // n_m] @ per_k[:, k]) * gain for k in range(per_k.shape[1])]
@@ -264,11 +279,11 @@ class CellIVRidge(SurrogateMVM):
 
     # ------------------------------------------------------------------ evaluation
     def fold(self, g_s: torch.Tensor) -> Folded:
-        """Per tile, rows and basis interleaved (row-major: row i's K entries side by side): the maps of phi_k(v)
-        ``A`` [T, rows K, cols] and of phi_k'(v) ``r_s [c_k]`` [T, rows K, cols] (V), the linear maps with the
+        """Per tile, rows and basis interleaved (row-major: row i's entries side by side): the maps of phi_k(v)
+        ``A`` [T, rows K, cols] and of phi_k'(v) ``r_s [c_k]`` [T, rows K_g, cols] (V), the linear maps with the
         constant ``[A_lin; b]`` [T, rows + 1, cols] (normalized; they multiply v_n and 1), and the packed lookup
-        tables of phi_k and phi_k' [T, iv_points - 1, 2K] each (:func:`pack`; the same for every tile):
-        :func:`evaluate`'s operands."""
+        tables of phi_k [T, iv_points - 1, 2K] and phi_k' [T, iv_points - 1, 2K_g] (:func:`pack`; the same for
+        every tile): :func:`evaluate`'s operands."""
         per_k, lin, c = self._maps(g_s.to(torch.float64))
         w, b = self._weights()
         n_m, k = len(LOADING_MAPS), self.n_basis
@@ -276,20 +291,21 @@ class CellIVRidge(SurrogateMVM):
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
         n_t = g_s.shape[0]
         tables = (pack(self.basis).expand(n_t, -1, -1), pack(self._slope_table()).expand(n_t, -1, -1))
-        return (a_k.transpose(1, 2).flatten(1, 2), c.transpose(1, 2).flatten(1, 2) * self.line_resistances_ohm()[1],
+        c_g = c[:, :self.gain_basis].transpose(1, 2).flatten(1, 2)
+        return (a_k.transpose(1, 2).flatten(1, 2), c_g * self.line_resistances_ohm()[1],
                 torch.cat([a_lin, b.expand(n_t, 1, self.cols)], 1), *tables)
 
     def _inputs(self, v_v: torch.Tensor, phi_table: torch.Tensor, slope_table: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:func:`evaluate`'s inputs at row voltages v_v [..., rows] (V): phi(v) and phi'(v) [..., rows K] and
-        ``[v_n, 1]`` [..., rows + 1]."""
+        """:func:`evaluate`'s inputs at row voltages v_v [..., rows] (V): phi(v) [..., rows K], phi'(v)
+        [..., rows K_g] and ``[v_n, 1]`` [..., rows + 1]."""
         lo, hi = (float(x) for x in self.v_range_v)
         phi, slope = (lookup(v_v, lo, hi, t).flatten(-2) for t in (phi_table, slope_table))
         return phi, slope, torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1)
 
     def _level_tables(self, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """phi_k and phi_k' at the 2 n_levels + 1 voltages k v_read_max_v / n_levels, k = -n_levels..n_levels,
-        interpolated as :meth:`_inputs` does: [2 n_levels + 1, K] each."""
+        interpolated as :meth:`_inputs` does: [2 n_levels + 1, K] and [2 n_levels + 1, K_g]."""
         v = torch.arange(-n_levels, n_levels + 1, dtype=torch.float64) * (self.v_read_max_v / n_levels)
         lo, hi = (float(x) for x in self.v_range_v)
         return lookup(v, lo, hi, pack(self.basis)), lookup(v, lo, hi, pack(self._slope_table()))
@@ -303,8 +319,9 @@ class CellIVRidge(SurrogateMVM):
         if bool((code - idx).abs().max() > LEVEL_TOLERANCE):
             return None
         idx = idx.add_(n_levels).clamp_(0, 2 * n_levels).long().reshape(-1)
-        flat = (*v_v.shape[:-1], v_v.shape[-1] * self.n_basis)
-        return (phi_at.index_select(0, idx).view(flat), slope_at.index_select(0, idx).view(flat),
+        rows = v_v.shape[-1]
+        return (phi_at.index_select(0, idx).view(*v_v.shape[:-1], rows * self.n_basis),
+                slope_at.index_select(0, idx).view(*v_v.shape[:-1], rows * self.gain_basis),
                 torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1))
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
@@ -372,5 +389,5 @@ class CellIVRidge(SurrogateMVM):
         }
 
     def macs_per_vector(self) -> int:
-        """``phi(v) @ A``, ``phi'(v) @ r_s [c_1; ...; c_K]`` and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`)."""
-        return ((2 * self.n_basis + 1) * self.rows + 1) * self.cols
+        """``phi(v) @ A``, ``phi'(v) @ r_s [c_1; ...; c_Kg]`` and ``[v_n, 1] @ [A_lin; b]`` (:func:`evaluate`)."""
+        return ((self.n_basis + self.gain_basis + 1) * self.rows + 1) * self.cols

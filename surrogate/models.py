@@ -51,7 +51,9 @@ def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> Surrogat
 
 def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:
     """Rebuild an (untrained) surrogate from :meth:`SurrogateMVM.architecture`."""
-    return build_model(arch["design"], TileSpec(**current_tile_keys(arch["tile"])), **arch["hyperparameters"])
+    cls = DESIGN_CLASSES.get(arch["design"])
+    hyperparameters = cls.stored_hyperparameters(arch["hyperparameters"]) if cls else arch["hyperparameters"]
+    return build_model(arch["design"], TileSpec(**current_tile_keys(arch["tile"])), **hyperparameters)
 
 
 @torch.no_grad()

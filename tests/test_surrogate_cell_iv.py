@@ -197,7 +197,7 @@ def test_the_grouped_evaluation_is_the_per_tile_one():
     torch.testing.assert_close(per_tile, unfused, rtol=1e-10, atol=1e-14)
     g32 = g.float()  # as a crossbar layer binds: the maps are still formed in float64
     torch.testing.assert_close(model.bind_shared(g32)(v), model.bind_shared(g32.double())(v), rtol=1e-13, atol=0)
-    assert model.macs_per_vector() == (7 * 8 + 1) * 6
+    assert model.macs_per_vector() == ((3 + 2 + 1) * 8 + 1) * 6
     # the features: c_k(G) times the loading maps of g / g_on (per full scale), analytic and ideal transfer / rows
     per_k, lin, c = model._maps(g[0])
     g_n = g[0] / model.g_on_s
@@ -227,7 +227,9 @@ def test_lookup_is_numpys_interpolation_on_any_voltage_span():
                                              ({"alpha": -1e-9}, "alpha must be a number >= 0, got -1e-09"),
                                              ({"alpha": math.inf}, "alpha must be a number >= 0, got inf"),
                                              ({"alpha": True}, "alpha must be a number >= 0, got True"),
-                                             ({"alpha": "0"}, "alpha must be a number >= 0, got '0'")])
+                                             ({"alpha": "0"}, "alpha must be a number >= 0, got '0'"),
+                                             ({"gain_basis": 0}, "gain_basis must be an integer >= 1, got 0"),
+                                             ({"gain_basis": 4}, "gain_basis must be at most n_basis=3, got 4")])
 def test_bad_hyperparameters_are_refused_by_name(kwargs, message):
     tile = synthetic_cell_iv_model().tile
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -238,15 +240,16 @@ def test_settings_units_and_precision():
     """The documented defaults (33 conductances x 401 voltages, rank 3), the smallest valid settings, float64
     throughout, the units of the stored tensors and the resistances the noise model reads."""
     model = synthetic_cell_iv_model()
-    assert model.hyperparameters() == {"n_basis": 3, "iv_points": 401, "iv_levels": 33, "alpha": CELL_IV_ALPHA}
+    assert model.hyperparameters() == {"n_basis": 3, "iv_points": 401, "iv_levels": 33, "alpha": CELL_IV_ALPHA,
+                                       "gain_basis": 2}
     assert all(t.dtype == F64 for t in [*model.parameters(), *model.buffers()])
     assert model.param_units() == {"v_range_v": "V", "coef_g": "A", "lines_ohm": "ohm"}
     assert model.line_resistances_ohm() == (100.0, 70.0)
-    small = CellIVRidge(model.tile, n_basis=1, iv_points=3, iv_levels=2, alpha=0)
+    small = CellIVRidge(model.tile, n_basis=1, iv_points=3, iv_levels=2, alpha=0, gain_basis=1)
     assert small.basis.shape == (1, 3) and small.coef_g.shape == (1, 2) and small.alpha == 0.0
     # phi' is the derivative of the tabulated phi on its voltage grid
     v = np.linspace(float(model.v_range_v[0]), float(model.v_range_v[1]), model.iv_points)
-    np.testing.assert_allclose(model._slope_table().numpy(), np.gradient(model.basis.numpy(), v, axis=1),
+    np.testing.assert_allclose(model._slope_table().numpy(), np.gradient(model.basis[:2].numpy(), v, axis=1),
                                rtol=1e-9, atol=1e-12)
     norm = model.normalization()
     assert norm["coef"] == model.coef.tolist() and norm["intercept"] == 1e-3 and norm["lines_ohm"] == [100.0, 70.0]
@@ -299,3 +302,27 @@ def test_the_fit_finds_the_effective_sense_resistance_and_the_weights(caplog):
     empty = Split(**{k: v[:0] for k, v in vars(train_split).items()})
     with pytest.raises(ValueError, match="^the training split is empty: no samples to fit the cell_iv model on$"):
         model.init_from_data(empty)
+
+
+def test_the_column_gain_takes_the_slopes_of_the_first_gain_basis_functions_and_old_files_all(tmp_path):
+    """gain_basis sets how many basis slopes form D (folded, grouped and unfused paths agree for each); a file
+    written before the setting existed (no gain_basis stored) loads with every basis function in the gain, as
+    it was fitted."""
+    from surrogate.models import from_architecture
+
+    base = synthetic_cell_iv_model()
+    gen = torch.Generator().manual_seed(7)
+    g = base.g_off_s + (base.g_on_s - base.g_off_s) * torch.rand(2, 2, 8, 6, generator=gen, dtype=F64)
+    v = torch.rand(2, 5, 8, generator=gen, dtype=F64) * base.v_read_max_v
+    out = {}
+    for k_g in (1, 2, 3):
+        model = CellIVRidge(base.tile, gain_basis=k_g).requires_grad_(False)
+        model.load_state_dict(base.state_dict())
+        out[k_g] = model.bind_shared(g)(v)
+        unfused = model(g.reshape(4, 8, 6), v.repeat_interleave(2, 0)).reshape(2, 2, 5, 6)
+        torch.testing.assert_close(out[k_g], unfused, rtol=1e-10, atol=1e-14)
+        assert model.macs_per_vector() == ((3 + k_g + 1) * 8 + 1) * 6
+    assert float((out[1] - out[3]).abs().max()) > float((out[2] - out[3]).abs().max()) > 0
+    arch = {**base.architecture(), "hyperparameters": {"n_basis": 3, "iv_points": 401, "iv_levels": 33, "alpha": 1e-8}}
+    assert from_architecture(arch).gain_basis == 3
+    assert from_architecture(base.architecture()).gain_basis == 2
