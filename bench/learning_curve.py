@@ -55,6 +55,7 @@ TARGET_REL_RMS_FS = 5e-4
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", action="append", choices=list(CASES), default=None, help="repeatable; default all")
+    p.add_argument("--design", action="append", choices=list(DESIGNS), default=None, help="repeatable; default all")
     p.add_argument("--pool", type=int, default=88, help="matrices simulated per case")
     p.add_argument("--vectors", type=int, default=128, help="input vectors per matrix")
     p.add_argument("--val", type=int, default=8)
@@ -101,7 +102,7 @@ def curve(name: str, entry: dict[str, Any], args: argparse.Namespace) -> dict[st
         if n > len(pool):
             continue
         splits = split_by_matrices(ds, pool[:n], val_rows, test_rows, path=str(path), seed=args.seed)
-        for design in DESIGNS:
+        for design in args.design or DESIGNS:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"design": design, "train_matrices": n, "train_samples": splits.train.n_samples,
                                    "ngspice_seconds": splits.train.n_samples * seconds_per_sample}
