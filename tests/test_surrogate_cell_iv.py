@@ -325,4 +325,7 @@ def test_the_column_gain_takes_the_slopes_of_the_first_gain_basis_functions_and_
     assert float((out[1] - out[3]).abs().max()) > float((out[2] - out[3]).abs().max()) > 0
     arch = {**base.architecture(), "hyperparameters": {"n_basis": 3, "iv_points": 401, "iv_levels": 33, "alpha": 1e-8}}
     assert from_architecture(arch).gain_basis == 3
+    two = {**arch, "hyperparameters": {"n_basis": 2, "iv_points": 401, "iv_levels": 33, "alpha": 1e-8}}
+    assert from_architecture(two).gain_basis == 2
+    assert from_architecture({**arch, "hyperparameters": {"alpha": 1e-8}}).gain_basis == 3  # the n_basis default
     assert from_architecture(base.architecture()).gain_basis == 2
