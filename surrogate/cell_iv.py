@@ -190,7 +190,7 @@ class CellIVRidge(SurrogateMVM):
     def _column_gain(self, v_v: torch.Tensor, c_stack: torch.Tensor, r_sense_ohm: float) -> torch.Tensor:
         """1 / (1 + r_s D) [T, B, cols]: D = sum_k phi_k'(v) @ c_k (S) over the first gain_basis functions, c_stack
         [T, K_g rows, cols] (A)."""
-        slope = torch.cat(self._phi(v_v, slope=True).unbind(0), -1)  # [T, B, K rows]
+        slope = torch.cat(self._phi(v_v, slope=True).unbind(0), -1)  # [T, B, K_g rows]
         return 1.0 / (1.0 + r_sense_ohm * torch.bmm(slope, c_stack))
 
     def _cell_coef(self, g_s: torch.Tensor) -> torch.Tensor:
@@ -290,7 +290,7 @@ class CellIVRidge(SurrogateMVM):
         a_k = (per_k * w[:k * n_m, None, None]).unflatten(1, (k, n_m)).sum(2)  # [T, K, rows, cols]
         a_lin = (lin * w[k * n_m:, None, None]).sum(1)  # [T, rows, cols]
         n_t = g_s.shape[0]
-        tables = (pack(self.basis).expand(n_t, -1, -1), pack(self._slope_table()).expand(n_t, -1, -1))
+        tables = tuple(t.expand(n_t, -1, -1) for t in self._packed_tables())
         c_g = c[:, :self.gain_basis].transpose(1, 2).flatten(1, 2)
         return (a_k.transpose(1, 2).flatten(1, 2), c_g * self.line_resistances_ohm()[1],
                 torch.cat([a_lin, b.expand(n_t, 1, self.cols)], 1), *tables)
@@ -301,14 +301,23 @@ class CellIVRidge(SurrogateMVM):
         [..., rows K_g] and ``[v_n, 1]`` [..., rows + 1]."""
         lo, hi = (float(x) for x in self.v_range_v)
         phi, slope = (lookup(v_v, lo, hi, t).flatten(-2) for t in (phi_table, slope_table))
-        return phi, slope, torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1)
+        return phi, slope, self._v_ext(v_v)
+
+    def _v_ext(self, v_v: torch.Tensor) -> torch.Tensor:
+        """``[v_n, 1]`` [..., rows + 1] at row voltages v_v [..., rows] (V): :func:`evaluate`'s linear input."""
+        return torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1)
+
+    def _packed_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The :func:`pack` ed lookup tables of phi_k [iv_points - 1, 2K] and phi_k' [iv_points - 1, 2K_g]."""
+        return pack(self.basis), pack(self._slope_table())
 
     def _level_tables(self, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """phi_k and phi_k' at the 2 n_levels + 1 voltages k v_read_max_v / n_levels, k = -n_levels..n_levels,
         interpolated as :meth:`_inputs` does: [2 n_levels + 1, K] and [2 n_levels + 1, K_g]."""
         v = torch.arange(-n_levels, n_levels + 1, dtype=torch.float64) * (self.v_read_max_v / n_levels)
         lo, hi = (float(x) for x in self.v_range_v)
-        return lookup(v, lo, hi, pack(self.basis)), lookup(v, lo, hi, pack(self._slope_table()))
+        phi_table, slope_table = self._packed_tables()
+        return lookup(v, lo, hi, phi_table), lookup(v, lo, hi, slope_table)
 
     def _inputs_at_levels(self, v_v: torch.Tensor, n_levels: int, phi_at: torch.Tensor, slope_at: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -322,7 +331,7 @@ class CellIVRidge(SurrogateMVM):
         rows = v_v.shape[-1]
         return (phi_at.index_select(0, idx).view(*v_v.shape[:-1], rows * self.n_basis),
                 slope_at.index_select(0, idx).view(*v_v.shape[:-1], rows * self.gain_basis),
-                torch.cat([v_v / self.v_read_max_v, v_v.new_ones(*v_v.shape[:-1], 1)], -1))
+                self._v_ext(v_v))
 
     def apply_n(self, folded: Folded, v_v: torch.Tensor) -> torch.Tensor:
         maps, gain_maps, lin, phi_table, slope_table = folded
