@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from xbarchar.files import reserve_temporary
+
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
@@ -574,8 +576,9 @@ def _circuit_family(r: dict) -> str:
 
 
 def _temporary(path: Path) -> Path:
-    """A temporary name beside `path` that keeps its extension (matplotlib picks the format from it)."""
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    """A new empty file beside `path` with an unpredictable name that keeps its extension (matplotlib
+    picks the format from it), created exclusively (see :func:`xbarchar.files.reserve_temporary`)."""
+    return reserve_temporary(path)
 
 
 def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path,

@@ -1,15 +1,21 @@
 """Writing results safely: every output appears whole or not at all, and never replaces an input.
 
 Each writer builds the complete file in memory, then :func:`atomic_write_bytes` writes it to a
-hidden temporary name beside the target, flushes it to disk and renames it onto the target. A
-failure (a full disk, a missing permission) removes the temporary file, leaves whatever the target
-held before untouched and becomes one :class:`OutputError` naming the path.
+temporary file beside the target, flushes it to disk and renames it onto the target. The temporary
+file has an unpredictable name (``.{stem}.{random}.tmp{suffix}``) and is created exclusively
+(``O_CREAT | O_EXCL | O_NOFOLLOW``): a file or link placed beforehand is never opened, followed or
+truncated. The rename replaces whatever sits at the target, a symbolic link included, without
+writing through it. A failure (a full disk, a missing permission) removes the temporary file,
+leaves whatever the target held before untouched and becomes one :class:`OutputError` naming the
+path.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -23,13 +29,48 @@ class OutputPathError(ValueError):
     """An output path would replace one of the command's inputs (or another of its outputs)."""
 
 
+TEMPORARY_NAME_ATTEMPTS = 100
+"""Random temporary names tried before giving up (each one is 64 random bits)."""
+
+_EXCLUSIVE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                    | getattr(os, "O_CLOEXEC", 0))
+
+
+def open_temporary(path: str | Path) -> tuple[int, Path]:
+    """A new, empty file beside ``path``: (its descriptor open for writing, its path).
+
+    The name is ``.{stem}.{16 random hex digits}.tmp{suffix}`` (the suffix is kept, so a writer
+    that picks its format from the name still can); it is created with ``O_CREAT | O_EXCL |
+    O_NOFOLLOW`` and mode 0o666 less the umask, so nothing placed there beforehand (a file, a
+    symbolic link) is ever opened. The folder must exist.
+    """
+    path = Path(path)
+    for _ in range(TEMPORARY_NAME_ATTEMPTS):
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(8)}.tmp{path.suffix}")
+        try:
+            return os.open(tmp, _EXCLUSIVE_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no unused temporary name after {TEMPORARY_NAME_ATTEMPTS} tries",
+                          str(path.parent))
+
+
+def reserve_temporary(path: str | Path) -> Path:
+    """:func:`open_temporary`, closed at once: the path of a new empty file beside ``path`` for a
+    writer that only takes a file name (the caller renames it onto ``path`` or removes it)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = open_temporary(path)
+    os.close(fd)
+    return tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, tmp = open_temporary(path)
         try:
             view = memoryview(data)
             while view:
@@ -48,6 +89,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -59,7 +101,9 @@ def atomic_write_with(path: str | Path, writer: Callable[[BinaryIO], object]) ->
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _remove_quietly(path: Path) -> None:
+def _remove_quietly(path: Path | None) -> None:
+    if path is None:
+        return
     try:
         path.unlink(missing_ok=True)
     except OSError:  # pragma: no cover - nothing more can be done
