@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from spice.circuit import spec_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 CIRCUITS = REPO / "data" / "circuits"
+F64_EPS = float(np.finfo(np.float64).eps)
+F32_EPS = float(np.finfo(np.float32).eps)
+TORCH_THREADS_ENV = "XBARCHAR_TORCH_THREADS"  # read below; set by scripts/float_check.sh = "XBARCHAR_TORCH_THREADS"
+
+
+def reorder_atol(n_terms: int, scale: float, eps: float = F64_EPS) -> float:
+    """Absolute tolerance between two summation orders (batched vs single, BLAS kernel, thread count) of
+    ``n_terms`` products whose magnitudes add up to at most ``scale`` (in the result's unit). Either order
+    is within (n - 1) eps scale of the exact sum; 8 sqrt(n) eps scale covers that up to n = 64 and is
+    still far below any wrong term."""
+    return 8.0 * eps * math.sqrt(n_terms) * scale
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads_from_env():
+    """``XBARCHAR_TORCH_THREADS=n`` runs every test with n torch threads (scripts/float_check.sh reruns the
+    cross-path float comparisons under another thread count); unset, torch's default is kept."""
+    import os
+
+    n = os.environ.get(TORCH_THREADS_ENV)
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+    yield
 
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Small models run fastest on one thread; with 2 OpenMP threads on a shared 2-core machine a busy
     neighbour process slows them >10x (measured: 2 s -> 36 s). Restored after the module.
-    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``. ``XBARCHAR_TORCH_THREADS``
+    set: that many threads instead (the float check's second thread count)."""
+    import os
+
     import torch
 
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get(TORCH_THREADS_ENV) or 1))
     yield
     torch.set_num_threads(n)
 

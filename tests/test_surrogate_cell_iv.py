@@ -32,6 +32,7 @@ from surrogate.io import load_surrogate
 from surrogate.params import TrainParams
 from surrogate.physics import TileSpec, analytic_transfer, loading_maps
 from surrogate.train import train
+from tests.conftest import F64_EPS
 from tests.test_surrogate_auto import ARRAY_8X8, SHIPPED, simulate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +51,9 @@ def test_interpolation_is_numpys_and_clamps():
     out = interpolate(x, 0.0, 1.0, table)
     grid = np.linspace(0.0, 1.0, 4)
     for k in range(2):
-        np.testing.assert_allclose(out[k].numpy(), np.interp(x.numpy(), grid, table[k].numpy()), rtol=0, atol=1e-15)
+        # another interpolation formula than numpy's (and FMA or not): a few ulp of the table's largest value
+        np.testing.assert_allclose(out[k].numpy(), np.interp(x.numpy(), grid, table[k].numpy()), rtol=0,
+                                   atol=4 * F64_EPS * float(table.abs().max()))
 
 
 @pytest.mark.spice
@@ -164,7 +167,7 @@ def test_at_the_dacs_levels_the_inputs_come_from_a_table_with_the_same_numbers(m
     out = tabulated(v)
     assert calls == []
     torch.testing.assert_close(out, interpolated, rtol=2e-6, atol=1e-6 * model.full_scale_a)
-    torch.testing.assert_close(tabulated(off_level), interpolated_off, rtol=0, atol=0)
+    torch.testing.assert_close(tabulated(off_level), interpolated_off, rtol=0, atol=0)  # same interpolation code
     assert len(calls) == 1
     v_grad = v.detach().clone().requires_grad_(True)
     tabulated(v_grad).sum().backward()
