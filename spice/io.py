@@ -1,6 +1,6 @@
-"""HDF5 files of SPICE datasets: self-describing, units on every dataset, written atomically.
+"""HDF5 files of SPICE datasets: self-describing, units on every dataset, sealed, written atomically.
 
-Layout (format_version 2; version 1 files, which lack ``/failure_reason``, are still read)::
+Layout (format_version 3)::
 
     /g_s               float64 [n_g, rows, cols]   S     conductance matrices
     /g_id              int64   [n_g]               1     index of each matrix in the sampler's stream
@@ -13,11 +13,17 @@ Layout (format_version 2; version 1 files, which lack ``/failure_reason``, are s
     /failed            bool    [n_samples]         1     sample is not valid (never fabricated)
     /failure_reason    bytes   [n_samples]         -     why (no convergence, implausible currents); b""
 
-Every non-empty dataset carries HDF5's Fletcher32 checksum, so a changed byte is an error on
-reading, never a silently different number.
-
 Root attributes: format_version, kind, circuit_spec (json), netlist_sha256, ngspice_version,
-ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (json), sign_convention, created.
+ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (json), shard,
+sign_convention, created, content_sha256.
+
+Integrity: every non-empty dataset carries HDF5's Fletcher32 checksum, and the root attribute
+``content_sha256`` (:mod:`xbarchar.integrity`) covers every dataset's bytes, dtype, shape and units and
+every attribute, provenance included. Every read recomputes it: a changed byte anywhere is one
+:class:`DatasetFileError` naming the file, never a silently different number. Files of format_version
+1 and 2 predate that record and are refused with a message saying so. A read also checks the file's
+meaning: units, dtypes and shapes of every dataset against the stored circuit, ``/g_index`` within
+``/g_s``, ``/g_id`` unique.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ import numpy as np
 
 from spice.circuit import FORMAT_NOTE, CircuitSpec
 from xbarchar.files import atomic_write_bytes
+from xbarchar.integrity import HASH_ATTR, IntegrityError, seal, verify
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (3,)
 KIND = "xbarchar.spice"
 
 UNITS = {
@@ -52,7 +59,11 @@ UNITS = {
     "failed": "1",
     "failure_reason": "",
 }
-NOT_CONVERGED_V1 = b"did not converge (format_version 1 file: no reason recorded)"
+FLOAT_KEYS = ("g_s", "transfer_a_per_v", "v_v", "i_a", "i_ideal_a")
+INT_KEYS = ("g_id", "g_index")
+SOLVERS = (b"superposition", b"sweep")
+MERGE_MAY_DIFFER = ("shard", "created", HASH_ATTR)
+"""Root attributes that may differ between shards merged into one dataset (all others must agree)."""
 
 
 class DatasetFileError(ValueError):
@@ -93,8 +104,9 @@ def package_version() -> str:
 def atomic_h5(path: str | Path):
     """Context manager: an h5py.File built in memory, written to ``path`` atomically on success.
 
-    Nothing touches the disk until the file is complete; then :func:`xbarchar.files.atomic_write_bytes`
-    writes it (a full disk: one :class:`xbarchar.files.OutputError`, no temporary file left).
+    Nothing touches the disk until the file is complete; then it is sealed with its integrity record
+    (:func:`xbarchar.integrity.seal`) and :func:`xbarchar.files.atomic_write_bytes` writes it (a full
+    disk: one :class:`xbarchar.files.OutputError`, no temporary file left).
     """
     return _AtomicH5(Path(path))
 
@@ -109,7 +121,11 @@ class _AtomicH5:
         return self.file
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.file.close()
+        try:
+            if exc_type is None:
+                seal(self.file)
+        finally:
+            self.file.close()
         if exc_type is None:
             atomic_write_bytes(self.path, self.buffer.getvalue())
 
@@ -173,13 +189,18 @@ def write_dataset(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.ndar
         f.attrs["package_version"] = package_version()
         f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for key, value in attrs.items():
-            f.attrs[key] = value
+            if key != HASH_ATTR:
+                f.attrs[key] = value
         for key, unit in UNITS.items():
             write_array(f, key, arrays[key], unit)
 
 
 def open_checked(path: str | Path, kind: str, format_version: int | Iterable[int]) -> h5py.File:
-    """Open an xbarchar HDF5 file for reading, with one clear error for every way it can be wrong."""
+    """Open an xbarchar HDF5 file for reading, with one clear error for every way it can be wrong.
+
+    Kind and format version are checked first, then the integrity record (``content_sha256``) is
+    recomputed over the whole file: a file changed after it was written is never returned.
+    """
     p = Path(path)
     if not p.is_file():
         raise DatasetFileError(f"{p}: file does not exist")
@@ -187,17 +208,27 @@ def open_checked(path: str | Path, kind: str, format_version: int | Iterable[int
         f = h5py.File(p, "r")
     except OSError as exc:
         raise DatasetFileError(f"{p}: not a readable HDF5 file ({exc})") from exc
-    found_kind = _plain(f.attrs.get("kind"))
-    if found_kind != kind:
+    try:
+        found_kind = _plain(f.attrs.get("kind"))
+        if found_kind != kind:
+            raise DatasetFileError(f"{p}: expected an HDF5 file of kind '{kind}', found kind {found_kind!r}")
+        version = _plain(f.attrs.get("format_version"))
+        readable = (format_version,) if isinstance(format_version, int) else tuple(format_version)
+        if isinstance(version, int) and not isinstance(version, bool) and 0 < version < min(readable):
+            raise DatasetFileError(
+                f"{p}: format_version {version} was written before files carried an integrity record "
+                f"({HASH_ATTR}); this xbarchar reads {', '.join(map(str, readable))}: regenerate the file")
+        if version not in readable:
+            raise DatasetFileError(
+                f"{p}: format_version {version!r} is not supported (this xbarchar reads "
+                f"{', '.join(map(str, readable))})")
+        verify(f, p)
+    except IntegrityError as exc:
         f.close()
-        raise DatasetFileError(f"{p}: expected an HDF5 file of kind '{kind}', found kind {found_kind!r}")
-    version = _plain(f.attrs.get("format_version"))
-    readable = (format_version,) if isinstance(format_version, int) else tuple(format_version)
-    if version not in readable:
+        raise DatasetFileError(str(exc)) from exc
+    except BaseException:
         f.close()
-        raise DatasetFileError(
-            f"{p}: format_version {version!r} is not supported (this xbarchar reads {', '.join(map(str, readable))})"
-        )
+        raise
     return f
 
 
@@ -211,26 +242,87 @@ def _plain(value: Any) -> Any:
 
 
 def read_dataset(path: str | Path) -> SpiceDataset:
-    """Read a SPICE dataset; raises :class:`DatasetFileError` naming the file when it is unusable."""
+    """Read a SPICE dataset; raises :class:`DatasetFileError` naming the file when it is unusable
+    (missing, changed after it was written, or inconsistent: see :func:`check_consistent`)."""
     with open_checked(path, KIND, READABLE_VERSIONS) as f:
         try:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            keys = [k for k in UNITS if not (k == "failure_reason" and attrs["format_version"] == 1)]
-            arrays = {key: read_array(f[key], path) for key in keys}
+            for key, unit in UNITS.items():
+                found = _plain(f[key].attrs.get("units"))
+                if found != unit:
+                    raise DatasetFileError(f"{path}: /{key} has units {found!r}, expected {unit!r}")
+            arrays = {key: read_array(f[key], path) for key in UNITS}
             spec = CircuitSpec.from_json(attrs["circuit_spec"])
+        except DatasetFileError:
+            raise
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise DatasetFileError(f"{path}: corrupt or incomplete SPICE dataset ({exc})") from exc
-    if "failure_reason" not in arrays:
-        arrays["failure_reason"] = np.where(arrays["failed"], NOT_CONVERGED_V1, b"").astype("S")
-    n = len(arrays["v_v"])
-    for key in ("g_index", "i_a", "i_ideal_a", "failed", "failure_reason"):
-        if len(arrays[key]) != n:
-            raise DatasetFileError(f"{path}: /{key} has {len(arrays[key])} rows, /v_v has {n}")
+    check_consistent(path, spec, arrays, attrs)
     return SpiceDataset(spec=spec, attrs=attrs, **arrays)
 
 
+def check_consistent(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.ndarray],
+                     attrs: dict[str, Any]) -> None:
+    """One :class:`DatasetFileError` for the first way the arrays contradict each other or the circuit:
+    dtypes, shapes against the circuit's rows x cols, ``/g_index`` rows of ``/g_s``, unique ``/g_id``,
+    known solver names, the netlist digest."""
+    def bad(what: str) -> DatasetFileError:
+        return DatasetFileError(f"{path}: {what}; the file is inconsistent, regenerate it with python -m spice")
+
+    kinds = {**{k: "f" for k in FLOAT_KEYS}, **{k: "iu" for k in INT_KEYS}, "failed": "b", "solver": "S",
+             "failure_reason": "S"}
+    for key, kind in kinds.items():
+        if arrays[key].dtype.kind not in kind:
+            raise bad(f"/{key} has dtype {arrays[key].dtype}, expected kind {kind!r}")
+    if attrs.get("netlist_sha256") != spec.netlist_sha256:
+        raise bad("attribute netlist_sha256 does not match the circuit file stored in circuit_spec")
+    g = arrays["g_s"]
+    if g.ndim != 3 or g.shape[1:] != (spec.rows, spec.cols):
+        raise bad(f"the circuit description (circuit_spec) says {spec.rows}x{spec.cols}, /g_s has shape {g.shape}")
+    n_g, n = len(g), len(arrays["v_v"])
+    shapes = {"transfer_a_per_v": g.shape, "g_id": (n_g,), "solver": (n_g,), "v_v": (n, spec.rows),
+              "i_a": (n, spec.cols), "i_ideal_a": (n, spec.cols), "g_index": (n,), "failed": (n,),
+              "failure_reason": (n,)}
+    for key, shape in shapes.items():
+        if arrays[key].shape != shape:
+            raise bad(f"/{key} has shape {arrays[key].shape}, the circuit ({spec.rows}x{spec.cols}) and "
+                      f"{n_g} matrices, {n} samples need {shape}")
+    g_index = arrays["g_index"]
+    if n and (g_index.min() < 0 or g_index.max() >= n_g):
+        raise bad(f"/g_index holds {int(g_index.min())}..{int(g_index.max())}, expected rows of /g_s in 0..{n_g - 1}")
+    g_id = arrays["g_id"]
+    if n_g and (g_id.min() < 0 or len(np.unique(g_id)) != n_g):
+        raise bad("/g_id must hold distinct non-negative matrix numbers")
+    unknown = sorted({bytes(s) for s in arrays["solver"]} - set(SOLVERS))
+    if unknown:
+        raise bad(f"/solver holds {unknown}, expected one of {list(SOLVERS)}")
+
+
+def provenance_differences(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Root attributes (all but :data:`MERGE_MAY_DIFFER`) on which two shards disagree, one phrase each."""
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    problems = []
+    for key in sorted((set(first) | set(other)) - set(MERGE_MAY_DIFFER)):
+        a, b = first.get(key), other.get(key)
+        if key not in first or key not in other:
+            problems.append(f"{key} {'absent' if key not in other else shown(b)} here, "
+                            f"{'absent' if key not in first else shown(a)} there")
+        elif not np.array_equal(np.asarray(a), np.asarray(b)):
+            problems.append(f"{key} {shown(b)} here, {shown(a)} there")
+    return problems
+
+
 def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
-    """Concatenate shard files (same circuit and sampler) into one dataset file, atomically."""
+    """Concatenate shard files into one dataset file, atomically.
+
+    Every shard must carry the same provenance (package, ngspice and PySpice versions, solver options,
+    circuit, sampler settings, seed, passive bounds; all but :data:`MERGE_MAY_DIFFER`), else one
+    :class:`DatasetFileError` names the shard and every difference. The merged file records that
+    common provenance.
+    """
     if not paths:
         raise DatasetFileError("merge: no shard files given")
     real = [Path(p).resolve() for p in paths]
@@ -241,9 +333,10 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
     parts = [read_dataset(p) for p in paths]
     first = parts[0]
     for p, part in zip(paths, parts, strict=True):
-        for key in ("circuit_spec", "sampling", "seed"):
-            if part.attrs.get(key) != first.attrs.get(key):
-                raise DatasetFileError(f"{p}: attribute '{key}' differs from {paths[0]}; shards do not belong together")
+        problems = provenance_differences(first.attrs, part.attrs)
+        if problems:
+            raise DatasetFileError(f"{p}: provenance differs from {paths[0]}: {'; '.join(problems)}; shards made "
+                                   "with different settings or software do not belong together, re-simulate them alike")
     owner: dict[int, str] = {}
     for p, part in zip(paths, parts, strict=True):
         for g_id in part.g_id.tolist():
@@ -267,7 +360,7 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
     }
     keep = {k: v for k, v in first.attrs.items()
             if k not in ("format_version", "kind", "circuit_spec", "netlist_sha256", "sign_convention",
-                         "package_version", "created", "shard")}
+                         *MERGE_MAY_DIFFER)}
     keep["n_shards_merged"] = len(parts)
     write_dataset(out, first.spec, arrays, keep)
     return read_dataset(out)
@@ -294,6 +387,7 @@ def summary(path: str | Path) -> str:
         key = reason.decode().split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
     lines += [
+        f"integrity: content hash verified ({HASH_ATTR} {ds.attrs[HASH_ATTR]})",
         f"checksums: {checksums}",
         "contents:",
         f"  conductance matrices: {len(ds.g_s)}  samples: {ds.n_samples}  failed: {int(ds.failed.sum())}"

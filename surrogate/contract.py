@@ -1,6 +1,7 @@
 """What a surrogate file promises about the circuit it fits, readable without torch.
 
-The workflow checks a config's ``surrogate_file`` with :func:`file_problems` before any job runs;
+The workflow checks a config's ``surrogate_file`` with :func:`file_problems` before any job runs
+(kind, version and integrity record through :func:`spice.io.open_checked`, then the tile);
 ``surrogate.io.load_surrogate`` applies the same :func:`compatibility_problems` when it loads one.
 """
 
@@ -16,7 +17,8 @@ from spice.circuit import CircuitSpec
 from spice.io import DatasetFileError, open_checked
 
 KIND = "xbarchar.surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 files carry the integrity record ``content_sha256``; version 1 files are refused."""
 COMPATIBILITY_KEYS = ("rows", "cols", "g_off_s", "g_on_s", "v_read_min_v", "v_read_max_v")
 """Fields a surrogate's tile must share with a circuit (CircuitSpec and TileSpec use the same names)."""
 LEGACY_TILE_KEYS = {"g_" + "min_s": "g_off_s", "g_" + "max_s": "g_on_s", "v_" + "min_v": "v_read_min_v",

@@ -175,9 +175,30 @@ def split_by_matrices(ds: SpiceDataset, train_rows: np.ndarray, val_rows: np.nda
     return _split(ds, parts, valid_samples(ds, path), path, sha256, seed, len(parts[1]) / n, len(parts[2]) / n)
 
 
+def check_disjoint(ds: SpiceDataset, parts: list[np.ndarray], path: str | Path = "") -> None:
+    """Every matrix index of ``parts`` (train, val, test) is a row of ``ds.g_s``, and none is in two splits
+    or twice in one; every ``ds.g_index`` is a row of ``ds.g_s``. Else one :class:`DatasetFileError`."""
+    n_g = len(ds.g_s)
+    where = path or "dataset"
+    if len(ds.g_index) and (ds.g_index.min() < 0 or ds.g_index.max() >= n_g):
+        raise DatasetFileError(f"{where}: /g_index holds {int(ds.g_index.min())}..{int(ds.g_index.max())}, "
+                               f"expected rows of /g_s in 0..{n_g - 1}")
+    owner: dict[int, str] = {}
+    for name, rows in zip(SPLITS, parts, strict=True):
+        for row in np.asarray(rows).tolist():
+            if not 0 <= row < n_g:
+                raise DatasetFileError(f"{where}: {name} split names matrix {row}, expected rows of /g_s in "
+                                       f"0..{n_g - 1}")
+            if row in owner:
+                raise DatasetFileError(f"{where}: matrix {row} is in both the {owner[row]} and the {name} split; "
+                                       "splits must be disjoint")
+            owner[row] = name
+
+
 def _split(ds: SpiceDataset, parts: list[np.ndarray], keep: np.ndarray, path: str, sha256: str, seed: int,
            val_fraction: float, test_fraction: float) -> SplitDataset:
     """The train, val and test splits of the matrices ``parts`` (three index arrays), samples masked by ``keep``."""
+    check_disjoint(ds, parts, path)
     used = np.concatenate(parts)
     solvers = {s.decode() if isinstance(s, bytes) else str(s) for s in ds.solver[used]}
     linear = solvers == {"superposition"} and bool(np.all(np.isfinite(ds.transfer_a_per_v[used])))

@@ -1,6 +1,6 @@
 """Surrogate HDF5 files: self-describing, units on every dataset, written atomically, checked on load.
 
-Layout (format_version 1)::
+Layout (format_version 2)::
 
     /weights/<state_dict key>   float32  the module's parameters and buffers (ridge: float64); attr ``units``
                                          (most act on normalized quantities: '1'; see ``normalization``)
@@ -9,7 +9,13 @@ Root attributes: format_version, kind ('xbarchar.surrogate'), design, architectu
 tile constants, hyperparameters), normalization (json), circuit_spec (json), netlist_sha256,
 training_data_sha256 (of the dataset file's bytes), training_data_path, train_params (json),
 split (json: seed, fractions, rows of /g_s per split), history (json), fidelity (json, '{}' when
-not measured), created, package_version, torch_version.
+not measured), created, package_version, torch_version, content_sha256.
+
+Integrity: Fletcher32 on every weight, and ``content_sha256`` (:mod:`xbarchar.integrity`) over every
+weight's bytes, dtype, shape and units and every attribute, recomputed on every read; a mismatch is one
+:class:`SurrogateFileError` naming the file. Format version 1 files predate the record and are refused.
+A read also checks the meaning: each weight's units against the architecture, the tile against the
+stored circuit, and the stored split (rows of /g_s, distinct, in no two splits).
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from spice.io import (
     write_array,
 )
 from surrogate.contract import COMPATIBILITY_KEYS, FORMAT_VERSION, KIND, compatibility_problems  # noqa: F401
+from surrogate.data import SPLITS
 from surrogate.models import SurrogateMVM, from_architecture
+from xbarchar.integrity import HASH_ATTR
 
 log = logging.getLogger(__name__)
-
 
 
 class SurrogateFileError(DatasetFileError):
@@ -91,7 +98,29 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                 except (TypeError, ValueError) as exc:
                     raise SurrogateFileError(f"{path}: attribute '{key}' is not valid json ({exc})") from exc
             meta[key] = value
+    check_split_record(meta.get("split"), path)
     return meta
+
+
+def check_split_record(split: Any, path: str | Path) -> None:
+    """The stored split: for each of train/val/test a list of distinct non-negative rows of /g_s, no row
+    in two splits. One :class:`SurrogateFileError` naming the file otherwise."""
+    if split is None or split == {}:
+        return
+    if not isinstance(split, dict):
+        raise SurrogateFileError(f"{path}: attribute 'split' must be a json object, found {type(split).__name__}")
+    owner: dict[int, str] = {}
+    for name in SPLITS:
+        rows = split.get(f"{name}_g_rows", [])
+        if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0
+                                                 for r in rows):
+            raise SurrogateFileError(f"{path}: split record {name}_g_rows must list non-negative rows of /g_s, "
+                                     f"found {rows!r}")
+        for row in rows:
+            if row in owner:
+                raise SurrogateFileError(f"{path}: split record puts row {row} of /g_s in both {owner[row]} "
+                                         f"and {name}; splits must be disjoint")
+            owner[row] = name
 
 
 def check_compatible(model: SurrogateMVM, spec: CircuitSpec, path: str | Path) -> None:
@@ -124,6 +153,7 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
         model = from_architecture(meta["architecture"])
         with open_checked(path, KIND, FORMAT_VERSION) as f:
             state = {name: torch.as_tensor(np.asarray(read_array(ds, path))) for name, ds in f["weights"].items()}
+            units = {name: _attr_text(ds.attrs.get("units", "")) for name, ds in f["weights"].items()}
         expected = model.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -132,8 +162,17 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
             if tensor.shape != expected[name].shape:
                 raise ValueError(f"/weights/{name} has shape {tuple(tensor.shape)}, the architecture needs "
                                  f"{tuple(expected[name].shape)}")
+        wrong_units = {name: (unit, want) for name, unit in units.items()
+                       if unit != (want := model.param_units().get(name, "1"))}
+        if wrong_units:
+            name, (unit, want) = sorted(wrong_units.items())[0]
+            raise SurrogateFileError(f"{path}: /weights/{name} has units {unit!r}, expected {want!r}")
         model.load_state_dict(state, strict=True)
         model.spec = CircuitSpec.from_json(meta["circuit_spec"])
+        problems = compatibility_problems(model.tile.to_dict(), model.spec)
+        if problems:
+            raise SurrogateFileError(f"{path}: the architecture's tile contradicts the stored circuit "
+                                     f"(circuit_spec): {'; '.join(problems)}; the file is inconsistent, retrain it")
     except DatasetFileError as exc:
         raise SurrogateFileError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
@@ -161,6 +200,7 @@ def describe(path: str | Path) -> str:
     for key in ("format_version", "design", "created", "package_version", "torch_version", "netlist_sha256",
                 "training_data_path", "training_data_sha256"):
         lines.append(f"  {key}: {meta.get(key)}")
+    lines.append(f"integrity: content hash verified ({HASH_ATTR} {meta[HASH_ATTR]})")
     with open_checked(path, KIND, FORMAT_VERSION) as f:
         lines.append(f"checksums: {checksum_report(f, path)}")
     lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
