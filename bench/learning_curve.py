@@ -82,7 +82,7 @@ def simulate(name: str, entry: dict[str, Any], args: argparse.Namespace, sampler
         out.parent.mkdir(parents=True, exist_ok=True)
         sampling = {"n_conductance": pool, "n_vectors": args.vectors, "sampler": sampler, "seed": seed}
         t0 = time.perf_counter()
-        rc = spice_main(["simulate", "--name", name.split(",")[0].replace(" ", "_"), "--circuit", json.dumps(entry),
+        rc = spice_main(["simulate", "--circuit-name", name.split(",")[0].replace(" ", "_"), "--circuit", json.dumps(entry),
                          "--sampling", json.dumps(sampling), "--out", str(out), "--quiet"])
         if rc != 0:
             raise SystemExit(f"simulating {name} failed (exit {rc})")

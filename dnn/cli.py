@@ -1,18 +1,19 @@
-"""Command line of the DNN stage.
+"""Command line of the DNN stage: ``xbarchar dnn {train,evaluate,export-tiles,report}`` (or ``python -m dnn``).
 
-  python -m dnn train --dataset digits --model bn_cnn --epochs 2 --out results/models/digits_bn_cnn.pt
-  python -m dnn train --params-json '{"dataset": "mnist_subset", "model": "bn_cnn", "epochs": 8}' --out m.pt
-  python -m dnn evaluate --model m.pt --surrogate results/surrogate/paper1_64.h5 --circuit-name paper1_64 \\
+  xbarchar dnn train --dataset digits --model bn_cnn --epochs 2 --out results/models/digits_bn_cnn.pt
+  xbarchar dnn train --params-json '{"dataset": "mnist_subset", "model": "bn_cnn", "epochs": 8}' --out m.pt
+  xbarchar dnn evaluate --model m.pt --surrogate results/surrogate/paper1_64.h5 --circuit-name paper1_64 \\
       --circuit '{"preset": "paper1_64_w5"}' --scenario noise_0.1 --crossbar-json '{"read_noise_sigma": 0.1}' \\
       --evaluation-json '{"methods": ["none", "bn_adapt"], "seeds": [0, 1]}' --out eval.json
-  python -m dnn evaluate --model m.pt --mvm ideal --device-preset rram --out eval.json   # no SPICE needed
-  python -m dnn report results/eval/*/*/*.json --md r.md --csv r.csv --plot r.png
+  xbarchar dnn evaluate --model m.pt --mvm ideal --device-preset rram --out eval.json   # no SPICE needed
+  xbarchar dnn report results/eval/*/*/*.json --md r.md --csv r.csv --plot r.png
 
 Tile models for `evaluate`: `--surrogate PATH` (surrogate.io.load_surrogate), `--mvm exact` (exact
 array physics: spice.nodal's transfer matrix for linear cells, spice.exact's Newton solve for the sinh
 and 1T1R cells; needs --circuit), `--mvm spice` (ngspice solves every MVM, any circuit file, small
 evaluations only; needs --circuit), `--mvm ideal` (i = v @ G; tile from --circuit, or
---rows/--cols/--g-*-s/--v-max-v, or --device-preset).
+--rows/--cols/--g-*-s/--v-max-v, or --device-preset). The options every subcommand shares
+(``--threads``, ``-v``/``-q``, ``--no-progress``, ``--debug``) come from :mod:`xbarchar.cli`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from spice.circuit import spec_from_config
 from xbarchar import cli as xcli
 from xbarchar.files import atomic_write_text, refuse_overwriting_inputs
 from xbarchar.settings import from_dict, reject_unknown, to_dict
@@ -93,7 +95,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     model = build_model(p["model"], **model_kwargs)
     train_loader = make_loader(data.train, p["batch_size"], shuffle=True, seed=p["seed"])
     history = train_model(model, train_loader, p["epochs"], p["lr"], p["optimizer"], p["weight_decay"], device,
-                          p["seed"], progress=not ns.no_progress)
+                          p["seed"], progress=xcli.show_progress(ns))
     acc = evaluate(model, make_loader(data.test, ns.eval_batch_size), device)
     logger.info("%s on %s: test accuracy %.4f", p["model"], p["dataset"], acc)
     metrics = {"test_accuracy": acc, "history": history, "params": p, "device": str(device),
@@ -140,11 +142,7 @@ def _circuit_spec(ns: argparse.Namespace) -> Any:
     entry = xcli.load_json_object(ns.circuit, "--circuit")
     if not entry:
         return None
-    try:
-        from spice.circuit import spec_from_config  # lazy: only needed with --circuit
-    except ImportError as e:
-        raise DnnInputError(f"--circuit needs spice.circuit.spec_from_config ({e})") from None
-    return spec_from_config(ns.circuit_name or "circuit", entry)
+    return spec_from_config(xcli.circuit_name(ns), entry)
 
 
 def _spec_summary(spec: Any) -> dict[str, Any] | None:
@@ -158,11 +156,7 @@ def _spec_summary(spec: Any) -> dict[str, Any] | None:
 
 def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, Any]]:
     if ns.surrogate:
-        try:
-            return surrogate_tile_model(ns.surrogate, spec)
-        except ImportError as e:
-            raise DnnInputError(f"--surrogate needs surrogate.io.load_surrogate, which is not available ({e}); "
-                                "use --mvm ideal or install/finish the surrogate package") from None
+        return surrogate_tile_model(ns.surrogate, spec)
     if ns.mvm in ("exact", "spice"):
         if spec is None:
             raise DnnInputError(f"--mvm {ns.mvm} needs --circuit (the array's circuit file and resistances)")
@@ -192,7 +186,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     logger.info("tile model %s", mvm_info)
     software, methods = evaluate_methods(model, data, mvm, cfg, settings, device, batch_size=ns.batch_size,
                                          eval_batch_size=ns.eval_batch_size, max_batches=ns.max_batches,
-                                         progress=not ns.no_progress)
+                                         progress=xcli.show_progress(ns))
     EvaluationResult(
         circuit=ns.circuit_name or mvm_info["kind"], model=Path(ns.model_path).stem, scenario=ns.scenario,
         architecture=meta["model_name"], model_path=str(ns.model_path), software_accuracy=software,
@@ -240,23 +234,17 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dnn", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    xcli.add_debug_flag(p)
-    sub = p.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "python -m dnn") -> argparse.ArgumentParser:
+    p = xcli.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export-tiles,report}")
+    count, seed, positive = xcli.integer(1), xcli.integer(0), xcli.real(0, min_exclusive=True)
 
     def common(sp: argparse.ArgumentParser, seed_default: int | None, batch_default: int | None) -> None:
-        sp.add_argument("--seed", type=int, default=seed_default)
+        sp.add_argument("--seed", type=seed, default=seed_default)
         sp.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
-        sp.add_argument("--batch-size", type=int, default=batch_default)
-        sp.add_argument("--eval-batch-size", type=int, default=256)
+        sp.add_argument("--batch-size", type=count, default=batch_default)
+        sp.add_argument("--eval-batch-size", type=count, default=256)
         sp.add_argument("--data-root", default=None, help="dataset folder (cifar10: batches or tarball)")
-        sp.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
-        sp.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is fastest for small models on a "
-                             "busy machine)")
 
     t = sub.add_parser("train", help="train a software baseline and save it as .pt",
                        description="Flags override the keys of --params-json.")
@@ -265,13 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON object (or file) with dnn.settings.TrainSettings keys")
     t.add_argument("--dataset", default=None, help="digits | mnist_subset | cifar10")
     t.add_argument("--model", default=None, help=f"one of {sorted(MODELS)}")
-    t.add_argument("--width", type=float, default=None, help="channel width multiplier")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--width", type=positive, default=None, help="channel width multiplier")
+    t.add_argument("--epochs", type=count, default=None)
+    t.add_argument("--lr", type=positive, default=None)
     t.add_argument("--optimizer", default=None, choices=["adam", "sgd"])
-    t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--n-train", type=int, default=None, help="seeded subset of the training split")
-    t.add_argument("--n-test", type=int, default=None, help="seeded subset of the test split")
+    t.add_argument("--weight-decay", type=xcli.real(0), default=None)
+    t.add_argument("--n-train", type=count, default=None, help="seeded subset of the training split")
+    t.add_argument("--n-test", type=count, default=None, help="seeded subset of the test split")
     t.add_argument("--download", action="store_true", help="cifar10: download the official tarball if absent")
     t.add_argument("--out", required=True, help="output .pt (weights + metadata)")
     t.add_argument("--metrics", default=None, help="optional metrics .json")
@@ -286,14 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tile model without --surrogate (default ideal); exact: the circuit's array physics "
                         "(linear or sinh/1T1R cells), spice: ngspice solves every MVM (any circuit file; small "
                         "evaluations only); both need --circuit")
-    e.add_argument("--circuit-name", default=None, help="circuit name (results metadata)")
+    xcli.add_circuit_name(e)
     e.add_argument("--circuit", default=None, help="circuit config entry as JSON (e.g. '{\"preset\": ...}')")
     e.add_argument("--scenario", default="default", help="scenario name (results metadata)")
-    e.add_argument("--rows", type=int, default=64, help="ideal tile rows without --circuit")
-    e.add_argument("--cols", type=int, default=64, help="ideal tile columns without --circuit")
-    e.add_argument("--g-off-s", "--g-min-s", type=float, default=None, help="ideal tile g_min, S (preset or 5e-6)")
-    e.add_argument("--g-on-s", "--g-max-s", type=float, default=None, help="ideal tile g_max, S (preset or 50e-6)")
-    e.add_argument("--v-read-max-v", "--v-max-v", type=float, default=0.2, help="ideal tile max row voltage, V")
+    e.add_argument("--rows", type=count, default=64, help="ideal tile rows without --circuit")
+    e.add_argument("--cols", type=count, default=64, help="ideal tile columns without --circuit")
+    e.add_argument("--g-off-s", "--g-min-s", type=positive, default=None, help="ideal tile g_min, S (preset or 5e-6)")
+    e.add_argument("--g-on-s", "--g-max-s", type=positive, default=None, help="ideal tile g_max, S (preset or 50e-6)")
+    e.add_argument("--v-read-max-v", "--v-max-v", type=positive, default=0.2, help="ideal tile max row voltage, V")
     e.add_argument("--device-preset", default=None, help="rram | pcm_40 | pcm_80 | fefet (g range, drift)")
     e.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None,
                    help="CrossbarConfig keys as a JSON object or file")
@@ -301,29 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON object or file with dnn.settings.EvaluationSettings keys (explicit flags win)")
     e.add_argument("--methods", default=None,
                    help=f"comma list from {list(METHODS)}")
-    e.add_argument("--eval-draws", type=int, default=None, help="test-set passes per seed (new read-noise draws)")
-    e.add_argument("--adapt-batches", type=int, default=None, help="bn_adapt: batches per draw (all)")
-    e.add_argument("--adapt-draws", type=int, default=None, help="bn_adapt: passes (noise draws)")
-    e.add_argument("--finetune-epochs", type=int, default=None)
-    e.add_argument("--finetune-lr", type=float, default=None)
-    e.add_argument("--retrain-epochs", type=int, default=None)
-    e.add_argument("--retrain-lr", type=float, default=None)
-    e.add_argument("--max-batches", type=int, default=None, help="bn_finetune/retrain: batches per epoch")
+    e.add_argument("--eval-draws", type=count, default=None, help="test-set passes per seed (new read-noise draws)")
+    e.add_argument("--adapt-batches", type=count, default=None, help="bn_adapt: batches per draw (all)")
+    e.add_argument("--adapt-draws", type=count, default=None, help="bn_adapt: passes (noise draws)")
+    e.add_argument("--finetune-epochs", type=count, default=None)
+    e.add_argument("--finetune-lr", type=positive, default=None)
+    e.add_argument("--retrain-epochs", type=count, default=None)
+    e.add_argument("--retrain-lr", type=positive, default=None)
+    e.add_argument("--max-batches", type=count, default=None, help="bn_finetune/retrain: batches per epoch")
     e.add_argument("--out", required=True, help="output .json")
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export-tiles", help="conductance tiles and row voltages of a trained model on a "
                        "circuit, as .npz for the SPICE stage's from_file sampler")
     x.add_argument("--model-path", "--model", dest="model_path", required=True, help=".pt written by `train`")
-    x.add_argument("--circuit-name", default=None)
+    xcli.add_circuit_name(x)
     x.add_argument("--circuit", required=True, help="circuit config entry as JSON")
     x.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None)
     x.add_argument("--device-preset", default=None)
-    x.add_argument("--n-images", type=int, default=256, help="test images whose activations give the voltages")
-    x.add_argument("--n-tiles", type=int, default=512)
-    x.add_argument("--n-vectors", type=int, default=8192)
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    x.add_argument("--n-images", type=count, default=256, help="test images whose activations give the voltages")
+    x.add_argument("--n-tiles", type=count, default=512)
+    x.add_argument("--n-vectors", type=count, default=8192)
+    x.add_argument("--seed", type=seed, default=0)
     x.add_argument("--out", required=True, help="output .npz (g_s, v_v)")
     x.set_defaults(func=cmd_export_tiles)
 
@@ -341,13 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="surrogate fidelity files (*.fidelity.json, *.fidelity_dnn.json): tabled, and statements "
                         "resting on an untrustworthy surrogate are declined")
     r.set_defaults(func=cmd_report)
+    for sp in sub.choices.values():
+        xcli.add_common_options(sp)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(ns.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if getattr(ns, "threads", None):
-        torch.set_num_threads(ns.threads)
-    return xcli.run(ns.func, ns, bad_input=(ValueError, FileNotFoundError))
+def main(argv: list[str] | None = None, prog: str = "python -m dnn") -> int:
+    return xcli.main(build_parser(prog), argv, bad_input=(ValueError, FileNotFoundError))

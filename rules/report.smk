@@ -29,4 +29,4 @@ rule report:
     shell:
         "{PY} -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
         "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "
-        "> {log} 2>&1"
+        "--threads {threads} > {log} 2>&1"

@@ -40,8 +40,9 @@ rule spice_shard:
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}/shard{{shard}}.tsv"
     shell:
-        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
-        "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --quiet > {log} 2>&1"
+        "{PY} -m spice simulate --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
+        "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --threads {threads} --no-progress "
+        "> {log} 2>&1"
 
 
 rule spice_merge:
@@ -59,8 +60,8 @@ rule spice_merge:
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
     shell:
-        "{PY} -m spice --threads {threads} merge {input} --out {output} > {log} 2>&1 && "
-        "{PY} -m spice --threads {threads} inspect {output} >> {log} 2>&1"
+        "{PY} -m spice merge {input} --out {output} --threads {threads} > {log} 2>&1 && "
+        "{PY} -m spice inspect {output} --threads {threads} >> {log} 2>&1"
 
 
 rule spice_dnn_samples:
@@ -80,6 +81,6 @@ rule spice_dnn_samples:
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.dnn.tsv"
     shell:
-        "{PY} -m spice --threads {threads} simulate --name {wildcards.circuit} --circuit {params.circuit:q} "
-        "--sampling {params.sampling:q} --out {output} --quiet > {log} 2>&1"
+        "{PY} -m spice simulate --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
+        "--sampling {params.sampling:q} --out {output} --threads {threads} --no-progress > {log} 2>&1"
 

@@ -20,8 +20,8 @@ rule surrogate_train:
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.log",
     shell:
-        "{PY} -m surrogate --threads {threads} train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
-        "--fidelity-json {output.fidelity} --fidelity-png {output.plot} > {log} 2>&1"
+        "{PY} -m surrogate train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
+        "--fidelity-json {output.fidelity} --fidelity-png {output.plot} --threads {threads} > {log} 2>&1"
 
 
 rule surrogate_fidelity_dnn:
@@ -40,6 +40,6 @@ rule surrogate_fidelity_dnn:
     benchmark:
         f"{RESULTS}/benchmarks/surrogate/{{circuit}}.fidelity_dnn.tsv"
     shell:
-        "{PY} -m surrogate --threads {threads} fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
-        "--json {output.fidelity} --png {output.plot} > {log} 2>&1"
+        "{PY} -m surrogate fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
+        "--json {output.fidelity} --png {output.plot} --threads {threads} > {log} 2>&1"
 

@@ -65,10 +65,10 @@ def gpu_tests(work: Path) -> dict[str, Any]:
 
 def surrogate_file(work: Path, size: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     data, surrogate = work / "paper1_64.spice.h5", work / "paper1_64.surrogate.h5"
-    rc1, t1 = run([PY, "-m", "spice", "simulate", "--name", "paper1_64", "--circuit", json.dumps(CIRCUIT),
+    rc1, t1 = run([PY, "-m", "spice", "simulate", "--circuit-name", "paper1_64", "--circuit", json.dumps(CIRCUIT),
                    "--sampling", json.dumps(SAMPLING), "--out", str(data), "--quiet"], work / "spice.log")
     rc2, t2 = (1, 0.0) if rc1 else run(
-        [PY, "-m", "surrogate", "--threads", "1", "train", "--data", str(data), "--out", str(surrogate),
+        [PY, "-m", "surrogate", "train", "--threads", "1", "--data", str(data), "--out", str(surrogate),
          "--params-json", json.dumps({"design": "transfer", "epochs": size["surrogate_epochs"], "seed": 12}),
          "--quiet"], work / "surrogate.log")
     return surrogate, {"spice_s": t1, "surrogate_train_s": t2, "ok": rc1 == 0 and rc2 == 0}
@@ -91,7 +91,7 @@ def vgg_evaluation(work: Path, devices: list[str], surrogate: Path, size: dict[s
     params = {"dataset": "mnist_subset", "model": "vgg8", "epochs": size["epochs"], "width": size["width"],
               "batch_size": 64, "lr": 0.001, "seed": 21, "n_train": size["n_train"], "n_test": size["n_test"]}
     rc, train_s = run([PY, "-m", "dnn", "train", "--params-json", json.dumps(params), "--device", devices[0],
-                       "--no-progress", "--out", str(model)], work / "vgg_train.log")
+                       "--threads", "0", "--no-progress", "--out", str(model)], work / "vgg_train.log")
     result: dict[str, Any] = {"model": params, "train_device": devices[0], "train_s": train_s, "ok": rc == 0}
     if rc:
         return result
@@ -100,7 +100,7 @@ def vgg_evaluation(work: Path, devices: list[str], surrogate: Path, size: dict[s
         out = work / f"vgg_eval_{device}.json"
         rc, wall = run([PY, "-m", "dnn", "evaluate", "--model", str(model), "--surrogate", str(surrogate),
                         "--circuit-name", "paper1_64", "--circuit", json.dumps(CIRCUIT), "--device", device,
-                        "--evaluation-json", json.dumps(evaluation), "--no-progress", "--out", str(out)],
+                        "--evaluation-json", json.dumps(evaluation), "--threads", "0", "--no-progress", "--out", str(out)],
                        work / f"vgg_eval_{device}.log")
         if rc or not out.is_file():
             result.update(ok=False)

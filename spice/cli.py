@@ -1,7 +1,8 @@
-"""Command line of the SPICE stage: ``python -m spice {simulate,merge,inspect,check}``.
+"""Command line of the SPICE stage: ``xbarchar spice {simulate,merge,inspect,check}`` (or ``python -m spice``).
 
 A circuit arrives as a JSON object (one ``circuits:`` entry of the config, e.g. from Snakemake's
-``params``) or as ``--preset NAME``; sampling settings likewise as JSON.
+``params``) or as ``--preset NAME``; sampling settings likewise as JSON. The options every subcommand
+shares (``--threads``, ``-v``/``-q``, ``--no-progress``, ``--debug``) come from :mod:`xbarchar.cli`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _spec(args: argparse.Namespace):
     entry = xcli.load_json_object(args.circuit, "--circuit")
     if args.preset:
         entry = {"preset": args.preset, **entry}
-    return spec_from_config(args.name, entry, base_dir=args.base_dir)
+    return spec_from_config(xcli.circuit_name(args), entry, base_dir=args.base_dir)
 
 
 def _circuit_inputs(args: argparse.Namespace, spec) -> dict[str, object]:
@@ -45,7 +46,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     log.info("circuit %s %dx%d, ngspice %s (KLU: %s), shard %d/%d; passive bound %.3e A per column",
              spec.name, spec.rows, spec.cols, ng.version, ng.has_klu, args.shard, cfg.n_shards,
              check.column_current_bound_a)
-    result = simulate_shard(spec, cfg, args.shard, progress=not args.quiet, check=check)
+    result = simulate_shard(spec, cfg, args.shard, progress=xcli.show_progress(args), check=check)
     attrs = {
         "ngspice_version": ng.version, "ngspice_klu": ng.has_klu, "pyspice_version": ng.pyspice_version,
         "ngspice_options": ACCURACY_OPTIONS, "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
@@ -74,17 +75,12 @@ def cmd_check(args: argparse.Namespace) -> None:
           f"{spec.subckts()['cell'].pins}, ngspice {ng.version} (KLU: {ng.has_klu})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m spice", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    xcli.add_debug_flag(parser)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="BLAS/OpenMP threads of this process (the Snakemake job's threads; 0: library "
-                             "defaults). ngspice's KLU solve is single-threaded either way")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "python -m spice") -> argparse.ArgumentParser:
+    parser = xcli.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{simulate,merge,inspect,check}")
 
     def circuit_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--name", default="circuit", help="circuit name (for messages and metadata)")
+        xcli.add_circuit_name(p)
         p.add_argument("--circuit", default="", help="circuit config entry as JSON (inline, @file.json or a path)")
         p.add_argument("--preset", default="", help="circuit preset (spice/presets.py)")
         p.add_argument("--base-dir", default=".", help="directory that relative netlist paths start from")
@@ -92,9 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run ngspice over sampled G and V for one shard -> HDF5")
     circuit_args(p)
     p.add_argument("--sampling", default="", help="sampling settings as JSON (inline, @file.json or a path)")
-    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--shard", type=xcli.integer(0), default=0, help="which shard of the sampling to run")
     p.add_argument("--out", required=True)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("merge", help="concatenate shard files into one dataset")
@@ -109,15 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a circuit file and run a 2x2 copy through ngspice")
     circuit_args(p)
     p.set_defaults(func=cmd_check)
+    for p in sub.choices.values():
+        xcli.add_common_options(p)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=args.threads)
-    return xcli.run(args.func, args, bad_input=(CircuitError, DatasetFileError, ngspice.NgspiceError))
+def main(argv: list[str] | None = None, prog: str = "python -m spice") -> int:
+    return xcli.main(build_parser(prog), argv, bad_input=(CircuitError, DatasetFileError, ngspice.NgspiceError))

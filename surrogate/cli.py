@@ -1,17 +1,18 @@
-"""Command line of the surrogate stage: ``python -m surrogate {train,fidelity,inspect}``.
+"""Command line of the surrogate stage: ``xbarchar surrogate {train,fidelity,inspect}`` (or ``python -m surrogate``).
 
 ::
 
-    python -m surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp|ridge|auto]
+    xbarchar surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp|ridge|auto]
         [--candidates transfer ridge mlp] [--hidden 500] [--epochs N] [--seed S]
         [--params-json '{"design": "transfer", ...}']
         [--fidelity-json F.json --fidelity-png F.png]
-    python -m surrogate fidelity --surrogate SURR.h5 --data DATA.h5 --json F.json [--png F.png]
-    python -m surrogate inspect SURR.h5
+    xbarchar surrogate fidelity --surrogate SURR.h5 --data DATA.h5 --json F.json [--png F.png]
+    xbarchar surrogate inspect SURR.h5
 
 Training hyperparameters are the fields of :class:`surrogate.train.TrainParams`; ``--params-json``
 (a JSON object, or ``@file.json``) sets any of them, explicit flags override it, unknown keys are
-rejected.
+rejected. The options every subcommand shares (``--threads``, ``-v``/``-q``, ``--no-progress``,
+``--debug``) come from :mod:`xbarchar.cli`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from typing import Any
-
-import torch
 
 from spice.circuit import CircuitError
 from spice.io import DatasetFileError
@@ -40,8 +40,13 @@ _PARAM_FLAGS = ("design", "candidates", "hidden", "cell_hidden", "v_order", "v_b
                 "weight_decay", "patience", "seed", "val_fraction", "test_fraction")
 
 
+_DEFAULTS = {f.name: f.default for f in fields(TrainParams)}
+
+
 def _v_order(text: str) -> Any:
-    return text if text == "auto" else int(text)
+    if text == "auto":
+        return text
+    return xcli.integer(1)(text)
 
 
 def _params_from_args(args: argparse.Namespace) -> TrainParams:
@@ -59,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         {"--data": args.data, "--params-json": xcli.json_file(args.params_json)})
     params = _params_from_args(args)
     splits = load_splits(args.data, params.val_fraction, params.test_fraction, params.seed)
-    result = train(splits, params, progress=not args.quiet)
+    result = train(splits, params, progress=xcli.show_progress(args))
     report: dict[str, Any] = {}
     if args.fidelity_json or args.fidelity_png:
         report, preds = fid.evaluate(result.model, splits, selection=result.selection)
@@ -87,8 +92,9 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
                              "measure on its held-out split instead (drop --whole-file)")
         args.no_ridge = True  # no training samples in the file to fit the ridge baseline on
     else:
-        splits = load_splits(args.data, split.get("val_fraction", 0.15), split.get("test_fraction", 0.15),
-                             split.get("seed", 0))
+        splits = load_splits(args.data, split.get("val_fraction", _DEFAULTS["val_fraction"]),
+                             split.get("test_fraction", _DEFAULTS["test_fraction"]),
+                             split.get("seed", _DEFAULTS["seed"]))
     model = load_surrogate(args.surrogate, expect_spec=splits.spec)
     if args.whole_file:
         log.info("%s: measuring on all %d samples", args.data, splits.test.n_samples)
@@ -96,7 +102,7 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
         log.info("%s is the training data: measuring on its held-out test matrices", args.data)
     else:
         log.info("%s is not the training data of %s: measuring on its test split (seed %s)", args.data,
-                 args.surrogate, split.get("seed", 0))
+                 args.surrogate, split.get("seed", _DEFAULTS["seed"]))
     report, preds = fid.evaluate(model, splits, ridge=not args.no_ridge)
     report["surrogate_path"] = str(args.surrogate)
     fid.write_json(report, args.json)
@@ -108,17 +114,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     sys.stdout.write(describe(args.file) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m surrogate", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    xcli.add_debug_flag(parser)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the models are small, and OpenMP threads that "
-                             "share cores with other jobs slow batched small solves down by up to 100x)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "python -m surrogate") -> argparse.ArgumentParser:
+    parser = xcli.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,fidelity,inspect}")
+    count = xcli.integer(1)
 
     p = sub.add_parser("train", help="train a surrogate on a SPICE dataset -> surrogate HDF5")
-    p.add_argument("--data", required=True, help="SPICE dataset (.h5 from python -m spice)")
+    p.add_argument("--data", required=True, help="SPICE dataset (.h5 from xbarchar spice simulate)")
     p.add_argument("--out", required=True, help="surrogate file to write")
     p.add_argument("--design", choices=DESIGNS + (AUTO,), default=None,
                    help="transfer (default): effective transfer matrix, ideal-MVM cost; mlp: GENIEx; ridge: "
@@ -126,22 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", nargs="+", choices=DESIGNS, default=None,
                    help="designs that --design auto trains and chooses from (default: "
                         f"{' '.join(TrainParams().candidates)})")
-    p.add_argument("--hidden", type=int, default=None, help="mlp hidden width (default 500)")
-    p.add_argument("--cell-hidden", type=int, default=None, help="transfer per-cell network width (default 32)")
-    p.add_argument("--v-order", type=_v_order, default=None, help="transfer: auto (default), 1 or 3")
-    p.add_argument("--v-basis", default=None, help="transfer, v_order 3: cubic (default) or learned")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs (default 200)")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per step (default 256)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per design)")
-    p.add_argument("--weight-decay", type=float, default=None, help="L2 on weight matrices (default per design)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (default 20)")
-    p.add_argument("--seed", type=int, default=None, help="split, init and batch-order seed (default 0)")
-    p.add_argument("--val-fraction", type=float, default=None, help="held-out matrices for early stopping")
-    p.add_argument("--test-fraction", type=float, default=None, help="held-out matrices for fidelity")
+    p.add_argument("--hidden", type=count, default=None, help=f"mlp hidden width (default {_DEFAULTS['hidden']})")
+    p.add_argument("--cell-hidden", type=count, default=None,
+                   help=f"transfer per-cell network width (default {_DEFAULTS['cell_hidden']})")
+    p.add_argument("--v-order", type=_v_order, default=None,
+                   help=f"transfer: auto, 1 or 3 (default {_DEFAULTS['v_order']})")
+    p.add_argument("--v-basis", choices=("cubic", "learned"), default=None,
+                   help=f"transfer, v_order 3: the voltage terms beyond v (default {_DEFAULTS['v_basis']})")
+    p.add_argument("--epochs", type=count, default=None, help=f"max epochs (default {_DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=count, default=None,
+                   help=f"samples per step (default {_DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=xcli.real(0, min_exclusive=True), default=None,
+                   help="Adam learning rate (default per design)")
+    p.add_argument("--weight-decay", type=xcli.real(0), default=None,
+                   help="L2 on weight matrices (default per design)")
+    p.add_argument("--patience", type=count, default=None,
+                   help=f"early-stopping patience in epochs (default {_DEFAULTS['patience']})")
+    p.add_argument("--seed", type=xcli.integer(0), default=None,
+                   help=f"split, init and batch-order seed (default {_DEFAULTS['seed']})")
+    p.add_argument("--val-fraction", type=xcli.real(0, 0.5, min_exclusive=True), default=None,
+                   help=f"held-out matrices for early stopping (default {_DEFAULTS['val_fraction']})")
+    p.add_argument("--test-fraction", type=xcli.real(0, 0.5, min_exclusive=True), default=None,
+                   help=f"held-out matrices for fidelity (default {_DEFAULTS['test_fraction']})")
     p.add_argument("--params-json", default="", help="training parameters as a JSON object (or @file.json)")
     p.add_argument("--fidelity-json", default="", help="also write the fidelity report here")
     p.add_argument("--fidelity-png", default="", help="also write the fidelity plot here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fidelity", help="measure a surrogate on held-out ngspice data -> json (+ png)")
@@ -158,15 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print a surrogate file's provenance, architecture and fidelity")
     p.add_argument("file")
     p.set_defaults(func=cmd_inspect)
+    for p in sub.choices.values():
+        xcli.add_common_options(p)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    return xcli.run(args.func, args,
-                    bad_input=(SurrogateFileError, DatasetFileError, TrainParamsError, TrainingDivergedError,
-                               TooLittleDataError, CircuitError))
+def main(argv: list[str] | None = None, prog: str = "python -m surrogate") -> int:
+    return xcli.main(build_parser(prog), argv,
+                     bad_input=(SurrogateFileError, DatasetFileError, TrainParamsError, TrainingDivergedError,
+                                TooLittleDataError, CircuitError))

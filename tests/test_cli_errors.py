@@ -29,7 +29,7 @@ CIRCUIT = {"netlist": str(CIRCUITS / "resistive.cir"), "rows": 3, "cols": 2}
 
 def _shard(tmp_path, name, shard=0, **sampling):
     out = tmp_path / f"{name}.h5"
-    assert spice_main(["simulate", "--name", "c", "--circuit", json.dumps(CIRCUIT), "--sampling",
+    assert spice_main(["simulate", "--circuit-name", "c", "--circuit", json.dumps(CIRCUIT), "--sampling",
                        json.dumps({"n_conductance": 2, "n_vectors": 2, "n_shards": 2, **sampling}),
                        "--shard", str(shard), "--out", str(out), "--quiet"]) == 0
     return out
@@ -78,7 +78,7 @@ def test_spice_inspect_and_check_errors(tmp_path, capsys):
     assert "no_cell.cir" in msg and "cell" in msg
     rc, msg = _fails(spice_main, ["check", "--circuit", json.dumps({**CIRCUIT, "rows": 0})], capsys)
     assert "rows" in msg
-    assert spice_main(["check", "--name", "ok", "--circuit", json.dumps(CIRCUIT)]) == 0
+    assert spice_main(["check", "--circuit-name", "ok", "--circuit", json.dumps(CIRCUIT)]) == 0
     assert "circuit 'ok' OK: 3x2" in capsys.readouterr().out
 
 

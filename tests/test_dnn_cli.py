@@ -16,7 +16,7 @@ def model_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "digits_small.pt"
     params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
               "width": 0.5}
-    rc = main(["--log-level", "WARNING", "train", "--params-json", json.dumps(params), "--epochs", "2",
+    rc = main(["train", "-q", "--params-json", json.dumps(params), "--epochs", "2",
                "--no-progress", "--out", str(out)])
     assert rc == 0
     return out
@@ -35,7 +35,7 @@ def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
     out = tmp_path / "eval" / "ideal_circuit" / "digits_small" / "noise.json"
     evaluation = {"methods": ["none", "bn_adapt", "adapt_finetune"], "seeds": [0, 1], "calibration_samples": 256,
                   "bn_adapt": {"n_draws": 2}, "bn_finetune": {"epochs": 1, "lr": 0.01}, "eval_draws": 2}
-    rc = main(["--log-level", "WARNING", "evaluate", "--model", str(model_path), "--circuit-name", "p64",
+    rc = main(["evaluate", "-q", "--model", str(model_path), "--circuit-name", "p64",
                "--circuit", '{"preset": "paper1_64_w5"}', "--scenario", "noise",
                "--crossbar-json", '{"read_noise_sigma": 0.1, "adc_range_fraction": 0.5}',
                "--evaluation-json", json.dumps(evaluation), "--no-progress", "--device", "cpu", "--out", str(out)])
@@ -62,7 +62,7 @@ def test_evaluate_workflow_flags_and_report(model_path, tmp_path):
     assert m["none"]["accuracy_mean"] > 0.5
 
     md, csv, png = tmp_path / "r.md", tmp_path / "r.csv", tmp_path / "r.png"
-    assert main(["--log-level", "WARNING", "report", str(out), "--md", str(md), "--csv", str(csv),
+    assert main(["report", "-q", str(out), "--md", str(md), "--csv", str(csv),
                  "--plot", str(png)]) == 0
     means = " | ".join(f"{100 * m[k]['accuracy_mean']:.1f} ± {100 * m[k]['accuracy_std']:.1f}"
                        for k in ("none", "bn_adapt", "adapt_finetune"))
@@ -82,7 +82,7 @@ def test_evaluate_rejects_bad_settings(model_path, tmp_path, capsys):
 
 def test_evaluate_calibrates_the_adc_range(model_path, tmp_path):
     out = tmp_path / "cal.json"
-    assert main(["--log-level", "WARNING", "evaluate", "--model", str(model_path), "--circuit-name", "p64",
+    assert main(["evaluate", "-q", "--model", str(model_path), "--circuit-name", "p64",
                  "--circuit", '{"preset": "paper1_64_w5"}', "--mvm", "exact", "--methods", "none,bn_adapt",
                  "--crossbar-json", '{"adc_range": "calibrated", "adc_range_fraction": 1.0}',
                  "--evaluation-json", '{"calibration_samples": 128}', "--no-progress", "--device", "cpu",

@@ -105,7 +105,7 @@ def test_shape_check_needs_most_seeds_to_agree(tmp_path, adapt_first_seeds, hold
 def test_report_cli_writes_every_plot(paper1_like, tmp_path):
     out = {k: tmp_path / "r" / f"{k}.png" for k in ("plot", "sigma", "drift", "size")}
     md, csv = tmp_path / "r" / "r.md", tmp_path / "r" / "r.csv"
-    assert main(["--log-level", "WARNING", "report", *map(str, paper1_like), "--md", str(md), "--csv", str(csv),
+    assert main(["report", "-q", *map(str, paper1_like), "--md", str(md), "--csv", str(csv),
                  "--plot", str(out["plot"]), "--plot-sigma", str(out["sigma"]), "--plot-drift", str(out["drift"]),
                  "--plot-size", str(out["size"]), "--settings-json", '{"fail_drop_points": 5}']) == 0
     # one panel per (circuit, model) / sweep: the figure heights say how many panels were drawn
@@ -117,7 +117,7 @@ def test_report_cli_writes_every_plot(paper1_like, tmp_path):
     assert "read_noise_sigma" in header and "t_drift_s" in header and "rows" in header
     # A report without any sweep still writes every figure (saying why it is empty).
     one = [paper1_like[0]]
-    assert main(["--log-level", "WARNING", "report", *map(str, one), "--md", str(md), "--csv", str(csv),
+    assert main(["report", "-q", *map(str, one), "--md", str(md), "--csv", str(csv),
                  "--plot", str(out["plot"]), "--plot-sigma", str(tmp_path / "e.png")]) == 0
     assert _png_size(tmp_path / "e.png") == (600, 150)  # the "nothing to plot" figure, 6 x 1.5 in at 100 dpi
 

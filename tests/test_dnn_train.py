@@ -64,7 +64,7 @@ def test_save_load_round_trip(trained, tmp_path):
 def test_cli_evaluate_in_another_process(trained, tmp_path):
     _, _, path, acc, _ = trained
     out = tmp_path / "eval.json"
-    cmd = [sys.executable, "-m", "dnn", "--log-level", "WARNING", "evaluate", "--model-path", str(path),
+    cmd = [sys.executable, "-m", "dnn", "evaluate", "-q", "--model-path", str(path),
            "--methods", "none,bn_adapt", "--adapt-batches", "4", "--xbar-config", '{"read_noise_sigma": 0.05}',
            "--device-preset", "rram", "--no-progress", "--device", "cpu", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -82,7 +82,7 @@ def test_cli_evaluate_in_another_process(trained, tmp_path):
 
 def test_cli_train_writes_model_and_metrics(tmp_path):
     out, metrics = tmp_path / "m.pt", tmp_path / "m.json"
-    rc = main(["--log-level", "WARNING", "train", "--dataset", "digits", "--model", "bn_cnn", "--width", "0.25",
+    rc = main(["train", "-q", "--dataset", "digits", "--model", "bn_cnn", "--width", "0.25",
                "--epochs", "1", "--n-train", "300", "--no-progress", "--out", str(out), "--metrics", str(metrics)])
     assert rc == 0
     m = json.loads(metrics.read_text())

@@ -311,7 +311,7 @@ def test_unknown_cell_exits_2_through_the_cli(tmp_path, capsys):
     model = tmp_path / "m.pt"
     params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 64, "seed": 3, "width": 0.125,
               "n_train": 64, "n_test": 32}
-    assert main(["--log-level", "WARNING", "train", "--params-json", json.dumps(params), "--no-progress",
+    assert main(["train", "-q", "--params-json", json.dumps(params), "--no-progress",
                  "--out", str(model)]) == 0
     circuit = json.dumps({"netlist": str(path), "rows": 16, "cols": 16})
     assert_cli_error(capsys, main, ["evaluate", "--model", str(model), "--circuit", circuit, "--mvm", "exact",

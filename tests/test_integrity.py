@@ -55,7 +55,7 @@ def sha256(path: Path) -> str:
 
 
 def simulate(out: Path, circuit=CIRCUIT, n_conductance=6, n_vectors=16, seed=1, shards=1, shard=0) -> Path:
-    rc = spice_main(["simulate", "--name", "r", "--circuit", json.dumps(circuit), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "r", "--circuit", json.dumps(circuit), "--sampling",
                      json.dumps({"n_conductance": n_conductance, "n_vectors": n_vectors, "seed": seed,
                                  "n_shards": shards}), "--shard", str(shard), "--out", str(out), "--quiet"])
     assert rc == 0
@@ -212,12 +212,16 @@ def test_every_dataset_carries_a_checksum_and_inspect_verifies_it(dataset, surro
     with h5py.File(dataset) as f:
         assert all(f[k].fletcher32 for k in f)
     assert spice_main(["inspect", str(dataset)]) == 0
-    assert "checksums: fletcher32 on 10 of 10 datasets, all verified" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checksums: fletcher32 on 10 of 10 datasets, all verified" in out
+    assert "integrity: content hash verified" in out
     with h5py.File(surrogate_file) as f:
         weights = list(f["weights"].values())
         assert weights and all(ds.fletcher32 for ds in weights)
     assert surrogate_main(["inspect", str(surrogate_file)]) == 0
-    assert f"fletcher32 on {len(weights)} of {len(weights)} datasets, all verified" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"fletcher32 on {len(weights)} of {len(weights)} datasets, all verified" in out
+    assert "integrity: content hash verified" in out
 
 
 def test_a_flipped_byte_is_an_error_not_a_number(dataset, surrogate_file, tmp_path, capsys):
@@ -265,7 +269,7 @@ def test_merge_refuses_a_shard_twice_and_overlapping_shards(tmp_path, capsys):
                      "g_id 0 is also in .*a.h5; shards must not overlap")
     other = simulate(tmp_path / "other.h5", seed=9, shards=2, shard=1)
     assert_cli_error(capsys, spice_main, ["merge", str(a), str(other), "--out", str(out)],
-                     "attribute 'sampling' differs")
+                     "provenance differs from .*a.h5: .*sampling")
     assert not out.exists()
     assert spice_main(["merge", str(a), str(b), "--out", str(out)]) == 0
     assert sorted(read_dataset(out).g_id.tolist()) == list(range(6))

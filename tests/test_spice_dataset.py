@@ -20,7 +20,7 @@ pytestmark = pytest.mark.spice
 
 def simulate(tmp_path, name, circuit, sampling, shard=0):
     out = tmp_path / f"{name}.h5"
-    rc = spice_main(["simulate", "--name", "c", "--circuit", json.dumps(circuit), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "c", "--circuit", json.dumps(circuit), "--sampling",
                      json.dumps(sampling), "--shard", str(shard), "--out", str(out), "--quiet"])
     assert rc == 0
     return out
@@ -40,14 +40,14 @@ def test_dataset_file_has_provenance_units_and_exact_physics(tmp_path):
         np.testing.assert_allclose(ds.i_a[rows], nodal.column_currents(ds.spec, ds.g_s[k], ds.v_v[rows]), rtol=1e-6)
         np.testing.assert_allclose(ds.i_ideal_a[rows], ds.v_v[rows] @ ds.g_s[k], rtol=1e-12)
     with h5py.File(path) as f:
-        assert f.attrs["format_version"] == 2
+        assert f.attrs["format_version"] == 3 and len(f.attrs["content_sha256"]) == 64
         assert f.attrs["ngspice_version"] and f.attrs["pyspice_version"] and f.attrs["netlist_sha256"]
         assert f.attrs["seed"] == 5 and "reltol" in f.attrs["ngspice_options"]
         for name, ds_ in f.items():
             assert "units" in ds_.attrs, f"/{name} has no units"
         assert f["i_a"].attrs["units"] == "A" and f["g_s"].attrs["units"] == "S"
     text = summary(path)
-    assert "ngspice_version" in text and "samples: 21" in text
+    assert "ngspice_version" in text and "samples: 21" in text and "content hash verified" in text
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "mixed"])

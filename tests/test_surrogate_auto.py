@@ -41,7 +41,7 @@ AUTO = TrainParams(design="auto", epochs=60, hidden=64, seed=1)
 def simulate(directory, name: str, entry: dict, seed: int, n_conductance: int = 10, n_vectors: int = 48):
     circuit = {**ARRAY_8X8, **entry, "netlist": str(CIRCUITS / entry["netlist"])}
     out = directory / f"{name}.h5"
-    rc = spice_main(["simulate", "--name", name, "--circuit", json.dumps(circuit), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", name, "--circuit", json.dumps(circuit), "--sampling",
                      json.dumps({"n_conductance": n_conductance, "n_vectors": n_vectors, "seed": seed}), "--out",
                      str(out), "--quiet"])
     assert rc == 0

@@ -32,7 +32,7 @@ def restore_threads():
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "r8.h5"
     # 4 matrices, as in the workflow's tiny config: 2 train, 1 validation, 1 test
-    rc = spice_main(["simulate", "--name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
                      json.dumps({"n_conductance": 4, "n_vectors": 64, "seed": 1}), "--out", str(out), "--quiet"])
     assert rc == 0
     return out
@@ -83,7 +83,7 @@ def test_unknown_params_json_key_is_rejected(data, tmp_path, capsys):
 
 def test_fidelity_of_a_surrogate_for_another_array_size_fails_clearly(data, tmp_path, capsys):
     big = tmp_path / "r12.h5"
-    assert spice_main(["simulate", "--name", "r12", "--circuit", json.dumps({**CIRCUIT, "rows": 12}), "--sampling",
+    assert spice_main(["simulate", "--circuit-name", "r12", "--circuit", json.dumps({**CIRCUIT, "rows": 12}), "--sampling",
                        json.dumps({"n_conductance": 3, "n_vectors": 8}), "--out", str(big), "--quiet"]) == 0
     surr = tmp_path / "mlp.h5"
     assert main(["train", "--data", str(data), "--out", str(surr), "--design", "mlp", "--hidden", "8",

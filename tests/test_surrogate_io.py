@@ -15,6 +15,7 @@ from surrogate.data import file_sha256, load_splits
 from surrogate.io import SurrogateFileError, describe, load_surrogate, save_surrogate
 from surrogate.train import TrainParams, train
 from tests.conftest import CIRCUITS
+from xbarchar.integrity import seal
 
 pytestmark = pytest.mark.spice
 
@@ -27,7 +28,7 @@ def saved(tmp_path_factory):
     """A dataset, and one trained surrogate of each design saved from it."""
     base = tmp_path_factory.mktemp("io")
     data = base / "r8.h5"
-    rc = spice_main(["simulate", "--name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
                      json.dumps({"n_conductance": 5, "n_vectors": 32, "seed": 2}), "--out", str(data), "--quiet"])
     assert rc == 0
     splits = load_splits(data)
@@ -71,7 +72,7 @@ def test_round_trip_gives_identical_outputs(saved, design):
 def test_file_is_self_describing(saved):
     path, model = saved["transfer"]
     with h5py.File(path) as f:
-        assert f.attrs["format_version"] == 1 and f.attrs["kind"] == "xbarchar.surrogate"
+        assert f.attrs["format_version"] == 2 and f.attrs["kind"] == "xbarchar.surrogate"
         assert f.attrs["training_data_sha256"] == file_sha256(saved["data"])
         assert f.attrs["netlist_sha256"] == saved["splits"].spec.netlist_sha256
         assert json.loads(f.attrs["architecture"])["design"] == "transfer"
@@ -115,8 +116,8 @@ def test_unknown_format_version_kind_and_corrupt_files(saved, tmp_path):
     newer = tmp_path / "newer.h5"
     shutil.copy(path, newer)
     with h5py.File(newer, "a") as f:
-        f.attrs["format_version"] = 2
-    with pytest.raises(SurrogateFileError, match=r"newer.h5: format_version 2 is not supported \(this xbarchar reads 1\)"):
+        f.attrs["format_version"] = 3
+    with pytest.raises(SurrogateFileError, match=r"newer.h5: format_version 3 is not supported \(this xbarchar reads 2\)"):
         load_surrogate(newer)
 
     with pytest.raises(SurrogateFileError, match=r"r8.h5: expected an HDF5 file of kind 'xbarchar.surrogate', "
@@ -137,6 +138,10 @@ def test_unknown_format_version_kind_and_corrupt_files(saved, tmp_path):
     shutil.copy(path, missing_weight)
     with h5py.File(missing_weight, "a") as f:
         del f["weights/cell_net.0.weight"]
+    with pytest.raises(SurrogateFileError, match=r"missing.h5: content hash mismatch"):
+        load_surrogate(missing_weight)
+    with h5py.File(missing_weight, "a") as f:  # a forger who also recomputes the record: still incomplete
+        seal(f)
     with pytest.raises(SurrogateFileError, match=r"missing.h5: corrupt or incomplete surrogate file \(/weights is missing \[.cell_net.0.weight.\]"):
         load_surrogate(missing_weight)
 

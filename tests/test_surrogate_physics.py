@@ -23,7 +23,7 @@ CIRCUIT = {"netlist": str(CIRCUITS / "resistive.cir"), "rows": 8, "cols": 8, "r_
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("phys") / "r8.h5"
-    rc = spice_main(["simulate", "--name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "r8", "--circuit", json.dumps(CIRCUIT), "--sampling",
                      json.dumps({"n_conductance": 7, "n_vectors": 16, "seed": 4}), "--out", str(out), "--quiet"])
     assert rc == 0
     return out

@@ -35,7 +35,7 @@ TILE = TileSpec(rows=16, cols=8, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_
 @pytest.fixture(scope="module")
 def selector8(tmp_path_factory):
     out = tmp_path_factory.mktemp("ridge") / "s1r8.h5"
-    rc = spice_main(["simulate", "--name", "s1r8", "--circuit", json.dumps(SELECTOR), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", "s1r8", "--circuit", json.dumps(SELECTOR), "--sampling",
                      json.dumps({"n_conductance": 8, "n_vectors": 32, "seed": 3}), "--out", str(out), "--quiet"])
     assert rc == 0
     return load_splits(out, seed=0)

@@ -34,7 +34,7 @@ def one_thread():
 
 def simulate(directory, name, circuit, sampling):
     out = directory / f"{name}.h5"
-    rc = spice_main(["simulate", "--name", name, "--circuit", json.dumps(circuit), "--sampling",
+    rc = spice_main(["simulate", "--circuit-name", name, "--circuit", json.dumps(circuit), "--sampling",
                      json.dumps(sampling), "--out", str(out), "--quiet"])
     assert rc == 0
     return out
