@@ -23,11 +23,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xbarchar.yamlsafe import short_repr
+
+MAX_ARRAY_SIDE = 1024
+"""Most rows (and most columns) of an array."""
 FORMAT_NOTE = "current into each column's sense element, amperes, positive flowing from array into sense"
 
 
@@ -81,31 +86,31 @@ class CircuitSpec:
             raise CircuitError(f"circuit name {self.name!r}: expected letters, digits, '_', '.' or '-' "
                                "(at most 64, starting with a letter, digit or '_')")
         where = f"circuit '{self.name}'"
-        if not isinstance(self.rows, int) or not 1 <= self.rows <= 1024:
-            raise CircuitError(f"{where}: rows must be an integer in [1, 1024], got {self.rows!r}")
-        if not isinstance(self.cols, int) or not 1 <= self.cols <= 1024:
-            raise CircuitError(f"{where}: cols must be an integer in [1, 1024], got {self.cols!r}")
+        for key in ("rows", "cols"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ARRAY_SIDE:
+                raise CircuitError(f"{where}: {key} must be an integer in [1, {MAX_ARRAY_SIDE}], got {_short(value)}")
         for key in ("r_driver_ohm", "r_wire_row_ohm", "r_wire_col_ohm", "r_sense_ohm"):
             value = getattr(self, key)
             if not _is_number(value) or not 0.0 <= value <= 1e9:
-                raise CircuitError(f"{where}: {key} must be a number in [0, 1e9] ohm, got {value!r}")
+                raise CircuitError(f"{where}: {key} must be a number in [0, 1e9] ohm, got {_short(value)}")
         for key in ("g_on_s", "g_off_s"):
             value = getattr(self, key)
             if not _is_number(value) or not 0.0 < value <= 1.0:
-                raise CircuitError(f"{where}: {key} must be a number in (0, 1] S, got {value!r}")
+                raise CircuitError(f"{where}: {key} must be a number in (0, 1] S, got {_short(value)}")
         if self.g_off_s >= self.g_on_s:
             raise CircuitError(
                 f"{where}: g_off_s ({self.g_off_s}) must be smaller than g_on_s ({self.g_on_s})"
             )
         if not _is_number(self.v_read_max_v) or not 0.0 < self.v_read_max_v <= 10.0:
-            raise CircuitError(f"{where}: v_read_max_v must be in (0, 10] V, got {self.v_read_max_v!r}")
+            raise CircuitError(f"{where}: v_read_max_v must be in (0, 10] V, got {_short(self.v_read_max_v)}")
         if not _is_number(self.v_read_min_v) or not -self.v_read_max_v <= self.v_read_min_v < self.v_read_max_v:
             raise CircuitError(
-                f"{where}: v_read_min_v must be in [-v_read_max_v, v_read_max_v), got {self.v_read_min_v!r}"
+                f"{where}: v_read_min_v must be in [-v_read_max_v, v_read_max_v), got {_short(self.v_read_min_v)}"
             )
         if not _is_number(self.v_gate_v) or not -V_GATE_LIMIT_V <= self.v_gate_v <= V_GATE_LIMIT_V:
             raise CircuitError(f"{where}: v_gate_v must be a number in [-{V_GATE_LIMIT_V:g}, {V_GATE_LIMIT_V:g}] V, "
-                               f"got {self.v_gate_v!r}")
+                               f"got {_short(self.v_gate_v)}")
         if not self.netlist_text:
             raise CircuitError(f"{where}: no circuit file given (key 'netlist': a file with '.subckt cell')")
         # Parsing validates the file; raises CircuitError naming the file.
@@ -176,7 +181,13 @@ SPEC_KEYS = {f.name for f in dataclasses.fields(CircuitSpec)} - {"netlist_text",
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    """A config value in a message: its repr cut to a hundred characters."""
+    return short_repr(value)
 
 
 _SUBCKT_RE = re.compile(r"^\.subckt\s+(\S+)\s*(.*)$", re.IGNORECASE)
@@ -379,13 +390,15 @@ def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".
     """
     from spice.presets import PRESETS
 
+    if not isinstance(entry, dict):
+        raise CircuitError(f"circuits.{name} = {_short(entry)}: expected a mapping of circuit settings")
     entry = dict(entry)
     values: dict[str, Any] = {}
     preset = entry.pop("preset", None)
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise CircuitError(
-                f"circuits.{name}.preset: unknown preset '{preset}'; expected one of {sorted(PRESETS)}"
+                f"circuits.{name}.preset: unknown preset {_short(preset)}; expected one of {sorted(PRESETS)}"
             )
         values.update(PRESETS[preset])
     for other_stage_key in ("sampling", "surrogate", "surrogate_file", "solver"):
@@ -394,11 +407,14 @@ def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".
     unknown = set(entry) - SPEC_KEYS
     if unknown:
         raise CircuitError(
-            f"circuits.{name}: unknown key(s) {sorted(unknown)}; expected some of {sorted(SPEC_KEYS | {'netlist', 'preset'})}"
+            f"circuits.{name}: unknown key(s) {_short(sorted(map(str, unknown)))}; expected some of "
+            f"{sorted(SPEC_KEYS | {'netlist', 'preset'})}"
         )
     values.update(entry)
     if netlist is None:
         raise CircuitError(f"circuits.{name}: key 'netlist' (path of the circuit file) is required")
+    if not isinstance(netlist, str) or not netlist:
+        raise CircuitError(f"circuits.{name}.netlist = {_short(netlist)}: expected the path of a circuit file")
     path = Path(netlist)
     if not path.is_absolute():
         path = Path(base_dir) / path

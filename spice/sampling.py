@@ -15,10 +15,30 @@ import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
 from spice.tilebank import load_tile_bank
-from xbarchar.settings import is_int, is_number
+from xbarchar.settings import is_int, is_number, reject_unknown
+from xbarchar.yamlsafe import short_repr
 
 SAMPLERS = ("uniform", "from_file", "dnn_like", "mixed")
 _RANGES = ("w_scale_range", "v_zero_range", "v_scale_range")
+MAX_CONDUCTANCE_MATRICES = 1_000_000
+"""Most conductance matrices one dataset may ask for (the memory estimate of the workflow is finer)."""
+MAX_VECTORS_PER_MATRIX = 100_000
+NGSPICE_BYTES_PER_CELL = 25_000
+"""Peak memory of one ngspice solve per array cell, bytes: 107 MB for 64x64 and 398 MB for 128x128
+resistive arrays (4 vectors, KLU, peak RSS of the process); the netlist text is a small part of it."""
+DATASET_BYTES_PER_VALUE = 8
+"""Bytes of one float64 value: a dataset's samples are held as a float64 rows x cols array each by the
+per-sample surrogate inputs (conductances with every input vector)."""
+
+
+def ngspice_bytes(spec: CircuitSpec) -> int:
+    """Estimated peak memory of one ngspice solve of ``spec``'s array, bytes."""
+    return spec.rows * spec.cols * NGSPICE_BYTES_PER_CELL
+
+
+def dataset_bytes(spec: CircuitSpec, cfg: SamplingConfig) -> int:
+    """Estimated memory of the dataset as a later stage holds it: samples x rows x cols float64, bytes."""
+    return cfg.n_conductance * cfg.n_vectors * spec.rows * spec.cols * DATASET_BYTES_PER_VALUE
 
 
 @dataclass(frozen=True)
@@ -79,30 +99,30 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str) -> CircuitError:
-            return CircuitError(f"sampling.{key}: expected {expected}, got {getattr(self, key)!r}")
+            return CircuitError(f"sampling.{key}: expected {expected}, got {short_repr(getattr(self, key))}")
 
         for key in _RANGES:  # JSON and YAML give lists: store tuples (hashable, frozen)
             value = getattr(self, key)
             if isinstance(value, list):
                 object.__setattr__(self, key, tuple(value))
 
-        if not isinstance(self.n_conductance, int) or self.n_conductance < 1:
-            raise bad("n_conductance", "an integer >= 1")
-        if not isinstance(self.n_vectors, int) or not 1 <= self.n_vectors <= 100000:
-            raise bad("n_vectors", "an integer in [1, 100000]")
-        if self.sampler not in SAMPLERS:
+        if not is_int(self.n_conductance) or not 1 <= self.n_conductance <= MAX_CONDUCTANCE_MATRICES:
+            raise bad("n_conductance", f"an integer in [1, {MAX_CONDUCTANCE_MATRICES}]")
+        if not is_int(self.n_vectors) or not 1 <= self.n_vectors <= MAX_VECTORS_PER_MATRIX:
+            raise bad("n_vectors", f"an integer in [1, {MAX_VECTORS_PER_MATRIX}]")
+        if not isinstance(self.sampler, str) or self.sampler not in SAMPLERS:
             raise bad("sampler", f"one of {SAMPLERS}")
-        if not 0.0 <= self.v_zero_fraction < 1.0:
+        if not is_number(self.v_zero_fraction) or not 0.0 <= self.v_zero_fraction < 1.0:
             raise bad("v_zero_fraction", "a number in [0, 1)")
-        if not isinstance(self.g_levels, int) or self.g_levels < 0 or self.g_levels == 1:
-            raise bad("g_levels", "0 (continuous) or an integer >= 2")
-        if not isinstance(self.n_shards, int) or not 1 <= self.n_shards <= self.n_conductance:
+        if not is_int(self.g_levels) or not (self.g_levels == 0 or 2 <= self.g_levels <= 2**16):
+            raise bad("g_levels", "0 (continuous) or an integer in [2, 65536]")
+        if not is_int(self.n_shards) or not 1 <= self.n_shards <= self.n_conductance:
             raise bad("n_shards", f"an integer in [1, n_conductance={self.n_conductance}]")
         if not is_int(self.seed) or self.seed < 0:
             raise bad("seed", "an integer >= 0")
         if not is_number(self.linearity_rtol) or self.linearity_rtol <= 0:
             raise bad("linearity_rtol", "a number > 0")
-        if self.solver not in ("auto", "sweep"):
+        if not isinstance(self.solver, str) or self.solver not in ("auto", "sweep"):
             raise bad("solver", "'auto' or 'sweep'")
         if not is_number(self.mix_fraction) or not 0.0 <= self.mix_fraction <= 1.0:
             raise bad("mix_fraction", "a number in [0, 1]")
@@ -123,16 +143,21 @@ class SamplingConfig:
                 ok = lo <= hi and (0.0 <= lo and hi < 1.0 if key == "v_zero_range" else lo > 0.0)
             if not ok:
                 raise bad(key, f"a pair [lo, hi] with {rule}")
+        if not isinstance(self.source_file, str):
+            raise bad("source_file", "a path (a string)")
         if self.sampler == "from_file" and not self.source_file:
             raise bad("source_file", "a path to an .npz with g_s and v_v when sampler is 'from_file'")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> SamplingConfig:
+        """From a config slice or a JSON argument: a mapping of known keys (else :class:`CircuitError`)."""
+        if d is not None and not isinstance(d, dict):
+            raise CircuitError(f"sampling = {short_repr(d)}: expected a mapping of sampling settings")
         d = dict(d or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise CircuitError(f"sampling: unknown key(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        try:
+            reject_unknown(d, set(cls.__dataclass_fields__), "sampling")
+        except ValueError as exc:
+            raise CircuitError(str(exc)) from None
         return cls(**d)
 
     def to_json(self) -> str:

@@ -13,6 +13,8 @@ import math
 import typing
 from typing import Any, TypeVar
 
+from xbarchar.yamlsafe import short_repr
+
 T = TypeVar("T")
 
 
@@ -29,6 +31,7 @@ class SettingsError(ValueError):
 
 
 def is_int(x: Any) -> bool:
+    """An int, not a bool (YAML ``true`` is not 1)."""
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -38,9 +41,11 @@ def is_number(x: Any) -> bool:
 
 
 def check(ok: bool, key: str, expected: str, value: Any) -> None:
-    """Raise :class:`SettingsError` ``key = value: expected ...`` unless ``ok`` (see :func:`from_dict`)."""
+    """Raise :class:`SettingsError` ``key = value: expected ...`` unless ``ok`` (see :func:`from_dict`).
+
+    The value is shown cut to a hundred characters, however large it is."""
     if not ok:
-        raise SettingsError(f"{key} = {value!r}: expected {expected}", located=False)
+        raise SettingsError(f"{key} = {short_repr(value)}: expected {expected}", located=False)
 
 
 def reject_unknown(data: dict[str, Any], known: set[str] | frozenset[str], where: str) -> None:
@@ -58,7 +63,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SettingsError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        raise SettingsError(f"{where} = {short_repr(data)}: expected a mapping of settings")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     reject_unknown(data, set(fields), where)
     hints = typing.get_type_hints(cls)
