@@ -208,6 +208,17 @@ _DOT_WORD = re.compile(r"^\.[a-z_]", re.IGNORECASE)
 _FILE_WORD = re.compile(r"\bfile\s*=", re.IGNORECASE)
 MAX_CIRCUIT_FILE_BYTES = 1_000_000
 """Largest circuit file accepted (a cell, driver and sense subcircuit are a few hundred bytes)."""
+RESERVED_NAMES = frozenset({
+    # what the array builder's own expressions use (spice.netlist: ``pwl(V(idx), ...)``, ``pwl(temper, ...)``)
+    "pwl", "v", "i", "temper", "time", "hertz",
+    # every other function and constant ngspice's expressions know (B-sources and numparam)
+    "abs", "acos", "acosh", "agauss", "asin", "asinh", "atan", "atanh", "arctan", "aunif", "ceil", "cos",
+    "cosh", "ddt", "defined", "exp", "floor", "gauss", "int", "limit", "ln", "log", "log10", "max", "min",
+    "nint", "pi", "pow", "pwr", "sdt", "sgn", "sign", "sin", "sinh", "sqr", "sqrt", "table", "tablef", "tan",
+    "tanh", "ternary_fcn", "u", "u2", "unif", "uramp", "vdmos",
+})
+"""Names a circuit file may not define with ``.param``, ``.func`` or a subcircuit's ``params:``, in any
+case: a top-level definition would replace what the array builder's own expressions mean."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +239,7 @@ def vet_circuit_file(text: str, source: str) -> tuple[VettedLine, ...]:
     characters, dot commands other than :data:`ALLOWED_DOT_COMMANDS`, element types outside
     :data:`ALLOWED_ELEMENTS`, ``file=`` parameters. The message never repeats the refused line.
     """
-    if len(text.encode("utf-8", "replace")) > MAX_CIRCUIT_FILE_BYTES:
+    if len(text) > MAX_CIRCUIT_FILE_BYTES or len(text.encode("utf-8", "replace")) > MAX_CIRCUIT_FILE_BYTES:
         raise CircuitError(f"circuit file {source}: larger than {MAX_CIRCUIT_FILE_BYTES} bytes; a circuit "
                            "file holds only the cell (and driver/sense) subcircuits and their models")
     vetted: list[VettedLine] = []
@@ -297,9 +308,13 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
     """
     found: dict[str, Subckt] = {}
     open_name: str | None = None
+    top_level_element: int | None = None
     for vetted in vet_circuit_file(text, source):
         number, stripped = vetted.line_number, vetted.text
         first = stripped.split()[0].lower()
+        _refuse_reserved_names(stripped, f"circuit file {source}, line {number}")
+        if not first.startswith(".") and open_name is None and top_level_element is None:
+            top_level_element = number
         if first == ".subckt":
             match = _SUBCKT_RE.match(stripped)
             if match is None:
@@ -314,6 +329,9 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
                 m.group(1).lower() for m in re.finditer(r"(\w+)\s*=", param_text + " " + " ".join(
                     p for p in head.split() if "=" in p))
             )
+            if name in found:
+                raise CircuitError(f"circuit file {source}, line {number}: .subckt '{_quote_word(name)}' is "
+                                   "defined twice (subcircuit names are case-insensitive)")
             found[name] = Subckt(name=name, pins=pins, params=params)
             open_name = name
             continue
@@ -327,6 +345,12 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
         raise CircuitError(
             f"circuit file {source}: no '.subckt cell row col params: g=...' found; every circuit file "
             "must define the cell subcircuit"
+        )
+    if top_level_element is not None:
+        raise CircuitError(
+            f"circuit file {source}, line {top_level_element}: an element line outside any .subckt is not "
+            "allowed; a circuit file defines only subcircuits (cell, driver, sense) and their models, "
+            "parameters and functions (the array builder places every element of the array)"
         )
     for name, (counts, pin_text, needed) in _PIN_CONTRACT.items():
         if name not in found:
@@ -344,6 +368,29 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
                     f"'.subckt {name} {pin_text} params: {param}=<default>'"
                 )
     return found
+
+
+_FUNC_NAME = re.compile(r"^\.func\s+([^\s(]+)", re.IGNORECASE)
+_ASSIGNED_NAME = re.compile(r"(?<![\w<>=!])([A-Za-z_]\w*)\s*(?:\([^()]*\))?\s*=(?!=)")
+
+
+def _refuse_reserved_names(line: str, where: str) -> None:
+    """Raise :class:`CircuitError` when ``line`` (one vetted logical line) defines a name of
+    :data:`RESERVED_NAMES` with ``.func``, ``.param`` or a ``.subckt``'s parameters."""
+    first = line.split()[0].lower()
+    if first == ".func":
+        match = _FUNC_NAME.match(line)
+        names = [match.group(1)] if match else []
+    elif first in (".param", ".subckt"):
+        names = _ASSIGNED_NAME.findall(line)
+    else:
+        return
+    for name in names:
+        if name.lower() in RESERVED_NAMES:
+            raise CircuitError(
+                f"{where}: '{_quote_word(name)}' is a name ngspice or the array builder uses; a circuit file "
+                f"may not define it with {first} (names are case-insensitive); choose another name"
+            )
 
 
 _TEMPERATURE_FREE_ELEMENTS = set("rclvibefghx")
@@ -373,12 +420,27 @@ def _split_params(rest: str) -> tuple[str, str, str]:
 
 
 def load_circuit_file(path: str | Path) -> str:
-    """Read a circuit file, with a clear error when it is missing."""
+    """Read a circuit file: its size is checked before it is read (and at most one byte more than
+    :data:`MAX_CIRCUIT_FILE_BYTES` is ever read); it must be UTF-8. Raises :class:`CircuitError`
+    naming the file (and the byte offset and line of an undecodable byte)."""
     p = Path(path)
     if not p.is_file():
         raise CircuitError(f"circuit file {p} does not exist (key 'netlist'); expected an ngspice file "
                            "with '.subckt cell row col params: g=...'")
-    return p.read_text()
+    too_big = CircuitError(f"circuit file {p}: larger than {MAX_CIRCUIT_FILE_BYTES} bytes; a circuit file holds "
+                           "only the cell (and driver/sense) subcircuits and their models")
+    if p.stat().st_size > MAX_CIRCUIT_FILE_BYTES:
+        raise too_big
+    with p.open("rb") as handle:
+        data = handle.read(MAX_CIRCUIT_FILE_BYTES + 1)
+    if len(data) > MAX_CIRCUIT_FILE_BYTES:  # it grew after the size check
+        raise too_big
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CircuitError(f"circuit file {p}, line {line}: byte {exc.start} (0x{data[exc.start]:02x}) is not "
+                           "UTF-8 text; a circuit file is plain ASCII text") from None
 
 
 def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".") -> CircuitSpec:

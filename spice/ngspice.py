@@ -268,6 +268,11 @@ MAX_CELL_CURRENT_RATIO = 1000.0
 whole voltage span; beyond that (an exponential that runs away) it is not a crossbar cell."""
 PASSIVE_BOUND_MARGIN = 1.01
 """Relative headroom on the passive current bound (solver tolerances, custom driver/sense parts)."""
+PASSIVITY_TOLERANCE = 1e-6
+"""Power a passive cell may appear to deliver (solver noise), relative to its largest current times the
+voltage span: ``I * V >= -PASSIVITY_TOLERANCE * cell_current_max_a * (hi - lo)`` at every envelope point."""
+SIGN_TOLERANCE = 1e-6
+"""Column current of the wrong sign a sample may carry (solver noise), relative to the passive bound."""
 ENVELOPE_POINTS = 41
 """Grid points per terminal voltage when the cell's current envelope is measured."""
 CHECK_TIMEOUT_S = 300.0
@@ -315,10 +320,11 @@ def _check_here(spec: CircuitSpec) -> CircuitCheck:
     g = np.full((small.rows, small.cols), 0.5 * (spec.g_on_s + spec.g_off_s))
     v = np.full((1, small.rows), 0.5 * spec.v_read_max_v)
     names = [column_current_vector(c) for c in range(small.cols)]
+    probes = [f"vm{k}#branch" for k in range(len(_envelope_levels(spec)))]
     source = spec.netlist_path or spec.name
     for netlist, analysis, vectors in (
         (build_netlist(small, g, v, info().has_klu), "op", names),
-        (envelope_netlist(spec, info().has_klu), _envelope_sweep(spec), [f"vm{k}#branch" for k in range(3)]),
+        (envelope_netlist(spec, info().has_klu), _envelope_sweep(spec), [*probes, "r", "c"]),
     ):
         ng = _shared()
         try:
@@ -329,7 +335,8 @@ def _check_here(spec: CircuitSpec) -> CircuitCheck:
         if not np.all(np.isfinite(values)):
             raise CircuitError(f"circuit file {source}: ngspice gave non-finite currents for a 2x2 test array")
     lo, hi = voltage_span(spec)
-    envelope = float(np.max(np.abs(values)))
+    cell_i_a = np.stack([np.atleast_1d(out[name]) for name in probes])  # [level, point], into the row pin
+    envelope = float(np.max(np.abs(cell_i_a)))
     ohmic = spec.g_on_s * (hi - lo)
     if envelope > MAX_CELL_CURRENT_RATIO * ohmic:
         raise CircuitError(
@@ -337,8 +344,32 @@ def _check_here(spec: CircuitSpec) -> CircuitCheck:
             f"[{lo:g}, {hi:g}] V, over {MAX_CELL_CURRENT_RATIO:g}x an ohmic cell at g_on_s ({ohmic:.3g} A); "
             "that is not a physically possible crossbar cell (check its I-V expression and v_read_max_v)"
         )
+    _refuse_active_cell(spec, cell_i_a, np.atleast_1d(out["r"]), np.atleast_1d(out["c"]), envelope)
     return CircuitCheck(cell_current_max_a=envelope,
                         column_current_bound_a=spec.rows * envelope * PASSIVE_BOUND_MARGIN)
+
+
+def _refuse_active_cell(spec: CircuitSpec, cell_i_a: np.ndarray, v_row_v: np.ndarray, v_col_v: np.ndarray,
+                        envelope_a: float) -> None:
+    """Raise :class:`CircuitError` when the cell delivers power anywhere on the envelope sweep.
+
+    ``cell_i_a`` [level, point] is the current into the cell's row pin, ``v_row_v``/``v_col_v`` [point]
+    its terminal voltages. A passive cell only dissipates: ``I * (V_row - V_col) >= 0`` (the gate of a
+    three-terminal cell, held at ``v_gate_v``, is taken to draw no current), within
+    :data:`PASSIVITY_TOLERANCE`.
+    """
+    lo, hi = voltage_span(spec)
+    power_w = cell_i_a * (v_row_v - v_col_v)[None, :]
+    level, point = np.unravel_index(int(np.argmin(power_w)), power_w.shape)
+    delivered_w = -float(power_w[level, point])
+    if delivered_w > PASSIVITY_TOLERANCE * envelope_a * (hi - lo):
+        g = _envelope_levels(spec)[level]
+        raise CircuitError(
+            f"circuit file {spec.netlist_path or spec.name}: the cell delivers {delivered_w:.3g} W "
+            f"(current {float(cell_i_a[level, point]):.3g} A into the row pin at row {float(v_row_v[point]):.3g} V, "
+            f"column {float(v_col_v[point]):.3g} V, g = {g:.3g} S); a passive crossbar cell never delivers "
+            "power (I*V >= 0): check the sign of its current expression and any negative resistance"
+        )
 
 
 def _envelope_sweep(spec: CircuitSpec) -> str:
@@ -433,12 +464,29 @@ def measure_cell_iv(spec: CircuitSpec, n_v: int, g_levels_s: np.ndarray) -> tupl
     return np.linspace(lo, hi, n_v), i_a
 
 
-def implausible_samples(i_a: np.ndarray, check: CircuitCheck) -> np.ndarray:
-    """Per sample: '' when every column current is finite and within the passive bound, else why not."""
+def implausible_samples(i_a: np.ndarray, check: CircuitCheck, v_v: np.ndarray | None = None) -> np.ndarray:
+    """Per sample: '' when every column current is finite, within the passive bound and (given the row
+    voltages ``v_v`` [n, rows]) of a sign a passive array allows, else why not.
+
+    In a passive array every node voltage lies between ground and the row voltages, so when no row is
+    below 0 V no column current flows out of its sense element, and when no row is above 0 V none flows
+    into it (within :data:`SIGN_TOLERANCE` of the passive bound).
+    """
     i_a = np.atleast_2d(i_a)
     reasons = np.full(len(i_a), "", dtype=object)
-    worst = np.max(np.abs(np.where(np.isfinite(i_a), i_a, 0.0)), axis=1) if i_a.size else np.zeros(len(i_a))
     finite = np.all(np.isfinite(i_a), axis=1)
+    clean = np.where(np.isfinite(i_a), i_a, 0.0)
+    worst = np.max(np.abs(clean), axis=1) if i_a.size else np.zeros(len(i_a))
+    if v_v is not None and i_a.size:
+        v_v = np.atleast_2d(np.asarray(v_v, dtype=float))
+        tolerance_a = SIGN_TOLERANCE * check.column_current_bound_a
+        wrong_a = np.where((v_v.min(axis=1) >= 0.0)[:, None], -clean, 0.0)
+        wrong_a = np.maximum(wrong_a, np.where((v_v.max(axis=1) <= 0.0)[:, None], clean, 0.0))
+        for k in np.flatnonzero(finite & (np.max(wrong_a, axis=1) > tolerance_a)):
+            c = int(np.argmax(wrong_a[k]))
+            side = ">= 0" if v_v[k].min() >= 0.0 else "<= 0"
+            reasons[k] = (f"implausible: column {c} current {i_a[k, c]:.3e} A has the wrong sign for a passive "
+                          f"array (every row voltage {side} V)")
     for k in np.flatnonzero(~finite):
         reasons[k] = "non-finite column current"
     for k in np.flatnonzero(finite & (worst > check.column_current_bound_a)):

@@ -53,7 +53,7 @@ def superposition(spec: CircuitSpec, g_s: np.ndarray, v_check_v: np.ndarray, rto
     v_ref = spec.v_read_max_v  # the read voltage of largest magnitude: CircuitSpec keeps |v_read_min_v| <= it
     basis = np.vstack([np.zeros(spec.rows), v_ref * np.eye(spec.rows), v_check_v])
     i_a, failed = ngspice.solve(spec, g_s, basis)
-    if failed.any() or (check is not None and np.any(ngspice.implausible_samples(i_a, check) != "")):
+    if failed.any() or (check is not None and np.any(ngspice.implausible_samples(i_a, check, basis) != "")):
         return None
     offset = i_a[0]
     t = (i_a[1:spec.rows + 1] - offset) / v_ref
@@ -75,7 +75,7 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
     """Simulate the conductance matrices of ``shard`` with ngspice.
 
     Every sample is checked (:func:`spice.ngspice.implausible_samples`): one whose currents are not
-    finite or exceed the circuit's passive bound is marked failed, with its reason, and its currents
+    finite, exceed the circuit's passive bound or have a sign no passive array allows is marked failed, with its reason, and its currents
     are NaN. ``check`` is :func:`spice.ngspice.check_circuit`'s result (measured here when None).
     """
     check = check or ngspice.check_circuit(spec)
@@ -94,12 +94,12 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
         if result is not None:
             t, offset = result
             i_a = offset + v @ t
-            reasons = ngspice.implausible_samples(i_a, check)
+            reasons = ngspice.implausible_samples(i_a, check, v)
             solver.append(b"superposition")
             transfer.append(t)
         else:
             i_a, not_converged = ngspice.solve(spec, g, v)
-            reasons = np.where(not_converged, NOT_CONVERGED, ngspice.implausible_samples(i_a, check))
+            reasons = np.where(not_converged, NOT_CONVERGED, ngspice.implausible_samples(i_a, check, v))
             solver.append(b"sweep")
             transfer.append(np.full((spec.rows, spec.cols), np.nan))
         failed = reasons != ""

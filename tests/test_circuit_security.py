@@ -125,7 +125,7 @@ def test_allowed_files_reach_ngspice_without_side_effects(tmp_path, tail):
     secret.write_text(f"{SECRET} 1 2\n")
     sentinel = tmp_path / "ran"
     path = tmp_path / "ok.cir"
-    path.write_text(CELL + tail.format(secret=secret, sentinel=sentinel) + "\n")
+    path.write_text(CELL.replace(".ends", tail.format(secret=secret, sentinel=sentinel) + "\n.ends"))
     result = run_check(path, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
