@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
+from .settings import BnAdaptSettings, BnFinetuneSettings, RetrainSettings
 from .train import fit, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ def _bn_train_rest_eval(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = None, n_draws: int = 1,
-             device: str | torch.device | None = None) -> nn.Module:
+def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = BnAdaptSettings.n_batches,
+             n_draws: int = BnAdaptSettings.n_draws, device: str | torch.device | None = None) -> nn.Module:
     """Reset every BN's running statistics and re-estimate them as a cumulative average (momentum=None)
     over `n_draws` passes of the first `n_batches` batches of clean data through the non-ideal model
     (each forward is a new read-noise draw). Only BN runs in train mode; no gradients, no weight or
@@ -101,10 +102,11 @@ def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = None,
     return model
 
 
-def bn_finetune(model: nn.Module, loader: DataLoader, epochs: int = 5, lr: float = 0.01,
-                lr_step_epochs: int = 2, lr_gamma: float = 0.2, device: str | torch.device | None = None,
-                seed: int = 0, optimizer: str = "adam", momentum: float = 0.9, max_batches: int | None = None,
-                progress: bool = True) -> nn.Module:
+def bn_finetune(model: nn.Module, loader: DataLoader, epochs: int = BnFinetuneSettings.epochs,
+                lr: float = BnFinetuneSettings.lr, lr_step_epochs: int = BnFinetuneSettings.lr_step_epochs,
+                lr_gamma: float = BnFinetuneSettings.lr_gamma, device: str | torch.device | None = None,
+                seed: int = 0, optimizer: str = BnFinetuneSettings.optimizer, momentum: float = 0.9,
+                max_batches: int | None = None, progress: bool = True) -> nn.Module:
     """Train only BN gamma/beta (everything else requires_grad=False, crossbar weights frozen) with
     cross-entropy through the non-ideal forward. BN layers run in train mode (batch statistics, running
     stats updated with their momentum); every other module in eval mode. Defaults = Paper 1's
@@ -119,7 +121,7 @@ def bn_finetune(model: nn.Module, loader: DataLoader, epochs: int = 5, lr: float
     return model.eval()
 
 
-def retrain(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-3,
+def retrain(model: nn.Module, loader: DataLoader, epochs: int = RetrainSettings.epochs, lr: float = RetrainSettings.lr,
             device: str | torch.device | None = None, seed: int = 0, optimizer: str = "adam",
             max_batches: int | None = None, progress: bool = True) -> nn.Module:
     """Noise-aware retraining of every parameter (crossbar weights, biases, BN) through the non-ideal
@@ -184,7 +186,7 @@ def _finetune_then_restat(model: nn.Module, loader: DataLoader, device: str | to
     during training follow the last few noisy batches and lag behind the parameters that produced
     them. Weights and gamma/beta are untouched by that step."""
     finetune = dict(finetune)
-    reestimate = finetune.pop("reestimate_stats", True)
+    reestimate = finetune.pop("reestimate_stats", BnFinetuneSettings.reestimate_stats)
     bn_finetune(model, loader, device=device, seed=seed, **finetune)
     if reestimate:
         bn_adapt(model, loader, device=device, **(adapt or {}))

@@ -17,10 +17,13 @@ from tqdm.auto import tqdm
 from xbarchar.files import atomic_write_with
 
 from .models import build_model
+from .settings import TrainSettings
 
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT_VERSION = 1
+MODEL_FILE_MAX_BYTES = 2 * 2**30
+"""The largest model file read (checked before it is read; the largest model here is about 60 MB)."""
 
 
 def default_device() -> torch.device:
@@ -107,9 +110,10 @@ def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], ep
     return history
 
 
-def train_model(model: nn.Module, loader: DataLoader, epochs: int = 2, lr: float = 1e-3,
-                optimizer: str = "adam", weight_decay: float = 0.0, device: str | torch.device | None = None,
-                seed: int = 0, progress: bool = True) -> list[dict[str, float]]:
+def train_model(model: nn.Module, loader: DataLoader, epochs: int = TrainSettings.epochs,
+                lr: float = TrainSettings.lr, optimizer: str = TrainSettings.optimizer,
+                weight_decay: float = TrainSettings.weight_decay, device: str | torch.device | None = None,
+                seed: int = TrainSettings.seed, progress: bool = True) -> list[dict[str, float]]:
     """Software-baseline training of all parameters (cross-entropy). Returns the per-epoch history."""
     return fit(model, loader, model.parameters(), epochs, lr, optimizer=optimizer, weight_decay=weight_decay,
                device=device, seed=seed, desc="train", progress=progress)
@@ -146,11 +150,19 @@ def save_model(path: str | Path, model: nn.Module, model_name: str, model_kwargs
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by `save_model`. Returns (model in eval mode, metadata without weights)."""
-    if not Path(path).is_file():
+    """Rebuild a model saved by `save_model`. Returns (model in eval mode, metadata without weights).
+
+    The file is untrusted: its size is checked first, it is read with ``weights_only=True`` (no code
+    runs), and the model it names is first built on the meta device (no memory) and must have exactly
+    the weights' shapes, so a file cannot make the rebuild allocate more than its own weights."""
+    p = Path(path)
+    if not p.is_file():
         raise FileNotFoundError(f"{path}: model file does not exist (write one with python -m dnn train)")
+    if p.stat().st_size > MODEL_FILE_MAX_BYTES:
+        raise ValueError(f"{path}: {p.stat().st_size} bytes, above the limit of {MODEL_FILE_MAX_BYTES} for a model "
+                         "file (MODEL_FILE_MAX_BYTES)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a model file written by python -m dnn train ({type(exc).__name__})") from None
     if not isinstance(payload, dict):
@@ -159,7 +171,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     if version != MODEL_FORMAT_VERSION:
         raise ValueError(f"{path}: model file format_version {version!r} is not supported "
                          f"(expected {MODEL_FORMAT_VERSION})")
-    model = build_model(payload["model_name"], **payload["model_kwargs"])
-    model.load_state_dict(payload["state_dict"])
+    name, kwargs, state = payload.get("model_name"), payload.get("model_kwargs"), payload.get("state_dict")
+    if not (isinstance(name, str) and isinstance(kwargs, dict) and isinstance(state, dict)):
+        raise ValueError(f"{path}: expected model_name, model_kwargs and state_dict (python -m dnn train)")
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: model_name {name!r} / model_kwargs {kwargs}: {exc}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    if got != expected:
+        wrong = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        raise ValueError(f"{path}: its weights do not fit {name} {kwargs} (first of {len(wrong)} mismatches: "
+                         f"{wrong[0]!r})")
+    model = build_model(name, **kwargs)
+    model.load_state_dict(state)
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.eval(), meta

@@ -1,4 +1,5 @@
-"""Reference models for the fidelity report: ideal MVM, analytic IR-drop model, ridge on physics features.
+"""Reference models for the fidelity report: analytic IR-drop model, ridge on physics features
+(the ideal MVM is stored in every SPICE dataset as ``i_ideal_a``).
 
 All take conductances (S) and voltages (V) as numpy arrays and return column currents (A), so
 they can be compared with ngspice and with the neural surrogates sample by sample.
@@ -15,11 +16,6 @@ from sklearn.pipeline import Pipeline
 from surrogate import ridge
 from surrogate.data import Split
 from surrogate.physics import TileSpec, analytic_transfer
-
-
-def ideal_a(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:
-    """Ideal crossbar i = v @ G per sample [n, cols] (A)."""
-    return np.einsum("nr,nrc->nc", v_v, g_s[g_index])
 
 
 def _per_matrix(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray,

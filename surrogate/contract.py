@@ -21,19 +21,8 @@ FORMAT_VERSION = 2
 """Version 2 files carry the integrity record ``content_sha256``; version 1 files are refused."""
 COMPATIBILITY_KEYS = ("rows", "cols", "g_off_s", "g_on_s", "v_read_min_v", "v_read_max_v")
 """Fields a surrogate's tile must share with a circuit (CircuitSpec and TileSpec use the same names)."""
-LEGACY_TILE_KEYS = {"g_" + "min_s": "g_off_s", "g_" + "max_s": "g_on_s", "v_" + "min_v": "v_read_min_v",
-                    "v_" + "max_v": "v_read_max_v"}
-"""Tile keys of surrogate files written before the tile took the circuit's names (same meaning)."""
-
-
-def current_tile_keys(tile: dict[str, Any]) -> dict[str, Any]:
-    """A stored tile dict with today's key names (files from before the rename keep working)."""
-    return {LEGACY_TILE_KEYS.get(k, k): v for k, v in tile.items()}
-
-
 def compatibility_problems(tile: dict[str, Any], spec: CircuitSpec) -> list[str]:
     """Every way a surrogate's tile (``TileSpec.to_dict()``) does not fit ``spec``; empty when it fits."""
-    tile = current_tile_keys(tile)
     problems = []
     for key in COMPATIBILITY_KEYS:
         want, have = getattr(spec, key), tile.get(key)

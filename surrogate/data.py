@@ -17,6 +17,7 @@ import numpy as np
 
 from spice.circuit import CircuitSpec
 from spice.io import DatasetFileError, SpiceDataset, read_dataset
+from surrogate.params import TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,9 @@ def valid_samples(ds: SpiceDataset, path: str | Path = "") -> np.ndarray:
     return keep
 
 
-def split_dataset(ds: SpiceDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                  seed: int = 0, path: str = "", sha256: str = "") -> SplitDataset:
+def split_dataset(ds: SpiceDataset, val_fraction: float = TrainParams.val_fraction,
+                  test_fraction: float = TrainParams.test_fraction, seed: int = TrainParams.seed, path: str = "",
+                  sha256: str = "") -> SplitDataset:
     """Split an in-memory dataset by conductance matrix (seeded permutation of the matrices).
 
     ``val_fraction`` and ``test_fraction`` are fractions of the matrices (each split gets at least
@@ -208,8 +210,8 @@ def _split(ds: SpiceDataset, parts: list[np.ndarray], keep: np.ndarray, path: st
                         val_fraction=val_fraction, test_fraction=test_fraction)
 
 
-def load_splits(path: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                seed: int = 0) -> SplitDataset:
+def load_splits(path: str | Path, val_fraction: float = TrainParams.val_fraction,
+                test_fraction: float = TrainParams.test_fraction, seed: int = TrainParams.seed) -> SplitDataset:
     """Read a SPICE dataset file (:func:`spice.io.read_dataset`) and split it by conductance matrix."""
     ds = read_dataset(path)
     return split_dataset(ds, val_fraction, test_fraction, seed, path=str(path), sha256=file_sha256(path))

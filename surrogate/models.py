@@ -35,7 +35,6 @@ from surrogate.transfer import TransferNet
 __all__ = ["DESIGNS", "DESIGN_CLASSES", "CellIVRidge", "GeniexMLP", "RidgeMVM", "SurrogateMVM", "TransferNet", "build_model",
            "from_architecture", "predict_a"]
 
-from surrogate.contract import current_tile_keys  # noqa: E402
 from surrogate.params import DESIGNS  # noqa: E402  (torch-free home of the list)
 
 DESIGN_CLASSES: dict[str, type[SurrogateMVM]] = {cls.design: cls for cls in (CellIVRidge, GeniexMLP, RidgeMVM, TransferNet)}
@@ -53,7 +52,7 @@ def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:
     """Rebuild an (untrained) surrogate from :meth:`SurrogateMVM.architecture`."""
     cls = DESIGN_CLASSES.get(arch["design"])
     hyperparameters = cls.stored_hyperparameters(arch["hyperparameters"]) if cls else arch["hyperparameters"]
-    return build_model(arch["design"], TileSpec(**current_tile_keys(arch["tile"])), **hyperparameters)
+    return build_model(arch["design"], TileSpec(**arch["tile"]), **hyperparameters)
 
 
 @torch.no_grad()

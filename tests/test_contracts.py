@@ -155,12 +155,6 @@ def test_an_incompatible_surrogate_file_fails_the_config_check(tmp_path):
     with pytest.raises(ConfigError, match=r"circuits\.tiny\.surrogate_file: .*s\.h5: surrogate does not fit circuit "
                                           r"'tiny' \(16x16\): rows 8 in the file != 16"):
         validate_config(broken("circuits.tiny.surrogate_file", str(path)))
-    legacy = {"rows": 8, "cols": 8, "g_" + "min_s": 5e-6, "g_" + "max_s": 5e-5, "v_" + "min_v": 0.0, "v_" + "max_v": 0.2}
-    with h5py.File(path, "a") as f:  # a file written before the tile took the circuit's key names
-        f.attrs["architecture"] = json.dumps({"design": "transfer", "tile": legacy, "hyperparameters": {}})
-        seal(f)
-    with pytest.raises(ConfigError, match=r"rows 8 in the file != 16 for the circuit"):
-        validate_config(broken("circuits.tiny.surrogate_file", str(path)))
     with pytest.raises(ConfigError, match=r"circuits\.tiny\.surrogate_file: .*missing\.h5: file does not exist"):
         validate_config(broken("circuits.tiny.surrogate_file", str(tmp_path / "missing.h5")))
 
