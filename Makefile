@@ -6,7 +6,7 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.xbarchar-installed
 CORES   ?= all
 
-.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop peers mutate
+.PHONY: install ngspice run test dryrun bench clean lint gpu-check slurm-start slurm-stop peers mutate docs
 
 install: ngspice $(STAMP)
 
@@ -52,11 +52,17 @@ slurm-stop:
 peers:
 	CROSSSIM_SRC="$(CROSSSIM_SRC)" bash scripts/install_peers.sh
 
+# The docs site: the configuration reference generated from config/schema.yaml, then mkdocs with
+# --strict (a broken link or anchor fails). Output in site/.
+docs: install
+	$(PY) scripts/config_reference.py
+	$(VENV)/bin/mkdocs build --strict
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 # Mutation testing of the hot paths (mutmut, one module at a time; not part of `make test`: ~30-60 min on
-# 2 cores). One module: make mutate MODULES=dnn/mapping.py. Scores: README "Mutation testing".
+# 2 cores). One module: make mutate MODULES=dnn/mapping.py. Scores: docs/testing.md.
 MODULES ?=
 mutate: install
 	$(PY) tests/mutate.py $(MODULES)
