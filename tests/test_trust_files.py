@@ -223,3 +223,33 @@ def test_cli_refuses_a_bank_that_would_unpack_too_far(tmp_path):
     assert "would unpack to 6.0 GiB" in lines[0]
     assert not out.exists()
 
+
+
+# ----------------------------------------------------------------------------- model files
+def test_model_file_cannot_run_code_or_claim_a_huge_model(tmp_path):
+    import torch
+
+    from dnn.models import build_model
+    from dnn.train import MODEL_FORMAT_VERSION, load_model, save_model
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'marker'}",)
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format_version": MODEL_FORMAT_VERSION, "x": Payload()}, evil)
+    with pytest.raises(ValueError, match=r"evil\.pt: not a model file written by python -m dnn train"):
+        load_model(evil)
+    assert not (tmp_path / "marker").exists()
+
+    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 8, "width": 0.25}
+    good = tmp_path / "good.pt"
+    save_model(good, build_model("bn_cnn", **kwargs), "bn_cnn", kwargs)
+    payload = torch.load(good, weights_only=True)
+    payload["model_kwargs"] = {**kwargs, "width": 4000.0}  # would be a model of tens of GiB
+    huge = tmp_path / "huge.pt"
+    torch.save(payload, huge)
+    with pytest.raises(ValueError, match=r"huge\.pt: its weights do not fit bn_cnn .*mismatches"):
+        load_model(huge)  # built on the meta device first: a real build would need ~600 GB
+    model, meta = load_model(good)
+    assert meta["model_kwargs"] == kwargs
