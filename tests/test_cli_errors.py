@@ -136,3 +136,65 @@ def test_dnn_export_tiles_and_evaluate_argument_errors(tmp_path, capsys):
                                 "--out", str(tmp_path / "e.json")], capsys)
     assert "prune" in msg
     assert not out.exists() and not (tmp_path / "e.json").exists()
+
+
+# ----------------------------------------------------------------------------- bad invocations
+# (command, arguments, what the one line must name). {d}: a file that exists; {o}: an output that must
+# not appear. Every stage, and the xbarchar command in front of them.
+BAD_INVOCATIONS = [
+    ("spice", [], "required"),
+    ("spice", ["frobnicate"], "invalid choice: 'frobnicate'"),
+    ("spice", ["simulate", "--out", "{o}", "--bogus"], "unrecognized arguments: --bogus"),
+    ("spice", ["simulate"], "--out"),
+    ("spice", ["simulate", "--shard", "two", "--out", "{o}"], "--shard: expected an integer >= 0, got 'two'"),
+    ("spice", ["simulate", "--shard", "-1", "--out", "{o}"], "--shard: expected an integer >= 0"),
+    ("spice", ["merge", "{d}", "--out", "{o}", "--threads", "-2"], "--threads"),
+    ("spice", ["--threads", "2", "merge", "{d}", "--out", "{o}"], "options follow the subcommand"),
+    ("spice", ["check", "--name", "x"], "unrecognized arguments: --name"),
+    ("surrogate", [], "required"),
+    ("surrogate", ["train", "--data", "{d}", "--out", "{o}", "--lr", "nan"], "--lr: expected a finite number > 0"),
+    ("surrogate", ["train", "--data", "{d}", "--out", "{o}", "--weight-decay", "inf"], "--weight-decay"),
+    ("surrogate", ["train", "--data", "{d}", "--out", "{o}", "--val-fraction", "0.7"], "--val-fraction"),
+    ("surrogate", ["train", "--data", "{d}", "--out", "{o}", "--design", "magic"], "invalid choice: 'magic'"),
+    ("surrogate", ["train", "--data", "{d}", "--out", "{o}", "--v-order", "x"], "--v-order"),
+    ("surrogate", ["fidelity", "--surrogate", "{d}"], "--data"),
+    ("surrogate", ["inspect", "{d}", "-v", "-q"], "not allowed with argument"),
+    ("dnn", [], "required"),
+    ("dnn", ["train", "--dataset", "digits", "--model", "bn_cnn", "--epochs", "0", "--out", "{o}"],
+     "--epochs: expected an integer >= 1"),
+    ("dnn", ["train", "--dataset", "digits", "--model", "bn_cnn", "--lr", "-inf", "--out", "{o}"], "--lr"),
+    ("dnn", ["evaluate", "--model", "{d}", "--finetune-lr", "nan", "--out", "{o}"], "--finetune-lr"),
+    ("dnn", ["evaluate", "--model", "{d}", "--mvm", "hspice", "--out", "{o}"], "invalid choice: 'hspice'"),
+    ("dnn", ["--log-level", "INFO", "report", "{d}", "--md", "{o}", "--csv", "{o}", "--plot", "{o}"],
+     "options follow the subcommand"),
+    ("dnn", ["report", "--md", "{o}"], "required"),
+    ("xbarchar", [], "required"),
+    ("xbarchar", ["ngspice"], "invalid choice: 'ngspice'"),
+    ("xbarchar", ["-v", "spice"], "options follow the subcommand"),
+    ("xbarchar", ["spice", "simulate", "--out"], "--out: expected one argument"),
+    ("xbarchar", ["dnn", "export-tiles", "--model", "{d}", "--circuit", "{{}}", "--n-tiles", "1e3", "--out", "{o}"],
+     "--n-tiles: expected an integer >= 1, got '1e3'"),
+]
+
+
+@pytest.mark.parametrize("command,args,names", BAD_INVOCATIONS,
+                         ids=[f"{c}:{' '.join(a)[:40]}" for c, a, _ in BAD_INVOCATIONS])
+def test_every_bad_invocation_is_one_line_and_exit_2(tmp_path, command, args, names):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    existing = tmp_path / "in.h5"
+    existing.write_bytes(b"")
+    out = tmp_path / "out.json"
+    argv = [a.format(d=existing, o=out) for a in args]
+    proc = subprocess.run([sys.executable, "-m", command, *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    prog = lines[0].split(": error: ")[0]
+    assert prog.startswith(f"python -m {command}") or prog.startswith(command), lines[0]
+    assert lines[0].endswith(f"(see {prog} --help)") and names in lines[0], lines[0]
+    assert proc.stdout == "" and not out.exists()

@@ -120,6 +120,29 @@ def test_stage_clis_answer_help(installed, package):
     assert "usage:" in proc.stdout
 
 
+@pytest.mark.slow
+def test_installed_console_command_runs_every_stage(installed):
+    script = installed[0].parent / "xbarchar"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    for stage in ("spice", "surrogate", "dnn"):
+        proc = subprocess.run([str(script), stage, "--help"], cwd=installed[1], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: xbarchar {stage} "), proc.stderr
+    proc = subprocess.run([str(script), "spice", "simulate", "--shard", "nan"], cwd=installed[1], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--shard" in proc.stderr
+
+
+def test_one_console_command_and_it_names_a_function():
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert list(scripts) == ["xbarchar"]
+    module, _, name = scripts["xbarchar"].partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
 # ----------------------------------------------------------------------------- conda route
 CONDA_TO_PYPI = {"snakemake-minimal": "snakemake"}
 
