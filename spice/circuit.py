@@ -9,6 +9,10 @@ file in plain ngspice syntax that defines the parts a user may swap:
 ``.subckt sense in params: r=...``               optional; default: a resistor to ground ``r_sense_ohm``
 ``.model ...`` cards                             optional (e.g. a MOSFET for a 1T1R cell)
 
+plus the ``.param``/``.func`` definitions those use. Element lines outside a ``.subckt`` and
+definitions of :data:`RESERVED_NAMES` are refused, so nothing in the file reaches the array's own
+nodes or expressions; :func:`spice.ngspice.check_circuit` refuses a cell that delivers power.
+
 Topology (node names used by :mod:`spice.netlist` and, independently, :mod:`spice.nodal`):
 row ``r`` is driven by source ``vin_r`` through the driver to node ``d_r``; a row-wire segment of
 ``r_wire_row_ohm`` separates ``d_r`` from the first cell and every cell from the next one. Cell
@@ -303,8 +307,10 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
     """Parse and validate a circuit file's subcircuits.
 
     The file is first vetted line by line (:func:`vet_circuit_file`). Raises :class:`CircuitError`
-    naming ``source`` when there is no ``.subckt cell``, a known subcircuit has the wrong pins or
-    lacks its parameter, or a ``.subckt`` is not closed.
+    naming ``source`` (and the line) when there is no ``.subckt cell``, a known subcircuit has the
+    wrong pins or lacks its parameter, a ``.subckt`` is not closed or is defined twice, an element
+    line stands outside every ``.subckt`` (it would join the array builder's nodes), or a
+    definition takes a name of :data:`RESERVED_NAMES`.
     """
     found: dict[str, Subckt] = {}
     open_name: str | None = None

@@ -113,7 +113,7 @@ def test_every_name_the_builder_evaluates_is_reserved(make_spec):
 def test_names_inside_a_subckt_never_reach_the_builder(make_spec, tmp_path):
     """A cell whose own nodes, sources and parameters carry the builder's names, beside top-level
     parameters and functions of such names, solves exactly like the plain resistive cell."""
-    text = (".param idx=3 gl=1 d0=5 vm0=2\n.func f(x) {x}\n.model vin0 d is=1e-9\n"
+    text = (".param idx=3 gl=1 d0=5 vm0=2\n.func f(x) {x}\n.model vin0 d is=1e-9\n.MODEL Cell R\n.model pwl d\n"
             + HEAD + "R1 row s0 {f(0.5)/g}\nvm0 s0 d0 0\nR2 d0 col {0.5/g}\nR3 a0_0 0 1e12\n.ends cell\n")
     _, spec = load(tmp_path, text, rows=4, cols=3)
     plain = make_spec(rows=4, cols=3, r_driver_ohm=100.0, r_sense_ohm=100.0)
@@ -155,6 +155,13 @@ def test_a_cell_that_delivers_power_fails_the_check(tmp_path, text):
         ngspice.check_circuit(spec)
     message = str(info.value)
     assert str(path) in message and "delivers" in message and "passive" in message
+
+
+@pytest.mark.spice
+def test_simulating_an_active_cell_is_refused_before_any_sample(tmp_path):
+    path, spec = load(tmp_path, ACTIVE_CELLS[1].values[0])
+    with pytest.raises(CircuitError, match="delivers"):
+        simulate_shard(spec, SamplingConfig(n_conductance=1, n_vectors=2, seed=1), 0, progress=False)
 
 
 @pytest.mark.spice
