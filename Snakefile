@@ -2,7 +2,14 @@
 # This file is a table of contents; every stage lives in rules/*.smk and calls a package CLI.
 from snakemake.utils import min_version, validate
 
+from xbarchar.config import check_schema, check_sources, exit_on_config_error
+
 min_version("8.0")
+
+
+# Before Snakemake merges or prints the config: each config file within its size, and the config
+# tree within its expanded size (nested YAML aliases), else one line naming the file and exit 2.
+exit_on_config_error(check_sources, config, workflow.config_settings.configfiles, "config/config.yaml")
 
 
 configfile: "config/config.yaml"
@@ -11,6 +18,7 @@ configfile: "config/config.yaml"
 include: "rules/config.smk"
 
 
+exit_on_config_error(check_schema, config, f"{workflow.basedir}/config/schema.yaml")
 validate(config, "config/schema.yaml")
 
 

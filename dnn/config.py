@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from xbarchar.yamlsafe import short_repr
+
 ENCODINGS = ("differential", "offset")
 INPUT_POLARITIES = ("signed", "two_phase")
 ADC_RANGE_MODES = ("fixed", "calibrated")
@@ -91,6 +93,8 @@ class CrossbarConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CrossbarConfig:
         """Build from a plain dict; unknown keys are an error that lists the valid ones."""
+        if not isinstance(d, dict):
+            raise ValueError(f"CrossbarConfig settings = {short_repr(d)}: expected a mapping")
         return cls().replace(**d)
 
     def replace(self, **changes: Any) -> CrossbarConfig:
@@ -98,7 +102,7 @@ class CrossbarConfig:
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - valid)
         if unknown:
-            raise ValueError(f"unknown CrossbarConfig key(s) {unknown}; valid keys: {sorted(valid)}")
+            raise ValueError(f"unknown CrossbarConfig key(s) {short_repr(unknown)}; valid keys: {sorted(valid)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +128,7 @@ class CrossbarConfig:
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:
     if not ok:
-        raise ValueError(f"CrossbarConfig.{key} = {value!r}: expected {expected}")
+        raise ValueError(f"CrossbarConfig.{key} = {short_repr(value)}: expected {expected}")
 
 
 def _is_int(x: Any) -> bool:
@@ -152,8 +156,8 @@ def _validate(c: CrossbarConfig) -> None:
     _check(_is_num(c.adc_range_fraction) and 0.0 < c.adc_range_fraction <= 10.0, "adc_range_fraction",
            "a number in (0, 10]", c.adc_range_fraction)
     _check(c.analog_layers in ANALOG_LAYERS, "analog_layers", f"one of {ANALOG_LAYERS}", c.analog_layers)
-    _check(all(isinstance(n, str) for n in c.exclude), "exclude", "a list of module names (str)",
-           c.exclude)
+    _check(isinstance(c.exclude, tuple) and all(isinstance(n, str) for n in c.exclude), "exclude",
+           "a list of module names (str)", c.exclude)
     _check(_is_num(c.read_noise_sigma) and 0.0 <= c.read_noise_sigma <= 1.0, "read_noise_sigma",
            "a number in [0, 1]", c.read_noise_sigma)
     _check(c.read_noise_mode in READ_NOISE_MODES, "read_noise_mode", f"one of {READ_NOISE_MODES}",

@@ -21,8 +21,21 @@ METHOD_NAMES = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain")
 """Mitigation methods of ``dnn.mitigation.METHODS``; 'adapt_finetune' = bn_adapt, then bn_finetune."""
 
 
+MAX_COUNT = 10**9
+"""Largest count a setting accepts (samples, draws, batches); each setting may bound itself lower."""
+
+
+def _count(value: object, high: int = MAX_COUNT) -> bool:
+    return is_int(value) and 1 <= value <= high  # type: ignore[operator]
+
+
 def _optional_count(value: object) -> bool:
-    return value is None or (is_int(value) and value >= 1)
+    return value is None or _count(value)
+
+
+def _names(value: object) -> bool:
+    """A list (tuple) of strings: YAML gives lists; a bare string or number is a mistake."""
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -51,16 +64,15 @@ class TrainSettings:
     """Seeded subset of the test split (None = all)."""
 
     def __post_init__(self) -> None:
-        check(self.dataset in DATASET_NAMES, "dataset", f"one of {list(DATASET_NAMES)}", self.dataset)
-        check(self.model in MODEL_NAMES, "model", f"one of {list(MODEL_NAMES)}", self.model)
+        check(isinstance(self.dataset, str) and self.dataset in DATASET_NAMES, "dataset", f"one of {list(DATASET_NAMES)}", self.dataset)
+        check(isinstance(self.model, str) and self.model in MODEL_NAMES, "model", f"one of {list(MODEL_NAMES)}", self.model)
         check(isinstance(self.dataset_root, str), "dataset_root", "a folder path", self.dataset_root)
-        for key in ("epochs", "batch_size"):
-            check(is_int(getattr(self, key)) and getattr(self, key) >= 1, key, "an integer >= 1",
-                  getattr(self, key))
+        check(_count(self.epochs, 100_000), "epochs", "an integer in [1, 100000]", self.epochs)
+        check(_count(self.batch_size, 65_536), "batch_size", "an integer in [1, 65536]", self.batch_size)
         check(is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
         check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
-        check(is_number(self.width) and self.width > 0, "width", "a number > 0", self.width)
-        check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        check(is_number(self.width) and 0 < self.width <= 16, "width", "a number in (0, 16]", self.width)
+        check(isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
         check(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0",
               self.weight_decay)
         for key in ("n_train", "n_test"):
@@ -78,8 +90,7 @@ class BnAdaptSettings:
     """Calibration batches per pass (None = all)."""
 
     def __post_init__(self) -> None:
-        check(is_int(self.n_draws) and self.n_draws >= 1, "n_draws", "an integer >= 1",
-              self.n_draws)
+        check(_count(self.n_draws, 10_000), "n_draws", "an integer in [1, 10000]", self.n_draws)
         check(_optional_count(self.n_batches), "n_batches", "null (all) or an integer >= 1",
               self.n_batches)
 
@@ -100,12 +111,12 @@ class BnFinetuneSettings:
 
     def __post_init__(self) -> None:
         for key in ("epochs", "lr_step_epochs"):
-            check(is_int(getattr(self, key)) and getattr(self, key) >= 1, key, "an integer >= 1",
-                  getattr(self, key))
+            check(_count(getattr(self, key), 100_000), key, "an integer in [1, 100000]", getattr(self, key))
         check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
         check(is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]",
               self.lr_gamma)
-        check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
+        check(isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer",
+              f"one of {list(OPTIMIZERS)}", self.optimizer)
         check(isinstance(self.reestimate_stats, bool), "reestimate_stats", "true or false",
               self.reestimate_stats)
 
@@ -118,8 +129,7 @@ class RetrainSettings:
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        check(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1",
-              self.epochs)
+        check(_count(self.epochs, 100_000), "epochs", "an integer in [1, 100000]", self.epochs)
         check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
 
 
@@ -139,6 +149,8 @@ class EvaluationSettings:
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
 
     def __post_init__(self) -> None:
+        check(_names(self.methods), "methods", f"a non-empty list from {list(METHOD_NAMES)}", self.methods)
+        check(isinstance(self.seeds, (list, tuple)), "seeds", "a non-empty list of integers >= 0", self.seeds)
         object.__setattr__(self, "methods", tuple(self.methods))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
@@ -148,5 +160,4 @@ class EvaluationSettings:
               "a non-empty list of integers >= 0", list(self.seeds))
         check(_optional_count(self.calibration_samples), "calibration_samples",
               "null (all) or an integer >= 1", self.calibration_samples)
-        check(is_int(self.eval_draws) and self.eval_draws >= 1, "eval_draws", "an integer >= 1",
-              self.eval_draws)
+        check(_count(self.eval_draws, 10_000), "eval_draws", "an integer in [1, 10000]", self.eval_draws)

@@ -10,7 +10,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from xbarchar.config import CIRCUIT_STAGE_KEYS, crossbar_settings, validate_config
+from xbarchar.config import CIRCUIT_STAGE_KEYS, crossbar_settings, exit_on_config_error, validate_config
 
 PY = sys.executable
 # Progress bars go to the rule logs: one update every 30 s keeps them readable.
@@ -159,7 +159,7 @@ def all_targets():
 
 
 # Every config mistake fails here, when the workflow is parsed (`snakemake -n` included), naming the key.
-validate_config(config)
+exit_on_config_error(validate_config, config)
 
 
 onstart:

@@ -6,12 +6,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from xbarchar.settings import SettingsError, reject_unknown
+from xbarchar.settings import SettingsError, is_int, is_number, reject_unknown
+from xbarchar.yamlsafe import short_repr
 
 DESIGNS = ("cell_iv", "mlp", "ridge", "transfer")
 """Surrogate designs (``surrogate.models``)."""
 AUTO = "auto"
 """``design: auto``: train every design of ``candidates``, keep the one with the lowest validation error."""
+
+
+MAX_COUNT = 1_000_000
+"""Largest width, epoch count, batch size or patience accepted."""
 
 
 class TrainParamsError(ValueError):
@@ -63,9 +68,10 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str) -> TrainParamsError:
-            return TrainParamsError(f"surrogate training parameter {key}={getattr(self, key)!r}: expected {expected}")
+            return TrainParamsError(f"surrogate training parameter {key}={short_repr(getattr(self, key))}: "
+                                    f"expected {expected}")
 
-        if self.design not in DESIGNS + (AUTO,):
+        if not isinstance(self.design, str) or self.design not in DESIGNS + (AUTO,):
             raise bad("design", f"one of {DESIGNS + (AUTO,)}")
         if not isinstance(self.candidates, (list, tuple)):
             raise bad("candidates", f"a non-empty list of distinct designs from {DESIGNS}")
@@ -75,26 +81,28 @@ class TrainParams:
             raise bad("candidates", f"a non-empty list of distinct designs from {DESIGNS}")
         for key in ("hidden", "cell_hidden", "epochs", "batch_size", "patience"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(key, "a positive integer")
-        if self.v_order not in ("auto", 1, 3):
+            if not is_int(value) or not 1 <= value <= MAX_COUNT:
+                raise bad(key, f"an integer in [1, {MAX_COUNT}]")
+        if not (self.v_order == "auto" or (is_int(self.v_order) and self.v_order in (1, 3))):
             raise bad("v_order", "'auto', 1 or 3")
-        if self.v_basis not in ("cubic", "learned"):
+        if not isinstance(self.v_basis, str) or self.v_basis not in ("cubic", "learned"):
             raise bad("v_basis", "'cubic' or 'learned'")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise bad("seed", "a non-negative integer")
         for key in ("lr", "weight_decay"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-                raise bad(key, "null (design default) or a number >= 0")
+            if value is not None and (not is_number(value) or value < 0):
+                raise bad(key, "null (design default) or a finite number >= 0")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or not 0.0 < value < 0.5:
+            if not is_number(value) or not 0.0 < value < 0.5:
                 raise bad(key, "a number in (0, 0.5)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, where: str = "surrogate") -> TrainParams:
         """From a config slice or ``--params-json``; unknown keys are an error naming ``where``."""
+        if d is not None and not isinstance(d, dict):
+            raise TrainParamsError(f"{where} = {short_repr(d)}: expected a mapping of training parameters")
         try:
             reject_unknown(dict(d or {}), {f.name for f in dataclasses.fields(cls)}, where)
         except SettingsError as exc:

@@ -20,7 +20,7 @@ from spice.sampling import SamplingConfig
 from surrogate.params import DESIGNS
 from tests.conftest import REPO
 from xbarchar.cli import ArgumentError, load_json_object
-from xbarchar.config import ConfigError, validate_config
+from xbarchar.config import ConfigError, Limits, validate_config
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 TEST_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
@@ -53,7 +53,8 @@ def plain(x):
     (SCHEMA["properties"]["evaluation"]["properties"]["retrain"], "RetrainSettings"),
     (SCHEMA["$defs"]["circuit"]["properties"]["sampling"], SamplingConfig),
     (SCHEMA["properties"]["report"], ReportSettings),
-], ids=["model", "evaluation", "bn_adapt", "bn_finetune", "retrain", "sampling", "report"])
+    (SCHEMA["properties"]["limits"], Limits),
+], ids=["model", "evaluation", "bn_adapt", "bn_finetune", "retrain", "sampling", "report", "limits"])
 def test_every_schema_default_is_the_settings_default(node, cls):
     import dnn.settings
 

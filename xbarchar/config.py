@@ -12,9 +12,17 @@ this module sits above them (the workflow's view).
 
 from __future__ import annotations
 
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xbarchar.yamlsafe import ConfigTreeError, check_tree, load_config_file, short_repr, short_text
+
+MAX_MESSAGE_CHARS = 600
+"""Longest config error line the workflow prints."""
 SCENARIO_WORKFLOW_KEYS = ("circuits", "device_preset")
 """Scenario keys the workflow reads; every other key of a scenario is a CrossbarConfig key."""
 CIRCUIT_STAGE_KEYS = ("sampling", "surrogate", "surrogate_file")
@@ -23,6 +31,60 @@ CIRCUIT_STAGE_KEYS = ("sampling", "surrogate", "surrogate_file")
 
 class ConfigError(ValueError):
     """The workflow config is wrong; the message starts with the key (``circuits.x.sampling.seed``)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds checked before any job runs (the config's ``limits:``)."""
+
+    memory_gb: float = 16.0
+    """Largest estimated memory, GB (1e9 bytes), of one ngspice solve of a circuit's array and of a
+    circuit's dataset held as float64 samples (``spice.sampling.ngspice_bytes``, ``dataset_bytes``)."""
+
+    def __post_init__(self) -> None:
+        from xbarchar.settings import check, is_number
+
+        check(is_number(self.memory_gb) and 0 < self.memory_gb <= 1e6, "memory_gb", "a number of GB in (0, 1e6]",
+              self.memory_gb)
+
+
+def check_sources(config: dict[str, Any], configfiles: list[str | Path], default_configfile: str | Path) -> None:
+    """Before Snakemake merges or validates the config: each config file (the command line's and the
+    workflow's default) read within its size and expanded-tree bounds, and the config given so far too
+    (``xbarchar.yamlsafe``). Raises :class:`ConfigError` naming the file."""
+    for path in [*configfiles, default_configfile]:
+        if Path(path).exists():
+            try:
+                load_config_file(path)
+            except ConfigTreeError as exc:
+                raise ConfigError(str(exc)) from None
+    try:
+        check_tree(config, "config")
+    except ConfigTreeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_schema(config: dict[str, Any], schema_path: str | Path) -> None:
+    """The config against the workflow schema, with a short message (Snakemake's own ``validate`` prints
+    the whole offending value); run it before ``validate``, which then only fills the defaults."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "config"
+        raise ConfigError(f"{short_text(where)}: {short_text(error.message, 200)} (config/schema.yaml)")
+
+
+def exit_on_config_error(check: Callable[..., None], *args: Any) -> None:
+    """Run one config check; on a mistake print one line to stderr and exit with status 2 (no job has run)."""
+    try:
+        check(*args)
+    except (ConfigError, ConfigTreeError) as exc:
+        print(f"config error: {short_text(str(exc), MAX_MESSAGE_CHARS)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _named(where: str, exc: Exception) -> ConfigError:
@@ -36,10 +98,37 @@ def _named(where: str, exc: Exception) -> ConfigError:
     return ConfigError(f"{where}: {text}")
 
 
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """``value`` when it is a mapping (None is an empty one), else :class:`ConfigError` naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} = {short_repr(value)}: expected a mapping")
+    return value
+
+
+def check_memory(where: str, spec: Any, sampling: Any, limits: Limits) -> None:
+    """:class:`ConfigError` when ngspice's array or the dataset of one circuit is estimated above
+    ``limits.memory_gb``; the message names the key and the setting that raises the limit."""
+    from spice.sampling import NGSPICE_BYTES_PER_CELL, dataset_bytes, ngspice_bytes
+
+    limit = limits.memory_gb * 1e9
+    raise_it = f"above limits.memory_gb = {limits.memory_gb:g}; raise limits.memory_gb to allow it"
+    need = ngspice_bytes(spec)
+    if need > limit:
+        raise ConfigError(f"{where}.rows: a {spec.rows}x{spec.cols} array needs about {need / 1e9:.3g} GB in ngspice "
+                          f"({NGSPICE_BYTES_PER_CELL / 1e3:g} kB per cell), {raise_it}")
+    need = dataset_bytes(spec, sampling)
+    if need > limit:
+        raise ConfigError(f"{where}.sampling.n_conductance: {sampling.n_conductance} matrices x {sampling.n_vectors} "
+                          f"vectors of a {spec.rows}x{spec.cols} array need about {need / 1e9:.3g} GB as float64 "
+                          f"samples, {raise_it}")
+
+
 def crossbar_settings(config: dict[str, Any], scenario: str) -> dict[str, Any]:
     """The crossbar settings of one scenario: shared ``crossbar`` defaults overridden by the scenario."""
-    entry = config["scenarios"][scenario]
-    return {**config.get("crossbar", {}),
+    entry = _mapping(config["scenarios"][scenario], f"scenarios.{scenario}")
+    return {**_mapping(config.get("crossbar"), "crossbar"),
             **{k: v for k, v in entry.items() if k not in SCENARIO_WORKFLOW_KEYS}}
 
 
@@ -54,33 +143,46 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
     from surrogate.params import TrainParams
     from xbarchar.settings import from_dict
 
-    models = dict(config.get("models") or {})
+    try:
+        check_tree(config, "config")
+    except ConfigTreeError as exc:
+        raise ConfigError(str(exc)) from None
+    config = _mapping(config, "config")
+    try:
+        limits = from_dict(Limits, config.get("limits"), "limits")
+    except ValueError as exc:
+        raise _named("limits", exc) from None
+    models = _mapping(config.get("models"), "models")
     for name, entry in models.items():
         try:
             from_dict(TrainSettings, entry, f"models.{name}")
         except ValueError as exc:
             raise _named(f"models.{name}", exc) from None
-    circuits = dict(config.get("circuits") or {})
+    circuits = _mapping(config.get("circuits"), "circuits")
     for name, entry in circuits.items():
         where = f"circuits.{name}"
         try:
             spec = spec_from_config(name, entry, base_dir=base_dir)
         except ValueError as exc:
             raise _named(where, exc) from None
-        sampling = {k: v for k, v in (entry.get("sampling") or {}).items() if k != "source_model"}
+        sampling_entry = _mapping(entry.get("sampling"), f"{where}.sampling")
+        sampling = {k: v for k, v in sampling_entry.items() if k != "source_model"}
         try:
-            SamplingConfig.from_dict(sampling)
+            sampling_config = SamplingConfig.from_dict(sampling)
         except ValueError as exc:
             raise _named(f"{where}.sampling", exc) from None
-        source = (entry.get("sampling") or {}).get("source_model")
-        if source and source not in models:
-            raise ConfigError(f"{where}.sampling.source_model: unknown model '{source}'; expected one of "
+        check_memory(where, spec, sampling_config, limits)
+        source = sampling_entry.get("source_model")
+        if source is not None and (not isinstance(source, str) or source not in models):
+            raise ConfigError(f"{where}.sampling.source_model: unknown model {short_repr(source)}; expected one of "
                               f"{sorted(models)}")
         try:
             TrainParams.from_dict(entry.get("surrogate"), where=f"{where}.surrogate")
         except ValueError as exc:
             raise _named(f"{where}.surrogate", exc) from None
         external = entry.get("surrogate_file")
+        if external is not None and (not isinstance(external, str) or not external):
+            raise ConfigError(f"{where}.surrogate_file = {short_repr(external)}: expected the path of a surrogate file")
         if external:
             path = Path(external) if Path(external).is_absolute() else Path(base_dir) / external
             problem = file_problems(path, spec)
@@ -90,20 +192,29 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
         from_dict(EvaluationSettings, config.get("evaluation"), "evaluation")
     except ValueError as exc:
         raise _named("evaluation", exc) from None
-    for name, entry in (config.get("scenarios") or {}).items():
+    for name, entry in _mapping(config.get("scenarios"), "scenarios").items():
         where = f"scenarios.{name}"
-        unknown = sorted(set(entry.get("circuits") or []) - set(circuits))
+        entry = _mapping(entry, where)
+        names = entry.get("circuits") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}.circuits = {short_repr(names)}: expected a list of circuit names")
+        unknown = sorted(set(names) - set(circuits))
         if unknown:
-            raise ConfigError(f"{where}.circuits: unknown circuit(s) {unknown}; expected some of {sorted(circuits)}")
+            raise ConfigError(f"{where}.circuits: unknown circuit(s) {short_repr(unknown)}; expected some of "
+                              f"{sorted(circuits)}")
         preset = entry.get("device_preset")
-        if preset is not None and preset not in DEVICE_PRESETS:
-            raise ConfigError(f"{where}.device_preset: unknown preset '{preset}'; expected one of "
+        if preset is not None and (not isinstance(preset, str) or preset not in DEVICE_PRESETS):
+            raise ConfigError(f"{where}.device_preset: unknown preset {short_repr(preset)}; expected one of "
                               f"{sorted(DEVICE_PRESETS)}")
         try:
             CrossbarConfig.from_dict(crossbar_settings(config, name))
         except ValueError as exc:
             raise ConfigError(f"{where} (with `crossbar` defaults): {exc}") from None
+    report = _mapping(config.get("report"), "report")
+    for key, value in report.items():  # ReportSettings takes true for 1: refuse it here
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"report.{key} = {short_repr(value)}: expected a number of percentage points")
     try:
-        ReportSettings.from_dict(config.get("report"))
+        ReportSettings.from_dict(report)
     except ValueError as exc:
         raise _named("report", exc) from None
