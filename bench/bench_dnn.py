@@ -200,9 +200,9 @@ def load_surrogates(paths: list[str], spec: CircuitSpec) -> dict[str, tuple[Tile
     for path in paths:
         if not Path(path).is_file():
             raise SystemExit(f"surrogate file {path} not found: run the workflow (`snakemake`) or train one, e.g. "
-                             "`python -m spice simulate --name paper1_64 --preset paper1_64_w5 --sampling "
+                             "`xbarchar spice simulate --circuit-name paper1_64 --preset paper1_64_w5 --sampling "
                              "'{\"n_conductance\": 8, \"n_vectors\": 256}' --out /tmp/x.h5` then "
-                             "`python -m surrogate train --data /tmp/x.h5 --out /tmp/s.h5`, and pass --surrogate")
+                             "`xbarchar surrogate train --data /tmp/x.h5 --out /tmp/s.h5`, and pass --surrogate")
         mvm, _ = dnn_evaluate.surrogate_tile_model(path, spec)
         label = f"surrogate {mvm.design} ({Path(path).name})"
         out[label] = (mvm, {"path": str(path), "design": mvm.design, "hyperparameters": mvm.hyperparameters(),

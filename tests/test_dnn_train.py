@@ -98,10 +98,7 @@ def test_cli_train_writes_model_and_metrics(tmp_path):
     assert abs(m["test_accuracy"] * len(test) - round(m["test_accuracy"] * len(test))) < 1e-9
 
 
-def test_cli_surrogate_guard(trained, tmp_path, monkeypatch, capsys):
+def test_cli_unknown_method_is_named(trained, tmp_path, capsys):
     _, _, path, _, _ = trained
-    monkeypatch.setitem(sys.modules, "surrogate.io", None)  # as if the surrogate package were missing
-    assert_cli_error(capsys, main, ["evaluate", "--model-path", str(path), "--surrogate", "x.h5", "--methods", "none",
-              "--out", str(tmp_path / "e.json")], "surrogate.io.load_surrogate")
     assert_cli_error(capsys, main, ["evaluate", "--model-path", str(path), "--methods", "magic", "--out",
                                     str(tmp_path / "e.json")], "methods.*unknown: \\['magic'\\]")
