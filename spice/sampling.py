@@ -24,8 +24,8 @@ MAX_CONDUCTANCE_MATRICES = 1_000_000
 """Most conductance matrices one dataset may ask for (the memory estimate of the workflow is finer)."""
 MAX_VECTORS_PER_MATRIX = 100_000
 NGSPICE_BYTES_PER_CELL = 25_000
-"""Peak memory of one ngspice solve per array cell, bytes: 107 MB for 64x64 and 398 MB for 128x128
-resistive arrays (4 vectors, KLU, peak RSS of the process); the netlist text is a small part of it."""
+"""Peak memory of one ngspice solve per array cell, bytes: 107 MB for 64x64, 398 MB for 128x128 and
+1.59 GB for 256x256 resistive arrays (4 vectors, peak RSS of the process above its start)."""
 DATASET_BYTES_PER_VALUE = 8
 """Bytes of one float64 value: a dataset's samples are held as a float64 rows x cols array each by the
 per-sample surrogate inputs (conductances with every input vector)."""

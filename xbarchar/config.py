@@ -6,6 +6,12 @@ it builds each stage's settings (``CircuitSpec`` with its vetted circuit file, `
 ``TrainParams``, ``TrainSettings``, ``EvaluationSettings``, ``CrossbarConfig``, ``ReportSettings``)
 exactly as the stage will, and reads the header of every external ``surrogate_file``.
 
+Before Snakemake merges, validates or prints the config, the Snakefile calls :func:`check_sources`
+(each config file within its size, the tree within its expanded size: ``xbarchar.yamlsafe``) and
+:func:`check_schema` (the schema, with a short message); :func:`exit_on_config_error` turns a
+mistake into one line on stderr and exit status 2. :func:`check_memory` refuses a circuit whose
+ngspice array or dataset is estimated above ``limits.memory_gb`` (:class:`Limits`).
+
 Layering: ``xbarchar.files``, ``xbarchar.cli`` and ``xbarchar.settings`` sit below the stages;
 this module sits above them (the workflow's view).
 """
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xbarchar.settings import check, is_number
 from xbarchar.yamlsafe import ConfigTreeError, check_tree, load_config_file, short_repr, short_text
 
 MAX_MESSAGE_CHARS = 600
@@ -42,8 +49,6 @@ class Limits:
     circuit's dataset held as float64 samples (``spice.sampling.ngspice_bytes``, ``dataset_bytes``)."""
 
     def __post_init__(self) -> None:
-        from xbarchar.settings import check, is_number
-
         check(is_number(self.memory_gb) and 0 < self.memory_gb <= 1e6, "memory_gb", "a number of GB in (0, 1e6]",
               self.memory_gb)
 
