@@ -37,6 +37,8 @@ from xbarchar.yamlsafe import short_repr
 
 MAX_ARRAY_SIDE = 1024
 """Most rows (and most columns) of an array."""
+MAX_PATH_CHARS = 1024
+"""Longest circuit-file path a config may give."""
 FORMAT_NOTE = "current into each column's sense element, amperes, positive flowing from array into sense"
 
 
@@ -481,12 +483,16 @@ def spec_from_config(name: str, entry: dict[str, Any], base_dir: str | Path = ".
     values.update(entry)
     if netlist is None:
         raise CircuitError(f"circuits.{name}: key 'netlist' (path of the circuit file) is required")
-    if not isinstance(netlist, str) or not netlist:
-        raise CircuitError(f"circuits.{name}.netlist = {_short(netlist)}: expected the path of a circuit file")
+    if not isinstance(netlist, str) or not 0 < len(netlist) <= MAX_PATH_CHARS:
+        raise CircuitError(f"circuits.{name}.netlist = {_short(netlist)}: expected the path of a circuit file "
+                           f"(at most {MAX_PATH_CHARS} characters)")
     path = Path(netlist)
     if not path.is_absolute():
         path = Path(base_dir) / path
-    text = load_circuit_file(path)
+    try:
+        text = load_circuit_file(path)
+    except OSError as exc:
+        raise CircuitError(f"circuits.{name}.netlist = {_short(netlist)}: cannot be read ({exc.strerror})") from None
     values.pop("name", None)
     spec = CircuitSpec(name=name, netlist_path=str(netlist), netlist_text=text, **values)
     if spec.cell_has_gate and "v_gate_v" not in values:

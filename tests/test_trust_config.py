@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from xbarchar.config import ConfigError, check_schema, check_sources, validate_config
+from xbarchar.config import MAX_MESSAGE_CHARS, ConfigError, check_schema, check_sources, validate_config
 from xbarchar.yamlsafe import (
     MAX_CONFIG_BYTES,
     MAX_CONFIG_DEPTH,
@@ -217,3 +217,20 @@ def test_a_dataset_whose_memory_is_out_of_reach_names_the_limit():
         validate_config(config)
     config["circuits"]["tiny"]["sampling"]["n_conductance"] = 40
     validate_config(config)  # 40 x 100000 x 256 x 8 B = 8.2 GB: within the default
+
+
+@pytest.mark.parametrize("key", ["netlist", "surrogate_file"])
+def test_a_long_path_is_refused_with_a_short_message(key):
+    with pytest.raises(ConfigError, match=rf"^circuits\.tiny\.{key} = 'missing/.*: expected the path") as info:
+        validate_config(with_value(f"circuits.tiny.{key}", "missing/" * 10_000 + "x.cir"))
+    assert len(str(info.value)) < MESSAGE_CHARS
+
+
+def test_an_unreadable_path_is_named_and_any_message_is_cut(tmp_path):
+    name = "d" * 300  # one component longer than a file system allows
+    with pytest.raises(ConfigError, match=r"^circuits\.tiny(\.netlist = | ).*d{10}"):
+        validate_config(with_value("circuits.tiny.netlist", f"{tmp_path}/{name}/x.cir"))
+    long_dir = tmp_path.joinpath(*["e" * 200] * 4)
+    with pytest.raises(ConfigError, match=r"^circuits\.tiny: circuit file .*eeee\.\.\.$") as info:
+        validate_config(with_value("circuits.tiny.netlist", str(long_dir / "x.cir")))
+    assert len(str(info.value)) <= MAX_MESSAGE_CHARS

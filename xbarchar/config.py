@@ -29,7 +29,7 @@ from xbarchar.settings import check, is_number
 from xbarchar.yamlsafe import ConfigTreeError, check_tree, load_config_file, short_repr, short_text
 
 MAX_MESSAGE_CHARS = 600
-"""Longest config error line the workflow prints."""
+"""Longest config error message (one line)."""
 SCENARIO_WORKFLOW_KEYS = ("circuits", "device_preset")
 """Scenario keys the workflow reads; every other key of a scenario is a CrossbarConfig key."""
 CIRCUIT_STAGE_KEYS = ("sampling", "surrogate", "surrogate_file")
@@ -138,11 +138,19 @@ def crossbar_settings(config: dict[str, Any], scenario: str) -> dict[str, Any]:
 
 
 def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
-    """Raise :class:`ConfigError` for the first mistake found (see the module docstring)."""
+    """Raise :class:`ConfigError` for the first mistake found (see the module docstring); its message is
+    one line of at most :data:`MAX_MESSAGE_CHARS` characters."""
+    try:
+        _validate_config(config, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(short_text(str(exc), MAX_MESSAGE_CHARS)) from None
+
+
+def _validate_config(config: dict[str, Any], base_dir: str | Path) -> None:
     from dnn.config import DEVICE_PRESETS, CrossbarConfig
     from dnn.report import ReportSettings
     from dnn.settings import EvaluationSettings, TrainSettings
-    from spice.circuit import spec_from_config
+    from spice.circuit import MAX_PATH_CHARS, spec_from_config
     from spice.sampling import SamplingConfig
     from surrogate.contract import file_problems
     from surrogate.params import TrainParams
@@ -186,8 +194,9 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
         except ValueError as exc:
             raise _named(f"{where}.surrogate", exc) from None
         external = entry.get("surrogate_file")
-        if external is not None and (not isinstance(external, str) or not external):
-            raise ConfigError(f"{where}.surrogate_file = {short_repr(external)}: expected the path of a surrogate file")
+        if external is not None and (not isinstance(external, str) or not 0 < len(external) <= MAX_PATH_CHARS):
+            raise ConfigError(f"{where}.surrogate_file = {short_repr(external)}: expected the path of a surrogate "
+                              f"file (at most {MAX_PATH_CHARS} characters)")
         if external:
             path = Path(external) if Path(external).is_absolute() else Path(base_dir) / external
             problem = file_problems(path, spec)
