@@ -112,6 +112,11 @@ def test_an_oversize_or_binary_config_file_is_refused_before_it_is_parsed(tmp_pa
     binary.write_bytes(b"results_dir: \xff\xfe\n")
     with pytest.raises(ConfigTreeError, match=r"bin\.yaml: byte 13 is not UTF-8"):
         load_config_file(binary)
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("results_dir: !!python/name:os.system\n")  # Snakemake's own loader accepts this tag
+    with pytest.raises(ConfigTreeError, match=r"tagged\.yaml, line 1: not valid YAML \(could not determine a "
+                                              r"constructor for the tag"):
+        load_config_file(tagged)
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [1, 2\nb: 3\n")
     with pytest.raises(ConfigTreeError, match=r"broken\.yaml, line \d+: not valid YAML"):
