@@ -22,10 +22,11 @@ from spice.circuit import CircuitSpec
 
 SWEEP_SOURCE = "vidx"
 # Newton tolerances. ngspice's defaults (reltol 1e-3, vntol 1 uV) end a swept non-linear point after
-# two iterations, up to 5e-5 of full scale away from the converged currents; these bring every
-# point to within 1e-10 of an independent Newton solve (tests/test_spice_vs_nodal.py) at no
-# measurable cost at 128x128.
-ACCURACY_OPTIONS = "reltol=1e-7 vntol=1e-10"
+# two iterations, up to 5e-5 of full scale away from the converged currents; reltol 1e-7 still left 5e-8
+# (16x16 sinh, ideal ends, 0.6 V). These bring every swept point to within 1e-9 of full scale of an
+# independent Newton solve (tests/test_spice_vs_nodal.py; measured <= 1.4e-10) at no measurable cost
+# at 64x64 and 128x128.
+ACCURACY_OPTIONS = "reltol=1e-10 vntol=1e-12"
 
 
 FIRST_CIRCUIT_FILE_LINE = 3
