@@ -5,7 +5,8 @@
 #           generic kernel (numpy matmul) and torch's non-vectorized elementwise kernels;
 #   pass 2: two torch/OpenMP threads (reductions split differently) with the machine's own kernels.
 # An exact comparison of two orders that passes on one CPU and fails on another fails here too.
-# First it checks that the settings do change rounding (else the rerun would prove nothing).
+# First it checks that the settings do change rounding, and warns where they do not (the rerun then
+# proves less on that CPU).
 # Usage: scripts/float_check.sh [extra pytest args]    (about 3 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,7 @@ one=$(probe "${OTHER_KERNELS[@]}")
 two=$(probe "${TWO_THREADS[@]}")
 printf 'float_check: rounding digests (pass 1 | pass 2):\n%s\n' "$(paste -d'|' <(echo "$one") <(echo "$two"))" >&2
 if [[ "$one" == "$two" ]]; then
-  echo "float_check: the two passes round alike on this machine; the rerun would prove nothing" >&2
-  exit 1
+  echo "float_check: warning: the two passes round alike on this CPU; the rerun proves less here" >&2
 fi
 echo "float_check: pass 1: ${OTHER_KERNELS[*]}" >&2
 env "${OTHER_KERNELS[@]}" "$PY" -m pytest -q -p no:cacheprovider -m "not slow" "${FILES[@]}" "$@"
