@@ -27,6 +27,14 @@ from typing import Any
 
 from xbarchar.files import OutputError, OutputPathError
 from xbarchar.settings import SettingsError
+from xbarchar.yamlsafe import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    ConfigTreeError,
+    check_tree,
+    read_config_text,
+    short_repr,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -42,26 +50,50 @@ class ArgumentError(ValueError):
 def load_json_object(text: str | None, flag: str) -> dict[str, Any]:
     """A JSON object given inline (``'{...}'``) or as a file (``@file.json`` or a plain path).
 
-    Empty or None gives ``{}``. Every CLI reads its JSON arguments through this one function.
+    Empty or None gives ``{}``. Every CLI reads its JSON arguments through this one function, with the
+    limits of a config file (:mod:`xbarchar.yamlsafe`): size and UTF-8 checked before parsing, nesting
+    and node count bounded after.
     """
     if not text:
         return {}
+    source = f"{flag} (inline JSON)"
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
-        if path.is_file():
-            text = path.read_text()
+        if _is_file(path):
+            source = f"{flag} {path}"
+            try:
+                text = read_config_text(path)
+            except ConfigTreeError as exc:
+                raise ArgumentError(f"{flag}: {exc}") from None
         else:
             try:
                 json.loads(text)  # other JSON (a list, a number) is named below as the wrong type
-            except json.JSONDecodeError:
-                raise ArgumentError(f"{flag}: {text!r} is neither a JSON object nor an existing file") from None
+            except (json.JSONDecodeError, RecursionError):
+                raise ArgumentError(f"{flag}: {short_repr(text)} is neither a JSON object nor an existing file"
+                                    ) from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ArgumentError(f"{source}: longer than {MAX_CONFIG_BYTES} characters; a JSON argument is a few kB")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ArgumentError(f"{flag}: not a JSON object or a file holding one ({exc})") from None
+        raise ArgumentError(f"{source}: not a JSON object or a file holding one ({exc})") from None
+    except RecursionError:
+        raise ArgumentError(f"{source}: nested deeper than {MAX_CONFIG_DEPTH} levels") from None
     if not isinstance(value, dict):
-        raise ArgumentError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+        raise ArgumentError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    try:
+        check_tree(value, source)
+    except ConfigTreeError as exc:
+        raise ArgumentError(str(exc)) from None
     return value
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` names a regular file (False for a text too long or odd to be a path)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def json_file(text: str | None) -> str:
