@@ -2,7 +2,7 @@
 # This file is a table of contents; every stage lives in rules/*.smk and calls a package CLI.
 from snakemake.utils import min_version, validate
 
-from xbarchar.config import check_schema, check_sources, exit_on_config_error
+from pipeline.config import check_schema, check_sources, exit_on_config_error
 
 min_version("8.0")
 

@@ -12,8 +12,8 @@ Before Snakemake merges, validates or prints the config, the Snakefile calls :fu
 mistake into one line on stderr and exit status 2. :func:`check_memory` refuses a circuit whose
 ngspice array or dataset is estimated above ``limits.memory_gb`` (:class:`Limits`).
 
-Layering: ``xbarchar.files``, ``xbarchar.cli`` and ``xbarchar.settings`` sit below the stages;
-this module sits above them (the workflow's view).
+Layering: ``xbarchar`` (files, cli, settings, yamlsafe) sits below the stages; this package,
+``pipeline``, sits above them (the workflow's view) and no stage imports it.
 """
 
 from __future__ import annotations

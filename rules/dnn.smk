@@ -15,8 +15,10 @@ rule train_model:
         f"{RESULTS}/logs/models/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{model}}.tsv"
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PY} -m dnn train --params-json {params.model:q} --threads {threads} --out {output} > {log} 2>&1"
+        "python3 -m dnn train --params-json {params.model:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
@@ -38,8 +40,10 @@ rule evaluate:
         f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{circuit}}/{{model}}/{{scenario}}.tsv"
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PY} -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
+        "python3 -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
         "--circuit-name {wildcards.circuit} --circuit {params.circuit:q} --scenario {wildcards.scenario} "
         "--crossbar-json {params.crossbar:q} {params.device_preset} --evaluation-json {params.evaluation:q} "
         "--threads {threads} --out {output} > {log} 2>&1"

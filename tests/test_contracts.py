@@ -16,11 +16,11 @@ import yaml
 from dnn.report import ReportSettings
 from dnn.results import EvaluationResult, ResultFileError
 from dnn.settings import DATASET_NAMES, METHOD_NAMES, MODEL_NAMES, EvaluationSettings, TrainSettings
+from pipeline.config import ConfigError, Limits, validate_config
 from spice.sampling import SamplingConfig
 from surrogate.params import DESIGNS
 from tests.conftest import REPO
 from xbarchar.cli import ArgumentError, load_json_object
-from xbarchar.config import ConfigError, Limits, validate_config
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 TEST_CONFIG = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
@@ -90,7 +90,7 @@ def test_the_schema_names_every_surrogate_design():
 
 
 def test_settings_modules_and_the_config_check_do_not_import_torch():
-    code = ("import sys, dnn.config, dnn.settings, dnn.results, surrogate.params, surrogate.contract, xbarchar.config;"
+    code = ("import sys, dnn.config, dnn.settings, dnn.results, surrogate.params, surrogate.contract, pipeline.config;"
             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

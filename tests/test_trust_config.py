@@ -11,8 +11,8 @@ import math
 import pytest
 import yaml
 
+from pipeline.config import MAX_MESSAGE_CHARS, ConfigError, check_schema, check_sources, validate_config
 from tests.conftest import REPO
-from xbarchar.config import MAX_MESSAGE_CHARS, ConfigError, check_schema, check_sources, validate_config
 from xbarchar.yamlsafe import (
     MAX_CONFIG_BYTES,
     MAX_CONFIG_DEPTH,
