@@ -15,8 +15,6 @@ rule train_model:
         f"{RESULTS}/logs/models/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{model}}.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m dnn train --params-json {params.model:q} --threads {threads} --out {output} > {log} 2>&1"
 
@@ -40,8 +38,6 @@ rule evaluate:
         f"{RESULTS}/logs/eval/{{circuit}}/{{model}}/{{scenario}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval/{{circuit}}/{{model}}/{{scenario}}.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m dnn evaluate --model {input.model} --surrogate {input.surrogate} "
         "--circuit-name {wildcards.circuit} --circuit {params.circuit:q} --scenario {wildcards.scenario} "

@@ -26,8 +26,6 @@ rule report:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
         "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "

@@ -18,8 +18,6 @@ rule spice_tile_bank:
         f"{RESULTS}/logs/spice/{{circuit}}.tiles.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.tiles.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m dnn export-tiles --model {input} --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
         "--crossbar-json {params.crossbar:q} --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
@@ -41,8 +39,6 @@ rule spice_shard:
         f"{RESULTS}/logs/spice/{{circuit}}/shard{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}/shard{{shard}}.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m spice simulate --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --shard {wildcards.shard} --out {output} --threads {threads} --no-progress "
@@ -63,8 +59,6 @@ rule spice_merge:
         runtime=10,
     log:
         f"{RESULTS}/logs/spice/{{circuit}}.merge.log",
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m spice merge {input} --out {output} --threads {threads} > {log} 2>&1 && "
         "python3 -m spice inspect {output} --threads {threads} >> {log} 2>&1"
@@ -86,8 +80,6 @@ rule spice_dnn_samples:
         f"{RESULTS}/logs/spice/{{circuit}}.dnn.log",
     benchmark:
         f"{RESULTS}/benchmarks/spice/{{circuit}}.dnn.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m spice simulate --circuit-name {wildcards.circuit} --circuit {params.circuit:q} "
         "--sampling {params.sampling:q} --out {output} --threads {threads} --no-progress > {log} 2>&1"

@@ -19,8 +19,6 @@ rule surrogate_train:
         runtime=60,
     log:
         f"{RESULTS}/logs/surrogate/{{circuit}}.log",
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m surrogate train --data {input} --out {output.surrogate} --params-json {params.surrogate:q} "
         "--fidelity-json {output.fidelity} --fidelity-png {output.plot} --threads {threads} > {log} 2>&1"
@@ -41,8 +39,6 @@ rule surrogate_fidelity_dnn:
         f"{RESULTS}/logs/surrogate/{{circuit}}.fidelity_dnn.log",
     benchmark:
         f"{RESULTS}/benchmarks/surrogate/{{circuit}}.fidelity_dnn.tsv"
-    conda:
-        SOFTWARE_ENV
     shell:
         "python3 -m surrogate fidelity --surrogate {input.surrogate} --data {input.data} --whole-file "
         "--json {output.fidelity} --png {output.plot} --threads {threads} > {log} 2>&1"

@@ -9,8 +9,15 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-ALLOWED: dict[tuple[str, str], str] = {}
-"""(rule or snakefile, lint title) -> why it stays (docs/scale-out.md). Empty: the workflow lints clean."""
+NO_CONDA = ("one software environment, the one that runs Snakemake: every job needs the project itself, which "
+            "environment.yml installs from the checkout by a relative pip path that a per-rule environment (built "
+            "from a copy under .snakemake/conda/) cannot resolve; a named environment makes Snakemake call conda "
+            "on every run (docs/scale-out.md)")
+ALLOWED: dict[tuple[str, str], str] = {
+    (rule, "Specify a conda environment or container for each rule."): NO_CONDA
+    for rule in ("spice_tile_bank", "spice_shard", "spice_merge", "spice_dnn_samples", "surrogate_train",
+                 "surrogate_fidelity_dnn", "train_model", "evaluate", "report")}
+"""(rule or snakefile, lint title) -> why it stays (docs/scale-out.md)."""
 
 # The CLI prints text only (`--lint json` is accepted but ignored in Snakemake 9); the API gives JSON, once
 # its encoder can write the snakefile names (source-file objects) as text.
@@ -44,10 +51,12 @@ def test_the_workflow_lints_clean_beyond_the_allow_list():
     assert lint_findings(REPO / "Snakefile") - set(ALLOWED) == set()
 
 
-def test_the_command_line_lint_agrees():
+def test_the_command_line_lint_reports_only_the_allowed_finding():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = proc.stdout + proc.stderr
+    titles = {line.strip()[2:].rstrip(":") for line in out.splitlines() if line.strip().startswith("* ")}
+    assert titles <= {title for _, title in ALLOWED}, out[-3000:]
 
 
 def test_the_lint_check_sees_the_findings_this_workflow_once_had(tmp_path):
