@@ -69,7 +69,8 @@ def test_shared_slices_and_report_files(config):
     assert json.loads(params.crossbar_json(config)) == config["crossbar"]
     assert json.loads(params.evaluation_json(config)) == config["evaluation"]
     assert json.loads(params.model_json(config, "digits_cnn"))["epochs"] == 2
-    assert json.loads(params.surrogate_params_json(config, "tiny"))["design"] == "transfer"
+    config["circuits"]["tiny"]["surrogate"] = {"epochs": 20, "design": "transfer"}
+    assert params.surrogate_params_json(config, "tiny") == '{"design": "transfer", "epochs": 20}'
     del config["circuits"]["tiny"]["surrogate"]
     assert params.surrogate_params_json(config, "tiny") == "{}"
     assert set(params.report_plots("out")) == set(params.REPORT_PLOT_KINDS)
