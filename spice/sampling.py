@@ -170,13 +170,23 @@ class SamplingConfig:
         return np.array_split(np.arange(self.n_conductance), self.n_shards)[shard]
 
 
+DNN_SAMPLERS = ("dnn_like", "from_file")
+"""Samplers whose matrices are what a DNN layer programs and reads (its tiles, or the circuit-only imitation)."""
+
+
+def matrix_sampler(cfg: SamplingConfig, k: int) -> str:
+    """The sampler that draws matrix ``k``: ``cfg.sampler``, with 'mixed' resolved to 'dnn_like' or 'uniform'
+    from the matrix's own choice stream ``SeedSequence([seed, k, 2])``."""
+    if cfg.sampler != "mixed":
+        return cfg.sampler
+    choice = np.random.default_rng(np.random.SeedSequence([cfg.seed, k, 2]))
+    return "dnn_like" if choice.random() < cfg.mix_fraction else "uniform"
+
+
 def draw(spec: CircuitSpec, cfg: SamplingConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Conductances [rows, cols] (S) and input vectors [n_vectors, rows] (V) of sample ``k``."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, k]))
-    sampler = cfg.sampler
-    if sampler == "mixed":
-        choice = np.random.default_rng(np.random.SeedSequence([cfg.seed, k, 2]))
-        sampler = "dnn_like" if choice.random() < cfg.mix_fraction else "uniform"
+    sampler = matrix_sampler(cfg, k)
     if sampler == "dnn_like":
         return draw_dnn_like(spec, cfg, rng)
     if sampler == "uniform":

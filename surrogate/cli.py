@@ -2,8 +2,8 @@
 
 ::
 
-    xbarchar surrogate train --data DATA.h5 --out SURR.h5 [--design transfer|mlp|ridge|auto]
-        [--candidates transfer ridge mlp] [--hidden 500] [--epochs N] [--seed S]
+    xbarchar surrogate train --data DATA.h5 --out SURR.h5 [--design auto|transfer|mlp|ridge|cell_iv]
+        [--candidates transfer ridge mlp cell_iv] [--closed-form-target-x X] [--hidden 500] [--epochs N] [--seed S]
         [--params-json '{"design": "transfer", ...}']
         [--fidelity-json F.json --fidelity-png F.png]
     xbarchar surrogate fidelity --surrogate SURR.h5 --data DATA.h5 --json F.json [--png F.png]
@@ -36,7 +36,7 @@ from xbarchar.files import refuse_overwriting_inputs
 log = logging.getLogger("surrogate")
 
 # CLI flag (argparse dest) -> TrainParams field
-_PARAM_FLAGS = ("design", "candidates", "hidden", "cell_hidden", "v_order", "v_basis", "epochs", "batch_size", "lr",
+_PARAM_FLAGS = ("design", "candidates", "closed_form_target_x", "hidden", "cell_hidden", "v_order", "v_basis", "epochs", "batch_size", "lr",
                 "weight_decay", "patience", "seed", "val_fraction", "test_fraction")
 
 
@@ -123,11 +123,16 @@ def build_parser(prog: str = "python -m surrogate") -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="SPICE dataset (.h5 from xbarchar spice simulate)")
     p.add_argument("--out", required=True, help="surrogate file to write")
     p.add_argument("--design", choices=DESIGNS + (AUTO,), default=None,
-                   help="transfer (default): effective transfer matrix, ideal-MVM cost; mlp: GENIEx; ridge: "
-                        "closed-form ridge on physics features; auto: the candidate with the lowest validation error")
+                   help="auto (default): the candidate with the lowest worse-of (validation, DNN-like validation) "
+                        "error relative to the ideal model, closed-form candidates first; transfer: effective "
+                        "transfer matrix, ideal-MVM cost; mlp: GENIEx; ridge: closed-form ridge on physics features; "
+                        "cell_iv: closed-form ridge on the cell's ngspice I-V")
     p.add_argument("--candidates", nargs="+", choices=DESIGNS, default=None,
-                   help="designs that --design auto trains and chooses from (default: "
+                   help="designs that --design auto chooses from (default: "
                         f"{' '.join(TrainParams().candidates)})")
+    p.add_argument("--closed-form-target-x", type=xcli.real(1), default=None,
+                   help="auto: a closed-form candidate this many times better than ideal on both validation sets "
+                        f"is kept without training the others (default {_DEFAULTS['closed_form_target_x']:g})")
     p.add_argument("--hidden", type=count, default=None, help=f"mlp hidden width (default {_DEFAULTS['hidden']})")
     p.add_argument("--cell-hidden", type=count, default=None,
                    help=f"transfer per-cell network width (default {_DEFAULTS['cell_hidden']})")

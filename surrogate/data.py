@@ -9,6 +9,7 @@ dropped too.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from spice.circuit import CircuitSpec
 from spice.io import DatasetFileError, SpiceDataset, read_dataset
+from spice.sampling import DNN_SAMPLERS, SamplingConfig, matrix_sampler
 from surrogate.params import TrainParams
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ class SplitDataset:
     seed: int
     val_fraction: float
     test_fraction: float
+    dnn_like_g_rows: tuple[int, ...] = ()
+    """Rows of the file's /g_s drawn by a DNN-like sampler ('dnn_like', or 'from_file' DNN tiles; 'mixed'
+    resolved per matrix): what the DNN stage reads (``design: auto`` scores every candidate on them too)."""
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
@@ -197,6 +202,19 @@ def check_disjoint(ds: SpiceDataset, parts: list[np.ndarray], path: str | Path =
             owner[row] = name
 
 
+def dnn_like_rows(ds: SpiceDataset) -> tuple[int, ...]:
+    """Rows of ``ds.g_s`` whose matrix a DNN-like sampler drew (from the file's sampling settings and /g_id);
+    none when the file states no sampler."""
+    text = ds.attrs.get("sampling")
+    if not isinstance(text, str):
+        return ()
+    try:
+        cfg = SamplingConfig.from_dict(json.loads(text))
+    except (ValueError, TypeError):
+        return ()
+    return tuple(row for row, k in enumerate(ds.g_id.tolist()) if matrix_sampler(cfg, int(k)) in DNN_SAMPLERS)
+
+
 def _split(ds: SpiceDataset, parts: list[np.ndarray], keep: np.ndarray, path: str, sha256: str, seed: int,
            val_fraction: float, test_fraction: float) -> SplitDataset:
     """The train, val and test splits of the matrices ``parts`` (three index arrays), samples masked by ``keep``."""
@@ -207,7 +225,7 @@ def _split(ds: SpiceDataset, parts: list[np.ndarray], keep: np.ndarray, path: st
     return SplitDataset(spec=ds.spec, train=_subset(ds, parts[0], keep), val=_subset(ds, parts[1], keep),
                         test=_subset(ds, parts[2], keep), path=path, sha256=sha256,
                         n_failed_dropped=int((~keep).sum()), all_linear=linear, seed=seed,
-                        val_fraction=val_fraction, test_fraction=test_fraction)
+                        val_fraction=val_fraction, test_fraction=test_fraction, dnn_like_g_rows=dnn_like_rows(ds))
 
 
 def load_splits(path: str | Path, val_fraction: float = TrainParams.val_fraction,

@@ -9,9 +9,12 @@ rows`` (A), measured on the test split (conductance matrices never seen in train
 - ``per_column_rel_rms_fs``: RMS error / i_fs of every column, and the worst column,
 - ``improvement_over_ideal``: the ideal model's ``rel_rms_fs`` divided by the model's.
 
-A surrogate trained with ``design: auto`` adds ``selection``: the rule, the candidates, the chosen
-design and why (validation errors), and in ``metrics`` every candidate's errors on the validation
-split (``val``, what the choice used) and on the test split (``test``).
+A surrogate trained with ``design: auto`` adds ``selection``: the rule and its target
+(``closed_form_target_x``), the candidates trained and those not trained (with why), the chosen design
+and why, every candidate's ``scores`` (what the choice used: validation error and the ideal model's, on all
+validation matrices and on the DNN-like ones, and the score, the worse of the two ratios), its training
+time, and in ``metrics`` every candidate's errors on the validation split (``val``) and on the test split
+(``test``, never seen by the choice).
 
 The report is a json-able dict; :func:`plot` draws predicted-vs-ngspice scatter and per-column error.
 """

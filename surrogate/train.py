@@ -1,9 +1,12 @@
 """Train a surrogate on the training split: seeded, Adam, early stopping on the validation split.
 
-The ``ridge`` design has no gradient training: it is fitted in closed form on the training split
-(:meth:`surrogate.ridge.RidgeMVM.init_from_data`). ``design: auto`` trains every design of
-``candidates`` with the same settings and keeps the one with the lowest RMS error on the validation
-split (never the test split, which the fidelity report keeps for held-out numbers).
+The ``ridge`` and ``cell_iv`` designs have no gradient training: they are fitted in closed form on the
+training split (:meth:`surrogate.ridge.RidgeMVM.init_from_data`). ``design: auto`` (the default) chooses
+per circuit among ``candidates``, all with the same settings: it fits the closed-form ones first and
+trains the others (transfer, mlp) only when no closed-form candidate is ``closed_form_target_x`` times
+better than the ideal model on both the validation matrices and their DNN-like ones; the candidate with
+the lowest :func:`selection_score` (the worse of its two error ratios to the ideal model) is kept. The
+test split is never used (the fidelity report keeps it for held-out numbers).
 
 Batches follow the structure of the data: the samples are ordered matrix by matrix (matrices and
 the vectors within each in a seeded random order) and cut into batches of ``batch_size`` samples,
@@ -75,11 +78,53 @@ def underfit_message(design: str, history: dict[str, Any], n_matrices: int, n_tr
 
 
 CLOSED_FORM = ("ridge", "cell_iv")
-"""Designs fitted in closed form (no epochs)."""
+"""Designs fitted in closed form (no epochs): ``design: auto`` fits them first."""
 
-SELECTION_RULE = "lowest validation rms_fs"
-"""How ``design: auto`` chooses (RMS error on the validation split as a fraction of full scale; on equal
-errors the candidate listed first)."""
+LINEAR_SKIPS_CELL_IV = ("linear array (every matrix passed ngspice's linearity check): the cell's I-V is a line, "
+                        "and cell_iv is no better than ridge there")
+"""Why ``design: auto`` does not fit cell_iv on a linear array (its ngspice I-V sweep would cost as much as
+training transfer on a small array, for no gain: bench/default_design.py)."""
+
+SELECTION_RULE = ("score = the worse of (RMS error / the ideal model's RMS error) on the validation matrices and "
+                  "on their DNN-like matrices; closed-form candidates first, the others trained only when the best "
+                  "closed-form score misses 1/closed_form_target_x; lowest score wins, the first listed on a tie")
+"""How ``design: auto`` chooses (:func:`selection_score`, :class:`Selection`)."""
+
+
+def _rms_ratio(pred_a: np.ndarray, true_a: np.ndarray, ideal_a: np.ndarray, full_scale_a: float
+               ) -> tuple[float, float]:
+    """(RMS error, the ideal model's RMS error), fractions of full scale; NaN on no samples."""
+    if len(true_a) == 0:
+        return math.nan, math.nan
+    return (float(np.sqrt(np.mean((pred_a - true_a) ** 2))) / full_scale_a,
+            float(np.sqrt(np.mean((ideal_a - true_a) ** 2))) / full_scale_a)
+
+
+def selection_score(model: SurrogateMVM, splits: SplitDataset) -> dict[str, Any]:
+    """How well ``model`` does on the validation split, next to the ideal model v.G, on all its matrices and
+    on its DNN-like ones (``splits.dnn_like_g_rows``: the tiles and sparse reads the DNN stage sees).
+
+    ``score`` is the worse (larger) of the two ratios error / ideal error: a candidate must do well on
+    both, and the ratio puts the two sets on one footing (the ideal model errs far less on sparse DNN
+    reads than on dense uniform ones). With no DNN-like validation matrix, the validation ratio alone.
+    """
+    from surrogate.models import predict_a  # torch model evaluation, same as the fidelity report
+
+    val = splits.val
+    pred = predict_a(model, val.g_s, val.g_index, val.v_v)
+    fs = model.full_scale_a
+    val_rms, val_ideal = _rms_ratio(pred, val.i_a, val.i_ideal_a, fs)
+    dnn = np.isin(val.g_rows[val.g_index], np.asarray(splits.dnn_like_g_rows, dtype=np.int64))
+    dnn_rms, dnn_ideal = _rms_ratio(pred[dnn], val.i_a[dnn], val.i_ideal_a[dnn], fs)
+    ratios = [r for r in (val_rms / val_ideal if val_ideal > 0 else math.nan,
+                          dnn_rms / dnn_ideal if dnn_ideal > 0 else math.nan) if math.isfinite(r)]
+    score = max(ratios) if len(ratios) == (2 if dnn.any() else 1) else math.inf
+    return {"score": score, "val_rms_fs": val_rms, "val_ideal_rms_fs": val_ideal,
+            "val_x_better_than_ideal": val_ideal / val_rms if val_rms > 0 else math.inf,
+            "dnn_like_rms_fs": dnn_rms, "dnn_like_ideal_rms_fs": dnn_ideal,
+            "dnn_like_x_better_than_ideal": dnn_ideal / dnn_rms if dnn_rms > 0 else math.nan,
+            "n_val_samples": int(len(val.v_v)), "n_dnn_like_samples": int(dnn.sum()),
+            "n_dnn_like_matrices": int(len(np.unique(val.g_index[dnn])))}
 
 
 @dataclass
@@ -94,12 +139,21 @@ class TrainResult:
 
 @dataclass
 class Selection:
-    """How ``design: auto`` chose: each candidate's training result, by design, in the order of ``candidates``."""
+    """How ``design: auto`` chose: each trained candidate's result and score, by design, in the order of
+    ``candidates``."""
 
     results: dict[str, TrainResult]
     chosen: str
+    scores: dict[str, dict[str, Any]]
+    """:func:`selection_score` of each trained candidate."""
+    target_x: float
+    """``closed_form_target_x``: a closed-form candidate this many times better than ideal on both sets stops the search."""
+    not_trained: dict[str, str] | None = None
+    """Candidates the search never trained, with why (a closed-form candidate met the target)."""
     left_out: dict[str, str] | None = None
     """Candidates whose validation error never fell (:class:`TooLittleDataError`), with the message."""
+    seconds: dict[str, float] | None = None
+    """Wall time of each trained candidate (s)."""
 
     @property
     def val_rms_fs(self) -> dict[str, float]:
@@ -107,16 +161,25 @@ class Selection:
         return {design: float(r.history["best_val_rms_fs"]) for design, r in self.results.items()}
 
     def reason(self) -> str:
-        val = self.val_rms_fs
-        others = ", ".join(f"{d} {val[d]:.3e}" for d in self.results if d != self.chosen)
-        left = "".join(f"; {d} left out: its validation error never fell" for d in (self.left_out or {}))
-        return (f"{self.chosen} has the lowest validation RMS error, {val[self.chosen]:.3e} of full scale"
-                + (f" ({others})" if others else " (the only candidate)") + left)
+        def worst_x(design: str) -> str:
+            return f"{1.0 / self.scores[design]['score']:.0f}x"
+
+        s = self.scores[self.chosen]
+        dnn = (f" and {s['dnn_like_x_better_than_ideal']:.0f}x on {s['n_dnn_like_matrices']} DNN-like matrices"
+               if s["n_dnn_like_samples"] else " (no DNN-like validation matrix: held-out only)")
+        others = ", ".join(f"{d} {worst_x(d)}" for d in self.results if d != self.chosen)
+        text = (f"{self.chosen} has the lowest score, {s['val_x_better_than_ideal']:.0f}x better than ideal "
+                f"on validation{dnn}" + (f" (the worse of the two for the others: {others})" if others else " (the only candidate)"))
+        for design, why in (self.not_trained or {}).items():
+            text += f"; {design} not trained: {why}"
+        return text + "".join(f"; {d} left out: its validation error never fell" for d in (self.left_out or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """json-able: rule, candidates, chosen, reason, each candidate's validation error and history."""
-        return {"rule": SELECTION_RULE, "candidates": list(self.results), "chosen": self.chosen,
-                "reason": self.reason(), "val_rms_fs": self.val_rms_fs,
+        """json-able: rule, target, candidates trained, chosen, reason, each candidate's scores and history."""
+        return {"rule": SELECTION_RULE, "closed_form_target_x": self.target_x, "candidates": list(self.results),
+                "chosen": self.chosen, "reason": self.reason(), "val_rms_fs": self.val_rms_fs,
+                "scores": self.scores, "train_seconds": dict(self.seconds or {}),
+                "not_trained": dict(self.not_trained or {}),
                 "histories": {d: r.history for d, r in self.results.items()}, "left_out": dict(self.left_out or {})}
 
 
@@ -180,8 +243,9 @@ def _rms_n(model: SurrogateMVM, data: _Tensors, batch_size: int = 8192) -> float
 def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> TrainResult:
     """Train a surrogate of ``params.design`` on ``splits.train``; early stopping on ``splits.val``.
 
-    ``ridge`` and ``cell_iv`` are fitted in closed form; ``auto`` trains every design of ``params.candidates`` and keeps
-    the one with the lowest validation error (:class:`Selection` in the result).
+    ``ridge`` and ``cell_iv`` are fitted in closed form; ``auto`` fits the closed-form designs of
+    ``params.candidates`` first, trains the others only when none of those meets ``closed_form_target_x``, and
+    keeps the one with the lowest :func:`selection_score` (:class:`Selection` in the result).
     """
     if params.design == AUTO:
         return _train_auto(splits, params, progress)
@@ -191,24 +255,55 @@ def train(splits: SplitDataset, params: TrainParams, progress: bool = True) -> T
 
 
 def _train_auto(splits: SplitDataset, params: TrainParams, progress: bool) -> TrainResult:
+    """Closed-form candidates first; the gradient-trained ones only when no closed-form candidate is
+    ``closed_form_target_x`` times better than ideal on both the validation and the DNN-like validation
+    matrices; the lowest :func:`selection_score` wins (the first listed on a tie)."""
     results: dict[str, TrainResult] = {}
+    scores: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
     left_out: dict[str, str] = {}
-    for n, design in enumerate(params.candidates, 1):
-        log.info("design auto: candidate %d of %d: %s", n, len(params.candidates), design)
+    not_trained: dict[str, str] = {}
+    cheap = [d for d in params.candidates if d in CLOSED_FORM]
+    costly = [d for d in params.candidates if d not in CLOSED_FORM]
+    if "cell_iv" in cheap and len(params.candidates) > 1 and splits.all_linear:
+        cheap.remove("cell_iv")
+        not_trained["cell_iv"] = LINEAR_SKIPS_CELL_IV
+
+    def fit(design: str) -> None:
+        log.info("design auto: candidate %s", design)
+        t0 = time.perf_counter()
         try:
             results[design] = train(splits, params.for_design(design), progress)
         except TooLittleDataError as e:
             log.warning("design auto: candidate %s left out: %s", design, e)
             left_out[design] = str(e)
-    if not results:
-        raise TooLittleDataError("design auto: no candidate's validation error fell; " + " | ".join(left_out.values()))
+            return
+        scores[design] = selection_score(results[design].model, splits)
+        seconds[design] = round(time.perf_counter() - t0, 3)
+        log.info("design auto: %s: %.0fx better than ideal on validation, %.0fx on DNN-like validation", design,
+                 scores[design]["val_x_better_than_ideal"], scores[design]["dnn_like_x_better_than_ideal"])
 
-    def val_error(design: str) -> float:
-        value = float(results[design].history["best_val_rms_fs"])
+    def score(design: str) -> float:
+        value = float(scores[design]["score"])
         return value if math.isfinite(value) else math.inf
 
-    chosen = min(results, key=val_error)  # the first listed on equal errors
-    selection = Selection(results=results, chosen=chosen, left_out=left_out)
+    for design in cheap:
+        fit(design)
+    best_cheap = min((d for d in cheap if d in results), key=score, default=None)
+    met = best_cheap is not None and score(best_cheap) <= 1.0 / params.closed_form_target_x
+    for design in costly:
+        if met:
+            not_trained[design] = (f"{best_cheap} is {1.0 / score(best_cheap):.0f}x better than ideal on both sets "
+                                   f"(closed_form_target_x {params.closed_form_target_x:g})")
+        else:
+            fit(design)
+    if not results:
+        raise TooLittleDataError("design auto: no candidate's validation error fell; " + " | ".join(left_out.values()))
+    order = [d for d in params.candidates if d in results]
+    chosen = min(order, key=score)  # the first listed on equal scores
+    selection = Selection(results={d: results[d] for d in order}, chosen=chosen, scores={d: scores[d] for d in order},
+                          target_x=params.closed_form_target_x, not_trained=not_trained, left_out=left_out,
+                          seconds={d: seconds[d] for d in order})
     log.info("design auto: %s", selection.reason())
     best = results[chosen]
     return TrainResult(model=best.model, history={**best.history, "selection": selection.to_dict()},

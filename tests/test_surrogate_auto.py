@@ -1,5 +1,6 @@
-"""design: auto — every candidate trained, the lowest validation error kept, every candidate reported; on every
-shipped circuit the kept surrogate is never worse than the ridge baseline on held-out matrices."""
+"""design: auto — the candidates trained (closed form first), the lowest selection score kept, every trained
+candidate reported; on every shipped circuit the kept surrogate is never worse than the ridge baseline on held-out
+matrices."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def simulate(directory, name: str, entry: dict, seed: int, n_conductance: int = 
 
 def test_the_designs_and_their_settings():
     assert set(DESIGNS) == set(DESIGN_CLASSES) == {"cell_iv", "mlp", "ridge", "transfer"}
-    assert TrainParams().candidates == ("transfer", "ridge", "mlp", "cell_iv")
-    assert TrainParams().design == "transfer"  # the default pipeline trains one transfer surrogate
+    assert TrainParams().candidates == ("transfer", "ridge", "cell_iv")  # mlp: by request only
+    assert TrainParams().design == "auto"  # the design is chosen per circuit
     p = TrainParams.from_dict({"design": "auto", "candidates": ["ridge", "transfer"]})
     assert p.candidates == ("ridge", "transfer") and p.to_dict()["candidates"] == ["ridge", "transfer"]
     assert p.for_design("ridge").design == "ridge" and p.for_design("ridge").candidates == p.candidates
@@ -62,32 +63,41 @@ def test_the_designs_and_their_settings():
         TrainParams(design="automatic")
 
 
-def _fake_candidates(monkeypatch, val: dict[str, float], test_order: list[str] | None = None):
-    """Every candidate 'trained' instantly, with the given validation error; records the training order."""
+def _fake_candidates(monkeypatch, score: dict[str, float]):
+    """Every candidate 'trained' instantly, with the given selection score; records the training order."""
     trained: list[str] = []
     tile = TileSpec(rows=4, cols=3, g_off_s=5e-6, g_on_s=5e-5, v_read_min_v=0.0, v_read_max_v=0.2,
                     r_driver_ohm=100.0, r_sense_ohm=100.0, r_wire_row_ohm=5.0, r_wire_col_ohm=5.0)
 
     def fake(splits, params, progress=True):
         trained.append(params.design)
-        return TrainResult(model=build_model(params.design, tile), history={"best_val_rms_fs": val[params.design]})
+        return TrainResult(model=build_model(params.design, tile), history={"best_val_rms_fs": score[params.design]})
+
+    def fake_score(model, splits):
+        s = score[model.design]
+        return {"score": s, "val_rms_fs": s, "val_ideal_rms_fs": 1.0, "val_x_better_than_ideal": 1 / s,
+                "dnn_like_rms_fs": s, "dnn_like_ideal_rms_fs": 1.0, "dnn_like_x_better_than_ideal": 1 / s,
+                "n_val_samples": 8, "n_dnn_like_samples": 4, "n_dnn_like_matrices": 1}
 
     monkeypatch.setattr(train_mod, "_train_gradient", fake)
     monkeypatch.setattr(train_mod, "_fit_closed_form", lambda splits, params: fake(splits, params))
+    monkeypatch.setattr(train_mod, "selection_score", fake_score)
     return trained
 
 
-def test_the_lowest_validation_error_wins_and_the_first_listed_on_a_tie(monkeypatch):
-    trained = _fake_candidates(monkeypatch, {"transfer": 3e-3, "ridge": 1e-3, "mlp": 2e-3})
+def test_the_lowest_score_wins_and_the_first_listed_on_a_tie(monkeypatch):
+    trained = _fake_candidates(monkeypatch, {"transfer": 3e-3, "ridge": 1e-2, "mlp": 2e-3})
     result = train(None, TrainParams(design="auto", candidates=("transfer", "ridge", "mlp")), progress=False)
-    assert trained == ["transfer", "ridge", "mlp"] and result.model.design == "ridge"
+    assert trained == ["ridge", "transfer", "mlp"] and result.model.design == "mlp"  # closed form first
     selection = result.history["selection"]
-    assert selection["chosen"] == "ridge" and selection["rule"] == SELECTION_RULE
-    assert selection["val_rms_fs"] == {"transfer": 3e-3, "ridge": 1e-3, "mlp": 2e-3}
-    assert selection["reason"] == ("ridge has the lowest validation RMS error, 1.000e-03 of full scale "
-                                   "(transfer 3.000e-03, mlp 2.000e-03)")
+    assert selection["chosen"] == "mlp" and selection["rule"] == SELECTION_RULE
+    assert selection["candidates"] == ["transfer", "ridge", "mlp"]  # reported in the order of candidates
+    assert {d: s["score"] for d, s in selection["scores"].items()} == {"transfer": 3e-3, "ridge": 1e-2, "mlp": 2e-3}
+    assert selection["reason"].startswith("mlp has the lowest score, 500x better than ideal on validation and 500x "
+                                          "on 1 DNN-like matrices (the worse of the two for the others: transfer "
+                                          "333x, ridge 100x)")
     assert set(result.selection.results) == {"transfer", "ridge", "mlp"}
-    _fake_candidates(monkeypatch, {"transfer": 1e-3, "ridge": 1e-3, "mlp": float("nan")})
+    _fake_candidates(monkeypatch, {"transfer": 1e-2, "ridge": 1e-2, "mlp": float("nan")})
     assert train(None, TrainParams(design="auto", candidates=("mlp", "ridge", "transfer"))).model.design == "ridge"
     assert train(None, TrainParams(design="auto", candidates=("transfer", "ridge"))).model.design == "transfer"
 
@@ -115,16 +125,17 @@ def test_cli_auto_reports_every_candidate_and_saves_the_chosen_one(selector8, tm
     data, splits = selector8
     surr, fj = tmp_path / "auto.h5", tmp_path / "auto.json"
     rc = surrogate_main(["train", "--data", str(data), "--out", str(surr), "--design", "auto", "--epochs", "20",
-                         "--hidden", "32", "--seed", "1", "--fidelity-json", str(fj), "--quiet"])
+                         "--hidden", "32", "--seed", "1", "--candidates", "transfer", "ridge", "mlp", "cell_iv",
+                         "--closed-form-target-x", "1e9", "--fidelity-json", str(fj), "--quiet"])
     assert rc == 0
     report = json.loads(fj.read_text())
     selection = report["selection"]
-    assert selection["candidates"] == ["transfer", "ridge", "mlp", "cell_iv"]
-    assert selection["metrics"].keys() == {"transfer", "ridge", "mlp", "cell_iv"}
+    assert selection["candidates"] == ["transfer", "ridge", "mlp", "cell_iv"]  # no closed form meets 1e9x
+    assert selection["metrics"].keys() == {"transfer", "ridge", "mlp", "cell_iv"} and selection["not_trained"] == {}
     for c in selection["metrics"].values():
         assert c["val"]["rel_rms_fs"] > 0 and c["test"]["rel_rms_fs"] > 0 and c["macs_per_vector"] > 0
     val = {d: c["val"]["rel_rms_fs"] for d, c in selection["metrics"].items()}
-    assert selection["chosen"] == min(val, key=val.get) == report["design"]
+    assert selection["chosen"] == min(val, key=val.get) == report["design"]  # uniform sampler: no DNN-like rows
     chosen = selection["metrics"][selection["chosen"]]
     assert chosen["test"] == report["models"]["surrogate"]
     assert val[selection["chosen"]] == pytest.approx(selection["val_rms_fs"][selection["chosen"]], rel=1e-5)
@@ -152,7 +163,8 @@ def test_auto_is_never_worse_than_the_ridge_baseline(name, tmp_path):
     selection = report["selection"]
     val = selection["val_rms_fs"]
     assert selection["candidates"] == list(val) and selection["chosen"] == min(val, key=val.get)
-    assert sorted(selection["candidates"] + list(selection["left_out"])) == sorted(AUTO.candidates)
+    assert sorted(selection["candidates"] + list(selection["left_out"]) + list(selection["not_trained"])) == sorted(
+        AUTO.candidates)
     assert "ridge" in selection["candidates"]  # closed form: never left out
     if name in MUST_WIN:
         assert selection["chosen"] == MUST_WIN[name]

@@ -6,6 +6,7 @@ choice. The transfer design keeps the physics prior it started from, with the sa
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -52,7 +53,11 @@ def test_auto_leaves_out_a_candidate_whose_validation_error_never_fell(monkeypat
 
     monkeypatch.setattr(train_mod, "_train_gradient", fake)
     monkeypatch.setattr(train_mod, "_fit_closed_form", lambda splits, params: fake(splits, params))
-    result = train(None, TrainParams(design="auto"), progress=False)
+    monkeypatch.setattr(train_mod, "selection_score", lambda model, splits: {  # every candidate 500x: all trained
+        "score": 2e-3, "val_x_better_than_ideal": 500.0, "dnn_like_x_better_than_ideal": 500.0,
+        "n_dnn_like_samples": 4, "n_dnn_like_matrices": 1})
+    every = TrainParams(design="auto", candidates=("transfer", "ridge", "mlp", "cell_iv"))
+    result = train(SimpleNamespace(all_linear=False), every, progress=False)
     selection = result.history["selection"]
     assert result.model.design == "transfer" and selection["candidates"] == ["transfer", "ridge", "cell_iv"]
     assert selection["left_out"] == {"mlp": "d: the mlp surrogate's validation error never fell"}
