@@ -144,11 +144,33 @@ class SinhCell:
 
 class _SeriesCell:
     """What a cell with an element in series with ``1/g`` derives from its ``currents``
-    (row node a, column node s -> current and its derivatives), solved per cell."""
+    (row node a, column node s -> current and its derivatives), solved per cell, and from its
+    ``local`` equation (the internal node between the resistor and the element)."""
 
-    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor, u_v: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def local(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> tuple[
+            Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """(residual, lo, hi): the internal node's equation ``h(u) = g (d - u) - I_element(u)`` (A) with
+        ``-dh/du`` (S), decreasing in u, whose root lies in [lo, hi] (V); d = a - s."""
+        raise NotImplementedError
+
+    def start_v(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """A first estimate of the internal node voltage u (V), inside the bracket of :meth:`local`."""
+        raise NotImplementedError
+
+    def step(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor, u_v: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One Newton step on the internal node from ``u_v`` (clamped to the bracket): (u, cell current
+        ``g (d - u)`` at the new u (A), dI/da at the old u (S)). Warm-started from the previous sweep's u,
+        one step is second-order accurate in the change of the cell voltage since that sweep."""
+        residual, lo, hi = self.local(g_s, a_v, s_v)
+        h, slope = residual(u_v)
+        u_new = torch.minimum(torch.maximum(u_v + h / slope, lo), hi)
+        g = g_s.expand_as(a_v)
+        return u_new, g * (a_v - s_v - u_new), g - g * g / slope
 
     def current(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
         """Cell current (A) only."""
@@ -208,18 +230,27 @@ class OneTOneRCell(_SeriesCell):
         gd = torch.where(deep, torch.full_like(vbd, self.gmin_s), self.is_a * e / vt + self.gmin_s)
         return i, gd
 
-    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
-
-        The drain voltage is solved per cell (:func:`_series_root` from the series-resistor estimate, in
-        the bracket [0, cell voltage] where the root lies): ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s, vgs = v_gate - s.
-        """
+    def local(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> tuple[
+            Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """The drain equation ``g (d - u) = Ids(u, vgs) - Ibd(-u)`` with ``u`` = vds, ``d`` = a - s,
+        vgs = v_gate - s; the root lies in [0, d]."""
         g_s = g_s.expand_as(a_v)
         d = a_v - s_v
         w = self.v_gate_v - s_v
-        lo, hi = torch.minimum(d, torch.zeros_like(d)), torch.maximum(d, torch.zeros_like(d))
-        vgst = w - self.vto_v
+        zero = torch.zeros_like(d)
+
+        def residual(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            ids, d_du, _ = self._channel(u, w)
+            ibd, gbd = self._junction(-u)
+            return g_s * (d - u) - ids + ibd, g_s + d_du + gbd
+
+        return residual, torch.minimum(d, zero), torch.maximum(d, zero)
+
+    def start_v(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """The series-resistor estimate of vds, or the linear-region root where the channel is on."""
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        vgst = self.v_gate_v - s_v - self.vto_v
         g_ch0 = self.beta_a_per_v2 * torch.clamp(vgst, min=0.0) + self.gmin_s
         u = d * g_s / (g_s + g_ch0)
         # linear region, either direction (drain and source swapped when d < 0 give the same equation):
@@ -228,13 +259,22 @@ class OneTOneRCell(_SeriesCell):
         b = self.beta_a_per_v2 * vgst + g_s
         u_lin = 2.0 * g_s * d / (b + torch.sqrt(torch.clamp(b * b - 2.0 * self.beta_a_per_v2 * g_s * d, min=0.0)))
         u = torch.where((vgst > 0) & (u_lin <= vgst), u_lin, u)
+        zero = torch.zeros_like(d)
+        return torch.minimum(torch.maximum(u, torch.minimum(d, zero)), torch.maximum(d, zero))
 
-        def residual(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            ids, d_du, _ = self._channel(u, w)
-            ibd, gbd = self._junction(-u)
-            return g_s * (d - u) - ids + ibd, g_s + d_du + gbd
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor, u_v: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
 
-        u = _series_root(residual, torch.minimum(torch.maximum(u, lo), hi), lo, hi,
+        The drain voltage is solved per cell (:func:`_series_root` from ``u_v``, by default
+        :meth:`start_v`, in the bracket [0, cell voltage] where the root lies, see :meth:`local`).
+        """
+        residual, lo, hi = self.local(g_s, a_v, s_v)
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        w = self.v_gate_v - s_v
+        u = self.start_v(g_s, a_v, s_v) if u_v is None else torch.minimum(torch.maximum(u_v, lo), hi)
+        u = _series_root(residual, u, lo, hi,
                          self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0, self.inner_max_iter)
         ids, d_du, d_dw = self._channel(u, w)
         _, gbd = self._junction(-u)
@@ -284,29 +324,43 @@ class OneSOneRCell(_SeriesCell):
         gp = self.is_a * (e / vte + r) + 2.0 * self.gmin_s
         return torch.copysign(p, x), gp
 
-    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
-
-        The selector voltage x is solved per cell (:func:`_series_root`, bracket [0, cell voltage]):
-        ``g (d - x) = P(x)`` with ``d`` = a - s and P the pair's current (conductances g > 0).
-        """
+    def local(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> tuple[
+            Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """The selector equation ``g (d - x) = P(x)`` with ``d`` = a - s and P the pair's current; the
+        root lies in [0, d] (conductances g > 0)."""
         g_s = g_s.expand_as(a_v)
         d = a_v - s_v
         zero = torch.zeros_like(d)
-        lo, hi = torch.minimum(d, zero), torch.maximum(d, zero)
-        vte = self.n * THERMAL_VOLTAGE_V
-        # start: one Newton step on the current from i = g d (the resistor alone), with the pair taken as
-        # 2 is sinh(x/vte): i/g + vte asinh(i / (2 is)) = d is concave in i, so the step lands just below the
-        # root's current, within a few mV of its selector voltage (then six steps to 1e-15 V at reads to 1 V)
-        u = g_s * d / (2.0 * self.is_a)
-        i = g_s * d - vte * torch.asinh(u) / (1.0 / g_s + vte / (2.0 * self.is_a * torch.sqrt(1.0 + u * u)))
-        x = torch.minimum(torch.maximum(d - i / g_s, lo), hi)
 
         def residual(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             p, gp = self._selector(x)
             return g_s * (d - x) - p, g_s + gp
 
+        return residual, torch.minimum(d, zero), torch.maximum(d, zero)
+
+    def start_v(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+        """One Newton step on the current from i = g d (the resistor alone), with the pair taken as
+        2 is sinh(x/vte): i/g + vte asinh(i / (2 is)) = d is concave in i, so the step lands just below the
+        root's current, within a few mV of its selector voltage (then six steps to 1e-15 V at reads to 1 V)."""
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        zero = torch.zeros_like(d)
+        vte = self.n * THERMAL_VOLTAGE_V
+        u = g_s * d / (2.0 * self.is_a)
+        i = g_s * d - vte * torch.asinh(u) / (1.0 / g_s + vte / (2.0 * self.is_a * torch.sqrt(1.0 + u * u)))
+        return torch.minimum(torch.maximum(d - i / g_s, torch.minimum(d, zero)), torch.maximum(d, zero))
+
+    def currents(self, g_s: torch.Tensor, a_v: torch.Tensor, s_v: torch.Tensor, u_v: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell current (A) and its derivatives w.r.t. the row and column node voltages (S).
+
+        The selector voltage x is solved per cell (:func:`_series_root` from ``u_v``, by default
+        :meth:`start_v`, bracket [0, cell voltage], see :meth:`local`).
+        """
+        residual, lo, hi = self.local(g_s, a_v, s_v)
+        g_s = g_s.expand_as(a_v)
+        d = a_v - s_v
+        x = self.start_v(g_s, a_v, s_v) if u_v is None else torch.minimum(torch.maximum(u_v, lo), hi)
         x = _series_root(residual, x, lo, hi,
                          self.inner_rel_tol * float(torch.max(torch.abs(d))) if d.numel() else 0.0, self.inner_max_iter)
         _, gp = self._selector(x)
@@ -552,10 +606,79 @@ class NewtonOptions:
     retry_max_iter: int = 2000
     source_steps: int = 8
     """Source-stepping stages of the last retry (inputs scaled by k/source_steps)."""
+    warm_internal: bool = True
+    """Cells with an internal node (1T1R, 1S1R): every sweep takes one Newton step on each cell's internal
+    node from the previous sweep's value, and a vector has converged when those steps are below the
+    tolerance too (the answer then solves the cell equations to ``inner_rel_tol``). False: the internal
+    node is solved to convergence at every cell evaluation (several times slower; the same answer)."""
+    compile_min_cells: int | None = 2**18
+    """Warm sweeps of at least this many cells x vectors x tiles run through ``torch.compile`` (fused
+    loops, ~10x faster than eager; compiled once per process, ~10-40 s); None: always eager."""
     chunk_cells: int = 2**20
     """Vectors are solved in chunks of at most this many cells x vectors x tiles: small enough for the
     working arrays to stay mostly in cache (2 shared cores, 64x64 tiles: 2^19-2^20 measured faster than
     2^21, by up to 2x; the figures are noisy)."""
+
+
+@dataclass(frozen=True)
+class Ladders:
+    """The resistor ladders of the array: driver and row-wire segments, sense and column-wire segments (ohm)."""
+
+    r_driver_ohm: float
+    r_wire_row_ohm: float
+    r_sense_ohm: float
+    r_wire_col_ohm: float
+
+    def row_drop(self, i_a: torch.Tensor) -> torch.Tensor:
+        """Voltage drop (V) from the row input to every row node, for cell currents [..., R, C] (A)."""
+        total = i_a.sum(-1, keepdim=True)
+        drop = self.r_driver_ohm * total
+        if self.r_wire_row_ohm:
+            seg = total - torch.cumsum(i_a, -1) + i_a  # current of the wire segment into node c
+            drop = drop + self.r_wire_row_ohm * torch.cumsum(seg, -1)
+        return drop
+
+    def col_rise(self, i_a: torch.Tensor) -> torch.Tensor:
+        """Voltage (V) of every column node above ground, for cell currents [..., R, C] (A)."""
+        seg = torch.cumsum(i_a, -2)  # current of the wire segment below node r
+        total = seg[..., -1:, :]
+        rise = self.r_sense_ohm * total
+        if self.r_wire_col_ohm:
+            rise = rise + self.r_wire_col_ohm * (seg.sum(-2, keepdim=True) - torch.cumsum(seg, -2) + seg)
+        return rise
+
+
+def warm_sweep(cell: _SeriesCell, ladders: Ladders, v: torch.Tensor, x: torch.Tensor, g: torch.Tensor,
+               m_row_t: torch.Tensor, m_col_t: torch.Tensor, u: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sweep of :class:`ArraySolver` for a series cell with warm internal nodes: one local Newton step on
+    every cell's internal node from ``u`` [T, B, R, C] (V), a chord step on every row line, then on every
+    column line (which sees the row step through dI/da). Returns (step [T, B, 2, R, C] of the row and
+    column node voltages x (V), the new u, the largest node or internal step per vector [T, B] (V))."""
+    a, s = x[:, :, 0], x[:, :, 1]
+    u_new, i, di_da = cell.step(g, a, s, u)
+    fa = ladders.row_drop(i) + a - v[..., None]
+    da = torch.matmul(fa.transpose(1, 2).to(m_row_t.dtype), m_row_t).transpose(1, 2).to(x.dtype)
+    fs = ladders.col_rise(i - di_da * da) - s
+    ds = torch.matmul(fs.permute(0, 3, 1, 2).to(m_col_t.dtype), m_col_t).permute(0, 2, 3, 1).to(x.dtype)
+    step = torch.stack((-da, ds), 2)
+    biggest = torch.maximum(step.abs().flatten(2).amax(-1), (u_new - u).abs().flatten(2).amax(-1))
+    return step, u_new, biggest
+
+
+_COMPILED_WARM_SWEEP: list = []
+
+
+def _compiled_warm_sweep():
+    """:func:`warm_sweep` through ``torch.compile`` (fused loops; one compile per process and circuit), or
+    None where it cannot be compiled here (then the sweeps run eagerly, with the same answer)."""
+    if not _COMPILED_WARM_SWEEP:
+        try:
+            _COMPILED_WARM_SWEEP.append(torch.compile(warm_sweep, dynamic=True))
+        except Exception as e:  # noqa: BLE001 - no compiler here: eager sweeps
+            log.warning("exact solve: torch.compile unavailable (%s); sweeps run eagerly", e)
+            _COMPILED_WARM_SWEEP.append(None)
+    return _COMPILED_WARM_SWEEP[0]
 
 
 class ArraySolver:
@@ -578,6 +701,7 @@ class ArraySolver:
         r = torch.arange(rows, device=dev, dtype=torch.float64)
         r_row = spec.r_driver_ohm + spec.r_wire_row_ohm * (torch.minimum(c[:, None], c[None, :]) + 1.0)
         self.r_sense_ohm = sense_resistance_ohm(spec)
+        self.ladders = Ladders(spec.r_driver_ohm, spec.r_wire_row_ohm, self.r_sense_ohm, spec.r_wire_col_ohm)
         r_col = self.r_sense_ohm + spec.r_wire_col_ohm * (rows - torch.maximum(r[:, None], r[None, :]))
         d_a, d_s = cell.small_signal_s(self.g_s)  # [T, R, C]
         eye_c = torch.eye(cols, device=dev, dtype=torch.float64)
@@ -592,27 +716,20 @@ class ArraySolver:
     # ------------------------------------------------------------------ ladders
     def _row_drop(self, i_a: torch.Tensor) -> torch.Tensor:
         """Voltage drop (V) from the row input to every row node, for cell currents [..., R, C]."""
-        spec = self.spec
-        total = i_a.sum(-1, keepdim=True)
-        drop = spec.r_driver_ohm * total
-        if spec.r_wire_row_ohm:
-            seg = total - torch.cumsum(i_a, -1) + i_a  # current of the wire segment into node c
-            drop = drop + spec.r_wire_row_ohm * torch.cumsum(seg, -1)
-        return drop
+        return self.ladders.row_drop(i_a)
 
     def _col_rise(self, i_a: torch.Tensor) -> torch.Tensor:
         """Voltage (V) of every column node above ground, for cell currents [..., R, C]."""
-        spec = self.spec
-        seg = torch.cumsum(i_a, -2)  # current of the wire segment below node r
-        total = seg[..., -1:, :]
-        rise = self.r_sense_ohm * total
-        if spec.r_wire_col_ohm:
-            rise = rise + spec.r_wire_col_ohm * (seg.sum(-2, keepdim=True) - torch.cumsum(seg, -2) + seg)
-        return rise
+        return self.ladders.col_rise(i_a)
+
+    @property
+    def _warm(self) -> bool:
+        """Sweeps carry the cells' internal node voltages (a series cell, ``NewtonOptions.warm_internal``)."""
+        return self.options.warm_internal and isinstance(self.cell, _SeriesCell)
 
     def _sweep(self, v, x, g, m_row_t, m_col_t):
         """One chord-Newton step on every row line, then on every column line, from state x [T, B, 2, R, C]
-        (row and column node voltages). Returns the step [T, B, 2, R, C] (V)."""
+        (row and column node voltages), the cells solved to convergence. Returns the step [T, B, 2, R, C] (V)."""
         a, s = x[:, :, 0], x[:, :, 1]
         fa = self._row_drop(self.cell.current(g, a, s)) + a  # [T, B, R, C]
         fa -= v[..., None]
@@ -629,11 +746,17 @@ class ArraySolver:
     def _iterate(self, v, x, g, m_row, m_col, accelerate: bool, omega: float, max_iter: int):
         """Sweeps (Anderson-accelerated, or relaxed by ``omega``) from state x [T, B, 2, R, C].
 
-        Returns (x, converged [T, B], sweeps). Converged vectors are frozen."""
+        Returns (x, converged [T, B], sweeps, internal node voltages or None). Converged vectors are
+        frozen. With warm internal nodes (:attr:`_warm`) a vector has converged when its internal node
+        step is below the tolerance too."""
         opt = self.options
         v_max = v.abs().amax(-1)
         conv = v_max == 0  # zero input: zero state
         x = torch.where(conv[..., None, None, None], torch.zeros_like(x), x)
+        u = self.cell.start_v(g, x[:, :, 0], x[:, :, 1]) if self._warm else None
+        sweep = warm_sweep
+        if u is not None and opt.compile_min_cells is not None and x.numel() // 2 >= opt.compile_min_cells:
+            sweep = _compiled_warm_sweep() or warm_sweep
         tol = opt.rel_tol * v_max
         shape = x.shape
         depth = opt.anderson_depth
@@ -641,8 +764,13 @@ class ArraySolver:
         prev_x = prev_f = None
         k = 0
         for k in range(1, max_iter + 1):
-            f = self._sweep(v, x, g, m_row, m_col)
-            step = f.abs().flatten(2).amax(-1)  # [T, B]; NaN when the sweep broke down
+            if u is None:
+                f = self._sweep(v, x, g, m_row, m_col)
+                step = f.abs().flatten(2).amax(-1)  # [T, B]; NaN when the sweep broke down
+            else:
+                f, u_new, step = sweep(self.cell, self.ladders, v, x, g, m_row, m_col, u)
+                u_new = torch.nan_to_num(u_new, nan=0.0, posinf=0.0, neginf=0.0)
+                u = torch.where(conv[..., None, None], u, u_new) if bool(conv.any()) else u_new
             newly = (step <= tol) & ~conv
             if accelerate:
                 ff = f.flatten(2)
@@ -671,7 +799,7 @@ class ArraySolver:
             conv = conv | newly
             if bool(conv.all()):
                 break
-        return x, conv, k
+        return x, conv, k, u
 
     @staticmethod
     def _anderson(d_x, d_f, gram, f):
@@ -715,11 +843,16 @@ class ArraySolver:
                 g = g * g_factor[:, start:start + chunk].to(device=v.device, dtype=torch.float64)
             x = torch.zeros(vc.shape[:2] + (2, spec.rows, spec.cols), dtype=torch.float64, device=v.device)
             x[:, :, 0] = vc[..., None]  # row nodes start at their inputs, column nodes at ground
-            x, conv, k = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
+            x, conv, k, u = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
             self.iterations.append(k)
             if not bool(conv.all()):
                 x = self._retry(vc, x, conv, start, g)
-            out.append(self.cell.current(g, x[:, :, 0], x[:, :, 1]).sum(-2))
+            if u is None:
+                i = self.cell.current(g, x[:, :, 0], x[:, :, 1])
+            else:  # the internal nodes solved to convergence from the last sweep's
+                assert isinstance(self.cell, _SeriesCell)
+                i = self.cell.currents(g, x[:, :, 0], x[:, :, 1], u)[0]
+            out.append(i.sum(-2))
         return torch.cat(out, 1) if out else torch.zeros(t_count, 0, spec.cols, dtype=torch.float64,
                                                           device=v.device)
 
@@ -743,13 +876,13 @@ class ArraySolver:
             g = g_all[t:t + 1] if g_all.shape[1] == 1 else g_all[t:t + 1, idx]
             m_row, m_col = self.m_row[t:t + 1], self.m_col[t:t + 1]
             x0 = torch.zeros_like(x[t:t + 1, idx])
-            xs, ok, _ = self._iterate(vt, x0, g, m_row, m_col, False, opt.damping, opt.retry_max_iter)
+            xs, ok, _, _ = self._iterate(vt, x0, g, m_row, m_col, False, opt.damping, opt.retry_max_iter)
             if not bool(ok.all()):  # source stepping for those still failing
                 rest = (~ok[0]).nonzero()[:, 0]
                 xr, ok_r = x0[:, rest], None
                 g_rest = g if g.shape[1] == 1 else g[:, rest]
                 for stage in range(1, opt.source_steps + 1):
-                    xr, ok_r, _ = self._iterate(vt[:, rest] * (stage / opt.source_steps), xr, g_rest, m_row, m_col,
+                    xr, ok_r, _, _ = self._iterate(vt[:, rest] * (stage / opt.source_steps), xr, g_rest, m_row, m_col,
                                                 False, opt.damping, opt.retry_max_iter)
                     if not bool(ok_r.all()):
                         break
