@@ -10,20 +10,37 @@ surrogate (``RESULTS/surrogate/NAME.h5``) and its exact physics (``dnn.evaluate.
 batched Newton solve for sinh/1T1R cells) after BN adaptation, with the ADC
 settings of ``--crossbar-json``. Prints one table; the gap |surrogate - exact| after BN adaptation is
 judged against the 1-point target. Nothing is asserted.
+
+Progress: before each circuit, one forward of a test image through an ideal crossbar counts the
+tile-vectors that the exact mode will solve (BN adaptation and evaluation); ``spice.exact.PROGRESS`` then
+shows a bar on a terminal and logs a line every ~20 s otherwise (stage, count, rate, time left).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dnn  # noqa: E402
+
+from dnn.config import CrossbarConfig  # noqa: E402
+from dnn.convert import convert_to_crossbar  # noqa: E402
+from dnn.datasets import load_dataset  # noqa: E402
+from dnn.mvm import IdealTileMVM  # noqa: E402
+from dnn.train import load_model  # noqa: E402
+from spice.circuit import spec_from_config  # noqa: E402
+from spice.exact import PROGRESS  # noqa: E402
+
+log = logging.getLogger("nonlinear_gap")
 
 DEFAULT_CROSSBAR = '{"adc_range_fraction": 0.25}'
 """The default experiment's ADC range (25% of the worst-case ideal column current)."""
@@ -43,6 +60,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class CountingTileMVM(IdealTileMVM):
+    """The ideal tile model that counts the tile-vectors of every call (for the time-left estimate)."""
+
+    counted: list[int] = field(default_factory=lambda: [0])
+
+    def bind(self, g_s: torch.Tensor):
+        mvm = super().bind(g_s)
+
+        def counting(v_v: torch.Tensor) -> torch.Tensor:
+            self.counted[0] += v_v.shape[0] * v_v.shape[1]
+            return mvm(v_v)
+
+        return counting
+
+
+def tile_vectors_per_image(model_path: Path, circuit: dict[str, Any], crossbar_json: str, seed: int) -> int:
+    """Tile-vectors one test image sends through the crossbar layers (one forward, ideal tiles)."""
+    spec = spec_from_config("count", circuit)
+    model, meta = load_model(model_path)
+    data = load_dataset(meta["dataset"]["name"], meta["dataset"].get("root"), meta["dataset"].get("seed", 0), n_test=1)
+    counter = CountingTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)
+    cfg = CrossbarConfig(seed=seed).replace(**json.loads(crossbar_json or "{}"))
+    xm = convert_to_crossbar(model, cfg, counter).eval()
+    with torch.no_grad():
+        xm(data.test[0][0][None])
+    return counter.counted[0]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = yaml.safe_load(Path(args.config).read_text())
     results = Path(config.get("results_dir", "results"))
@@ -59,7 +105,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--seed", str(args.seed), "--bn-adapt-only"]
         if args.n_test:
             argv += ["--n-test", str(args.n_test)]
+        per_image = tile_vectors_per_image(results / "models" / f"{model_name}.pt", entry, args.crossbar_json, args.seed)
+        images = args.calibration_samples + (args.n_test or 0)
+        log.info("%s: the exact mode solves ~%d tile-vectors per image, ~%d for %d images (BN adaptation and "
+                 "evaluation)", name, per_image, per_image * images, images)
+        PROGRESS.expect(per_image * images if args.n_test else None, f"{name} exact mode")
         rows[name] = bench_dnn.run(bench_dnn.parse_args(argv), say=lambda text: None)
+        log.info("%s", PROGRESS.line())
+        PROGRESS.close()
         print(row_line(name, rows[name]), flush=True)
         summary = {n: summarize(r) for n, r in rows.items()}
         if args.json:  # after every circuit: a long run keeps what it measured
@@ -100,6 +153,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run(parse_args(argv))
 
 

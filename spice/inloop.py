@@ -2,7 +2,8 @@
 
 For small evaluations only: one multi-vector ngspice run (a DC sweep, :func:`spice.ngspice.solve`)
 per tile per call, ~100 vectors/s at 64x64 with KLU on this kind of machine, thousands of times slower
-than the exact solvers of :mod:`spice.exact` and :mod:`spice.nodal`. Every call logs its cost. A
+than the exact solvers of :mod:`spice.exact` and :mod:`spice.nodal`. Every call logs its cost, and every
+tile advances :data:`spice.exact.PROGRESS` (a bar on a terminal, a log line every ~20 s otherwise). A
 vector ngspice cannot solve, or whose currents are not physically possible for the circuit, raises
 :class:`InLoopError` naming the tile and vector.
 """
@@ -17,6 +18,7 @@ import torch
 
 from spice import ngspice
 from spice.circuit import CircuitSpec
+from spice.exact import PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class SpiceArray:
                 raise InLoopError(f"ngspice in the loop, circuit file {spec.netlist_path or spec.name}: tile {t}, "
                                   f"{bad.size} vector(s) failed ({shown}{', ...' if bad.size > 5 else ''})")
             out[t] = i_a
+            PROGRESS.advance(vt.shape[0], f"ngspice, tile {t + 1} of {len(self.g_s)}, {vt.shape[0]} vectors of "
+                                          f"{spec.rows}x{spec.cols}")
         seconds = time.perf_counter() - t0
         self.seconds += seconds
         self.vectors += v.shape[0] * v.shape[1]
