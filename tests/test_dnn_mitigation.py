@@ -375,8 +375,8 @@ def test_procedures_hand_their_settings_to_the_training_loop(monkeypatch):
     retrain(model, loader)
     f = fits.pop()
     assert {k: f[k] for k in ("epochs", "lr", "device", "seed", "optimizer", "max_batches", "progress")} == {
-        "epochs": 1, "lr": 1e-3, "device": None, "seed": 0, "optimizer": "adam", "max_batches": None,
-        "progress": True}
+        "epochs": 2, "lr": 1e-3, "device": None, "seed": 0, "optimizer": "adam", "max_batches": None,
+        "progress": True}  # the defaults of dnn.settings.Retrain, as the workflow's
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
 
 

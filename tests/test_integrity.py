@@ -282,8 +282,9 @@ def test_merge_refuses_a_shard_twice_and_overlapping_shards(tmp_path, capsys):
     ("dnn", ["evaluate", "--model", "missing.pt", "--out", "e.json"]),
 ])
 def test_every_cli_answers_bad_input_with_one_line_and_exit_2(module, argv, tmp_path):
-    def run(*extra):
-        return subprocess.run([sys.executable, "-m", module, *extra, *argv], capture_output=True, text=True,
+    def run(*extra):  # common options follow the subcommand
+        return subprocess.run([sys.executable, "-m", module, *argv[:1], *extra, *argv[1:]], capture_output=True,
+                              text=True,
                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
 
     plain = run()

@@ -56,11 +56,10 @@ def load_json_object(text: str | None, flag: str) -> dict[str, Any]:
     """
     if not text:
         return {}
-    source = f"{flag} (inline JSON)"
+    source = flag  # the flag names the argument; read errors name the file too
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
         if _is_file(path):
-            source = f"{flag} {path}"
             try:
                 text = read_config_text(path)
             except ConfigTreeError as exc:
