@@ -28,6 +28,14 @@ factorization" of the tile). Sweeps are accelerated by Anderson mixing; a vector
 its largest node-voltage step is below ``rel_tol`` of its largest input voltage. Vectors that do not
 converge are retried alone with damped (unaccelerated) sweeps, then by source stepping; a vector
 that still fails raises :class:`ArrayConvergenceError` naming its tile and vector (never dropped).
+
+Cells with an internal node (1T1R, 1S1R) carry its voltage from sweep to sweep: each sweep takes one
+local Newton step per cell from the previous value (instead of solving it to convergence at every
+evaluation, ~6 steps each, twice per sweep), the column lines see the row step through dI/da, and a vector
+has converged when the internal steps are below the tolerance too; the final currents solve the internal
+node to ``inner_rel_tol``. Large sweeps run through ``torch.compile`` (one fused loop instead of ~60
+passes over memory). Measured on the 1S1R 16x16 tile: ``bench/bench_exact.py --compare``
+(``bench/exact_speed.json``). Progress of long solves: :data:`PROGRESS`.
 """
 
 from __future__ import annotations
