@@ -146,12 +146,11 @@ def _circuit_spec(ns: argparse.Namespace) -> Any:
 
 
 def _spec_summary(spec: Any) -> dict[str, Any] | None:
-    """The circuit's sizes and resistances for the results (None without --circuit)."""
+    """The circuit's tile (``Tile.to_dict``: sizes, ranges and resistances) and circuit file for the results
+    (None without --circuit)."""
     if spec is None:
         return None
-    keys = ("rows", "cols", "r_driver_ohm", "r_wire_row_ohm", "r_wire_col_ohm", "r_sense_ohm", "g_on_s", "g_off_s",
-            "v_read_max_v", "netlist_path")
-    return {k: getattr(spec, k) for k in keys}
+    return {**spec.tile.to_dict(), "netlist_path": spec.netlist_path}
 
 
 def _tile_model(ns: argparse.Namespace, spec: Any) -> tuple[TileMVM, dict[str, Any]]:

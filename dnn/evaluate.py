@@ -37,11 +37,17 @@ logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- tile models
+def tile_model_info(kind: str, mvm: TileMVM, **details: Any) -> dict[str, Any]:
+    """A tile model's description for the result: its kind, its tile's fields (``Tile.to_dict``) and
+    ``details`` (how it computes)."""
+    return {"kind": kind, **mvm.tile.to_dict(), **details}
+
+
 def ideal_tile_model(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float
                      ) -> tuple[TileMVM, dict[str, Any]]:
     """i = v @ G on a tile of that size and range, and its description for the result."""
-    info = {"kind": "ideal", "rows": rows, "cols": cols, "g_off_s": g_off_s, "g_on_s": g_on_s, "v_read_max_v": v_read_max_v}
-    return IdealTileMVM(rows, cols, g_off_s, g_on_s, v_read_max_v), info
+    mvm = IdealTileMVM(rows, cols, g_off_s, g_on_s, v_read_max_v)
+    return mvm, tile_model_info("ideal", mvm)
 
 
 def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = None
@@ -61,14 +67,16 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     With per-read noise (``read_noise_mode: per_read``) both read conductances redrawn for every
     input vector, solved exactly by ``spice.exact.ArraySolver`` (``bind_noisy``): the reference that the
     transfer-matrix noise of the other tile models approximates.
+
+    The model's ``tile`` is the circuit's (``spec.tile``) with the sense resistance the solvers use, valid
+    for row voltages of either sign.
     """
     from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
     from spice.nodal import transfer_matrix
 
     cell = cell_model(spec)
     r_sense_ohm = sense_resistance_ohm(spec)  # the TIA sense: its virtual-ground input resistance
-    info = {"kind": "exact", "cell": cell.kind, "rows": spec.rows, "cols": spec.cols, "g_off_s": spec.g_off_s,
-            "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
+    tile = dataclasses.replace(spec.tile, r_sense_ohm=r_sense_ohm)  # the array both solvers solve
     if isinstance(cell, LinearCell):
 
         def transfer(g_s: np.ndarray) -> np.ndarray:
@@ -79,9 +87,8 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
             return out
 
         linear_spec = spec if r_sense_ohm == spec.r_sense_ohm else dataclasses.replace(spec, r_sense_ohm=r_sense_ohm)
-        info["solver"] = "nodal transfer matrix"
-        return TransferTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
-                               transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s)), info
+        linear = TransferTileMVM.of(tile, transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s))
+        return linear, tile_model_info("exact", linear, cell=cell.kind, solver="nodal transfer matrix")
 
     def solver(g_s: torch.Tensor) -> ArraySolver:
         t0 = time.perf_counter()
@@ -90,8 +97,8 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
             on_solve(len(g_s), time.perf_counter() - t0)
         return out
 
-    info["solver"] = "Newton (spice.exact)"
-    return SolverTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v, solver_fn=solver), info
+    newton = SolverTileMVM.of(tile, solver_fn=solver)
+    return newton, tile_model_info("exact", newton, cell=cell.kind, solver="Newton (spice.exact)")
 
 
 def spice_tile_model(spec: Any) -> tuple[TileMVM, dict[str, Any]]:
@@ -102,10 +109,8 @@ def spice_tile_model(spec: Any) -> tuple[TileMVM, dict[str, Any]]:
     """
     from spice.inloop import spice_array_fn
 
-    info = {"kind": "spice", "solver": "ngspice in the loop", "rows": spec.rows, "cols": spec.cols,
-            "g_off_s": spec.g_off_s, "g_on_s": spec.g_on_s, "v_read_max_v": spec.v_read_max_v}
-    return SolverTileMVM(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v,
-                         solver_fn=spice_array_fn(spec), noisy_reads=False), info
+    mvm = SolverTileMVM.of(spec.tile, solver_fn=spice_array_fn(spec), noisy_reads=False)
+    return mvm, tile_model_info("spice", mvm, solver="ngspice in the loop")
 
 
 def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, dict[str, Any]]:
@@ -113,8 +118,7 @@ def surrogate_tile_model(path: str | Path, spec: Any | None) -> tuple[TileMVM, d
     from surrogate.io import load_surrogate
 
     mvm = load_surrogate(path, expect_spec=spec)
-    info = {"kind": "surrogate", "path": str(path), "rows": mvm.rows, "cols": mvm.cols, "g_off_s": mvm.g_off_s,
-            "g_on_s": mvm.g_on_s, "v_read_max_v": mvm.v_read_max_v}
+    info = tile_model_info("surrogate", mvm, path=str(path))
     physics = noise_physics(spec) if spec is not None else None
     if physics is not None:
         mvm.noise_physics = physics

@@ -123,12 +123,11 @@ class CrossbarLayerBase(nn.Module):
     def set_mvm(self, mvm: TileMVM) -> None:
         """Use another tile model (e.g. ideal vs surrogate); drops the cache."""
         if not isinstance(mvm, TileMVM):
-            raise TypeError(f"mvm must implement dnn.mvm.TileMVM (rows, cols, g_off_s, g_on_s, v_read_max_v, "
-                            f"v_read_min_v, bind), got {type(mvm).__name__}")
-        if self.config.encoding == "offset" and mvm.cols < 2:
+            raise TypeError(f"mvm must implement dnn.mvm.TileMVM (tile, bind), got {type(mvm).__name__}")
+        if self.config.encoding == "offset" and mvm.tile.cols < 2:
             raise ValueError("offset encoding needs >= 2 columns per tile (one is the reference column)")
-        if self.config.input_polarity == "signed" and mvm.v_read_min_v > -mvm.v_read_max_v:
-            raise ValueError(f"{type(mvm).__name__} covers row voltages [{mvm.v_read_min_v}, {mvm.v_read_max_v}] V only; "
+        if self.config.input_polarity == "signed" and mvm.tile.v_read_min_v > -mvm.tile.v_read_max_v:
+            raise ValueError(f"{type(mvm).__name__} covers row voltages [{mvm.tile.v_read_min_v}, {mvm.tile.v_read_max_v}] V only; "
                              "signed inputs need input_polarity='two_phase'")
         self.__dict__["mvm"] = mvm
         self._programmed = None
@@ -162,12 +161,12 @@ class CrossbarLayerBase(nn.Module):
     @property
     def cols_per_tile(self) -> int:
         """Weight columns per tile (one fewer with offset encoding: the reference column)."""
-        return self.mvm.cols - (1 if self.config.encoding == "offset" else 0)
+        return self.mvm.tile.cols - (1 if self.config.encoding == "offset" else 0)
 
     def tile_count(self) -> int:
         """Number of physical tiles T this layer occupies (slices x polarity arrays x grid)."""
         n_in, n_out = self.weight_matrix().shape
-        n_r, n_c = tile_grid(n_in, n_out, self.mvm.rows, self.cols_per_tile)
+        n_r, n_c = tile_grid(n_in, n_out, self.mvm.tile.rows, self.cols_per_tile)
         p = 2 if self.config.encoding == "differential" else 1
         return self.config.n_slices * p * n_r * n_c
 
@@ -195,16 +194,16 @@ class CrossbarLayerBase(nn.Module):
         w = self.weight_matrix().to(device=device, dtype=dtype)
         q, s_w = quantize_weights(w, cfg.weight_bits)
         levels = encode_levels(q, cfg.weight_bits, cfg.bits_per_cell, cfg.encoding)  # [S, P, in, out]
-        tiles = tile_matrix(levels, mvm.rows, self.cols_per_tile)  # [S, P, n_r, n_c, rows, cols']
+        tiles = tile_matrix(levels, mvm.tile.rows, self.cols_per_tile)  # [S, P, n_r, n_c, rows, cols']
         if cfg.encoding == "offset":
             tiles = F.pad(tiles, (0, 1))  # reference column, level 0 = g_min
         grid = tuple(tiles.shape[:4])
-        g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.g_off_s, mvm.g_on_s)
-        g = g.reshape(-1, mvm.rows, mvm.cols)
+        g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.tile.g_off_s, mvm.tile.g_on_s)
+        g = g.reshape(-1, mvm.tile.rows, mvm.tile.cols)
         if cfg.drift_on:
             g = apply_drift(g, self._drift_nu(g.shape, device, dtype), cfg.t_drift_s, cfg.t0_s)
             if cfg.clip_conductances:
-                g = clip_conductance(g, mvm.g_off_s, mvm.g_on_s)
+                g = clip_conductance(g, mvm.tile.g_off_s, mvm.tile.g_on_s)
         return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid)  # type: ignore[arg-type]
 
     def _cache_key(self, device: torch.device, dtype: torch.dtype) -> tuple[Any, ...]:
@@ -221,10 +220,10 @@ class CrossbarLayerBase(nn.Module):
         per tile through `bind`, or through `bind_noisy` when `noisy` (per-read noise drawn by a
         :class:`dnn.mvm.NoisyReadTileMVM`)."""
         mvm = self.mvm
-        rows, cols = mvm.rows, mvm.cols
+        rows, cols = mvm.tile.rows, mvm.tile.cols
         s, p, n_r, n_c = grid
         if noisy:  # a read fluctuation, not a programmed state: not clipped to [g_off, g_on], kept positive
-            floor = (READ_G_FLOOR_FRACTION * mvm.g_off_s, math.inf)
+            floor = (READ_G_FLOOR_FRACTION * mvm.tile.g_off_s, math.inf)
             bound = mvm.bind_noisy(g_s, self.config.read_noise_sigma, self._read_generator(g_s.device), floor)
         elif isinstance(mvm, SharedInputTileMVM):
             g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
@@ -256,7 +255,7 @@ class CrossbarLayerBase(nn.Module):
         if cfg.read_noise_on and cfg.read_noise_mode == "per_forward":
             g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
             if cfg.clip_conductances:
-                g = clip_conductance(g, self.mvm.g_off_s, self.mvm.g_on_s)
+                g = clip_conductance(g, self.mvm.tile.g_off_s, self.mvm.tile.g_on_s)
             return prog, self._bind_tiles(g, prog.grid)[0]
         if prog.read is None:
             prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid, noisy=self._noise_in_tile_model)
@@ -299,7 +298,7 @@ class CrossbarLayerBase(nn.Module):
         self._prepare_mvm_device(x.device)
         prog, read = self._programmed_state(x.device, x.dtype)
         s, p, n_r, n_c = prog.grid
-        per_row = s * p * n_c * n_r * max(self.mvm.rows, self.mvm.cols) * (2 if self._two_phase else 1)
+        per_row = s * p * n_c * n_r * max(self.mvm.tile.rows, self.mvm.tile.cols) * (2 if self._two_phase else 1)
         chunk = max(1, MAX_CHUNK_ELEMENTS // per_row)
         outs = [self._matmul_chunk(xc, prog, read) for xc in x.split(chunk)]
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -311,10 +310,10 @@ class CrossbarLayerBase(nn.Module):
 
     def _matmul_chunk(self, x: torch.Tensor, prog: _Programmed, read: TileReader) -> torch.Tensor:
         cfg, mvm = self.config, self.mvm
-        rows, cols = mvm.rows, mvm.cols
+        rows, cols = mvm.tile.rows, mvm.tile.cols
         s, p, n_r, n_c = prog.grid
         b = x.shape[0]
-        v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.v_read_max_v)  # [n_r, B, rows]
+        v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.tile.v_read_max_v)  # [n_r, B, rows]
         two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
         i = read(v_read)  # [S, P, n_r, n_c, B', cols]
@@ -353,7 +352,7 @@ class CrossbarLayerBase(nn.Module):
         with torch.no_grad():
             if prog.t_sq is None:
                 transfer_at, lines = self._one_row_transfer(prog, v_all.device, v_all.dtype)
-                v_max = mvm.v_read_max_v
+                v_max = mvm.tile.v_read_max_v
                 t = transfer_at(v_max).to(v_all.dtype)  # A/V
                 prog.t_sq = t * t
                 if lines is not None:
@@ -369,7 +368,7 @@ class CrossbarLayerBase(nn.Module):
         of u ([T, rows, cols], A/V), and the (driver, sense) resistances of the loaded-cell noise model
         (None: the tile model cannot tell). From the circuit's exact solve when the tile model has
         ``noise_physics``, else from the tile model."""
-        mvm, rows, n_t = self.mvm, self.mvm.rows, prog.g_s.shape[0]
+        mvm, rows, n_t = self.mvm, self.mvm.tile.rows, prog.g_s.shape[0]
         physics: NoisePhysics | None = getattr(mvm, "noise_physics", None)
         if physics is not None:
             solution = physics.solver_fn(prog.g_s.detach().to(torch.float64))
@@ -385,7 +384,7 @@ class CrossbarLayerBase(nn.Module):
     def _adc_full_scale(self) -> float:
         cfg, mvm = self.config, self.mvm
         if cfg.adc_range == "fixed":
-            return adc_full_scale(mvm.rows, mvm.v_read_max_v, mvm.g_off_s, mvm.g_on_s, cfg.adc_range_fraction)
+            return adc_full_scale(mvm.tile.rows, mvm.tile.v_read_max_v, mvm.tile.g_off_s, mvm.tile.g_on_s, cfg.adc_range_fraction)
         if self.adc_full_scale_a is None:
             raise RuntimeError(f"crossbar layer {self.name or '?'}: adc_range 'calibrated' needs "
                                "dnn.layers.calibrate_adc(model, loader) after conversion")
@@ -394,11 +393,11 @@ class CrossbarLayerBase(nn.Module):
     @property
     def _delta_g(self) -> float:
         """Conductance step of one device level, siemens."""
-        return (self.mvm.g_on_s - self.mvm.g_off_s) / (2**self.config.bits_per_cell - 1)
+        return (self.mvm.tile.g_on_s - self.mvm.tile.g_off_s) / (2**self.config.bits_per_cell - 1)
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"tiles={self.tile_count()} of {self.mvm.rows}x{self.mvm.cols}, weight_bits={c.weight_bits}, "
+        return (f"tiles={self.tile_count()} of {self.mvm.tile.rows}x{self.mvm.tile.cols}, weight_bits={c.weight_bits}, "
                 f"bits_per_cell={c.bits_per_cell}, encoding={c.encoding}, input_bits={c.input_bits}, "
                 f"adc_bits={c.adc_bits}, read_noise_sigma={c.read_noise_sigma}, t_drift_s={c.t_drift_s}")
 

@@ -1,7 +1,7 @@
 """The tile-MVM protocol: what a crossbar layer asks of one physical array model.
 
-A `TileMVM` knows the physical tile (rows x cols, programmable conductance range, maximum row
-voltage) and turns conductances of T tiles into a function from row voltages to column currents.
+A `TileMVM` knows the physical tile it models (``tile``: one :class:`spice.tile.Tile` record of
+rows x cols, programmable conductance range, read voltages and resistances) and turns conductances of T tiles into a function from row voltages to column currents.
 `bind` does all the work that depends only on G once; the returned function is applied to many
 input batches. Implementations here: `IdealTileMVM` (i = v @ G), `TransferTileMVM` (exact linear
 physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver) and `SolverTileMVM` (a solver
@@ -12,25 +12,29 @@ implements the same protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import torch
+
+from spice.tile import Tile, TileViews
 
 BoundMVM = Callable[[torch.Tensor], torch.Tensor]
 
 
 @runtime_checkable
 class TileMVM(Protocol):
-    """Protocol of a crossbar tile model (keep exactly: the surrogate package implements it too)."""
+    """Protocol of a crossbar tile model (keep exactly: the surrogate package implements it too).
 
-    rows: int
-    cols: int  # physical crossbar size
-    g_off_s: float
-    g_on_s: float  # programmable conductance range, siemens
-    v_read_max_v: float  # max |input voltage| on a row, volts
-    v_read_min_v: float  # lowest row voltage the model is valid for, volts (-v_read_max_v: any sign)
+    ``tile`` is the physical tile the model describes: size, programmable conductance range (S), the row
+    voltages the model is valid for (V; ``v_read_min_v = -v_read_max_v``: either sign) and the array's
+    resistances (ohm). The models here and the surrogates also answer to the tile's constants by name
+    (``rows``, ``cols``, ``g_off_s``, ``g_on_s``, ``v_read_min_v``, ``v_read_max_v``: read-only views of
+    ``tile``, :class:`spice.tile.TileViews`); code that takes any `TileMVM` reads ``tile``.
+    """
+
+    tile: Tile
 
     def bind(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s: [T, rows, cols] conductances of T tiles. Returns f(v_v: [T, B, rows]) -> i_a: [T, B, cols]
@@ -93,39 +97,49 @@ class LoadedTileMVM(TileMVM, Protocol):
         ...
 
 
-def _validate_tile(rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float) -> None:
-    if not (isinstance(rows, int) and rows >= 1 and isinstance(cols, int) and cols >= 2):
-        raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
-    if not (0.0 <= g_off_s < g_on_s):
-        raise ValueError(f"conductance range g_off_s={g_off_s!r}, g_on_s={g_on_s!r} S: expected "
-                         "0 <= g_off_s < g_on_s")
-    if not v_read_max_v > 0.0:
-        raise ValueError(f"v_read_max_v={v_read_max_v!r} V: expected > 0")
-
-
-def _check_g(g_s: torch.Tensor, rows: int, cols: int) -> None:
-    if g_s.ndim != 3 or g_s.shape[1:] != (rows, cols):
-        raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {rows}, {cols}]")
+def _check_g(g_s: torch.Tensor, tile: Tile) -> None:
+    if g_s.ndim != 3 or g_s.shape[1:] != (tile.rows, tile.cols):
+        raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {tile.rows}, {tile.cols}]")
 
 
 @dataclass(frozen=True)
-class _BipolarTile:
-    """The physical tile every model here describes: size, conductance range and read voltage, valid
-    for row voltages of either sign (the tile models below add how they compute)."""
+class _TileArguments:
+    """How the tile models below are built: the tile's size, conductance range (S) and largest row voltage
+    (V), by position; the array's resistances (ohm, default 0: an ideal array), by keyword."""
 
-    rows: int
-    cols: int
-    g_off_s: float
-    g_on_s: float
-    v_read_max_v: float
+    rows: InitVar[int]
+    cols: InitVar[int]
+    g_off_s: InitVar[float]
+    g_on_s: InitVar[float]
+    v_read_max_v: InitVar[float]
+    r_driver_ohm: InitVar[float] = field(default=0.0, kw_only=True)
+    r_sense_ohm: InitVar[float] = field(default=0.0, kw_only=True)
+    r_wire_row_ohm: InitVar[float] = field(default=0.0, kw_only=True)
+    r_wire_col_ohm: InitVar[float] = field(default=0.0, kw_only=True)
 
-    def __post_init__(self) -> None:
-        _validate_tile(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v)
 
-    @property
-    def v_read_min_v(self) -> float:
-        """Valid for row voltages of either sign."""
-        return -self.v_read_max_v
+@dataclass(frozen=True)
+class _BipolarTile(TileViews, _TileArguments):
+    """The physical tile every model here describes (``tile``), valid for row voltages of either sign
+    (the tile models below add how they compute)."""
+
+    tile: Tile = field(init=False)
+
+    def __post_init__(self, rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float,
+                      r_driver_ohm: float, r_sense_ohm: float, r_wire_row_ohm: float, r_wire_col_ohm: float) -> None:
+        if not (isinstance(cols, int) and cols >= 2):
+            raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
+        tile = Tile(rows=rows, cols=cols, g_off_s=g_off_s, g_on_s=g_on_s, v_read_min_v=-v_read_max_v,
+                    v_read_max_v=v_read_max_v, r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm,
+                    r_wire_row_ohm=r_wire_row_ohm, r_wire_col_ohm=r_wire_col_ohm)
+        object.__setattr__(self, "tile", tile)
+
+    @classmethod
+    def of(cls, tile: Tile, **kwargs: Any) -> Self:
+        """The model of ``tile``'s array (its size, conductance range, largest row voltage and resistances),
+        valid for row voltages of either sign; ``kwargs``: the model's own fields."""
+        arguments = {key: value for key, value in tile.to_dict().items() if key != "v_read_min_v"}
+        return cls(**arguments, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,7 @@ class IdealTileMVM(_BipolarTile):
     """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance)."""
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
-        _check_g(g_s, self.rows, self.cols)
+        _check_g(g_s, self.tile)
 
         def mvm(v_v: torch.Tensor) -> torch.Tensor:
             return torch.bmm(v_v, g_s)
@@ -169,12 +183,11 @@ class TransferTileMVM(_BipolarTile):
         :meth:`SolverTileMVM.bind_noisy`)."""
         if self.noisy_solver_fn is None:
             raise ValueError("this transfer-matrix tile model has no solver for redrawn conductances")
-        solver = SolverTileMVM(self.rows, self.cols, self.g_off_s, self.g_on_s, self.v_read_max_v,
-                               solver_fn=self.noisy_solver_fn)
+        solver = SolverTileMVM.of(self.tile, solver_fn=self.noisy_solver_fn)
         return solver.bind_noisy(g_s, sigma, generator, g_clip_s)
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
-        _check_g(g_s, self.rows, self.cols)
+        _check_g(g_s, self.tile)
         t_np = np.asarray(self.transfer_fn(g_s.detach().cpu().double().numpy()))
         if t_np.shape != tuple(g_s.shape):
             raise ValueError(f"transfer_fn returned shape {t_np.shape}; expected {tuple(g_s.shape)}")
@@ -249,7 +262,7 @@ class SolverTileMVM(_BipolarTile):
         g64 = g_s.detach().to(torch.float64)
 
         def factor(v_v: torch.Tensor) -> torch.Tensor:
-            shape = (g_s.shape[0], v_v.shape[1], self.rows, self.cols)
+            shape = (g_s.shape[0], v_v.shape[1], self.tile.rows, self.tile.cols)
             f = 1.0 + sigma * torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float64)
             f = f.to(g64.device)
             if g_clip_s is None:
@@ -259,7 +272,7 @@ class SolverTileMVM(_BipolarTile):
         return self._bound(g_s, factor)
 
     def _bound(self, g_s: torch.Tensor, factor: Callable[[torch.Tensor], torch.Tensor] | None) -> BoundMVM:
-        _check_g(g_s, self.rows, self.cols)
+        _check_g(g_s, self.tile)
         solution = self.solver_fn(g_s.detach().to(torch.float64))
         transfer: list[torch.Tensor] = []
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spice.tile import Tile
 from xbarchar.yamlsafe import short_repr
 
 MAX_ARRAY_SIDE = 1024
@@ -153,6 +154,14 @@ class CircuitSpec:
     @property
     def has_custom_sense(self) -> bool:
         return "sense" in self.subckts()
+
+    @property
+    def tile(self) -> Tile:
+        """The array's physical constants as one record (:class:`spice.tile.Tile`)."""
+        return Tile(rows=self.rows, cols=self.cols, g_off_s=self.g_off_s, g_on_s=self.g_on_s,
+                    v_read_min_v=self.v_read_min_v, v_read_max_v=self.v_read_max_v, r_driver_ohm=self.r_driver_ohm,
+                    r_sense_ohm=self.r_sense_ohm, r_wire_row_ohm=self.r_wire_row_ohm,
+                    r_wire_col_ohm=self.r_wire_col_ohm)
 
     @property
     def netlist_sha256(self) -> str:

@@ -13,14 +13,17 @@ import torch
 from torch import nn
 
 from spice.circuit import CircuitSpec
+from spice.tile import Tile, TileViews
 from surrogate.data import Split
-from surrogate.physics import TileSpec
 
 Folded = tuple[torch.Tensor, ...]
 
 
-class SurrogateMVM(nn.Module):
+class SurrogateMVM(TileViews, nn.Module):
     """A crossbar tile model learned from SPICE data (implements :class:`dnn.mvm.TileMVM`).
+
+    ``tile`` is the one record of the tile's constants; ``rows``, ``cols``, ``g_on_s``, ... read it
+    (:class:`spice.tile.TileViews`).
 
     Subclasses implement :meth:`fold` (all G-only work), :meth:`apply_n` (per input vector) and
     :meth:`forward_n` (the unfused reference path), in normalized units.
@@ -30,23 +33,11 @@ class SurrogateMVM(nn.Module):
     starts_at_physics_prior: ClassVar[bool] = False
     """Untrained, the model is already a physics model of the array (the transfer design): training that never
     improves on it keeps that model; a design started from random weights is refused instead."""
-    rows: int
-    cols: int
-    g_off_s: float
-    g_on_s: float
-    v_read_max_v: float
-    v_read_min_v: float
 
-    def __init__(self, tile: TileSpec) -> None:
+    def __init__(self, tile: Tile) -> None:
         super().__init__()
         self.tile = tile
-        self.rows = tile.rows
-        self.cols = tile.cols
-        self.g_off_s = tile.g_off_s
-        self.g_on_s = tile.g_on_s
-        self.v_read_max_v = tile.v_read_max_v
-        self.v_read_min_v = tile.v_read_min_v  # the voltage range the surrogate was trained on starts here
-        self.full_scale_a = tile.full_scale_a
+        """The tile the surrogate was trained for; its voltage range is the one of the training data."""
         self.spec: CircuitSpec | None = None
         """The circuit the surrogate was trained for (set by :func:`surrogate.io.load_surrogate`)."""
         self.metadata: dict[str, Any] = {}

@@ -36,9 +36,10 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from spice.circuit import CircuitSpec
+from spice.tile import Tile
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec, analytic_transfer, loading_maps
+from surrogate.physics import analytic_transfer, loading_maps
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class CellIVRidge(SurrogateMVM):
 
     design = "cell_iv"
 
-    def __init__(self, tile: TileSpec, n_basis: int = 3, iv_points: int = 401, iv_levels: int = 33,
+    def __init__(self, tile: Tile, n_basis: int = 3, iv_points: int = 401, iv_levels: int = 33,
                  alpha: float = CELL_IV_ALPHA, gain_basis: int = GAIN_BASIS) -> None:
         super().__init__(tile)
         for key, value, least in (("n_basis", n_basis, 1), ("iv_points", iv_points, 3), ("iv_levels", iv_levels, 2),

@@ -20,9 +20,9 @@ KIND = "xbarchar.surrogate"
 FORMAT_VERSION = 2
 """Version 2 files carry the integrity record ``content_sha256``; version 1 files are refused."""
 COMPATIBILITY_KEYS = ("rows", "cols", "g_off_s", "g_on_s", "v_read_min_v", "v_read_max_v")
-"""Fields a surrogate's tile must share with a circuit (CircuitSpec and TileSpec use the same names)."""
+"""Fields a surrogate's tile must share with a circuit (CircuitSpec and spice.tile.Tile use the same names)."""
 def compatibility_problems(tile: dict[str, Any], spec: CircuitSpec) -> list[str]:
-    """Every way a surrogate's tile (``TileSpec.to_dict()``) does not fit ``spec``; empty when it fits."""
+    """Every way a surrogate's tile (``spice.tile.Tile.to_dict()``) does not fit ``spec``; empty when it fits."""
     problems = []
     for key in COMPATIBILITY_KEYS:
         want, have = getattr(spec, key), tile.get(key)

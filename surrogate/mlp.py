@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from spice.tile import Tile
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec
 
 
 class GeniexMLP(SurrogateMVM):
@@ -28,7 +28,7 @@ class GeniexMLP(SurrogateMVM):
     OFFSET_SCALE = 0.1
     """The additive head is multiplied by this (fraction of full scale) so it starts small."""
 
-    def __init__(self, tile: TileSpec, hidden: int = 500) -> None:
+    def __init__(self, tile: Tile, hidden: int = 500) -> None:
         super().__init__(tile)
         if not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive integer, got {hidden!r}")

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from spice.tile import Tile
 from surrogate.base import SurrogateMVM
 from surrogate.cell_iv import CellIVRidge
 from surrogate.mlp import GeniexMLP
-from surrogate.physics import TileSpec
 from surrogate.ridge import RidgeMVM
 from surrogate.transfer import TransferNet
 
@@ -41,7 +41,7 @@ DESIGN_CLASSES: dict[str, type[SurrogateMVM]] = {cls.design: cls for cls in (Cel
 """Design name -> class (the names are :data:`surrogate.params.DESIGNS`)."""
 
 
-def build_model(design: str, tile: TileSpec, **hyperparameters: Any) -> SurrogateMVM:
+def build_model(design: str, tile: Tile, **hyperparameters: Any) -> SurrogateMVM:
     """A fresh (untrained) surrogate of ``design`` (one of :data:`DESIGNS`) for ``tile``."""
     if design not in DESIGNS or design not in DESIGN_CLASSES:
         raise ValueError(f"unknown surrogate design {design!r}; expected one of {DESIGNS}")
@@ -52,7 +52,7 @@ def from_architecture(arch: dict[str, Any]) -> SurrogateMVM:
     """Rebuild an (untrained) surrogate from :meth:`SurrogateMVM.architecture`."""
     cls = DESIGN_CLASSES.get(arch["design"])
     hyperparameters = cls.stored_hyperparameters(arch["hyperparameters"]) if cls else arch["hyperparameters"]
-    return build_model(arch["design"], TileSpec(**arch["tile"]), **hyperparameters)
+    return build_model(arch["design"], Tile.from_dict(arch["tile"]), **hyperparameters)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Closed-form crossbar physics: tile constants, wire-drop features, lumped and analytic transfer matrices.
+"""Closed-form crossbar physics: wire-drop features, lumped and analytic transfer matrices.
 
 All functions work in *normalized units* (torch, differentiable, batched over leading dimensions):
 
@@ -13,43 +13,12 @@ below the last row of every column.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 
-from spice.circuit import CircuitSpec
+from spice.tile import Tile
 
-
-@dataclass(frozen=True)
-class TileSpec:
-    """The physical constants of a crossbar tile that a surrogate needs. Units in the names."""
-
-    rows: int
-    cols: int
-    g_off_s: float
-    g_on_s: float
-    v_read_min_v: float
-    v_read_max_v: float
-    r_driver_ohm: float
-    r_sense_ohm: float
-    r_wire_row_ohm: float
-    r_wire_col_ohm: float
-
-    @classmethod
-    def from_circuit(cls, spec: CircuitSpec) -> TileSpec:
-        return cls(rows=spec.rows, cols=spec.cols, g_off_s=spec.g_off_s, g_on_s=spec.g_on_s,
-                   v_read_min_v=spec.v_read_min_v, v_read_max_v=spec.v_read_max_v, r_driver_ohm=spec.r_driver_ohm,
-                   r_sense_ohm=spec.r_sense_ohm, r_wire_row_ohm=spec.r_wire_row_ohm,
-                   r_wire_col_ohm=spec.r_wire_col_ohm)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def full_scale_a(self) -> float:
-        """Full-scale column current g_on * v_max * rows (A)."""
-        return self.g_on_s * self.v_read_max_v * self.rows
+TileSpec = Tile
+"""The tile record a surrogate is built for: :class:`spice.tile.Tile` (the same class, by its older name)."""
 
 
 def wire_drop(g_n: torch.Tensor, r_row_n: float, r_col_n: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +75,7 @@ def lumped_currents(g_n: torch.Tensor, v_n: torch.Tensor, g_driver_n: torch.Tens
     return torch.linalg.solve(s_scaled, rhs).transpose(-1, -2)
 
 
-def analytic_transfer(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
+def analytic_transfer(g_n: torch.Tensor, tile: Tile) -> torch.Tensor:
     """Closed-form IR-drop model (no linear solve): the analytic baseline of the fidelity report.
 
     Every cell's conductance is reduced by its first-order wire drop, ``g_eff = g / (1 + rho + kappa)``
@@ -123,7 +92,7 @@ def analytic_transfer(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
     return a.unsqueeze(-1) * g_eff * b.unsqueeze(-2)
 
 
-def loading_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
+def loading_maps(g_n: torch.Tensor, tile: Tile) -> torch.Tensor:
     """[..., 5, rows, cols]: 1, the row- and column-wire drop features, r_driver * (row conductance) and
     r_sense * (column conductance), for conductances g_n = g / g_on_s [..., rows, cols]."""
     g_on = tile.g_on_s

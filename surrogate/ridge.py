@@ -30,9 +30,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from spice.tile import Tile
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec, analytic_transfer, loading_maps
+from surrogate.physics import analytic_transfer, loading_maps
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ RIDGE_ALPHA = 1e-6
 nearly collinear features)."""
 
 
-def feature_maps(g_n: torch.Tensor, tile: TileSpec) -> torch.Tensor:
+def feature_maps(g_n: torch.Tensor, tile: Tile) -> torch.Tensor:
     """The matrices ``M_k(G)`` of the physics features [..., n_features, rows, cols] (normalized) for
     conductances ``g_n = g / g_on_s`` [..., rows, cols]; differentiable."""
     t_an = analytic_transfer(g_n, tile)
@@ -63,7 +64,7 @@ def features(maps: torch.Tensor, v_n: torch.Tensor) -> torch.Tensor:
     return torch.stack(cols, -1) / rows
 
 
-def split_features(tile: TileSpec, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:
+def split_features(tile: Tile, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:
     """The features [n_samples, cols, n_features] (float64) of samples ``v_v`` [n, rows] (V) of matrices
     ``g_s[g_index]`` (S), matrix by matrix."""
     out = np.empty((len(v_v), tile.cols, len(FEATURES)))
@@ -75,7 +76,7 @@ def split_features(tile: TileSpec, g_s: np.ndarray, g_index: np.ndarray, v_v: np
     return out
 
 
-def fit_ridge(tile: TileSpec, train: Split, alpha: float = RIDGE_ALPHA) -> Pipeline:
+def fit_ridge(tile: Tile, train: Split, alpha: float = RIDGE_ALPHA) -> Pipeline:
     """``StandardScaler`` + ``Ridge(alpha)`` of the column current (fraction of full scale) on the
     physics features of every (sample, column) pair of ``train``."""
     if train.n_samples == 0:
@@ -93,7 +94,7 @@ class RidgeMVM(SurrogateMVM):
     design = "ridge"
     FEATURES = FEATURES
 
-    def __init__(self, tile: TileSpec, alpha: float = RIDGE_ALPHA) -> None:
+    def __init__(self, tile: Tile, alpha: float = RIDGE_ALPHA) -> None:
         super().__init__(tile)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")

@@ -31,9 +31,10 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from spice.tile import Tile
 from surrogate.base import Folded, SurrogateMVM
 from surrogate.data import Split
-from surrogate.physics import TileSpec, lumped_currents, lumped_transfer, wire_drop
+from surrogate.physics import lumped_currents, lumped_transfer, wire_drop
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class TransferNet(SurrogateMVM):
     FEATURES = ("g_n", "row_position", "col_position", "rho_row_wire", "kappa_col_wire",
                 "driver_load", "sense_load")
 
-    def __init__(self, tile: TileSpec, cell_hidden: int = 32, v_order: int = 1, v_basis: str = "cubic") -> None:
+    def __init__(self, tile: Tile, cell_hidden: int = 32, v_order: int = 1, v_basis: str = "cubic") -> None:
         super().__init__(tile)
         if not isinstance(cell_hidden, int) or cell_hidden < 1:
             raise ValueError(f"cell_hidden must be a positive integer, got {cell_hidden!r}")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from spice.circuit import spec_from_config
+from spice.tile import Tile
 
 REPO = Path(__file__).resolve().parents[1]
 CIRCUITS = REPO / "data" / "circuits"
@@ -84,6 +85,17 @@ def assert_cli_error(capsys, main, argv, pattern: str, code: int = 2) -> str:
     return lines[0]
 
 
+class TileOfFields:
+    """A test tile model's `tile` (`dnn.mvm.TileMVM`) from its own fields rows, cols, g_off_s, g_on_s,
+    v_read_min_v and v_read_max_v (an ideal array: no resistance)."""
+
+    @property
+    def tile(self) -> Tile:
+        return Tile(rows=self.rows, cols=self.cols, g_off_s=self.g_off_s, g_on_s=self.g_on_s,
+                    v_read_min_v=self.v_read_min_v, v_read_max_v=self.v_read_max_v, r_driver_ohm=0.0,
+                    r_sense_ohm=0.0, r_wire_row_ohm=0.0, r_wire_col_ohm=0.0)
+
+
 @dataclass
 class PerTileOnly:
     """A tile model seen only through `TileMVM.bind` (hides `bind_shared`): inputs repeated per tile. It
@@ -92,8 +104,7 @@ class PerTileOnly:
     model: Any
 
     def __post_init__(self):
-        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
-            setattr(self, key, getattr(self.model, key))
+        self.tile = self.model.tile
 
     def bind(self, g_s):
         return self.model.bind(g_s)

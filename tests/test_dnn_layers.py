@@ -14,7 +14,7 @@ from dnn.config import CrossbarConfig
 from dnn.layers import CrossbarConv2d, CrossbarLinear
 from dnn.mapping import quantize_weights
 from dnn.mvm import IdealTileMVM, TileMVM, TransferTileMVM
-from tests.conftest import PerTileOnly
+from tests.conftest import PerTileOnly, TileOfFields
 
 G_MIN, G_MAX, V_MAX = 5e-6, 50e-6, 0.2
 EXACT = CrossbarConfig(input_bits=0, adc_bits=0)  # only weight quantization
@@ -25,7 +25,7 @@ def ideal(rows=16, cols=8):
 
 
 @dataclass
-class CountingMVM:
+class CountingMVM(TileOfFields):
     """Ideal tile model that counts `bind` calls."""
 
     rows: int = 16
@@ -376,7 +376,7 @@ def test_cuda_matches_cpu():
 
 
 @dataclass
-class RecordingMVM:
+class RecordingMVM(TileOfFields):
     """Ideal tile model that records the row voltages it is asked to read; valid for v >= 0 only."""
 
     rows: int = 16
@@ -706,7 +706,7 @@ def test_inference_after_training_keeps_no_training_graph():
         assert xl.programmed_conductances(torch.device("cpu"), torch.float32) is g  # and now it is cached
 
 
-class _ModuleMVM(nn.Module):
+class _ModuleMVM(TileOfFields, nn.Module):
     """An ideal tile model that is an nn.Module (as a surrogate is), optionally without any tensor."""
 
     rows, cols, g_off_s, g_on_s, v_read_max_v, v_read_min_v = 16, 8, G_MIN, G_MAX, V_MAX, -V_MAX
