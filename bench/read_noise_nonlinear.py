@@ -133,8 +133,7 @@ class Unloaded:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        for key in ("rows", "cols", "g_off_s", "g_on_s", "v_read_max_v", "v_read_min_v"):
-            setattr(self, key, getattr(model, key))
+        self.tile = model.tile
 
     def bind(self, g_s: torch.Tensor) -> Any:
         return self.model.bind(g_s)
