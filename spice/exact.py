@@ -674,6 +674,10 @@ class NewtonOptions:
     max_iter: int = 200
     """Accelerated sweeps before a vector is retried."""
     anderson_depth: int = 5
+    """Anderson history (sweeps); 0: plain sweeps."""
+    anderson_after: int = 6
+    """Plain sweeps before the Anderson history starts: an array whose sweeps contract fast (e.g. the 1S1R
+    selector at 16x16, ~10 sweeps either way) converges without paying for the history."""
     damping: float = 0.5
     """Relaxation factor of the first retry (unaccelerated sweeps)."""
     retry_max_iter: int = 2000
@@ -845,14 +849,15 @@ class ArraySolver:
                 u_new = torch.nan_to_num(u_new, nan=0.0, posinf=0.0, neginf=0.0)
                 u = torch.where(conv[..., None, None], u, u_new) if bool(conv.any()) else u_new
             newly = (step <= tol) & ~conv
-            if accelerate:
+            if accelerate and k > opt.anderson_after:
+                k_a = k - opt.anderson_after  # sweeps since the history started
                 ff = f.flatten(2)
                 if prev_f is not None:
                     if hist_df is None:
                         hist_dx = x.new_zeros(shape[:2] + (depth, ff.shape[-1]), dtype=WORK_DTYPE)
                         hist_df = torch.zeros_like(hist_dx)
                         gram = x.new_zeros(shape[:2] + (depth, depth), dtype=WORK_DTYPE)
-                    j = (k - 2) % depth
+                    j = (k_a - 2) % depth
                     hist_dx[:, :, j] = x.flatten(2) - prev_x
                     hist_df[:, :, j] = ff - prev_f
                     row = torch.matmul(hist_df, hist_df[:, :, j, :, None])[..., 0]
@@ -861,11 +866,11 @@ class ArraySolver:
                 prev_x, prev_f = x.flatten(2), ff
                 x_new = x + f
                 if hist_df is not None:
-                    used = min(k - 1, depth)
+                    used = min(k_a - 1, depth)
                     x_new = x_new - self._anderson(hist_dx[:, :, :used], hist_df[:, :, :used],
                                                    gram[:, :, :used, :used], ff.to(WORK_DTYPE)).reshape(shape)
             else:
-                x_new = x + omega * f
+                x_new = x + (omega if not accelerate else 1.0) * f
             if not bool(torch.isfinite(step).all()):
                 x_new = torch.nan_to_num(x_new, nan=0.0, posinf=0.0, neginf=0.0)
             x = torch.where(conv[..., None, None, None], x, x_new) if bool(conv.any()) else x_new
@@ -916,7 +921,7 @@ class ArraySolver:
                 g = g * g_factor[:, start:start + chunk].to(device=v.device, dtype=torch.float64)
             x = torch.zeros(vc.shape[:2] + (2, spec.rows, spec.cols), dtype=torch.float64, device=v.device)
             x[:, :, 0] = vc[..., None]  # row nodes start at their inputs, column nodes at ground
-            x, conv, k, u = self._iterate(vc, x, g, self.m_row, self.m_col, True, 1.0, opt.max_iter)
+            x, conv, k, u = self._iterate(vc, x, g, self.m_row, self.m_col, opt.anderson_depth > 0, 1.0, opt.max_iter)
             self.iterations.append(k)
             if not bool(conv.all()):
                 x = self._retry(vc, x, conv, start, g)
