@@ -51,7 +51,8 @@ class LoadedNoiseMaps:
 
     w_sq: torch.Tensor  # [T, rows, cols] squared sensitivity w^2 of column j to cell (i, j), (A/V)^2
     w_col: torch.Tensor  # [T, 1, cols] sum over rows of w_sq
-    g_t: torch.Tensor  # [T, cols, rows] conductances, transposed (S)
+    row_rise: torch.Tensor
+    """[T, cols, rows] row-node rise per column current, r_driver r_sense g_ij row_scale_i, transposed (V/A)."""
     row_scale: torch.Tensor  # [T, 1, rows] 1 / (1 + r_driver * row conductance)
     r_driver_ohm: float
     r_sense_ohm: float
@@ -126,8 +127,9 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
         q0, q2, q4 = (q.to(torch.float64) for q in chord)
         w_sq_chord = (w_sq * q2, w_sq * q4)
         w_sq = w_sq * q0
+    row_rise = (r_driver_ohm * r_sense_ohm) * g.transpose(-1, -2) * row_scale[:, None, :]
     return LoadedNoiseMaps(w_sq=w_sq.to(dtype), w_col=w_sq.sum(-2, keepdim=True).to(dtype),
-                           g_t=g_s.transpose(-1, -2).contiguous(), row_scale=row_scale[:, None, :].to(dtype),
+                           row_rise=row_rise.to(dtype).contiguous(), row_scale=row_scale[:, None, :].to(dtype),
                            r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm, w_sq_chord=w_sq_chord)
 
 
@@ -145,7 +147,7 @@ def loaded_read_noise_currents(v_v: torch.Tensor, i_a: torch.Tensor, maps: Loade
     """Column-current read noise with a new draw for every read (amperes), for cells loaded by the array:
     N(0, 1) times :func:`loaded_read_noise_std`."""
     std = loaded_read_noise_std(v_v, i_a, maps, sigma)
-    return std * torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+    return std.mul_(torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype))
 
 
 def loaded_read_noise_std(v_v: torch.Tensor, i_a: torch.Tensor, maps: LoadedNoiseMaps, sigma: float) -> torch.Tensor:
@@ -157,16 +159,16 @@ def loaded_read_noise_std(v_v: torch.Tensor, i_a: torch.Tensor, maps: LoadedNois
     noise is N(0, sigma^2 sum_i w_ij^2 u_ij^2). Without driver and sense (w = T, u = v) this is
     :func:`per_read_noise_currents`."""
     s = maps.r_sense_ohm * i_a
-    a = (v_v + maps.r_driver_ohm * torch.bmm(s, maps.g_t)) * maps.row_scale
-    b = a.shape[1]
-    both = torch.bmm(torch.cat([a * a, a], 1), maps.w_sq)  # [T, 2B, cols]
-    var = both[:, :b] - 2.0 * s * both[:, b:] + s * s * maps.w_col
+    a = torch.baddbmm(v_v * maps.row_scale, i_a, maps.row_rise)  # row nodes: (v_i + r_d sum_k g_ik s_k) row_scale_i
+    cross = torch.bmm(a, maps.w_sq)
+    var = torch.bmm(a * a, maps.w_sq)  # sum_i w^2 (a_i - s_j)^2 = sum_i w^2 a_i^2 + s_j (s_j sum_i w^2 - 2 sum_i w^2 a_i)
+    var.addcmul_(s, cross.mul_(-2.0).addcmul_(s, maps.w_col))
     if maps.w_sq_chord is not None:  # + sum_i w^2 (q2 u^4 + q4 u^6), u = a_i - s_j, in float64
         a64, s64 = a.to(torch.float64), s.to(torch.float64)
         w4, w6 = maps.w_sq_chord
         extra = _power_sum(a64, s64, w4, 4) + _power_sum(a64, s64, w6, 6)
         var = var + extra.to(var.dtype)
-    return sigma * var.clamp_min(0.0).sqrt()
+    return var.clamp_min_(0.0).sqrt_().mul_(sigma)
 
 
 def _power_sum(a: torch.Tensor, s: torch.Tensor, w: torch.Tensor, power: int) -> torch.Tensor:

@@ -118,6 +118,26 @@ def test_loaded_noise_is_zero_without_input_and_scales_with_sigma():
     torch.testing.assert_close(loaded_read_noise_std(v, i, maps, 0.3), 3 * loaded_read_noise_std(v, i, maps, 0.1))
 
 
+def test_loaded_noise_std_is_the_direct_sum_over_cells():
+    """The folded form (row rise and the expanded square, in float32) against the definition summed cell by
+    cell in float64: sigma sqrt(sum_i w_ij^2 (a_i - s_j)^2), a_i = (v_i + r_d sum_k g_ik s_k) / (1 + r_d sum_k g_ik).
+    float32 terms of either sign cancel in the expanded square: a tolerance of a few hundred float32 eps."""
+    spec = _spec()
+    g, v, _ = _problem(spec, n_vectors=16)
+    t = torch.as_tensor(nodal.transfer_matrix(spec, g[0].numpy()))[None]
+    i = torch.bmm(v, t)
+    maps = loaded_noise_maps(t, g, spec.r_driver_ohm, spec.r_sense_ohm)
+    folded = loaded_read_noise_std(v.float(), i.float(), dataclasses.replace(
+        maps, w_sq=maps.w_sq.float(), w_col=maps.w_col.float(), row_rise=maps.row_rise.float(),
+        row_scale=maps.row_scale.float()), 0.2)
+    g64, v64, i64 = g.double(), v.double(), i.double()
+    s = spec.r_sense_ohm * i64
+    a = (v64 + spec.r_driver_ohm * torch.einsum("tbc,trc->tbr", s, g64)) / (1 + spec.r_driver_ohm * g64.sum(-1))[:, None]
+    w_sq = maps.w_sq.double()
+    direct = 0.2 * torch.einsum("trc,tbrc->tbc", w_sq, (a[..., :, None] - s[..., None, :]) ** 2).sqrt()
+    torch.testing.assert_close(folded.double(), direct, rtol=300 * torch.finfo(torch.float32).eps, atol=0)
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadedLinearTile(TransferTileMVM):
     """The exact linear tile, stating its driver and sense resistances (as a transfer surrogate does)."""
