@@ -11,6 +11,7 @@ implements the same protocol.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol, Self, runtime_checkable
@@ -140,6 +141,12 @@ class _BipolarTile(TileViews, _TileArguments):
         valid for row voltages of either sign; ``kwargs``: the model's own fields."""
         arguments = {key: value for key, value in tile.to_dict().items() if key != "v_read_min_v"}
         return cls(**arguments, **kwargs)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some of the model's own fields changed (``dataclasses.replace`` cannot rebuild the
+        tile from its init-only arguments)."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return type(self).of(self.tile, **{**own, **changes})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ real ngspice runs on the same conductances and inputs, and through the DNN stage
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 
@@ -437,7 +436,7 @@ def test_per_read_noise_through_exact_physics_is_the_redrawn_spread():
     with torch.no_grad():
         clean = convert_to_crossbar(layer, clean_cfg, mvm)(x[:1])[0]
         redrawn = convert_to_crossbar(layer, base, mvm)(x)
-        approx = convert_to_crossbar(layer, base, dataclasses.replace(mvm, noisy_reads=False))(x)
+        approx = convert_to_crossbar(layer, base, mvm.replace(noisy_reads=False))(x)
     assert torch.allclose(redrawn.mean(0), clean, atol=0.15 * float(clean.abs().max()))
     ratio = float((approx.std(0) / redrawn.std(0)).median())
     assert ratio > 1.2, ratio
