@@ -54,6 +54,10 @@ class Subckt:
     name: str
     pins: tuple[str, ...]
     params: tuple[str, ...]
+    header: VettedLine | None = None
+    """The ``.subckt`` line."""
+    body: tuple[VettedLine, ...] = ()
+    """The lines between ``.subckt`` and ``.ends``, in order."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,11 @@ class CircuitSpec:
     def subckts(self) -> dict[str, Subckt]:
         """The subcircuits of the circuit file, validated against the pin contract."""
         return parse_circuit_file(self.netlist_text, self.netlist_path or f"<{self.name}>")
+
+    def models(self) -> dict[str, VettedLine]:
+        """The ``.model`` cards of the circuit file (at top level or inside a subcircuit), by lower-case name."""
+        return {line.text.split()[1].lower(): line for line in self.vetted_lines()
+                if line.text.split()[0].lower() == ".model" and len(line.text.split()) >= 3}
 
     def vetted_lines(self) -> tuple[VettedLine, ...]:
         """The circuit file's logical lines, vetted by the allow-list: all ngspice ever gets of it."""
@@ -324,6 +333,7 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
     definition takes a name of :data:`RESERVED_NAMES`.
     """
     found: dict[str, Subckt] = {}
+    bodies: dict[str, list[VettedLine]] = {}
     open_name: str | None = None
     top_level_element: int | None = None
     for vetted in vet_circuit_file(text, source):
@@ -349,13 +359,18 @@ def parse_circuit_file(text: str, source: str) -> dict[str, Subckt]:
             if name in found:
                 raise CircuitError(f"circuit file {source}, line {number}: .subckt '{_quote_word(name)}' is "
                                    "defined twice (subcircuit names are case-insensitive)")
-            found[name] = Subckt(name=name, pins=pins, params=params)
+            found[name] = Subckt(name=name, pins=pins, params=params, header=vetted)
+            bodies[name] = []
             open_name = name
             continue
         if first == ".ends":
             if open_name is None:
                 raise CircuitError(f"circuit file {source}, line {number}: .ends without .subckt")
+            found[open_name] = dataclasses.replace(found[open_name], body=tuple(bodies[open_name]))
             open_name = None
+            continue
+        if open_name is not None:
+            bodies[open_name].append(vetted)
     if open_name is not None:
         raise CircuitError(f"circuit file {source}: .subckt '{open_name}' is never closed with .ends")
     if "cell" not in found:

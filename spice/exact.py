@@ -486,26 +486,19 @@ _HINT = ("; the exact non-linear solver knows the resistive, sinh, level-1 1T1R 
 
 
 def _read_subckts(spec: CircuitSpec):
-    """({name: header line}, {name: [(line number, element line)]}, {model name: (line number, text)})
-    of the circuit file; a dot command other than .subckt/.ends/.model raises."""
+    """({name: header line}, {name: [(line number, element line)]}, {model name: (line number, text)}) of the
+    circuit file, as :mod:`spice.circuit` parsed it; a dot command other than .subckt/.ends/.model raises."""
     source = spec.netlist_path or f"<{spec.name}>"
-    headers, bodies, models = {}, {}, {}
-    inside = None
     for line in spec.vetted_lines():
-        words = line.text.split()
-        first = words[0].lower()
-        if first == ".subckt":
-            inside = words[1].lower()
-            headers[inside], bodies[inside] = line, []
-        elif first == ".ends":
-            inside = None
-        elif first == ".model" and len(words) >= 3:
-            models[words[1].lower()] = (line.line_number, " ".join(words[2:]))
-        elif first.startswith("."):
+        first = line.text.split()[0].lower()
+        if first.startswith(".") and first not in (".subckt", ".ends", ".model"):
             raise UnsupportedCircuitError(f"circuit file {source}, line {line.line_number}: '{first}' is not "
                                           f"read by the exact solver{_HINT}")
-        elif inside is not None:
-            bodies[inside].append((line.line_number, line.text))
+    subckts = spec.subckts()
+    headers = {name: sub.header for name, sub in subckts.items()}
+    bodies = {name: [(line.line_number, line.text) for line in sub.body
+                     if not line.text.split()[0].startswith(".")] for name, sub in subckts.items()}
+    models = {name: (line.line_number, " ".join(line.text.split()[2:])) for name, line in spec.models().items()}
     return headers, bodies, models
 
 
