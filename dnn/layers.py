@@ -408,6 +408,12 @@ class CrossbarLayerBase(nn.Module):
         return state
 
 
+def reads_are_random(model: nn.Module) -> bool:
+    """Whether a forward of ``model`` draws new read noise (some crossbar layer has read noise on): then two
+    forwards of the same input differ, and averaging passes averages draws."""
+    return any(isinstance(m, CrossbarLayerBase) and m.config.read_noise_on for m in model.modules())
+
+
 class CrossbarLinear(CrossbarLayerBase):
     """Linear layer computed on crossbar tiles: y = x W^T + b (bias digital)."""
 

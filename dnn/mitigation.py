@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
+from .layers import reads_are_random
 from .settings import BnAdaptSettings, BnFinetuneSettings, RetrainSettings
 from .train import fit, resolve_device
 
@@ -73,7 +74,8 @@ def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = BnAda
              n_draws: int = BnAdaptSettings.n_draws, device: str | torch.device | None = None) -> nn.Module:
     """Reset every BN's running statistics and re-estimate them as a cumulative average (momentum=None)
     over `n_draws` passes of the first `n_batches` batches of clean data through the non-ideal model
-    (each forward is a new read-noise draw). Only BN runs in train mode; no gradients, no weight or
+    (each forward is a new read-noise draw). Without read noise the forward is deterministic and one pass
+    is made: more would repeat the same reads. Only BN runs in train mode; no gradients, no weight or
     gamma/beta change. BN momenta are restored afterwards."""
     device = resolve_device(device)
     bns = [m for m in batchnorm_layers(model) if m.track_running_stats]
@@ -81,6 +83,8 @@ def bn_adapt(model: nn.Module, loader: DataLoader, n_batches: int | None = BnAda
         logger.warning("bn_adapt: model has no BatchNorm with running statistics; nothing to adapt")
         return model.eval()
     model.to(device)
+    if n_draws > 1 and not reads_are_random(model):
+        n_draws = 1
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

@@ -85,7 +85,8 @@ class BnAdaptSettings:
     """BN adaptation: running statistics re-estimated on clean data through the non-ideal network."""
 
     n_draws: int = 4
-    """Passes over the calibration batches (each forward a new read-noise draw)."""
+    """Passes over the calibration batches (each forward a new read-noise draw); one pass when the
+    crossbar has no read noise (a deterministic forward)."""
     n_batches: int | None = None
     """Calibration batches per pass (None = all)."""
 

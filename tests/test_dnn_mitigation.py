@@ -132,13 +132,23 @@ def test_bn_adapt_recomputes_statistics_only():
         assert torch.equal(before[k], after[k]), f"{k} changed"
     first_bn = model.features[1]
     assert first_bn.momentum == 0.1  # momentum restored
-    assert first_bn.num_batches_tracked.item() == 4
+    assert first_bn.num_batches_tracked.item() == 2  # no read noise: one pass, n_draws repeats nothing
     # reference: the statistics of the first conv's output over the two batches used (cumulative mean)
     with torch.no_grad():
         z = model.features[0](data.tensors[0][:64])
     mean_ref = torch.stack([z[:32].mean((0, 2, 3)), z[32:].mean((0, 2, 3))]).mean(0)
     assert torch.allclose(first_bn.running_mean, mean_ref, rtol=1e-4, atol=1e-6)
     assert not model.training
+
+
+def test_bn_adapt_repeats_passes_only_over_random_reads():
+    data = _data()
+    noisy = _converted()
+    bn_adapt(noisy, make_loader(data, 32), n_batches=2, n_draws=3)
+    assert noisy.features[1].num_batches_tracked.item() == 6  # every pass new read-noise draws
+    quiet = _converted(cfg=CrossbarConfig(seed=1))
+    bn_adapt(quiet, make_loader(data, 32), n_batches=2, n_draws=3)
+    assert quiet.features[1].num_batches_tracked.item() == 2
 
 
 def test_bn_adapt_recovers_a_column_gain():
