@@ -43,14 +43,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from spice.circuit import CircuitError, CircuitSpec
+from xbarchar.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -87,66 +86,10 @@ class ArrayConvergenceError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- progress
-class SolveProgress:
-    """Running count of the tile-vectors solved by the exact and the SPICE-in-the-loop tile solvers of this
-    process, shown as a tqdm bar when stderr is a terminal and as a log line every ``log_every_s`` seconds
-    otherwise, with the rate and, once :meth:`expect` has set a total, the time left.
-
-    ``stage`` (e.g. 'calibration', 'BN adaptation', 'evaluation') and ``what`` (the tile shape of the last
-    call) name what is being solved."""
-
-    def __init__(self, log_every_s: float = 20.0) -> None:
-        self.log_every_s = log_every_s
-        self.done = 0
-        self.total: int | None = None
-        self.stage = ""
-        self.what = ""
-        self._t0 = time.perf_counter()
-        self._last_log = self._t0
-        self._bar = None
-
-    def expect(self, total: int | None, stage: str = "") -> None:
-        """Start counting towards ``total`` tile-vectors (None: no estimate) under the name ``stage``."""
-        self.close()
-        self.done, self.total, self.stage = 0, total, stage
-        self._t0 = self._last_log = time.perf_counter()
-        if sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=stage or "exact solve", unit="vec", unit_scale=True, leave=False)
-
-    def advance(self, n: int, what: str = "") -> None:
-        """``n`` more tile-vectors solved (``what``: the call's tiles x vectors and tile size)."""
-        self.done += n
-        self.what = what or self.what
-        if self._bar is not None:
-            self._bar.set_postfix_str(self.what, refresh=False)
-            self._bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self._last_log >= self.log_every_s:
-            self._last_log = now
-            log.info("%s", self.line(now))
-
-    def line(self, now: float | None = None) -> str:
-        """The progress as one line of text: stage, count, rate, time left."""
-        elapsed = (now or time.perf_counter()) - self._t0
-        rate = self.done / max(elapsed, 1e-9)
-        left = ""
-        if self.total:
-            left = f" of {self.total} ({100 * self.done / self.total:.0f}%), ~{max(self.total - self.done, 0) / max(rate, 1e-9):.0f} s left"
-        return (f"{self.stage or 'exact solve'}: {self.done} tile-vectors{left}; {rate:.0f}/s over {elapsed:.0f} s"
-                f"{'; last call ' + self.what if self.what else ''}")
-
-    def close(self) -> None:
-        """Close the bar (if any)."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-PROGRESS = SolveProgress()
-"""The process's one progress record (the exact and the SPICE-in-the-loop solvers advance it)."""
+PROGRESS = Progress(stage="exact solve", unit="tile-vectors", logger=log)
+"""The process's one progress record (the exact and the SPICE-in-the-loop solvers advance it): a bar on a
+terminal, a log line every ~20 s otherwise; :meth:`~xbarchar.progress.Progress.expect` sets the total and
+names the stage (e.g. 'calibration', 'BN adaptation', 'evaluation')."""
 
 
 # ----------------------------------------------------------------------------- cell models

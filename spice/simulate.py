@@ -7,11 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from spice import ngspice
 from spice.circuit import CircuitSpec
 from spice.sampling import SamplingConfig, draw
+from xbarchar.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,10 @@ def simulate_shard(spec: CircuitSpec, cfg: SamplingConfig, shard: int, progress:
     ids = cfg.shard_indices(shard)
     g_list, v_list, i_list, f_list, r_list, solver, transfer = [], [], [], [], [], [], []
     n_failed = 0
-    # The progress bar is display only (tests/test_spice_simulate.py checks its label); mutants of this
+    # The progress is display only (tests/test_spice_simulate.py checks its label); mutants of this
     # line stall mutmut's runner until its CPU limit, so `make mutate` leaves it alone.
-    for k in tqdm(ids, desc=f"ngspice {spec.name} shard {shard}", disable=not progress, unit="G"):  # pragma: no mutate
+    bar = Progress(len(ids), f"ngspice {spec.name} shard {shard}", "G", enabled=progress, logger=log)  # pragma: no mutate
+    for k in bar.iterate(ids):
         g, v = draw(spec, cfg, int(k))
         result = None
         if cfg.solver == "auto":

@@ -26,7 +26,7 @@ def test_progress_logs_the_count_rate_and_time_left(caplog):
         with caplog.at_level(logging.INFO, logger="spice.exact"):
             exact.ArraySolver(spec, exact.cell_model(spec), g).currents(v)
         assert progress.done == 10
-        assert "evaluation: 10 tile-vectors of 40 (25%)" in caplog.text
+        assert "evaluation: 10/40 tile-vectors (25%)" in caplog.text
         assert "s left" in caplog.text and "2 tiles x 5 vectors of 6x6" in caplog.text
     finally:
         progress.log_every_s = saved
