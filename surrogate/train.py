@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from surrogate.data import Split, SplitDataset
 from surrogate.models import SurrogateMVM, build_model
 from surrogate.params import AUTO, TrainParams, TrainParamsError  # noqa: F401  (re-exported)
 from surrogate.physics import TileSpec
+from xbarchar.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -372,38 +372,40 @@ def _train_gradient(splits: SplitDataset, params: TrainParams, progress: bool) -
              params.design, sum(p.numel() for p in model.parameters()), train_t.n, splits.train.n_matrices,
              start_val)
     t0 = time.perf_counter()
-    bar = tqdm(range(1, params.epochs + 1), desc=f"train {params.design}", unit="epoch", disable=not progress)
+    bar = Progress(params.epochs, f"train {params.design}", "epoch", enabled=progress, logger=log).start()
     epoch = 0
     train_rms: list[float] = []
-    for epoch in bar:
-        model.train()
-        sq, count = 0.0, 0
-        for batch in _batches(train_t, params.batch_size, gen):
-            loss = torch.mean((_predict_n(model, train_t, batch) - train_t.i_n[batch]) ** 2)
-            if not torch.isfinite(loss):
+    try:
+        for epoch in range(1, params.epochs + 1):
+            model.train()
+            sq, count = 0.0, 0
+            for batch in _batches(train_t, params.batch_size, gen):
+                loss = torch.mean((_predict_n(model, train_t, batch) - train_t.i_n[batch]) ** 2)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"{splits.path or 'dataset'}: the training loss became {float(loss)} at epoch {epoch}; "
+                        f"no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sq += float(loss.detach()) * len(batch)
+                count += len(batch)
+            train_rms.append(math.sqrt(sq / max(count, 1)))
+            model.eval()
+            val = _rms_n(model, val_t)
+            if val_t.n and not np.isfinite(val):
                 raise TrainingDivergedError(
-                    f"{splits.path or 'dataset'}: the training loss became {float(loss)} at epoch {epoch}; "
-                    f"no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sq += float(loss.detach()) * len(batch)
-            count += len(batch)
-        train_rms.append(math.sqrt(sq / max(count, 1)))
-        model.eval()
-        val = _rms_n(model, val_t)
-        if val_t.n and not np.isfinite(val):
-            raise TrainingDivergedError(
-                f"{splits.path or 'dataset'}: the validation error became {val} at epoch {epoch}; "
-                "no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
-        sched.step()
-        if val < best_val * (1.0 - 1e-4):
-            best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
-        bar.set_postfix(train=f"{np.sqrt(sq / max(count, 1)):.2e}", val=f"{val:.2e}", best=f"{best_val:.2e}")
-        if epoch >= params.epochs // 2 and epoch - best_epoch >= params.patience:
-            log.info("early stop at epoch %d (best epoch %d)", epoch, best_epoch)
-            break
-    bar.close()
+                    f"{splits.path or 'dataset'}: the validation error became {val} at epoch {epoch}; "
+                    "no surrogate written (check the dataset with python -m spice inspect, or lower lr)")
+            sched.step()
+            if val < best_val * (1.0 - 1e-4):
+                best_val, best_epoch, best_state = val, epoch, copy.deepcopy(model.state_dict())
+            bar.advance(1, f"train {np.sqrt(sq / max(count, 1)):.2e}, val {val:.2e}, best {best_val:.2e}")
+            if epoch >= params.epochs // 2 and epoch - best_epoch >= params.patience:
+                log.info("early stop at epoch %d (best epoch %d)", epoch, best_epoch)
+                break
+    finally:
+        bar.close()
     model.load_state_dict(best_state)
     model.eval()
     seconds = time.perf_counter() - t0
