@@ -111,8 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "evaluation)", name, per_image, per_image * images, images)
         PROGRESS.expect(per_image * images if args.n_test else None, f"{name} exact mode")
         rows[name] = bench_dnn.run(bench_dnn.parse_args(argv), say=lambda text: None)
-        log.info("%s", PROGRESS.line())
-        PROGRESS.close()
+        PROGRESS.close()  # its last line: a log line, or the bar left on a terminal
         print(row_line(name, rows[name]), flush=True)
         summary = {n: summarize(r) for n, r in rows.items()}
         if args.json:  # after every circuit: a long run keeps what it measured

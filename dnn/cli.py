@@ -185,7 +185,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     logger.info("tile model %s", mvm_info)
     software, methods = evaluate_methods(model, data, mvm, cfg, settings, device, batch_size=ns.batch_size,
                                          eval_batch_size=ns.eval_batch_size, max_batches=ns.max_batches,
-                                         progress=xcli.show_progress(ns))
+                                         progress=xcli.show_progress(ns), scenario=ns.scenario)
     EvaluationResult(
         circuit=ns.circuit_name or mvm_info["kind"], model=Path(ns.model_path).stem, scenario=ns.scenario,
         architecture=meta["model_name"], model_path=str(ns.model_path), software_accuracy=software,

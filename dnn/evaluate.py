@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from xbarchar.progress import Progress
+
 from .config import CrossbarConfig
 from .convert import convert_to_crossbar
 from .datasets import DatasetSplit
@@ -171,35 +173,47 @@ def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | 
 
 def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: CrossbarConfig,
                      settings: EvaluationSettings, device: torch.device, batch_size: int = 64,
-                     eval_batch_size: int = 256, max_batches: int | None = None, progress: bool = True
-                     ) -> tuple[float, dict[str, MethodResult]]:
+                     eval_batch_size: int = 256, max_batches: int | None = None, progress: bool = True,
+                     scenario: str = "") -> tuple[float, dict[str, MethodResult]]:
     """Software accuracy and, per method, accuracy over every seed x test pass.
 
     Per seed: the model is converted with ``cfg`` (seeded: noise and drift draws), the ADC range is
     calibrated when ``cfg.adc_range`` is 'calibrated', then each method runs on its own copy with the
     seeded calibration subset and is tested ``eval_draws`` times (new read-noise draws each pass).
+    ``progress`` shows the scenario (its name for messages), seed and method running and the time left
+    of the whole evaluation (:class:`xbarchar.progress.Progress`).
     """
     test_loader = make_loader(data.test, eval_batch_size)
     software = evaluate(model, test_loader, device)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
     pc2: dict[str, dict[str, float]] = {}
     x_diag = next(iter(test_loader))[0][:128].to(device)  # PC2 diagnostic batch
-    for seed in settings.seeds:
-        base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
-        calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
-        calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
-        for method in settings.methods:
-            m = copy.deepcopy(base)
-            m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
-                                              **method_kwargs(settings, method, max_batches, progress))
-            accs = [evaluate(m, test_loader, device) for _ in range(settings.eval_draws)]
-            runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
-                                 "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
-                                 "memory_kind": cost.memory_kind})
-            logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method, runs[method][-1]["accuracy"],
-                        software)
-            if method not in pc2:  # first seed
-                pc2[method] = layer_pc2(model, m, x_diag)
+    n_seeds = len(settings.seeds)
+    bar = Progress(n_seeds * len(settings.methods) * settings.eval_draws, f"scenario {scenario or 'default'}",
+                   "test pass", enabled=progress, logger=logger)
+    with bar:
+        for i, seed in enumerate(settings.seeds):
+            where = f"scenario {scenario or 'default'}, seed {i + 1}/{n_seeds} ({seed})"
+            bar.set_stage(f"{where}, conversion")
+            base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
+            calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
+            calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
+            for method in settings.methods:
+                bar.set_stage(f"{where}, {method}")
+                m = copy.deepcopy(base)
+                m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
+                                                  **method_kwargs(settings, method, max_batches, progress))
+                accs = []
+                for draw in range(settings.eval_draws):
+                    accs.append(evaluate(m, test_loader, device))
+                    bar.advance(1, f"{method} test pass {draw + 1}/{settings.eval_draws}: accuracy {accs[-1]:.4f}")
+                runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
+                                     "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
+                                     "memory_kind": cost.memory_kind})
+                logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method,
+                            runs[method][-1]["accuracy"], software)
+                if method not in pc2:  # first seed
+                    pc2[method] = layer_pc2(model, m, x_diag)
     results = {}
     for method, rs in runs.items():
         accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from xbarchar.files import atomic_write_with
+from xbarchar.progress import Progress
 
 from .models import build_model
 from .settings import TrainSettings
@@ -81,32 +81,32 @@ def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], ep
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, lr_gamma) if lr_step_epochs else None
     loss_fn = nn.CrossEntropyLoss()
     history = []
-    for epoch in range(epochs):
-        (set_mode or (lambda m: m.train()))(model)
-        total, correct, loss_sum = 0, 0, 0.0
-        n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
-        bar = tqdm(loader, total=n_batches, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
-                   disable=not progress)
-        for b, (x, y) in enumerate(bar):
-            if b >= n_batches:
-                break
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (out.argmax(1) == y).sum().item()
-            total += len(y)
-            bar.set_postfix(loss=f"{loss_sum / total:.4f}")
-        rec = {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1),
-               "lr": opt.param_groups[0]["lr"]}
-        history.append(rec)
-        logger.info("%s epoch %d/%d: loss %.4f, train accuracy %.4f, lr %.3g", desc, epoch + 1, epochs,
-                    rec["loss"], rec["train_accuracy"], rec["lr"])
-        if sched is not None:
-            sched.step()
+    n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
+    with Progress(epochs * n_batches, desc, "batch", enabled=progress, logger=logger) as bar:
+        for epoch in range(epochs):
+            (set_mode or (lambda m: m.train()))(model)
+            bar.set_stage(f"{desc} epoch {epoch + 1}/{epochs}")
+            total, correct, loss_sum = 0, 0, 0.0
+            for b, (x, y) in enumerate(loader):
+                if b >= n_batches:
+                    break
+                x, y = x.to(device), y.to(device)
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = loss_fn(out, y)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * len(y)
+                correct += (out.argmax(1) == y).sum().item()
+                total += len(y)
+                bar.advance(1, f"loss {loss_sum / total:.4f}")
+            rec = {"epoch": epoch + 1, "loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1),
+                   "lr": opt.param_groups[0]["lr"]}
+            history.append(rec)
+            logger.info("%s epoch %d/%d: loss %.4f, train accuracy %.4f, lr %.3g", desc, epoch + 1, epochs,
+                        rec["loss"], rec["train_accuracy"], rec["lr"])
+            if sched is not None:
+                sched.step()
     return history
 
 

@@ -86,14 +86,14 @@ class Progress:
         """Close the bar, or log the final line (once per :meth:`start`)."""
         if not self._started:
             return
-        self._started = False
-        if self in _OPEN:
-            _OPEN.remove(self)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         elif self.enabled:
             self.logger.info("%s", self.line())
+        self._started = False
+        if self in _OPEN:
+            _OPEN.remove(self)
 
     def __enter__(self) -> Progress:
         if not self._started:
