@@ -110,6 +110,16 @@ def scenario_json(config: dict[str, Any], scenario: str) -> str:
     return dumps(crossbar_settings(config, scenario))
 
 
+def evaluation_priority(config: dict[str, Any], scenario: str) -> int:
+    """Scheduling priority of a scenario's evaluations: per-read noise costs several times a noiseless
+    evaluation (each read draws and loads its own noise), so those start first and the short ones fill the
+    job slots at the end (longest first shortens the run on a few cores)."""
+    from dnn.config import CrossbarConfig
+
+    cfg = CrossbarConfig.from_dict(crossbar_settings(config, scenario))
+    return 1 if cfg.read_noise_on and cfg.read_noise_mode == "per_read" else 0
+
+
 def device_preset_flag(config: dict[str, Any], scenario: str) -> str:
     """``--device-preset NAME`` when the scenario names one (its drift law; the conductance range is the
     circuit's), else nothing."""

@@ -63,6 +63,10 @@ def spice_shards(wildcards):
     return params.spice_shards(config, wildcards.circuit)
 
 
+def evaluation_priority(wildcards):
+    return params.evaluation_priority(config, wildcards.scenario)
+
+
 def spice_shard_runtime_min(wildcards):
     return params.spice_shard_runtime_min(config, wildcards.circuit)
 

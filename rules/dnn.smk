@@ -31,6 +31,7 @@ rule evaluate:
         evaluation=evaluation_json,
         device_preset=device_preset_flag,
     threads: 1  # as train_model; evaluations run side by side, one per job slot
+    priority: evaluation_priority  # per-read noise, the longest evaluations, first
     resources:
         mem_mb=3000,  # default run: 66-149 s, peak 0.7-0.8 GB; 128x128 read noise up to 362 s
         runtime=180,  # MNIST: ~12x the crossbar work of digits

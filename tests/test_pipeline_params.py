@@ -108,3 +108,11 @@ def test_the_running_interpreter_comes_first_on_path_once(tmp_path):
     environ = {}
     interpreter.use_running_interpreter(environ, python)
     assert environ["PATH"] == folder
+
+
+def test_per_read_noise_evaluations_are_scheduled_first():
+    config = {"crossbar": {"read_noise_mode": "per_read"},
+              "scenarios": {"parasitics": {}, "noise": {"read_noise_sigma": 0.2},
+                            "shared": {"read_noise_sigma": 0.2, "read_noise_mode": "per_forward"}}}
+    assert params.evaluation_priority(config, "noise") > params.evaluation_priority(config, "parasitics")
+    assert params.evaluation_priority(config, "shared") == params.evaluation_priority(config, "parasitics")
