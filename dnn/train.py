@@ -154,7 +154,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 
     The file is untrusted: its size is checked first, it is read with ``weights_only=True`` (no code
     runs), and the model it names is first built on the meta device (no memory) and must have exactly
-    the weights' shapes, so a file cannot make the rebuild allocate more than its own weights."""
+    the weights' shapes, each stored in full (no expanded views), so a file cannot make the rebuild
+    allocate more than its own weights."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{path}: model file does not exist (write one with python -m dnn train)")
@@ -179,6 +180,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
             skeleton = build_model(name, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: model_name {name!r} / model_kwargs {kwargs}: {exc}") from None
+    thin = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor)
+                  and v.untyped_storage().nbytes() < v.numel() * v.element_size())
+    if thin:  # an expanded or strided view: a few stored bytes that stand for a far larger tensor
+        raise ValueError(f"{path}: weight {thin[0]!r} holds fewer stored bytes than its shape needs; a model file "
+                         "stores every weight in full (python -m dnn train)")
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
     if got != expected:

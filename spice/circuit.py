@@ -304,7 +304,7 @@ def vet_circuit_file(text: str, source: str) -> tuple[VettedLine, ...]:
         if any(_DOT_WORD.match(token) for token in vetted[-1].text.split()[1:]):
             raise CircuitError(f"{where}: a dot command inside a line is not allowed (continuation lines "
                                "join onto the line before them)")
-        if _FILE_WORD.search(code):
+        if _FILE_WORD.search(vetted[-1].text):  # the logical line: 'file' may end a line, '=' start the next
             raise CircuitError(f"{where}: a 'file=' parameter is not allowed; a circuit file cannot read files")
     return tuple(vetted)
 

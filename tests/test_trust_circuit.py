@@ -239,3 +239,12 @@ def test_undecodable_bytes_name_their_line_and_offset(tmp_path, data, line, offs
 
 def test_decodable_non_ascii_names_its_line(tmp_path):
     assert "plain ASCII" in refused(tmp_path, CELL + "* caf\u00e9\n", 4)
+
+
+def test_a_file_parameter_split_over_a_continuation_is_refused(tmp_path):
+    from spice.circuit import CircuitError, vet_circuit_file
+
+    for text in ('.subckt cell row col params: g=1e-5\nV1 row x PWL file\n+ = "data.txt"\nR1 x col {1/g}\n.ends cell\n',
+                 '.subckt cell row col params: g=1e-5\nV1 row x PWL\n+ FILE\n+=\n+ "data.txt"\nR1 x col {1/g}\n.ends\n'):
+        with pytest.raises(CircuitError, match=r"c\.cir, line [34]: a 'file=' parameter is not allowed"):
+            vet_circuit_file(text, "c.cir")

@@ -253,3 +253,35 @@ def test_model_file_cannot_run_code_or_claim_a_huge_model(tmp_path):
         load_model(huge)  # built on the meta device first: a real build would need ~600 GB
     model, meta = load_model(good)
     assert meta["model_kwargs"] == kwargs
+
+
+def test_model_file_of_expanded_views_cannot_claim_a_huge_model(tmp_path):
+    """Weights whose shapes fit a huge model but are stride-0 views of a few stored bytes are refused
+    before the real model is built."""
+    import torch
+
+    from dnn.models import build_model
+    from dnn.train import MODEL_FORMAT_VERSION, load_model
+
+    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 8, "width": 8.0}
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in build_model("bn_cnn", **kwargs).state_dict().items()}
+    state = {k: torch.zeros(1, dtype=torch.int64 if k.endswith("num_batches_tracked") else torch.float32).expand(*s)
+             if len(s) else torch.zeros((), dtype=torch.int64) for k, s in shapes.items()}
+    forged = tmp_path / "views.pt"
+    torch.save({"format_version": MODEL_FORMAT_VERSION, "model_name": "bn_cnn", "model_kwargs": kwargs,
+                "state_dict": state}, forged)
+    assert forged.stat().st_size < 100_000 < sum(t.numel() * 4 for t in state.values())
+    with pytest.raises(ValueError, match=r"views\.pt: weight .* fewer stored bytes than its shape needs"):
+        load_model(forged)
+
+
+def test_hard_link_to_an_input_is_the_same_file(tmp_path):
+    from xbarchar.files import OutputPathError, refuse_overwriting_inputs
+
+    data = tmp_path / "a.h5"
+    data.write_bytes(b"x")
+    (tmp_path / "hard.h5").hardlink_to(data)
+    with pytest.raises(OutputPathError, match=r"--out .*hard\.h5: is the same file as the input --data"):
+        refuse_overwriting_inputs({"--out": tmp_path / "hard.h5"}, {"--data": data})
+    refuse_overwriting_inputs({"--out": tmp_path / "new.h5"}, {"--data": data})  # a new name is fine

@@ -110,19 +110,30 @@ def _remove_quietly(path: Path | None) -> None:
         pass
 
 
+def _identity(path: Path) -> Path | tuple[int, int]:
+    """(device, inode) of an existing file (every name of one file, hard links included), else the
+    resolved path."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return path.resolve()
+    return (st.st_dev, st.st_ino)
+
+
 def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None],
                               inputs: Mapping[str, str | Path | Sequence[str | Path] | None]) -> None:
     """Raise :class:`OutputPathError` when an output names the same file as an input or another output.
 
     ``outputs`` and ``inputs`` map a flag (for the message) to a path, or to a list of paths;
-    empty entries are skipped. Paths are compared after resolving links, so ``./a.h5``,
-    ``dir/../a.h5`` and a symlink to ``a.h5`` are the same file.
+    empty entries are skipped. An existing file is compared by its device and inode, so ``./a.h5``,
+    ``dir/../a.h5``, a symlink to ``a.h5`` and a hard link to it are the same file; a path that does
+    not exist yet, after resolving links.
     """
-    def resolved(value) -> list[tuple[Path, str]]:
+    def resolved(value) -> list[tuple[Path | tuple[int, int], str]]:
         values = value if isinstance(value, (list, tuple)) else [value]
-        return [(Path(v).resolve(), str(v)) for v in values if v]
+        return [(_identity(Path(v)), str(v)) for v in values if v]
 
-    seen: dict[Path, str] = {}
+    seen: dict[Path | tuple[int, int], str] = {}
     for flag, value in inputs.items():
         for real, text in resolved(value):
             seen.setdefault(real, f"input {flag} {text}")
