@@ -20,10 +20,11 @@ COMMON = {"--threads", "-v", "--verbose", "-q", "--quiet", "--no-progress", "--d
 
 def _stage_parsers() -> dict[str, argparse.ArgumentParser]:
     from dnn.cli import build_parser as dnn_parser
+    from pipeline.cli import build_parser as config_parser
     from spice.cli import build_parser as spice_parser
     from surrogate.cli import build_parser as surrogate_parser
 
-    return {"spice": spice_parser(), "surrogate": surrogate_parser(), "dnn": dnn_parser()}
+    return {"spice": spice_parser(), "surrogate": surrogate_parser(), "dnn": dnn_parser(), "config": config_parser()}
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -46,7 +47,7 @@ def test_every_subcommand_takes_the_common_options_with_one_default():
             if "--circuit" in flags:
                 assert flags["--circuit-name"].default is None, f"{stage} {name}"
             seen += 1
-    assert seen == 11  # spice 4, surrogate 3, dnn 4
+    assert seen == 12  # spice 4, surrogate 3, dnn 4, config 1
 
 
 @pytest.mark.parametrize("text,value", [("0", 0), ("7", 7), ("-0", 0)])

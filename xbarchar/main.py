@@ -1,8 +1,9 @@
 """The ``xbarchar`` command: one console command with the stages as subcommands.
 
 ``xbarchar spice …``, ``xbarchar surrogate …`` and ``xbarchar dnn …`` run exactly what
-``python -m spice …``, ``python -m surrogate …`` and ``python -m dnn …`` run. The stages are named
-here by module, imported only when chosen, so that this ground-floor package imports none of them.
+``python -m spice …``, ``python -m surrogate …`` and ``python -m dnn …`` run; ``xbarchar config check``
+runs ``python -m pipeline check``. The packages are named here by module, imported only when chosen, so
+that this ground-floor package imports none of them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ STAGES = {
     "spice": "ngspice ground truth: simulate, merge, inspect, check",
     "surrogate": "neural surrogate of a circuit: train, fidelity, inspect",
     "dnn": "DNNs on the crossbar: train, evaluate, export-tiles, report",
+    "config": "a workflow config checked without Snakemake: check",
 }
-"""Stage name (its package, whose ``cli.main`` runs it) -> one line for ``xbarchar --help``."""
+"""Command name -> one line for ``xbarchar --help``; the package whose ``cli.main`` runs it is in
+:data:`PACKAGES` (the stage of the same name, or the workflow package for ``config``)."""
+PACKAGES = {"spice": "spice", "surrogate": "surrogate", "dnn": "dnn", "config": "pipeline"}
 PROG = "xbarchar"
 
 
@@ -39,5 +43,5 @@ def main(argv: list[str] | None = None) -> int:
         xcli.refuse_options_first(parser, args, "STAGE SUBCOMMAND")
         parser.parse_args(args)  # --help, or a one-line error
         return xcli.EXIT_BAD_INPUT  # not reached: parse_args exits for every argument that is not a stage
-    stage = importlib.import_module(f"{args[0]}.cli")
+    stage = importlib.import_module(f"{PACKAGES[args[0]]}.cli")
     return stage.main(args[1:], prog=f"{PROG} {args[0]}")

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+YTE_KEY = "__use_yte__"
+"""The top-level key that turns a YAML file into a YTE template for Snakemake (Python evaluated on load)."""
 MAX_CONFIG_BYTES = 1_000_000
 """Largest config file read, in bytes (the shipped configs are a few kB)."""
 MAX_CONFIG_NODES = 100_000
@@ -130,4 +132,8 @@ def load_config_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES,
     except yaml.YAMLError as exc:
         raise ConfigTreeError(f"config file {path}: not valid YAML ({short_text(str(exc))})") from None
     check_tree(tree, f"config file {path}", max_nodes=max_nodes)
+    if isinstance(tree, dict) and YTE_KEY in tree:
+        raise ConfigTreeError(f"config file {path}: '{YTE_KEY}' makes it a YTE template, whose expressions "
+                              "Snakemake evaluates as Python when it reads the file; a config is plain YAML "
+                              "(check a config you did not write with `xbarchar config check FILE` first)")
     return tree
