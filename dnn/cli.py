@@ -30,7 +30,7 @@ import torch
 from spice.circuit import spec_from_config
 from xbarchar import cli as xcli
 from xbarchar.files import atomic_write_text, refuse_overwriting_inputs
-from xbarchar.settings import from_dict, reject_unknown, to_dict
+from xbarchar.settings import MAX_SEED, from_dict, reject_unknown, to_dict
 
 from .config import CrossbarConfig, get_device_preset
 from .datasets import DatasetSplit, load_dataset
@@ -236,7 +236,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 def build_parser(prog: str = "python -m dnn") -> argparse.ArgumentParser:
     p = xcli.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export-tiles,report}")
-    count, seed, positive = xcli.integer(1), xcli.integer(0), xcli.real(0, min_exclusive=True)
+    count, seed, positive = xcli.integer(1), xcli.integer(0, MAX_SEED), xcli.real(0, min_exclusive=True)
 
     def common(sp: argparse.ArgumentParser, seed_default: int | None, batch_default: int | None) -> None:
         sp.add_argument("--seed", type=seed, default=seed_default)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from xbarchar.settings import SEED_EXPECTED, is_seed
 from xbarchar.yamlsafe import short_repr
 
 ENCODINGS = ("differential", "offset")
@@ -170,7 +171,7 @@ def _validate(c: CrossbarConfig) -> None:
     _check(_is_num(c.drift_nu_std) and 0.0 <= c.drift_nu_std <= 1.0, "drift_nu_std",
            "a number in [0, 1]", c.drift_nu_std)
     _check(isinstance(c.clip_conductances, bool), "clip_conductances", "a bool", c.clip_conductances)
-    _check(_is_int(c.seed) and c.seed >= 0, "seed", "an int >= 0", c.seed)
+    _check(is_seed(c.seed), "seed", SEED_EXPECTED, c.seed)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xbarchar.settings import check, is_int, is_number
+from xbarchar.settings import MAX_SEED, SEED_EXPECTED, check, is_int, is_number, is_seed
 
 MODEL_NAMES = ("bn_cnn", "vgg8", "vgg11", "vgg16", "resnet20", "resnet18")
 """Architectures of ``dnn.models.MODELS`` (checked equal by a test; listed here so that the
@@ -69,7 +69,7 @@ class TrainSettings:
         check(isinstance(self.dataset_root, str), "dataset_root", "a folder path", self.dataset_root)
         check(_count(self.epochs, 100_000), "epochs", "an integer in [1, 100000]", self.epochs)
         check(_count(self.batch_size, 65_536), "batch_size", "an integer in [1, 65536]", self.batch_size)
-        check(is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        check(is_seed(self.seed), "seed", SEED_EXPECTED, self.seed)
         check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
         check(is_number(self.width) and 0 < self.width <= 16, "width", "a number in (0, 16]", self.width)
         check(isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", self.optimizer)
@@ -157,8 +157,8 @@ class EvaluationSettings:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         check(bool(self.methods) and not unknown, "methods",
               f"a non-empty list from {list(METHOD_NAMES)} (unknown: {unknown})", list(self.methods))
-        check(bool(self.seeds) and all(is_int(s) and s >= 0 for s in self.seeds), "seeds",
-              "a non-empty list of integers >= 0", list(self.seeds))
+        check(bool(self.seeds) and all(is_seed(s) for s in self.seeds), "seeds",
+              f"a non-empty list of integers in [0, {MAX_SEED}]", list(self.seeds))
         check(_optional_count(self.calibration_samples), "calibration_samples",
               "null (all) or an integer >= 1", self.calibration_samples)
         check(_count(self.eval_draws, 10_000), "eval_draws", "an integer in [1, 10000]", self.eval_draws)

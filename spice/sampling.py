@@ -15,7 +15,7 @@ import numpy as np
 
 from spice.circuit import CircuitError, CircuitSpec
 from spice.tilebank import load_tile_bank
-from xbarchar.settings import is_int, is_number, reject_unknown
+from xbarchar.settings import SEED_EXPECTED, is_int, is_number, is_seed, reject_unknown
 from xbarchar.yamlsafe import short_repr
 
 SAMPLERS = ("uniform", "from_file", "dnn_like", "mixed")
@@ -118,8 +118,8 @@ class SamplingConfig:
             raise bad("g_levels", "0 (continuous) or an integer in [2, 65536]")
         if not is_int(self.n_shards) or not 1 <= self.n_shards <= self.n_conductance:
             raise bad("n_shards", f"an integer in [1, n_conductance={self.n_conductance}]")
-        if not is_int(self.seed) or self.seed < 0:
-            raise bad("seed", "an integer >= 0")
+        if not is_seed(self.seed):
+            raise bad("seed", SEED_EXPECTED)
         if not is_number(self.linearity_rtol) or self.linearity_rtol <= 0:
             raise bad("linearity_rtol", "a number > 0")
         if not isinstance(self.solver, str) or self.solver not in ("auto", "sweep"):

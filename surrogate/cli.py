@@ -32,6 +32,7 @@ from surrogate.params import AUTO, DESIGNS, TrainParams, TrainParamsError
 from surrogate.train import TooLittleDataError, TrainingDivergedError, train
 from xbarchar import cli as xcli
 from xbarchar.files import refuse_overwriting_inputs
+from xbarchar.settings import MAX_SEED
 
 log = logging.getLogger("surrogate")
 
@@ -149,7 +150,7 @@ def build_parser(prog: str = "python -m surrogate") -> argparse.ArgumentParser:
                    help="L2 on weight matrices (default per design)")
     p.add_argument("--patience", type=count, default=None,
                    help=f"early-stopping patience in epochs (default {_DEFAULTS['patience']})")
-    p.add_argument("--seed", type=xcli.integer(0), default=None,
+    p.add_argument("--seed", type=xcli.integer(0, MAX_SEED), default=None,
                    help=f"split, init and batch-order seed (default {_DEFAULTS['seed']})")
     p.add_argument("--val-fraction", type=xcli.real(0, 0.5, min_exclusive=True), default=None,
                    help=f"held-out matrices for early stopping (default {_DEFAULTS['val_fraction']})")

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from xbarchar.settings import SettingsError, is_int, is_number, reject_unknown
+from xbarchar.settings import SEED_EXPECTED, SettingsError, is_int, is_number, is_seed, reject_unknown
 from xbarchar.yamlsafe import short_repr
 
 DESIGNS = ("cell_iv", "mlp", "ridge", "transfer")
@@ -97,8 +97,8 @@ class TrainParams:
             raise bad("v_order", "'auto', 1 or 3")
         if not isinstance(self.v_basis, str) or self.v_basis not in ("cubic", "learned"):
             raise bad("v_basis", "'cubic' or 'learned'")
-        if not is_int(self.seed) or self.seed < 0:
-            raise bad("seed", "a non-negative integer")
+        if not is_seed(self.seed):
+            raise bad("seed", SEED_EXPECTED)
         for key in ("lr", "weight_decay"):
             value = getattr(self, key)
             if value is not None and (not is_number(value) or value < 0):

@@ -110,3 +110,22 @@ def test_xbarchar_help_names_every_stage_and_a_stage_help_names_its_prog():
                          capture_output=True, text=True, timeout=60)
     assert sub.returncode == 0 and sub.stdout.startswith("usage: xbarchar spice merge")
     assert "common options:" in sub.stdout and "--threads N" in sub.stdout
+
+
+def test_seeds_are_bounded_where_the_generators_take_them():
+    """numpy and scikit-learn take seeds in [0, 2**32 - 1]: a larger one is refused naming the flag or key."""
+    from dnn.cli import build_parser as dnn_parser
+    from dnn.settings import TrainSettings
+    from spice.sampling import SamplingConfig
+    from xbarchar.settings import MAX_SEED, SettingsError
+
+    assert MAX_SEED == 2**32 - 1
+    parser = dnn_parser()
+    assert parser.parse_args(["train", "--params-json", "{}", "--out", "m.pt", "--seed", str(MAX_SEED)]).seed == MAX_SEED
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["train", "--params-json", "{}", "--out", "m.pt", "--seed", str(MAX_SEED + 1)])
+    assert exc.value.code == 2
+    with pytest.raises(SettingsError, match=r"seed .*\[0, 4294967295\]"):
+        TrainSettings(dataset="digits", model="bn_cnn", seed=MAX_SEED + 1)
+    with pytest.raises(ValueError, match=r"seed"):
+        SamplingConfig.from_dict({"seed": 10**30})

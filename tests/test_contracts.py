@@ -119,7 +119,7 @@ def broken(path: str, value) -> dict:
     ("models.digits_cnn.seed", -1, r"models\.digits_cnn\.seed = -1"),
     ("circuits.tiny.g_off_s", 1e-3, r"circuits\.tiny.*g_off_s .* must be smaller than g_on_s"),
     ("circuits.tiny.netlist", "data/circuits/missing.cir", r"circuits\.tiny: circuit file .*missing\.cir does not exist"),
-    ("circuits.tiny.sampling.seed", -2, r"circuits\.tiny\.sampling\.seed: expected an integer >= 0"),
+    ("circuits.tiny.sampling.seed", -2, r"circuits\.tiny\.sampling\.seed: expected an integer in \[0, 4294967295\]"),
     ("circuits.tiny.sampling.source_model", "nope", r"circuits\.tiny\.sampling\.source_model: unknown model 'nope'"),
     ("evaluation.bn_adapt.ndraws", 2, r"evaluation\.bn_adapt: unknown key\(s\) \['ndraws'\]"),
     ("evaluation.seeds", [0, -1], r"evaluation\.seeds"),

@@ -35,6 +35,16 @@ def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+MAX_SEED = 2**32 - 1
+"""Largest seed (numpy's and scikit-learn's generators take seeds in [0, 2**32 - 1])."""
+SEED_EXPECTED = f"an integer in [0, {MAX_SEED}]"
+
+
+def is_seed(x: Any) -> bool:
+    """An int (not a bool) in ``[0, MAX_SEED]``."""
+    return is_int(x) and 0 <= x <= MAX_SEED
+
+
 def is_number(x: Any) -> bool:
     """A finite int or float (not a bool)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
