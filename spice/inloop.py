@@ -56,7 +56,7 @@ class SpiceArray:
             if vt.shape[0] == 0:
                 continue
             i_a, failed = ngspice.solve(spec, g, vt)
-            reasons = np.where(failed, "did not converge", ngspice.implausible_samples(i_a, self.check))
+            reasons = np.where(failed, "did not converge", ngspice.implausible_samples(i_a, self.check, vt))
             bad = np.flatnonzero(reasons != "")
             if bad.size:
                 shown = ", ".join(f"vector {k}: {reasons[k]}" for k in bad[:5])

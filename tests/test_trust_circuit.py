@@ -248,3 +248,19 @@ def test_a_file_parameter_split_over_a_continuation_is_refused(tmp_path):
                  '.subckt cell row col params: g=1e-5\nV1 row x PWL\n+ FILE\n+=\n+ "data.txt"\nR1 x col {1/g}\n.ends\n'):
         with pytest.raises(CircuitError, match=r"c\.cir, line [34]: a 'file=' parameter is not allowed"):
             vet_circuit_file(text, "c.cir")
+
+
+@pytest.mark.spice
+def test_ngspice_in_the_loop_refuses_currents_of_the_wrong_sign(tmp_path):
+    """The same sign check when ngspice solves the MVM inside a DNN evaluation: one clear error."""
+    import torch
+
+    from spice.inloop import InLoopError, SpiceArray
+
+    _, spec = load(tmp_path, CELL + ".subckt sense in params: r=1e3\nR1 in 0 {r}\nI1 0 in 1m\n.ends sense\n",
+                   r_sense_ohm=250.0)
+    check = ngspice.check_circuit(spec)
+    g = torch.full((1, spec.rows, spec.cols), 0.5 * (spec.g_off_s + spec.g_on_s), dtype=torch.float64)
+    v = torch.full((1, 2, spec.rows), 0.5 * spec.v_read_max_v, dtype=torch.float64)
+    with pytest.raises(InLoopError, match=r"wrong sign for a passive array"):
+        SpiceArray(spec, g, check).currents(v)
