@@ -130,7 +130,7 @@ def _evaluation_settings(ns: argparse.Namespace) -> EvaluationSettings:
 def _xbar_config(ns: argparse.Namespace) -> CrossbarConfig:
     d: dict[str, Any] = {}
     if ns.device_preset:
-        d.update(get_device_preset(ns.device_preset).drift_config())
+        d.update(get_device_preset(ns.device_preset).device_config())
     d.update(xcli.load_json_object(ns.xbar_config, "--crossbar-json"))
     try:
         return CrossbarConfig.from_dict(d)
@@ -281,7 +281,7 @@ def build_parser(prog: str = "python -m dnn") -> argparse.ArgumentParser:
     e.add_argument("--g-off-s", "--g-min-s", type=positive, default=None, help="ideal tile g_min, S (preset or 5e-6)")
     e.add_argument("--g-on-s", "--g-max-s", type=positive, default=None, help="ideal tile g_max, S (preset or 50e-6)")
     e.add_argument("--v-read-max-v", "--v-max-v", type=positive, default=0.2, help="ideal tile max row voltage, V")
-    e.add_argument("--device-preset", default=None, help="rram | pcm_40 | pcm_80 | fefet (g range, drift)")
+    e.add_argument("--device-preset", default=None, help="rram | pcm_40 | pcm_80 | aihwkit_pcm | fefet (g range, drift, programming noise)")
     e.add_argument("--crossbar-json", "--xbar-config", dest="xbar_config", default=None,
                    help="CrossbarConfig keys as a JSON object or file")
     e.add_argument("--evaluation-json", default=None,

@@ -79,6 +79,31 @@ class CrossbarConfig:
     """Mean drift exponent nu (dimensionless)."""
     drift_nu_std: float = 0.0
     """Device-to-device std of nu, drawn once per programming (clamped at nu >= 0)."""
+    drift_nu_slope: float = 0.0
+    """Slope of the mean drift exponent over the normalized target conductance: the mean of a device's nu
+    is drift_nu_mean + drift_nu_slope * g / g_on (dimensionless; 0 = one mean for every conductance)."""
+    prog_noise_c0_rel: float = 0.0
+    """Programming noise sigma_prog(g) = g_on (c0 + c1 x + c2 x^2), x = g / g_on: constant term, in units
+    of g_on (0 with c1 = c2 = 0: programmed = target)."""
+    prog_noise_c1_rel: float = 0.0
+    """Linear term of sigma_prog(g), in units of g_on."""
+    prog_noise_c2_rel: float = 0.0
+    """Quadratic term of sigma_prog(g), in units of g_on."""
+    program_verify_iterations: int = 0
+    """Program-and-verify: up to this many re-draws of devices whose programming error exceeds
+    program_verify_tolerance (0 = program once)."""
+    program_verify_tolerance: float = 0.02
+    """Largest accepted |programmed - target| in program-and-verify, relative to g_on - g_off."""
+    stuck_on_probability: float = 0.0
+    """Probability that a device is stuck at its ON conductance (placement seeded per layer and programming)."""
+    stuck_off_probability: float = 0.0
+    """Probability that a device is stuck at its OFF conductance."""
+    g_range_spread: float = 0.0
+    """Device-to-device relative std of the reachable range: device k reaches [f_k g_off, f_k g_on],
+    f_k = 1 + g_range_spread N(0, 1) (kept >= 0.05); programmed conductances are clipped per device."""
+    read_noise_g_exponent: float = 0.0
+    """Conductance dependence of read noise: a read's std is read_noise_sigma * g * (g / g_on)^exponent
+    (0 = relative noise; -0.5 = std growing as sqrt(g))."""
     clip_conductances: bool = True
     """Clip drifted and per-forward noisy conductances to [g_min, g_max] (the range a surrogate was trained
     on). Per-read noise is a read fluctuation and is never clipped: the modelled noise currents are
@@ -126,6 +151,14 @@ class CrossbarConfig:
     def read_noise_on(self) -> bool:
         return self.read_noise_sigma > 0.0
 
+    @property
+    def prog_noise_on(self) -> bool:
+        return (self.prog_noise_c0_rel, self.prog_noise_c1_rel, self.prog_noise_c2_rel) != (0.0, 0.0, 0.0)
+
+    @property
+    def faults_on(self) -> bool:
+        return self.stuck_on_probability > 0.0 or self.stuck_off_probability > 0.0
+
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:
     if not ok:
@@ -170,6 +203,25 @@ def _validate(c: CrossbarConfig) -> None:
            "a number in [0, 1]", c.drift_nu_mean)
     _check(_is_num(c.drift_nu_std) and 0.0 <= c.drift_nu_std <= 1.0, "drift_nu_std",
            "a number in [0, 1]", c.drift_nu_std)
+    _check(_is_num(c.drift_nu_slope) and -1.0 <= c.drift_nu_slope <= 1.0, "drift_nu_slope",
+           "a number in [-1, 1]", c.drift_nu_slope)
+    for key in ("prog_noise_c0_rel", "prog_noise_c1_rel", "prog_noise_c2_rel"):
+        _check(_is_num(getattr(c, key)) and -1.0 <= getattr(c, key) <= 1.0, key,
+               "a number in [-1, 1] (units of g_on)", getattr(c, key))
+    _check(_is_int(c.program_verify_iterations) and 0 <= c.program_verify_iterations <= 100,
+           "program_verify_iterations", "an int in [0, 100]", c.program_verify_iterations)
+    _check(_is_num(c.program_verify_tolerance) and 0.0 < c.program_verify_tolerance <= 1.0,
+           "program_verify_tolerance", "a number in (0, 1] (relative to g_on - g_off)", c.program_verify_tolerance)
+    for key in ("stuck_on_probability", "stuck_off_probability"):
+        _check(_is_num(getattr(c, key)) and 0.0 <= getattr(c, key) <= 1.0, key, "a probability in [0, 1]",
+               getattr(c, key))
+    _check(c.stuck_on_probability + c.stuck_off_probability <= 1.0, "stuck_off_probability",
+           f"stuck_on_probability + stuck_off_probability <= 1 (stuck_on_probability = {c.stuck_on_probability})",
+           c.stuck_off_probability)
+    _check(_is_num(c.g_range_spread) and 0.0 <= c.g_range_spread <= 1.0, "g_range_spread",
+           "a number in [0, 1] (relative std)", c.g_range_spread)
+    _check(_is_num(c.read_noise_g_exponent) and -2.0 <= c.read_noise_g_exponent <= 2.0, "read_noise_g_exponent",
+           "a number in [-2, 2]", c.read_noise_g_exponent)
     _check(isinstance(c.clip_conductances, bool), "clip_conductances", "a bool", c.clip_conductances)
     _check(is_seed(c.seed), "seed", SEED_EXPECTED, c.seed)
 
@@ -187,6 +239,10 @@ class DevicePreset:
     drift_nu_std: float = 0.0
     t0_s: float = 1.0
     """Reference time of the drift law, seconds."""
+    drift_nu_slope: float = 0.0
+    """Slope of the mean nu over g / g_on (CrossbarConfig.drift_nu_slope)."""
+    prog_noise_rel: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Programming-noise coefficients (c0, c1, c2) in units of g_on (CrossbarConfig.prog_noise_c*_rel)."""
     source: str = ""
 
     @property
@@ -198,6 +254,13 @@ class DevicePreset:
         """The CrossbarConfig keys this preset sets (pass to `CrossbarConfig.replace`)."""
         return {"drift_nu_mean": self.drift_nu_mean, "drift_nu_std": self.drift_nu_std,
                 "t0_s": self.t0_s, "t_drift_s": t_drift_s}
+
+    def device_config(self, t_drift_s: float = 0.0) -> dict[str, Any]:
+        """Every CrossbarConfig key this preset sets: the drift law with its nu(g) slope and the
+        programming noise (pass to `CrossbarConfig.replace`)."""
+        c0, c1, c2 = self.prog_noise_rel
+        return {**self.drift_config(t_drift_s), "drift_nu_slope": self.drift_nu_slope,
+                "prog_noise_c0_rel": c0, "prog_noise_c1_rel": c1, "prog_noise_c2_rel": c2}
 
 
 DEVICE_PRESETS: dict[str, DevicePreset] = {
@@ -227,6 +290,25 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
         drift_nu_std=0.02,
         t0_s=20.0,
         source="as pcm_40 with ON/OFF 80 (typical literature value)",
+    ),
+    "aihwkit_pcm": DevicePreset(
+        name="aihwkit_pcm",
+        g_on_s=25e-6,  # g_max = 25 uS of aihwkit's PCMLikeNoiseModel (Joshi et al., Nat. Commun. 2020)
+        on_off_ratio=40.0,  # aihwkit has no g_min (targets down to 0); ON/OFF 40 as pcm_40, a chosen value
+        # aihwkit PCMLikeNoiseModel.generate_drift_coefficients, x = g_target / g_max:
+        #   mu_nu = clamp(-0.0155 ln x + 0.0244, 0.049, 0.1), sig_nu = clamp(-0.0125 ln x - 0.0059, 0.008, 0.045).
+        # Here: the least-squares line of mu_nu over x uniform in [1/40, 1] (mu_nu 0.082 at x = 1/40, 0.049
+        # for x >= 0.25): mu_nu(x) = 0.0568 - 0.0112 x; one std, the mean of sig_nu over the same range.
+        drift_nu_mean=0.0568,
+        drift_nu_slope=-0.0112,
+        drift_nu_std=0.0111,
+        t0_s=20.0,  # t_0 = 20 s in aihwkit's PCMLikeNoiseModel
+        # aihwkit PCMLikeNoiseModel prog_coeff = [0.26348, 1.9650, -1.1731] uS for x = g_target / g_max,
+        # g_max = 25 uS: sigma_prog = c0 + c1 x + c2 x^2 (uS); divided by 25 uS for units of g_on.
+        prog_noise_rel=(0.26348 / 25.0, 1.9650 / 25.0, -1.1731 / 25.0),
+        source="aihwkit PCMLikeNoiseModel (Joshi et al., Nat. Commun. 11, 2473 (2020)): g_max 25 uS, "
+               "prog_coeff [0.26348, 1.9650, -1.1731] uS, nu(g) law fitted linearly over g/g_max in "
+               "[1/40, 1], t0 20 s; ON/OFF 40 chosen",
     ),
     "fefet": DevicePreset(
         name="fefet",

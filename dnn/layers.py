@@ -31,6 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CrossbarConfig
+from .device import (
+    DeviceStats,
+    apply_faults_and_range,
+    draw_faults,
+    draw_range_factors,
+    drift_nu_mean_map,
+    program_conductances,
+    read_noise_scale,
+    tiles_all_stuck,
+)
 from .mapping import (
     adc_full_scale,
     adc_quantize,
@@ -85,6 +95,7 @@ class _Programmed:
     bound: BoundMVM | None = None  # per-tile bound MVM (per-read noise's t_sq), the reader's or bound when needed
     t_sq: torch.Tensor | None = None  # [T, rows, cols] squared effective transfer matrix (per-read noise)
     loaded: LoadedNoiseMaps | None = None  # per-read noise of loaded cells (a LoadedTileMVM's)
+    device_stats: DeviceStats | None = None  # faults and verify re-draws of this programming
 
 
 def _pair(x: int | tuple[int, ...]) -> tuple[int, int]:
@@ -178,10 +189,18 @@ class CrossbarLayerBase(nn.Module):
             self._generators[key] = make_generator(derive_seed(self.config.seed, self.name, "read"), device)
         return self._generators[key]
 
-    def _drift_nu(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def _drift_nu(self, shape: torch.Size, device: torch.device, dtype: torch.dtype,
+                  g_target_rel: torch.Tensor | None = None) -> torch.Tensor:
         """Per-device drift exponents of the current programming: a deterministic draw (on CPU, so the
-        same on every device) from (config.seed, layer name, programming index)."""
+        same on every device) from (config.seed, layer name, programming index). With drift_nu_slope the
+        mean follows the target conductances g_target_rel = g / g_on (same draw of N(0, 1))."""
         cfg = self.config
+        if cfg.drift_nu_slope != 0.0 and g_target_rel is not None:
+            seed = derive_seed(cfg.seed, self.name, f"drift{self._programming_index}")
+            mean = drift_nu_mean_map(g_target_rel.detach().to("cpu", torch.float32), cfg.drift_nu_mean,
+                                     cfg.drift_nu_slope)
+            nu = draw_drift_nu(shape, mean, cfg.drift_nu_std, make_generator(seed))
+            return nu.to(device=device, dtype=dtype)
         if self._nu is None or self._nu[0] != self._programming_index or self._nu[1].shape != shape:
             seed = derive_seed(cfg.seed, self.name, f"drift{self._programming_index}")
             nu = draw_drift_nu(shape, cfg.drift_nu_mean, cfg.drift_nu_std, make_generator(seed))
@@ -200,11 +219,63 @@ class CrossbarLayerBase(nn.Module):
         grid = tuple(tiles.shape[:4])
         g = levels_to_conductance(tiles, cfg.bits_per_cell, mvm.tile.g_off_s, mvm.tile.g_on_s)
         g = g.reshape(-1, mvm.tile.rows, mvm.tile.cols)
+        g_target = g
+        g, stats = self._program_devices(g)
         if cfg.drift_on:
-            g = apply_drift(g, self._drift_nu(g.shape, device, dtype), cfg.t_drift_s, cfg.t0_s)
+            nu = self._drift_nu(g.shape, device, dtype, g_target / mvm.tile.g_on_s)
+            g = apply_drift(g, nu, cfg.t_drift_s, cfg.t0_s)
             if cfg.clip_conductances:
                 g = clip_conductance(g, mvm.tile.g_off_s, mvm.tile.g_on_s)
-        return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid)  # type: ignore[arg-type]
+        return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid, device_stats=stats)  # type: ignore[arg-type]
+
+    def _program_devices(self, g_target: torch.Tensor) -> tuple[torch.Tensor, DeviceStats]:
+        """Target conductances [T, rows, cols] -> programmed ones (``dnn.device``): programming noise and
+        verify, stuck-ON/OFF faults, device-to-device range. Each step draws from its own CPU generator
+        seeded from (config.seed, layer name, step, programming index); with every step off, g_target
+        itself."""
+        cfg, tile = self.config, self.mvm.tile
+        n_t = g_target.shape[0]
+        shape = tuple(g_target.shape)
+        idx = self._programming_index
+
+        def gen(step: str) -> torch.Generator:
+            return make_generator(derive_seed(cfg.seed, self.name, f"{step}{idx}"))
+
+        g, redraws = g_target, 0
+        if cfg.prog_noise_on:
+            coeffs = (cfg.prog_noise_c0_rel, cfg.prog_noise_c1_rel, cfg.prog_noise_c2_rel)
+            g, redraws = program_conductances(g, tile.g_off_s, tile.g_on_s, coeffs, gen("program"),
+                                              cfg.program_verify_iterations, cfg.program_verify_tolerance)
+        stuck_on = stuck_off = torch.zeros(shape, dtype=torch.bool)
+        if cfg.faults_on:
+            stuck_on, stuck_off = draw_faults(shape, cfg.stuck_on_probability, cfg.stuck_off_probability,
+                                              gen("faults"))
+        factor = draw_range_factors(shape, cfg.g_range_spread, gen("range")) if cfg.g_range_spread > 0 else None
+        if cfg.faults_on or factor is not None:
+            g = apply_faults_and_range(g, tile.g_off_s, tile.g_on_s, stuck_on, stuck_off, factor)
+        stats = DeviceStats(cells=g.numel(), stuck_on=int(stuck_on.sum()), stuck_off=int(stuck_off.sum()),
+                            tiles_all_stuck=tiles_all_stuck(stuck_on, stuck_off) if n_t else 0,
+                            verify_redraws=redraws)
+        if g_target.requires_grad and g is not g_target:  # the device model as a constant offset for autograd
+            g = g_target + (g - g_target.detach())
+        if stats.tiles_all_stuck:
+            logger.warning("crossbar layer %s: %d of %d tiles have every device stuck", self.name or "?",
+                           stats.tiles_all_stuck, n_t)
+        return g, stats
+
+    def device_stats(self) -> DeviceStats:
+        """Faults of the current programming (counts of stuck devices and of tiles with every device stuck)
+        and program-and-verify re-draws; programs the layer if it is not programmed yet."""
+        prog = self._programmed
+        if prog is None:
+            prog = self._programmed_state(self.weight.device, self.weight.dtype)[0]
+        assert prog.device_stats is not None
+        return prog.device_stats
+
+    def _read_noise_scale(self, g_s: torch.Tensor) -> torch.Tensor | None:
+        """Per-device factor of the read-noise sigma (read_noise_g_exponent), None for plain relative noise."""
+        e = self.config.read_noise_g_exponent
+        return None if e == 0.0 else read_noise_scale(g_s, self.mvm.tile.g_on_s, e)
 
     def _cache_key(self, device: torch.device, dtype: torch.dtype) -> tuple[Any, ...]:
         w = self.weight
@@ -224,7 +295,11 @@ class CrossbarLayerBase(nn.Module):
         s, p, n_r, n_c = grid
         if noisy:  # a read fluctuation, not a programmed state: not clipped to [g_off, g_on], kept positive
             floor = (READ_G_FLOOR_FRACTION * mvm.tile.g_off_s, math.inf)
-            bound = mvm.bind_noisy(g_s, self.config.read_noise_sigma, self._read_generator(g_s.device), floor)
+            scale = self._read_noise_scale(g_s)
+            sigma: Any = self.config.read_noise_sigma
+            if scale is not None:  # a per-cell sigma [T, 1 (vectors), rows, cols]
+                sigma = sigma * scale.to(torch.float64)[:, None]
+            bound = mvm.bind_noisy(g_s, sigma, self._read_generator(g_s.device), floor)
         elif isinstance(mvm, SharedInputTileMVM):
             g = g_s.reshape(s, p, n_r, n_c, rows, cols).permute(2, 0, 1, 3, 4, 5).reshape(n_r, -1, rows, cols)
             shared = mvm.bind_shared(g, input_levels=dac_levels(self.config.input_bits))
@@ -253,7 +328,8 @@ class CrossbarLayerBase(nn.Module):
             prog = self._program(device, dtype, key)
             self._programmed = prog if cacheable else None
         if cfg.read_noise_on and cfg.read_noise_mode == "per_forward":
-            g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device))
+            g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device),
+                                 self._read_noise_scale(prog.g_s))
             if cfg.clip_conductances:
                 g = clip_conductance(g, self.mvm.tile.g_off_s, self.mvm.tile.g_on_s)
             return prog, self._bind_tiles(g, prog.grid)[0]
@@ -354,9 +430,11 @@ class CrossbarLayerBase(nn.Module):
                 transfer_at, lines = self._one_row_transfer(prog, v_all.device, v_all.dtype)
                 v_max = mvm.tile.v_read_max_v
                 t = transfer_at(v_max).to(v_all.dtype)  # A/V
-                prog.t_sq = t * t
+                scale = self._read_noise_scale(prog.g_s)
+                prog.t_sq = t * t if scale is None else t * t * (scale * scale).to(t)
                 if lines is not None:
-                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord_polynomial(transfer_at, v_max))
+                    prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord_polynomial(transfer_at, v_max),
+                                                    None if scale is None else scale * scale)
             generator = self._read_generator(v_all.device)
             if prog.loaded is not None:
                 return loaded_read_noise_currents(v_all, i_all.detach(), prog.loaded, sigma, generator)

@@ -28,12 +28,16 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return gen
 
 
-def apply_read_noise(g_s: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Relative Gaussian read noise g * (1 + sigma * N(0, 1)), a new draw per call (siemens)."""
+def apply_read_noise(g_s: torch.Tensor, sigma: float, generator: torch.Generator,
+                     scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative Gaussian read noise g * (1 + sigma * N(0, 1)), a new draw per call (siemens); with `scale`
+    (per device, dimensionless; ``dnn.device.read_noise_scale``) g * (1 + sigma * scale * N(0, 1))."""
     if sigma <= 0.0:
         return g_s
     eps = torch.randn(g_s.shape, generator=generator, device=g_s.device, dtype=g_s.dtype)
-    return g_s * (1.0 + sigma * eps)
+    if scale is None:
+        return g_s * (1.0 + sigma * eps)
+    return g_s * (1.0 + sigma * scale.to(g_s) * eps)
 
 
 def per_read_noise_currents(v_v: torch.Tensor, t_sq: torch.Tensor, sigma: float,
@@ -91,7 +95,8 @@ def chord_polynomial(transfer_at: Callable[[float], torch.Tensor], v_read_max_v:
 
 def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: float,
                       r_sense_ohm: float,
-                      chord: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> LoadedNoiseMaps:
+                      chord: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                      scale_sq: torch.Tensor | None = None) -> LoadedNoiseMaps:
     """Maps of :func:`loaded_read_noise_currents` for tiles with conductances g_s [T, rows, cols] (S), effective
     transfer matrix t_a_per_v (the response to one row at a time, A/V), a driver resistance in series with
     every row and a sense resistance in series with every column (ohms).
@@ -104,7 +109,8 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
     (r_driver r_sense)): w_ij = g_ij lambda_ij T_ij / T_lumped_ij. Solved in float64.
 
     Non-linear cells (``chord``, :func:`chord_polynomial`): a cell's share grows with the voltage u it
-    reads as the one-row response does, w_ij(u)^2 = w_ij^2 (q0 + q2 u^2 + q4 u^4), T taken at v_read_max_v."""
+    reads as the one-row response does, w_ij(u)^2 = w_ij^2 (q0 + q2 u^2 + q4 u^4), T taken at v_read_max_v.
+    ``scale_sq`` [T, rows, cols]: the square of each cell's read-noise factor (``dnn.device.read_noise_scale``)."""
     dtype = t_a_per_v.dtype
     g = g_s.detach().to(torch.float64)
     n_t, rows, cols = g.shape
@@ -121,6 +127,8 @@ def loaded_noise_maps(t_a_per_v: torch.Tensor, g_s: torch.Tensor, r_driver_ohm: 
     t_lumped = z_cr / (r_d * r_s)
     ratio = torch.where(t_lumped > 0, t_a_per_v.to(torch.float64) / t_lumped.clamp_min(1e-300), torch.ones_like(own))
     w_sq = (own * ratio) ** 2
+    if scale_sq is not None:
+        w_sq = w_sq * scale_sq.to(torch.float64)
     row_scale = 1.0 / (1.0 + r_driver_ohm * g.sum(-1))
     w_sq_chord = None
     if chord is not None:
@@ -182,11 +190,11 @@ def _power_sum(a: torch.Tensor, s: torch.Tensor, w: torch.Tensor, power: int) ->
     return out
 
 
-def draw_drift_nu(shape: torch.Size | tuple[int, ...], nu_mean: float, nu_std: float,
+def draw_drift_nu(shape: torch.Size | tuple[int, ...], nu_mean: float | torch.Tensor, nu_std: float,
                   generator: torch.Generator, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Per-device drift exponents nu ~ N(nu_mean, nu_std), clamped at 0 (drift never raises G).
-    Drawn once per programming."""
+    """Per-device drift exponents nu ~ N(nu_mean, nu_std), clamped at 0 (drift never raises G); nu_mean a
+    number or a per-device tensor of `shape` (``dnn.device.drift_nu_mean_map``). Drawn once per programming."""
     eps = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     return (nu_mean + nu_std * eps).clamp_min(0.0)
 

@@ -51,5 +51,5 @@ def test_presets():
         assert p.source and p.g_off_s < p.g_on_s
     cfg = CrossbarConfig().replace(**get_device_preset("pcm_40").drift_config(t_drift_s=3600.0))
     assert cfg.drift_on and cfg.drift_nu_mean == pytest.approx(0.05) and cfg.t0_s == 20.0
-    with pytest.raises(ValueError, match="valid: \\['fefet'"):
+    with pytest.raises(ValueError, match="valid: \\['aihwkit_pcm', 'fefet'"):
         get_device_preset("sram")

@@ -1,0 +1,123 @@
+"""The device model between the target conductances and the array (pure functions).
+
+Order of one programming of a layer (``dnn.layers``): target g -> programming noise (optional
+program-and-verify) -> stuck-ON / stuck-OFF faults -> device-to-device spread of the reachable range ->
+drift at t with nu(g) -> per read: read noise sigma(g) -> the tile model. Every function here takes its
+randomness from a `torch.Generator` the caller seeds from the config; draws are made on CPU in float64
+so a programming is the same on every device.
+
+Units: conductances in siemens; "relative" coefficients are in units of g_on (the tile's highest
+programmable conductance), so a preset quoted in microsiemens for g_max = 25 uS divides by 25.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+RANGE_FACTOR_MIN = 0.05
+"""A device's range factor (1 + g_range_spread N(0, 1)) is kept above this: no device reaches a
+negative or vanishing range."""
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    """What one programming of a layer did to its devices (counts)."""
+
+    cells: int
+    """Devices of the layer (every tile, slice and polarity array)."""
+    stuck_on: int
+    """Devices stuck at their ON conductance."""
+    stuck_off: int
+    """Devices stuck at their OFF conductance."""
+    tiles_all_stuck: int
+    """Tiles whose every device is stuck (such a tile stores nothing of the weights)."""
+    verify_redraws: int = 0
+    """Program-and-verify re-draws made (devices x iterations)."""
+
+
+def prog_noise_sigma_s(g_s: torch.Tensor, g_on_s: float, c0_rel: float, c1_rel: float, c2_rel: float
+                       ) -> torch.Tensor:
+    """Programming-noise std (siemens) sigma_prog(g) = g_on (c0 + c1 x + c2 x^2), x = g / g_on, kept >= 0
+    (the quadratic of aihwkit's PCMLikeNoiseModel, coefficients relative to g_on)."""
+    x = g_s / g_on_s
+    return (g_on_s * (c0_rel + c1_rel * x + c2_rel * x * x)).clamp_min(0.0)
+
+
+def program_conductances(g_target_s: torch.Tensor, g_off_s: float, g_on_s: float,
+                         coeffs_rel: tuple[float, float, float], generator: torch.Generator,
+                         verify_iterations: int = 0, verify_tolerance: float = 0.0
+                         ) -> tuple[torch.Tensor, int]:
+    """Programmed conductances g + sigma_prog(g) N(0, 1), clipped to [g_off, g_on] (siemens), and the number
+    of re-draws. Program-and-verify: up to `verify_iterations` times, every device whose
+    |g - target| exceeds ``verify_tolerance (g_on - g_off)`` is programmed again (a fresh draw).
+    Draws come from `generator` (CPU), in float64; the result has g_target_s's dtype and device."""
+    target = g_target_s.detach().to(device="cpu", dtype=torch.float64)
+    sigma = prog_noise_sigma_s(target, g_on_s, *coeffs_rel)
+
+    def draw() -> torch.Tensor:
+        eps = torch.randn(target.shape, generator=generator, dtype=torch.float64)
+        return (target + sigma * eps).clamp(g_off_s, g_on_s)
+
+    g = draw()
+    redraws = 0
+    limit = verify_tolerance * (g_on_s - g_off_s)
+    for _ in range(verify_iterations):
+        bad = (g - target).abs() > limit
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            break
+        redraws += n_bad
+        g = torch.where(bad, draw(), g)
+    return g.to(device=g_target_s.device, dtype=g_target_s.dtype), redraws
+
+
+def draw_faults(shape: tuple[int, ...], p_stuck_on: float, p_stuck_off: float, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks (stuck_on, stuck_off) of `shape`, exclusive: one uniform draw u per device,
+    stuck-ON when u < p_on, stuck-OFF when p_on <= u < p_on + p_off (CPU)."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    stuck_on = u < p_stuck_on
+    stuck_off = (u >= p_stuck_on) & (u < p_stuck_on + p_stuck_off)
+    return stuck_on, stuck_off
+
+
+def draw_range_factors(shape: tuple[int, ...], spread: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-device factors f = max(1 + spread N(0, 1), RANGE_FACTOR_MIN) of the reachable range
+    [f g_off, f g_on] (CPU, float64)."""
+    eps = torch.randn(shape, generator=generator, dtype=torch.float64)
+    return (1.0 + spread * eps).clamp_min(RANGE_FACTOR_MIN)
+
+
+def apply_faults_and_range(g_s: torch.Tensor, g_off_s: float, g_on_s: float, stuck_on: torch.Tensor,
+                           stuck_off: torch.Tensor, range_factor: torch.Tensor | None = None) -> torch.Tensor:
+    """Each device's conductance within its own range [f g_off, f g_on] (f = 1 without `range_factor`):
+    stuck-ON devices at f g_on, stuck-OFF at f g_off, the others clipped to the range (siemens)."""
+    dev, dtype = g_s.device, g_s.dtype
+    g = g_s.detach().to(device="cpu", dtype=torch.float64)
+    if range_factor is None:
+        lo = torch.full_like(g, g_off_s)
+        hi = torch.full_like(g, g_on_s)
+    else:
+        lo, hi = g_off_s * range_factor, g_on_s * range_factor
+        g = torch.minimum(torch.maximum(g, lo), hi)
+    g = torch.where(stuck_on, hi, torch.where(stuck_off, lo, g))
+    return g.to(device=dev, dtype=dtype)
+
+
+def tiles_all_stuck(stuck_on: torch.Tensor, stuck_off: torch.Tensor) -> int:
+    """Number of tiles (first axis of [T, rows, cols] masks) whose every device is stuck."""
+    stuck = (stuck_on | stuck_off).reshape(stuck_on.shape[0], -1)
+    return int(stuck.all(dim=1).sum())
+
+
+def drift_nu_mean_map(g_rel: torch.Tensor, nu_mean: float, nu_slope: float) -> torch.Tensor:
+    """Mean drift exponent per device, nu_mean + nu_slope g / g_on (g_rel = g / g_on, dimensionless)."""
+    return nu_mean + nu_slope * g_rel
+
+
+def read_noise_scale(g_s: torch.Tensor, g_on_s: float, exponent: float) -> torch.Tensor:
+    """Per-device factor of the relative read-noise sigma, (g / g_on)^exponent (dimensionless): the std of
+    a read is read_noise_sigma g (g / g_on)^exponent; exponent 0 is plain relative noise."""
+    return (g_s.detach() / g_on_s).clamp_min(1e-12).pow(exponent)
