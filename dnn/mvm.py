@@ -6,7 +6,9 @@ rows x cols, programmable conductance range, read voltages and resistances) and 
 input batches. Implementations here: `IdealTileMVM` (i = v @ G), `TransferTileMVM` (exact linear
 physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver) and `SolverTileMVM` (a solver
 bound to G that solves every input vector: non-linear cells, ngspice in the loop). The surrogate package
-implements the same protocol.
+implements the same protocol. `PoweredTileMVM` (optional) adds the read power: `IdealTileMVM` (the ideal
+formula sum v^2 G), `TransferTileMVM` with an admittance function (the exact quadratic form v^T Y(G) v),
+and surrogates whose file carries an energy model.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 import torch
 
-from spice.tile import Tile, TileViews
+from spice.tile import DEFAULT_T_READ_S, Tile, TileViews
 
 BoundMVM = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,6 +100,25 @@ class LoadedTileMVM(TileMVM, Protocol):
         ...
 
 
+BoundPower = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class PoweredTileMVM(TileMVM, Protocol):
+    """A tile model that also tells the power a read draws (optional).
+
+    Energy per read = ``p_w * tile.t_read_s``. ``power_model`` says what computes the power, for the
+    result (e.g. "ideal v^2 G", "exact nodal", "surrogate energy model")."""
+
+    power_model: str
+
+    def bind_power(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s: [T, rows, cols] (S). Returns f(v_v: [T, B, rows]) -> p_w: [T, B]: the static power drawn
+        from the row sources during one read (W): cells + wires + driver + sense. G-only work is done
+        once here; `f` runs on the device and dtype of `g_s`, without gradients."""
+        ...
+
+
 def _check_g(g_s: torch.Tensor, tile: Tile) -> None:
     if g_s.ndim != 3 or g_s.shape[1:] != (tile.rows, tile.cols):
         raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {tile.rows}, {tile.cols}]")
@@ -106,7 +127,8 @@ def _check_g(g_s: torch.Tensor, tile: Tile) -> None:
 @dataclass(frozen=True)
 class _TileArguments:
     """How the tile models below are built: the tile's size, conductance range (S) and largest row voltage
-    (V), by position; the array's resistances (ohm, default 0: an ideal array), by keyword."""
+    (V), by position; the array's resistances (ohm, default 0: an ideal array) and read pulse width (s,
+    default :data:`spice.tile.DEFAULT_T_READ_S`), by keyword."""
 
     rows: InitVar[int]
     cols: InitVar[int]
@@ -117,6 +139,7 @@ class _TileArguments:
     r_sense_ohm: InitVar[float] = field(default=0.0, kw_only=True)
     r_wire_row_ohm: InitVar[float] = field(default=0.0, kw_only=True)
     r_wire_col_ohm: InitVar[float] = field(default=0.0, kw_only=True)
+    t_read_s: InitVar[float] = field(default=DEFAULT_T_READ_S, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -127,12 +150,13 @@ class _BipolarTile(TileViews, _TileArguments):
     tile: Tile = field(init=False)
 
     def __post_init__(self, rows: int, cols: int, g_off_s: float, g_on_s: float, v_read_max_v: float,
-                      r_driver_ohm: float, r_sense_ohm: float, r_wire_row_ohm: float, r_wire_col_ohm: float) -> None:
+                      r_driver_ohm: float, r_sense_ohm: float, r_wire_row_ohm: float, r_wire_col_ohm: float,
+                      t_read_s: float) -> None:
         if not (isinstance(cols, int) and cols >= 2):
             raise ValueError(f"tile size rows={rows!r}, cols={cols!r}: expected ints rows >= 1, cols >= 2")
         tile = Tile(rows=rows, cols=cols, g_off_s=g_off_s, g_on_s=g_on_s, v_read_min_v=-v_read_max_v,
                     v_read_max_v=v_read_max_v, r_driver_ohm=r_driver_ohm, r_sense_ohm=r_sense_ohm,
-                    r_wire_row_ohm=r_wire_row_ohm, r_wire_col_ohm=r_wire_col_ohm)
+                    r_wire_row_ohm=r_wire_row_ohm, r_wire_col_ohm=r_wire_col_ohm, t_read_s=t_read_s)
         object.__setattr__(self, "tile", tile)
 
     @classmethod
@@ -151,7 +175,10 @@ class _BipolarTile(TileViews, _TileArguments):
 
 @dataclass(frozen=True)
 class IdealTileMVM(_BipolarTile):
-    """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance)."""
+    """Ideal crossbar: i = v @ G per tile (Kirchhoff with zero wire, driver and sense resistance); read
+    power sum over cells of v^2 G (the ideal formula, whatever resistances the tile states)."""
+
+    power_model: str = field(default="ideal v^2 G", init=False)
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.tile)
@@ -161,8 +188,20 @@ class IdealTileMVM(_BipolarTile):
 
         return mvm
 
+    def bind_power(self, g_s: torch.Tensor) -> BoundPower:
+        """p_w [T, B] = sum_r v_r^2 sum_c G_rc (W)."""
+        _check_g(g_s, self.tile)
+        g_row = g_s.detach().sum(dim=2)  # [T, rows]
+
+        def power(v_v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.einsum("tbr,tr->tb", v_v.detach() ** 2, g_row)
+
+        return power
+
 
 TransferFn = Callable[[np.ndarray], np.ndarray]
+AdmittanceFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -179,6 +218,31 @@ class TransferTileMVM(_BipolarTile):
     noisy_solver_fn: SolverFn | None = None
     """Optional: an array solver that takes per-vector conductances (``spice.exact.ArraySolver`` with
     linear cells); per-read noise then reads redrawn conductances through it (`bind_noisy`)."""
+    admittance_fn: AdmittanceFn | None = None
+    """Optional: `admittance_fn(g_s [T, rows, cols] numpy, S) -> Y [T, rows, rows]` (A/V), the currents drawn
+    from the row sources are ``Y v`` (e.g. ``spice.nodal.input_admittance``). With it the read power is the
+    exact quadratic form ``v^T Y v`` (`bind_power`); without it `bind_power` refuses."""
+    power_model: str = field(default="exact nodal", init=False)
+
+    def bind_power(self, g_s: torch.Tensor) -> BoundPower:
+        """p_w [T, B] = v^T Y(G) v (W), Y computed once here by `admittance_fn`: exact for a linear array
+        (cells, wires, driver and sense)."""
+        _check_g(g_s, self.tile)
+        if self.admittance_fn is None:
+            raise ValueError("this transfer-matrix tile model has no admittance function (admittance_fn, e.g. "
+                             "spice.nodal.input_admittance); it cannot tell the read power")
+        rows = self.tile.rows
+        y_np = np.asarray(self.admittance_fn(g_s.detach().cpu().double().numpy()))
+        if y_np.shape != (g_s.shape[0], rows, rows):
+            raise ValueError(f"admittance_fn returned shape {y_np.shape}; expected {(g_s.shape[0], rows, rows)}")
+        y = torch.as_tensor(y_np, dtype=g_s.dtype, device=g_s.device)
+
+        def power(v_v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                v = v_v.detach()
+                return torch.einsum("tbr,trs,tbs->tb", v, y, v)
+
+        return power
 
     @property
     def noisy_reads(self) -> bool:

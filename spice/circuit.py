@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spice.tile import Tile
+from spice.tile import DEFAULT_T_READ_S, Tile
 from xbarchar.yamlsafe import short_repr
 
 MAX_ARRAY_SIDE = 1024
@@ -83,6 +83,14 @@ class CircuitSpec:
     """Largest |row input voltage|."""
     v_read_min_v: float = 0.0
     """Smallest row input voltage (0 for unipolar reads, -v_read_max_v for bipolar)."""
+    t_read_s: float = DEFAULT_T_READ_S
+    """Read pulse width (s): how long the row voltages are applied per read; energy per read = power x
+    t_read_s. Default 10 ns: NeuroSim's read pulse width (:data:`spice.tile.DEFAULT_T_READ_S`)."""
+    c_wire_row_f: float = 0.0
+    """Capacitance of each row-wire segment to ground (F), for the transient read of :mod:`spice.dynamic`
+    (0 = none; the static solves never use it)."""
+    c_wire_col_f: float = 0.0
+    """Capacitance of each column-wire segment to ground (F), as ``c_wire_row_f``."""
     v_gate_v: float = 0.0
     """Gate-line voltage for three-terminal (1T1R) cells; ignored for two-terminal cells. A config must
     set it for a cell with a gate pin (`spec_from_config`): 0 V leaves an enhancement access transistor off."""
@@ -119,6 +127,14 @@ class CircuitSpec:
             raise CircuitError(
                 f"{where}: v_read_min_v must be in [-v_read_max_v, v_read_max_v), got {_short(self.v_read_min_v)}"
             )
+        if not _is_number(self.t_read_s) or not 0.0 < self.t_read_s <= 1.0:
+            raise CircuitError(f"{where}: t_read_s must be a number in (0, 1] s (the read pulse width), "
+                               f"got {_short(self.t_read_s)}")
+        for key in ("c_wire_row_f", "c_wire_col_f"):
+            value = getattr(self, key)
+            if not _is_number(value) or not 0.0 <= value <= 1e-9:
+                raise CircuitError(f"{where}: {key} must be a number in [0, 1e-9] F (capacitance per wire "
+                                   f"segment), got {_short(value)}")
         if not _is_number(self.v_gate_v) or not -V_GATE_LIMIT_V <= self.v_gate_v <= V_GATE_LIMIT_V:
             raise CircuitError(f"{where}: v_gate_v must be a number in [-{V_GATE_LIMIT_V:g}, {V_GATE_LIMIT_V:g}] V, "
                                f"got {_short(self.v_gate_v)}")
@@ -170,7 +186,7 @@ class CircuitSpec:
         return Tile(rows=self.rows, cols=self.cols, g_off_s=self.g_off_s, g_on_s=self.g_on_s,
                     v_read_min_v=self.v_read_min_v, v_read_max_v=self.v_read_max_v, r_driver_ohm=self.r_driver_ohm,
                     r_sense_ohm=self.r_sense_ohm, r_wire_row_ohm=self.r_wire_row_ohm,
-                    r_wire_col_ohm=self.r_wire_col_ohm)
+                    r_wire_col_ohm=self.r_wire_col_ohm, t_read_s=self.t_read_s)
 
     @property
     def netlist_sha256(self) -> str:

@@ -48,6 +48,69 @@ def transfer_matrix(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
     return t
 
 
+POWER_PARTS = ("cells", "row_wires", "col_wires", "driver", "sense")
+"""Where the read power goes, in the order of ``/p_parts_w``'s columns (:mod:`spice.io`)."""
+
+
+def _unit_voltages(spec: CircuitSpec, net: _Network) -> dict[tuple, np.ndarray]:
+    """Every node's voltage as a linear function of the inputs: node -> [rows] coefficients."""
+    rows = spec.rows
+    x = spla.splu(net.k_mat).solve(net.b_mat) if net.n else np.zeros((0, rows))
+    out: dict[tuple, np.ndarray] = {("gnd",): np.zeros(rows)}
+    for r in range(rows):
+        e = np.zeros(rows)
+        e[r] = 1.0
+        out[("in", r)] = e
+    for node, i in net.index.items():
+        out[node] = x[i]
+    return out
+
+
+def input_admittance(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
+    """Y [rows, rows] (A/V): the currents drawn from the row sources are ``Y @ v``, so the read power is the
+    quadratic form ``v @ Y @ v`` (W). Linear resistive cells, default driver and sense; symmetric."""
+    net = _Network(spec, g_s)
+    volts = _unit_voltages(spec, net)
+    y = np.zeros((spec.rows, spec.rows))
+    for (a, b, g), _part in zip(net.elements, net.parts, strict=True):
+        for here, there in ((a, b), (b, a)):
+            if here[0] == "in":
+                y[here[1]] += g * (volts[here] - volts[there])
+    return y
+
+
+def power_quadratic_forms(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
+    """Q [parts, rows, rows] (A/V): the power dissipated in each part of :data:`POWER_PARTS` is
+    ``v @ Q[p] @ v`` (W), from every element's voltage drop (linear resistive cells, default driver and
+    sense). Their sum equals :func:`input_admittance` (energy conservation)."""
+    net = _Network(spec, g_s)
+    volts = _unit_voltages(spec, net)
+    q = np.zeros((len(POWER_PARTS), spec.rows, spec.rows))
+    for (a, b, g), part in zip(net.elements, net.parts, strict=True):
+        d = volts[a] - volts[b]
+        q[POWER_PARTS.index(part)] += g * np.outer(d, d)
+    return q
+
+
+def element_powers(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(source power [n] (W): sum over rows of v_r times the current drawn from source r; dissipation per
+    part [n, len(POWER_PARTS)] (W): sum over elements of g (v_a - v_b)^2) for input vectors ``v_v``
+    [n, rows] (V). Linear resistive cells, default driver and sense."""
+    v_v = np.atleast_2d(np.asarray(v_v, dtype=float))
+    net = _Network(spec, g_s)
+    volts = _unit_voltages(spec, net)
+    p_src = np.zeros(v_v.shape[0])
+    parts = np.zeros((v_v.shape[0], len(POWER_PARTS)))
+    for (a, b, g), part in zip(net.elements, net.parts, strict=True):
+        d = v_v @ (volts[a] - volts[b])  # [n] voltage drop a -> b
+        parts[:, POWER_PARTS.index(part)] += g * d * d
+        if a[0] == "in":
+            p_src += v_v[:, a[1]] * g * d
+        if b[0] == "in":
+            p_src -= v_v[:, b[1]] * g * d
+    return p_src, parts
+
+
 def column_currents(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> np.ndarray:
     """Column currents [n_vectors, cols] (A) for input vectors ``v_v`` [n_vectors, rows] (V)."""
     return np.atleast_2d(v_v) @ transfer_matrix(spec, g_s)
@@ -123,7 +186,8 @@ class _Network:
 
     ``k_mat``/``b_mat``: nodal matrix on the unknown nodes and injection from the row inputs with
     cells as conductances g (``k_mat x = b_mat v``); ``k_cells``/``b_cells``: the cells' share of
-    them; ``cells``: (row node, column node, g) per cell; ``into_sense[c]``: (node, g, is_cell) of
+    them; ``cells``: (row node, column node, g) per cell; ``elements``: (a, b, g) of every element and
+    ``parts`` its :data:`POWER_PARTS` name; ``into_sense[c]``: (node, g, is_cell) of
     the elements ending on column c's sense input.
     """
 
@@ -147,17 +211,22 @@ class _Network:
             return sense_in(c) if spec.r_wire_col_ohm == 0 else ("b", r, c)
 
         elements: list[tuple[tuple, tuple, float, bool]] = []  # (a, b, g, is_cell)
+        parts: list[str] = []  # the POWER_PARTS name of each element
         self.into_sense: dict[int, list[tuple[tuple, float, bool]]] = {c: [] for c in range(cols)}
         for r in range(rows):
             if spec.r_driver_ohm > 0:
                 elements.append((("in", r), drv(r), 1.0 / spec.r_driver_ohm, False))
+                parts.append("driver")
             if spec.r_wire_row_ohm > 0:
                 gw = 1.0 / spec.r_wire_row_ohm
                 elements.append((drv(r), row_node(r, 0), gw, False))
+                parts.append("row_wires")
                 for c in range(1, cols):
                     elements.append((row_node(r, c - 1), row_node(r, c), gw, False))
+                    parts.append("row_wires")
             for c in range(cols):
                 elements.append((row_node(r, c), col_node(r, c), g_s[r, c], True))
+                parts.append("cells")
                 if spec.r_wire_col_ohm == 0:
                     self.into_sense[c].append((row_node(r, c), g_s[r, c], True))
         if spec.r_wire_col_ohm > 0:
@@ -165,11 +234,14 @@ class _Network:
             for c in range(cols):
                 for r in range(rows - 1):
                     elements.append((col_node(r, c), col_node(r + 1, c), gw, False))
+                    parts.append("col_wires")
                 elements.append((col_node(rows - 1, c), sense_in(c), gw, False))
+                parts.append("col_wires")
                 self.into_sense[c].append((col_node(rows - 1, c), gw, False))
         if spec.r_sense_ohm > 0:
             for c in range(cols):
                 elements.append((sense_in(c), ("gnd",), 1.0 / spec.r_sense_ohm, False))
+                parts.append("sense")
 
         self.index: dict[tuple, int] = {}
         for a, b, _g, _cell in elements:
@@ -178,6 +250,8 @@ class _Network:
                     self.index[node] = len(self.index)
         self.n = len(self.index)
         self.cells = [(a, b, g) for a, b, g, cell in elements if cell]
+        self.elements = [(a, b, g) for a, b, g, _cell in elements]
+        self.parts = parts
         self.k_mat, self.b_mat = self._matrices(elements, rows)
         self.k_cells, b_cells = self._matrices([e for e in elements if e[3]], rows)
         self.b_lin = sp.csr_matrix(self.b_mat - b_cells)

@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from spice.circuit import CircuitSpec
 
+DEFAULT_T_READ_S = 10e-9
+"""Default read pulse width (s): NeuroSim's ``readPulseWidth = 10e-9`` (DNN+NeuroSim, Param.cpp; Peng, Huang,
+Jiang, Yu, "DNN+NeuroSim: An End-to-End Benchmarking Framework for Compute-in-Memory Accelerators", IEDM 2019).
+The one source of this default: :class:`Tile` and :class:`spice.circuit.CircuitSpec` use it."""
+
 
 class TileError(ValueError):
     """A tile record is invalid; the message names the key and what was expected."""
@@ -41,6 +46,8 @@ class Tile:
     """Row wire resistance per cell segment."""
     r_wire_col_ohm: float
     """Column wire resistance per cell segment."""
+    t_read_s: float = DEFAULT_T_READ_S
+    """Read pulse width: how long the row voltages are applied per read (energy per read = power x t_read_s)."""
 
     def __post_init__(self) -> None:
         for key in ("rows", "cols"):
@@ -60,6 +67,8 @@ class Tile:
         for key in RESISTANCE_KEYS:
             if getattr(self, key) < 0.0:
                 raise TileError(f"tile: {key}={getattr(self, key)!r} ohm: expected >= 0")
+        if not _is_number(self.t_read_s) or not self.t_read_s > 0.0:
+            raise TileError(f"tile: t_read_s must be a finite number > 0 s, got {self.t_read_s!r}")
 
     @classmethod
     def from_circuit(cls, spec: CircuitSpec) -> Tile:
@@ -77,10 +86,11 @@ class Tile:
 
     @classmethod
     def from_dict(cls, data: Any) -> Tile:
-        """A tile from :meth:`to_dict`'s layout; one :class:`TileError` naming the key otherwise."""
+        """A tile from :meth:`to_dict`'s layout; one :class:`TileError` naming the key otherwise. ``t_read_s``
+        may be absent (records written before the tile had it): the default :data:`DEFAULT_T_READ_S`."""
         if not isinstance(data, dict):
             raise TileError(f"tile: expected a mapping of {list(TILE_KEYS)}, got {type(data).__name__}")
-        missing = [key for key in TILE_KEYS if key not in data]
+        missing = [key for key in TILE_KEYS if key not in data and key not in OPTIONAL_KEYS]
         if missing:
             raise TileError(f"tile: key {missing[0]!r} is missing; expected keys {list(TILE_KEYS)}")
         unknown = sorted(str(key) for key in data if key not in TILE_KEYS)
@@ -93,6 +103,8 @@ RESISTANCE_KEYS = ("r_driver_ohm", "r_sense_ohm", "r_wire_row_ohm", "r_wire_col_
 """The tile's resistances (ohm)."""
 TILE_KEYS = tuple(f.name for f in fields(Tile))
 """Every field of :class:`Tile`, in order."""
+OPTIONAL_KEYS = ("t_read_s",)
+"""Fields :meth:`Tile.from_dict` fills with their default when a record lacks them."""
 
 
 def _is_number(value: Any) -> bool:
@@ -102,7 +114,8 @@ def _is_number(value: Any) -> bool:
 
 class TileViews:
     """Read-only views of a tile model's ``tile`` under the names tile models have always answered to
-    (``rows``, ``cols``, ``g_off_s``, ``g_on_s``, ``v_read_min_v``, ``v_read_max_v``, ``full_scale_a``);
+    (``rows``, ``cols``, ``g_off_s``, ``g_on_s``, ``v_read_min_v``, ``v_read_max_v``, ``full_scale_a``,
+    ``t_read_s``);
     the record itself is the one source."""
 
     tile: Tile
@@ -134,3 +147,7 @@ class TileViews:
     @property
     def full_scale_a(self) -> float:
         return self.tile.full_scale_a
+
+    @property
+    def t_read_s(self) -> float:
+        return self.tile.t_read_s
