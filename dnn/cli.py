@@ -32,6 +32,7 @@ from xbarchar import cli as xcli
 from xbarchar.files import atomic_write_text, refuse_overwriting_inputs
 from xbarchar.settings import MAX_SEED, from_dict, reject_unknown, to_dict
 
+from .checkpoint import SeedCheckpoint, checkpoint_key, partial_path
 from .config import CrossbarConfig, get_device_preset
 from .datasets import DatasetSplit, load_dataset
 from .evaluate import (
@@ -183,9 +184,15 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     spec = _circuit_spec(ns)
     mvm, mvm_info = _tile_model(ns, spec)
     logger.info("tile model %s", mvm_info)
+    partial = SeedCheckpoint(partial_path(ns.out), checkpoint_key(
+        {"model": ns.model_path, "surrogate": ns.surrogate, "netlist": spec.netlist_path if spec else None},
+        circuit=_spec_summary(spec), mvm_kind=ns.mvm, config=cfg.to_dict(), evaluation=to_dict(settings),
+        mvm=mvm_info, dataset=data_spec, scenario=ns.scenario, batch_size=ns.batch_size,
+        eval_batch_size=ns.eval_batch_size, max_batches=ns.max_batches, device=str(device)))
     software, methods = evaluate_methods(model, data, mvm, cfg, settings, device, batch_size=ns.batch_size,
                                          eval_batch_size=ns.eval_batch_size, max_batches=ns.max_batches,
-                                         progress=xcli.show_progress(ns), scenario=ns.scenario)
+                                         progress=xcli.show_progress(ns), scenario=ns.scenario,
+                                         done_seeds=partial.load(), on_seed_done=partial.save)
     EvaluationResult(
         circuit=ns.circuit_name or mvm_info["kind"], model=Path(ns.model_path).stem, scenario=ns.scenario,
         architecture=meta["model_name"], model_path=str(ns.model_path), software_accuracy=software,
@@ -193,6 +200,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         device_preset=ns.device_preset, xbar_config=cfg.to_dict(), evaluation=to_dict(settings),
         device=str(device),
     ).write(ns.out)
+    partial.remove()
     return 0
 
 

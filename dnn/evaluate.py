@@ -24,6 +24,7 @@ from torch.utils.data import Subset
 
 from xbarchar.progress import Progress
 
+from .checkpoint import SeedRecord
 from .config import CrossbarConfig
 from .convert import convert_to_crossbar
 from .datasets import DatasetSplit
@@ -174,7 +175,9 @@ def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | 
 def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: CrossbarConfig,
                      settings: EvaluationSettings, device: torch.device, batch_size: int = 64,
                      eval_batch_size: int = 256, max_batches: int | None = None, progress: bool = True,
-                     scenario: str = "") -> tuple[float, dict[str, MethodResult]]:
+                     scenario: str = "", done_seeds: dict[int, SeedRecord] | None = None,
+                     on_seed_done: Callable[[int, SeedRecord], None] | None = None
+                     ) -> tuple[float, dict[str, MethodResult]]:
     """Software accuracy and, per method, accuracy over every seed x test pass.
 
     Per seed: the model is converted with ``cfg`` (seeded: noise and drift draws), the ADC range is
@@ -182,6 +185,11 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
     seeded calibration subset and is tested ``eval_draws`` times (new read-noise draws each pass).
     ``progress`` shows the scenario (its name for messages), seed and method running and the time left
     of the whole evaluation (:class:`xbarchar.progress.Progress`).
+
+    ``done_seeds`` (seed -> record, :mod:`dnn.checkpoint`) are seeds an interrupted run of the same
+    evaluation finished: taken as they are, not run again. ``on_seed_done(seed, record)`` is called after
+    each seed that runs (the CLI saves it), with the record of its runs (and the PC2 diagnostic of the
+    first seed).
     """
     test_loader = make_loader(data.test, eval_batch_size)
     software = evaluate(model, test_loader, device)
@@ -194,6 +202,16 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
     with bar:
         for i, seed in enumerate(settings.seeds):
             where = f"scenario {scenario or 'default'}, seed {i + 1}/{n_seeds} ({seed})"
+            if done_seeds and all(m in done_seeds.get(int(seed), {}).get("runs", {}) for m in settings.methods):
+                record = done_seeds[int(seed)]
+                for method in settings.methods:
+                    runs[method].append(record["runs"][method])
+                for method, values in record["pc2"].items():
+                    pc2.setdefault(method, values)
+                bar.advance(len(settings.methods) * settings.eval_draws, f"{where}: from the partial results")
+                continue
+            seed_runs: dict[str, dict[str, Any]] = {}
+            seed_pc2: dict[str, dict[str, float]] = {}
             bar.set_stage(f"{where}, conversion")
             base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
             calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
@@ -212,8 +230,11 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
                                      "memory_kind": cost.memory_kind})
                 logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method,
                             runs[method][-1]["accuracy"], software)
+                seed_runs[method] = runs[method][-1]
                 if method not in pc2:  # first seed
-                    pc2[method] = layer_pc2(model, m, x_diag)
+                    pc2[method] = seed_pc2[method] = layer_pc2(model, m, x_diag)
+            if on_seed_done is not None:
+                on_seed_done(int(seed), {"runs": seed_runs, "pc2": seed_pc2})
     results = {}
     for method, rs in runs.items():
         accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw

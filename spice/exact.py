@@ -86,9 +86,9 @@ class ArrayConvergenceError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- progress
-PROGRESS = Progress(stage="exact solve", unit="tile-vectors", logger=log)
+PROGRESS = Progress(stage="exact solve", unit="tile-vectors", logger=log, enabled=None)
 """The process's one progress record (the exact and the SPICE-in-the-loop solvers advance it): a bar on a
-terminal, a log line every ~20 s otherwise; :meth:`~xbarchar.progress.Progress.expect` sets the total and
+terminal, a log line every ~20 s otherwise, nothing under ``--no-progress`` or ``--quiet``; :meth:`~xbarchar.progress.Progress.expect` sets the total and
 names the stage (e.g. 'calibration', 'BN adaptation', 'evaluation')."""
 
 

@@ -80,13 +80,13 @@ def test_threads_apply_while_the_command_runs_and_are_restored():
     torch.set_num_threads(2)
     pools = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
     try:
-        args = argparse.Namespace(threads=1, verbose=False, quiet=False)
+        args = argparse.Namespace(threads=1, verbose=False, quiet=False, no_progress=False)
         with xcli.configured(args):
             assert torch.get_num_threads() == 1
             assert all(p["num_threads"] == 1 for p in threadpool_info())
         assert torch.get_num_threads() == 2
         assert {p["filepath"]: p["num_threads"] for p in threadpool_info()} == pools
-        with xcli.configured(argparse.Namespace(threads=0, verbose=False, quiet=False)):
+        with xcli.configured(argparse.Namespace(threads=0, verbose=False, quiet=False, no_progress=False)):
             assert torch.get_num_threads() == 2  # 0: the libraries' own choice, left alone
     finally:
         torch.set_num_threads(before)

@@ -43,3 +43,36 @@ def test_unknown_cell_still_points_to_spice_in_the_loop(tmp_path):
         assert "--mvm spice" in str(e) and str(path) in str(e)
     else:
         raise AssertionError("an unknown cell was accepted")
+
+
+def test_no_progress_silences_the_exact_solvers_progress(caplog):
+    """`--no-progress` (and `--quiet`) switch off every progress of the command, the module-level one of
+    the exact solvers included; the setting is restored after the command."""
+    import argparse
+
+    from xbarchar import cli as xcli
+
+    spec = spec_from_config("t", {"netlist": str(CIRCUITS / "one_s_one_r.cir"), "rows": 4, "cols": 4,
+                                  "v_read_max_v": 1.0})
+    rng = np.random.default_rng(1)
+    g = torch.as_tensor(rng.uniform(spec.g_off_s, spec.g_on_s, (1, 4, 4)))
+    v = torch.as_tensor(rng.uniform(0.0, 1.0, (1, 3, 4)))
+    progress = exact.PROGRESS
+    saved = progress.log_every_s
+    try:
+        for flags, shown in (({"no_progress": True, "quiet": False}, False),
+                             ({"no_progress": False, "quiet": False}, True)):
+            args = argparse.Namespace(verbose=False, threads=0, **flags)
+            caplog.clear()
+            with xcli.configured(args):
+                assert progress.enabled is shown
+                progress.expect(30, "evaluation")
+                progress.log_every_s = 0.0
+                with caplog.at_level(logging.INFO, logger="spice.exact"):
+                    exact.ArraySolver(spec, exact.cell_model(spec), g).currents(v)
+                    progress.close()
+            assert ("evaluation: 3/30 tile-vectors" in caplog.text) is shown
+            assert progress.enabled is True  # restored
+    finally:
+        progress.log_every_s = saved
+        progress.expect(None)

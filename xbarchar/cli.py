@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from xbarchar import progress
 from xbarchar.files import OutputError, OutputPathError
 from xbarchar.settings import SettingsError
 from xbarchar.yamlsafe import (
@@ -194,20 +195,33 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 @contextlib.contextmanager
 def configured(args: argparse.Namespace) -> Iterator[None]:
-    """Logging level from ``-v``/``-q``; ``--threads`` for torch, BLAS and OpenMP while the command runs
-    (restored after it, so that a command called in-process leaves its caller's thread counts alone)."""
+    """Logging level from ``-v``/``-q``; progress shown or not (``--quiet``, ``--no-progress``: for every
+    progress of the process, :func:`xbarchar.progress.show_progress`) and ``--threads`` for torch, BLAS and
+    OpenMP while the command runs (both restored after it, so that a command called in-process leaves its
+    caller's settings alone)."""
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format=LOG_FORMAT)
-    if args.threads <= 0:
+    shown_before = progress.show_progress(show_progress(args))
+    try:
+        with _threads(args.threads):
+            yield
+    finally:
+        progress.show_progress(shown_before)
+
+
+@contextlib.contextmanager
+def _threads(threads: int) -> Iterator[None]:
+    """``threads`` for torch, BLAS and OpenMP while the block runs (<= 0: left alone)."""
+    if threads <= 0:
         yield
         return
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")  # set only where the stage already uses torch
     torch_threads = torch.get_num_threads() if torch is not None else 0
-    with threadpool_limits(limits=args.threads):
+    with threadpool_limits(limits=threads):
         if torch is not None:
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(threads)
         try:
             yield
         finally:

@@ -26,6 +26,17 @@ T = TypeVar("T")
 _OPEN: list[Progress] = []
 """The progresses started and not yet closed, outermost first."""
 
+_SHOWN = [True]
+"""Whether progresses made with ``enabled=None`` show anything (:func:`show_progress`)."""
+
+
+def show_progress(shown: bool) -> bool:
+    """Switch the process's progresses made with ``enabled=None`` on or off (``--no-progress`` and
+    ``--quiet`` switch them off for the whole command, module-level ones such as ``spice.exact.PROGRESS``
+    included); returns the setting before."""
+    before, _SHOWN[0] = _SHOWN[0], bool(shown)
+    return before
+
 
 def format_duration(seconds: float) -> str:
     """``seconds`` as '42 s', '3 min 20 s' or '2 h 05 min'."""
@@ -40,14 +51,14 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Counts ``unit``s of work towards ``total`` (None: unknown) under the name ``stage``.
 
-    ``enabled=False`` shows nothing. ``clock`` (seconds) and ``is_terminal`` are injectable for tests;
+    ``enabled=False`` shows nothing; ``None`` follows the process's setting (:func:`show_progress`). ``clock`` (seconds) and ``is_terminal`` are injectable for tests;
     ``logger`` receives the log lines (default: this module's)."""
 
-    def __init__(self, total: int | None = None, stage: str = "", unit: str = "it", *, enabled: bool = True,
+    def __init__(self, total: int | None = None, stage: str = "", unit: str = "it", *, enabled: bool | None = True,
                  log_every_s: float = 20.0, logger: logging.Logger | None = None,
                  clock: Callable[[], float] = time.monotonic, is_terminal: Callable[[], bool] | None = None) -> None:
         self.total, self.stage, self.unit = total, stage, unit
-        self.enabled, self.log_every_s = enabled, log_every_s
+        self._enabled, self.log_every_s = enabled, log_every_s
         self.logger = logger or log
         self.clock = clock
         self.is_terminal = is_terminal or sys.stderr.isatty
@@ -56,6 +67,15 @@ class Progress:
         self._t0 = self._last_log = clock()
         self._bar: Any = None
         self._started = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this progress shows anything."""
+        return _SHOWN[0] if self._enabled is None else self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool | None) -> None:
+        self._enabled = value
 
     # ------------------------------------------------------------------ life cycle
     def start(self, total: int | None = None, stage: str | None = None) -> Progress:
