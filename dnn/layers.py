@@ -129,6 +129,8 @@ class CrossbarLayerBase(nn.Module):
         self.adc_full_scale_a: float | None = None
         """'calibrated' ADC range: the full scale set by `calibrate_adc`, amperes."""
         self._adc_observed_a: float | None = None  # running max |i| while `calibrate_adc` observes
+        self.energy_meter: Any = None
+        """A ``dnn.energy.EnergyMeter`` told every read while attached (``dnn.energy.metering``), else None."""
 
     # ----------------------------------------------------------------- public helpers
     def set_mvm(self, mvm: TileMVM) -> None:
@@ -392,6 +394,8 @@ class CrossbarLayerBase(nn.Module):
         v, x_per_volt = dac_quantize(tile_inputs(x, rows), cfg.input_bits, mvm.tile.v_read_max_v)  # [n_r, B, rows]
         two_reads = self._two_phase and bool((v < 0).any())  # post-ReLU inputs need one read only
         v_read = torch.cat([v.clamp_min(0.0), (-v).clamp_min(0.0)], 1) if two_reads else v
+        if self.energy_meter is not None:
+            self.energy_meter.record(self, v_read, prog.g_s, prog.grid, b)
         i = read(v_read)  # [S, P, n_r, n_c, B', cols]
         if cfg.read_noise_on and cfg.read_noise_mode == "per_read" and not self._noise_in_tile_model:
             bp = v_read.shape[1]

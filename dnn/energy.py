@@ -1,0 +1,233 @@
+"""Energy and latency of a DNN on crossbar tiles, per layer and per inference.
+
+An :class:`EnergyMeter` is attached to the crossbar layers of a model (:func:`metering`) while test
+images run through it; each layer forward tells it what it read (``CrossbarLayerBase._matmul_chunk``
+calls :meth:`EnergyMeter.record` with the DAC'd row voltages). What one layer forward costs:
+
+- **Reads.** A layer forward of ``B`` input vectors (one per output position and image) reads every
+  physical tile ``B x phases`` times: ``phases`` = 2 with ``input_polarity: two_phase`` when some input
+  is negative (else 1; ``signed``: 1). A layer has ``T = S x P x n_r x n_c`` tiles (bit slices x
+  polarity arrays x row tiles x column tiles, :meth:`CrossbarLayerBase.tile_count`).
+- **Array**: ``sum over tiles and reads of p_w x t_read_s``; ``p_w`` from the tile model's
+  ``bind_power`` (:class:`dnn.mvm.PoweredTileMVM`: cells + wires + driver + sense), bound once per
+  programming to the programmed, noise-free conductances. With ``power_sample_vectors`` = k > 0 the
+  power is computed for k evenly spaced vectors of each forward and their mean stands for every read of
+  that forward. A tile model without power model: the ideal formula ``sum v^2 G``, marked as a fallback.
+  The ideal formula is also reported beside it (``array_ideal_formula_j``): the difference is what wires,
+  driver, sense and the cells' loading add.
+- **DAC**: one conversion per driven row of every physical tile and read: ``B x phases x S x P x n_c x
+  n_in`` (``n_in`` = rows in use over all row tiles), at ``input_bits - 1`` (two_phase: unipolar
+  magnitude) or ``input_bits`` (signed) bits.
+- **ADC, sense, shift-and-add**: one each per column signal after the analog pair (or reference)
+  subtraction, for the columns in use: ``B x phases x S x n_r x n_out``, at ``adc_bits``.
+- **Latency**: all tiles of a layer read in parallel, reads one after another: ``B x phases x (t_read_s
+  + min(columns_per_adc, cols) / adc_sample_rate_hz)`` (:class:`dnn.periphery.PeripheryModel`). Layers
+  run one after another; digital layers (BN, pooling, activations, a digital classifier) cost nothing here.
+
+Converters with 0 bits (``input_bits`` or ``adc_bits`` 0: ideal, unquantized) have no cost model: their
+energy is NaN (so is the total), never a silent 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import CrossbarLayerBase
+from .mvm import BoundPower, PoweredTileMVM
+from .periphery import EnergySettings, PeripheryModel
+
+logger = logging.getLogger(__name__)
+
+ENERGY_PARTS = ("array", "dac", "adc", "sense", "shift_add")
+"""The parts of the energy breakdown: the array (tile model) and the periphery."""
+PERIPHERY_PARTS = ("dac", "adc", "sense", "shift_add")
+IDEAL_FORMULA = "ideal v^2 G"
+
+
+@dataclass
+class LayerTally:
+    """What one crossbar layer read while the meter watched (sums over its forwards)."""
+
+    name: str
+    rows: int
+    cols: int
+    grid: tuple[int, int, int, int]
+    """(slices S, polarity arrays P, row tiles n_r, column tiles n_c)."""
+    n_in: int
+    n_out: int
+    vectors: int = 0
+    """Input vectors (one per output position and image)."""
+    reads: int = 0
+    """Reads of each tile: vectors x phases."""
+    array_j: float = 0.0
+    array_ideal_j: float = 0.0
+    dac_conversions: int = 0
+    adc_conversions: int = 0
+    dac_bits: int = 0
+    adc_bits: int = 0
+    t_read_s: float = 0.0
+    power_model: str = ""
+
+    @property
+    def tiles(self) -> int:
+        s, p, n_r, n_c = self.grid
+        return s * p * n_r * n_c
+
+
+class EnergyMeter:
+    """Counts the reads of crossbar layers and the array energy they draw (see the module docstring)."""
+
+    def __init__(self, periphery: PeripheryModel, power_sample_vectors: int = 0) -> None:
+        self.periphery = periphery
+        self.power_sample_vectors = power_sample_vectors
+        self.layers: dict[str, LayerTally] = {}
+        self._power: dict[int, tuple[Any, BoundPower, BoundPower, str]] = {}  # id(layer) -> (g_s, power, ideal, model)
+
+    def _bound_power(self, layer: CrossbarLayerBase, g_s: torch.Tensor) -> tuple[BoundPower, BoundPower, str]:
+        """The tile model's power function and the ideal formula, bound to ``g_s`` (cached while the layer
+        keeps the same programmed tensor)."""
+        cached = self._power.get(id(layer))
+        if cached is not None and cached[0] is g_s:
+            return cached[1], cached[2], cached[3]
+        g = g_s.detach()
+        g_row = g.sum(dim=2)  # [T, rows]
+
+        def ideal(v_v: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("tbr,tr->tb", v_v * v_v, g_row)
+
+        power, model = ideal, f"{IDEAL_FORMULA} (fallback: the tile model has no power model)"
+        mvm = layer.mvm
+        if isinstance(mvm, PoweredTileMVM):
+            try:
+                power, model = mvm.bind_power(g), mvm.power_model
+            except ValueError as exc:
+                model = f"{IDEAL_FORMULA} (fallback: {exc})"
+        if model.startswith(IDEAL_FORMULA + " (fallback"):
+            logger.warning("layer %s: array energy from the ideal formula: %s", layer.name or "?", model)
+        self._power[id(layer)] = (g_s, power, ideal, model)
+        return power, ideal, model
+
+    @torch.no_grad()
+    def record(self, layer: CrossbarLayerBase, v_read: torch.Tensor, g_s: torch.Tensor,
+               grid: tuple[int, int, int, int], vectors: int) -> None:
+        """One layer forward: ``v_read`` [n_r, vectors x phases, rows] the row voltages every tile of row
+        tile r read (V), ``g_s`` [T, rows, cols] the programmed conductances (S), ``grid`` (S, P, n_r, n_c)."""
+        cfg, tile = layer.config, layer.mvm.tile
+        n_in, n_out = layer.weight_matrix().shape
+        tally = self.layers.get(layer.name)
+        if tally is None:
+            tally = self.layers[layer.name] = LayerTally(
+                name=layer.name, rows=tile.rows, cols=tile.cols, grid=grid, n_in=int(n_in), n_out=int(n_out),
+                dac_bits=(cfg.input_bits - 1 if cfg.input_polarity == "two_phase" else cfg.input_bits)
+                if cfg.input_bits else 0, adc_bits=cfg.adc_bits, t_read_s=tile.t_read_s)
+        s, p, n_r, n_c = grid
+        reads = int(v_read.shape[1])
+        power, ideal, tally.power_model = self._bound_power(layer, g_s)
+        k = reads if self.power_sample_vectors <= 0 else min(self.power_sample_vectors, reads)
+        idx = torch.linspace(0, reads - 1, k, device=v_read.device).round().long() if k < reads else None
+        v = v_read if idx is None else v_read.index_select(1, idx)
+        v_all = v[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
+        v_all = v_all.to(g_s.dtype)
+        scale = tile.t_read_s * reads / k  # joules per (watt x sampled vector)
+        tally.array_j += float(power(v_all).sum()) * scale
+        tally.array_ideal_j += float(ideal(v_all).sum()) * scale
+        tally.vectors += vectors
+        tally.reads += reads
+        tally.dac_conversions += reads * s * p * n_c * int(n_in)
+        tally.adc_conversions += reads * s * n_r * int(n_out)
+
+    # ------------------------------------------------------------------ results
+    def layer_costs(self, tally: LayerTally, n_images: int) -> dict[str, Any]:
+        """Per-image energy (J, by part) and latency (s) of one layer, and the counts behind them."""
+        per = self.periphery
+        dac_j = tally.dac_conversions * per.dac_energy_j(tally.dac_bits) if tally.dac_bits else math.nan
+        adc_j = tally.adc_conversions * per.adc_energy_j(tally.adc_bits) if tally.adc_bits else math.nan
+        parts = {"array": tally.array_j, "dac": dac_j, "adc": adc_j,
+                 "sense": tally.adc_conversions * per.sense_energy_j,
+                 "shift_add": tally.adc_conversions * per.shift_add_energy_j}
+        parts = {k: v / n_images for k, v in parts.items()}
+        read_s = per.read_time_s(tally.t_read_s, tally.cols)
+        return {
+            "name": tally.name, "rows": tally.rows, "cols": tally.cols, "tiles": tally.tiles,
+            "grid": {"slices": tally.grid[0], "polarity_arrays": tally.grid[1], "row_tiles": tally.grid[2],
+                     "column_tiles": tally.grid[3]},
+            "n_in": tally.n_in, "n_out": tally.n_out,
+            "vectors_per_inference": tally.vectors / n_images, "reads_per_inference": tally.reads / n_images,
+            "dac_conversions_per_inference": tally.dac_conversions / n_images,
+            "adc_conversions_per_inference": tally.adc_conversions / n_images,
+            "dac_bits": tally.dac_bits, "adc_bits": tally.adc_bits, "t_read_s": tally.t_read_s,
+            "read_time_s": read_s, "power_model": tally.power_model,
+            "energy_j": sum(parts.values()), "energy_breakdown_j": parts,
+            "array_ideal_formula_j": tally.array_ideal_j / n_images,
+            "latency_s": tally.reads / n_images * read_s,
+        }
+
+    def summary(self, n_images: int) -> dict[str, Any]:
+        """Per-layer and per-inference energy and latency (JSON-able), per image of the ``n_images`` run."""
+        layers = [self.layer_costs(t, n_images) for t in self.layers.values()]
+        breakdown = {k: sum(layer["energy_breakdown_j"][k] for layer in layers) for k in ENERGY_PARTS}
+        models = sorted({layer["power_model"] for layer in layers})
+        return {
+            "energy_per_inference_j": sum(breakdown.values()),
+            "latency_per_inference_s": sum(layer["latency_s"] for layer in layers),
+            "energy_breakdown_j": breakdown,
+            "array_j": breakdown["array"],
+            "periphery_j": sum(breakdown[k] for k in PERIPHERY_PARTS),
+            "array_ideal_formula_j": sum(layer["array_ideal_formula_j"] for layer in layers),
+            "power_model": models[0] if len(models) == 1 else models,
+            "n_images": n_images,
+            "periphery": self.periphery.to_dict(),
+            "per_layer": layers,
+        }
+
+
+@contextlib.contextmanager
+def metering(model: nn.Module, meter: EnergyMeter) -> Iterator[EnergyMeter]:
+    """Attach ``meter`` to every crossbar layer of ``model`` for the duration (detached afterwards)."""
+    layers = [m for m in model.modules() if isinstance(m, CrossbarLayerBase)]
+    for m in layers:
+        m.energy_meter = meter
+    try:
+        yield meter
+    finally:
+        for m in layers:
+            m.energy_meter = None
+
+
+@torch.no_grad()
+def measure_energy(model: nn.Module, images: torch.Tensor, settings: EnergySettings) -> dict[str, Any]:
+    """Energy and latency per inference of ``model`` on ``images`` [N, ...] (one forward in eval mode),
+    per layer and in total (:meth:`EnergyMeter.summary`)."""
+    meter = EnergyMeter(settings.periphery(), settings.power_sample_vectors)
+    was_training = model.training
+    model.eval()
+    try:
+        with metering(model, meter):
+            model(images)
+    finally:
+        model.train(was_training)
+    return meter.summary(len(images))
+
+
+def first_images(loader: Any, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The first ``n`` inputs of ``loader`` (fewer when it holds fewer)."""
+    out, have = [], 0
+    for x, _y in loader:
+        out.append(x[: n - have])
+        have += len(out[-1])
+        if have >= n:
+            break
+    x = torch.cat(out)
+    return x if device is None else x.to(device)
+
+
+__all__ = ["EnergyMeter", "LayerTally", "metering", "measure_energy", "first_images", "ENERGY_PARTS",
+           "PERIPHERY_PARTS"]
