@@ -21,6 +21,12 @@ INPUT_POLARITIES = ("signed", "two_phase")
 ADC_RANGE_MODES = ("fixed", "calibrated")
 READ_NOISE_MODES = ("per_forward", "per_read")
 ANALOG_LAYERS = ("conv", "all")
+PROG_CLIPS = ("range", "nonnegative")  # dnn/device.py PROG_CLIPS
+NU_LAWS = ("linear", "aihwkit_pcm")  # dnn/device.py NU_LAWS
+CONDUCTANCE_LEVELS_MAX = 65536
+G_RANGE_SPREAD_MAX = 0.2
+"""Largest device-to-device range spread: at 0.2 a device's range factor 1 + 0.2 N(0, 1) is negative only
+beyond 5 sigma (fewer than 3 in 10^7 devices); above it the spread would give negative conductances."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,13 @@ class CrossbarConfig:
     drift_nu_slope: float = 0.0
     """Slope of the mean drift exponent over the normalized target conductance: the mean of a device's nu
     is drift_nu_mean + drift_nu_slope * g / g_on (dimensionless; 0 = one mean for every conductance)."""
+    drift_nu_law: str = "linear"
+    """'linear': nu ~ N(drift_nu_mean + drift_nu_slope g / g_on, drift_nu_std), clamped at 0; 'aihwkit_pcm':
+    aihwkit's clamped log law of PCMLikeNoiseModel (dnn/device.py aihwkit_pcm_nu; drift_nu_mean, _std and
+    _slope are then unused)."""
+    conductance_levels: int = 0
+    """Finite conductance levels: each target conductance is snapped to the nearest of this many evenly
+    spaced levels in [g_off, g_on] before it is programmed (0 = continuous)."""
     prog_noise_c0_rel: float = 0.0
     """Programming noise sigma_prog(g) = g_on (c0 + c1 x + c2 x^2), x = g / g_on: constant term, in units
     of g_on (0 with c1 = c2 = 0: programmed = target)."""
@@ -89,6 +102,9 @@ class CrossbarConfig:
     """Linear term of sigma_prog(g), in units of g_on."""
     prog_noise_c2_rel: float = 0.0
     """Quadratic term of sigma_prog(g), in units of g_on."""
+    prog_noise_clip: str = "range"
+    """Where a programmed conductance is clipped: 'range' = [g_off, g_on]; 'nonnegative' = only at 0, as
+    aihwkit's PCMLikeNoiseModel (a device may land below g_off or above g_on)."""
     program_verify_iterations: int = 0
     """Program-and-verify: up to this many re-draws of devices whose programming error exceeds
     program_verify_tolerance (0 = program once)."""
@@ -102,7 +118,8 @@ class CrossbarConfig:
     """Device-to-device relative std of the reachable range: device k reaches [f_k g_off, f_k g_on],
     f_k = 1 + g_range_spread N(0, 1) (kept >= 0.05); programmed conductances are clipped per device."""
     read_noise_g_exponent: float = 0.0
-    """Conductance dependence of read noise: a read's std is read_noise_sigma * g * (g / g_on)^exponent
+    """Conductance dependence of read noise: a read's std is read_noise_sigma * g * (g_prog / g_on)^exponent,
+    g the conductance read and g_prog the programmed one before drift (aihwkit's 1/f law follows g_prog)
     (0 = relative noise; -0.5 = std growing as sqrt(g))."""
     clip_conductances: bool = True
     """Clip drifted and per-forward noisy conductances to [g_min, g_max] (the range a surrogate was trained
@@ -218,12 +235,29 @@ def _validate(c: CrossbarConfig) -> None:
     _check(c.stuck_on_probability + c.stuck_off_probability <= 1.0, "stuck_off_probability",
            f"stuck_on_probability + stuck_off_probability <= 1 (stuck_on_probability = {c.stuck_on_probability})",
            c.stuck_off_probability)
-    _check(_is_num(c.g_range_spread) and 0.0 <= c.g_range_spread <= 1.0, "g_range_spread",
-           "a number in [0, 1] (relative std)", c.g_range_spread)
+    _check(_is_num(c.g_range_spread) and 0.0 <= c.g_range_spread <= G_RANGE_SPREAD_MAX, "g_range_spread",
+           f"a number in [0, {G_RANGE_SPREAD_MAX}] (relative std; a larger spread makes some devices' "
+           "conductances negative)", c.g_range_spread)
+    poly = (c.prog_noise_c0_rel, c.prog_noise_c1_rel, c.prog_noise_c2_rel)
+    _check(all(_is_num(v) for v in poly) and _poly_min_01(*poly) >= 0.0, "prog_noise_c0_rel",
+           "coefficients with sigma_prog = c0 + c1 x + c2 x^2 >= 0 for every x = g / g_on in [0, 1] "
+           f"(prog_noise_c1_rel = {c.prog_noise_c1_rel}, prog_noise_c2_rel = {c.prog_noise_c2_rel})",
+           c.prog_noise_c0_rel)
+    _check(c.prog_noise_clip in PROG_CLIPS, "prog_noise_clip", f"one of {PROG_CLIPS}", c.prog_noise_clip)
+    _check(c.drift_nu_law in NU_LAWS, "drift_nu_law", f"one of {NU_LAWS}", c.drift_nu_law)
+    _check(_is_int(c.conductance_levels) and (c.conductance_levels == 0
+                                              or 2 <= c.conductance_levels <= CONDUCTANCE_LEVELS_MAX),
+           "conductance_levels", f"0 (continuous) or an int in [2, {CONDUCTANCE_LEVELS_MAX}]", c.conductance_levels)
     _check(_is_num(c.read_noise_g_exponent) and -2.0 <= c.read_noise_g_exponent <= 2.0, "read_noise_g_exponent",
            "a number in [-2, 2]", c.read_noise_g_exponent)
     _check(isinstance(c.clip_conductances, bool), "clip_conductances", "a bool", c.clip_conductances)
     _check(is_seed(c.seed), "seed", SEED_EXPECTED, c.seed)
+
+
+def _poly_min_01(c0: float, c1: float, c2: float) -> float:
+    """Smallest value of c0 + c1 x + c2 x^2 over x in [0, 1]."""
+    xs = [0.0, 1.0] + ([-c1 / (2.0 * c2)] if c2 > 0.0 and 0.0 < -c1 / (2.0 * c2) < 1.0 else [])
+    return min(c0 + c1 * x + c2 * x * x for x in xs)
 
 
 @dataclass(frozen=True)
@@ -243,6 +277,8 @@ class DevicePreset:
     """Slope of the mean nu over g / g_on (CrossbarConfig.drift_nu_slope)."""
     prog_noise_rel: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Programming-noise coefficients (c0, c1, c2) in units of g_on (CrossbarConfig.prog_noise_c*_rel)."""
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Further CrossbarConfig keys the source gives numbers for, as (key, value) pairs."""
     source: str = ""
 
     @property
@@ -260,7 +296,7 @@ class DevicePreset:
         programming noise (pass to `CrossbarConfig.replace`)."""
         c0, c1, c2 = self.prog_noise_rel
         return {**self.drift_config(t_drift_s), "drift_nu_slope": self.drift_nu_slope,
-                "prog_noise_c0_rel": c0, "prog_noise_c1_rel": c1, "prog_noise_c2_rel": c2}
+                "prog_noise_c0_rel": c0, "prog_noise_c1_rel": c1, "prog_noise_c2_rel": c2, **dict(self.extra)}
 
 
 DEVICE_PRESETS: dict[str, DevicePreset] = {
@@ -306,9 +342,42 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
         # aihwkit PCMLikeNoiseModel prog_coeff = [0.26348, 1.9650, -1.1731] uS for x = g_target / g_max,
         # g_max = 25 uS: sigma_prog = c0 + c1 x + c2 x^2 (uS); divided by 25 uS for units of g_on.
         prog_noise_rel=(0.26348 / 25.0, 1.9650 / 25.0, -1.1731 / 25.0),
-        source="aihwkit PCMLikeNoiseModel (Joshi et al., Nat. Commun. 11, 2473 (2020)): g_max 25 uS, "
-               "prog_coeff [0.26348, 1.9650, -1.1731] uS, nu(g) law fitted linearly over g/g_max in "
-               "[1/40, 1], t0 20 s; ON/OFF 40 chosen",
+        extra=(
+            # aihwkit's own nu(g) law with its clamps (dnn/device.py aihwkit_pcm_nu); the linear fit above
+            # stays for drift_nu_law: linear
+            ("drift_nu_law", "aihwkit_pcm"),
+            # aihwkit clamps a programmed conductance at 0 only (g_prog.clamp_(min=0.0)), not to the range
+            ("prog_noise_clip", "nonnegative"),
+            # aihwkit's 1/f read noise: relative std 0.0088 (g / g_max)^-0.65 sqrt(ln((t + t_read) / (2 t_read)));
+            # the exponent here; read_noise_sigma (off by default) = dnn/device.py aihwkit_read_noise_sigma(t)
+            ("read_noise_g_exponent", -0.65),
+        ),
+        source="aihwkit 1.1.0 PCMLikeNoiseModel, src/aihwkit/inference/noise/pcm.py (Joshi et al., Nat. "
+               "Commun. 11, 2473 (2020)): g_max 25 uS, prog_coeff [0.26348, 1.9650, -1.1731] uS, clamp at 0, "
+               "nu(g) clamped log law, t0 20 s, read noise (g/g_max)^-0.65; ON/OFF 40 chosen",
+    ),
+    "pcm_joshi": DevicePreset(
+        name="pcm_joshi",
+        g_on_s=25e-6,  # CrossSim PCM_Joshi: "SUGGESTED ON/OFF RATIO : 100 (0.25 to 25 uS)", Gmax <= 25 uS
+        on_off_ratio=100.0,
+        # CrossSim simulator/devices/custom/PCM_Joshi.py, quadratic fit to Fig. 3(b) of Joshi et al. 2020:
+        #   sigma_G = max(A G^2 + B G + C, 0) uS, G in uS, A = -0.00178767, B = 0.07585724, C = 0.28638599.
+        # With x = G / 25 uS, in units of g_on = 25 uS: c0 = C / 25, c1 = B, c2 = A * 25.
+        prog_noise_rel=(0.28638599 / 25.0, 0.07585724, -0.00178767 * 25.0),
+        source="CrossSim PCM_Joshi (simulator/devices/custom/PCM_Joshi.py; Joshi et al., Nat. Commun. 11, "
+               "2473 (2020), Fig. 3(b)): sigma_G = -0.00178767 G^2 + 0.07585724 G + 0.28638599 uS, "
+               "0.25-25 uS (ON/OFF 100); no drift (CrossSim models none for it)",
+    ),
+    "rram_milo": DevicePreset(
+        name="rram_milo",
+        g_on_s=225e-6,  # CrossSim RRAM_Milo: Gmax = 225 uS, "SUGGESTED ON/OFF RATIO : 4.5 (50 to 225 uS)"
+        on_off_ratio=4.5,
+        # CrossSim simulator/devices/custom/RRAM_Milo.py, linear fit to Fig. 4 of Milo et al., IRPS 2021
+        # (IGVVA-100 algorithm): sigma_G = max(A G + B, 0) uS, A = -0.009107, B = 4.782321, G in uS.
+        # With x = G / 225 uS, in units of g_on = 225 uS: c0 = B / 225, c1 = A, c2 = 0.
+        prog_noise_rel=(4.782321 / 225.0, -0.009107, 0.0),
+        source="CrossSim RRAM_Milo (simulator/devices/custom/RRAM_Milo.py; Milo et al., IRPS 2021, Fig. 4): "
+               "sigma_G = -0.009107 G + 4.782321 uS, 50-225 uS (ON/OFF 4.5); no drift (CrossSim models none)",
     ),
     "fefet": DevicePreset(
         name="fefet",

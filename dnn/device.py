@@ -1,7 +1,8 @@
 """The device model between the target conductances and the array (pure functions).
 
-Order of one programming of a layer (``dnn.layers``): target g -> programming noise (optional
-program-and-verify) -> stuck-ON / stuck-OFF faults -> device-to-device spread of the reachable range ->
+Order of one programming of a layer (``dnn.layers``): target g -> finite conductance levels (the target
+snapped to the nearest of N levels) -> programming noise (optional program-and-verify) -> stuck-ON /
+stuck-OFF faults -> device-to-device spread of the reachable range ->
 drift at t with nu(g) -> per read: read noise sigma(g) -> the tile model. Every function here takes its
 randomness from a `torch.Generator` the caller seeds from the config; draws are made on CPU in float64
 so a programming is the same on every device.
@@ -12,6 +13,7 @@ programmable conductance), so a preset quoted in microsiemens for g_max = 25 uS 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,35 @@ import torch
 RANGE_FACTOR_MIN = 0.05
 """A device's range factor (1 + g_range_spread N(0, 1)) is kept above this: no device reaches a
 negative or vanishing range."""
+
+PROG_CLIPS = ("range", "nonnegative")
+"""Where a programmed conductance is clipped: 'range' = the tile's [g_off, g_on]; 'nonnegative' = only
+g >= 0, as aihwkit's PCMLikeNoiseModel (``g_prog.clamp_(min=0.0)``)."""
+
+NU_LAWS = ("linear", "aihwkit_pcm")
+"""Drift-exponent laws: 'linear' = N(drift_nu_mean + drift_nu_slope g / g_on, drift_nu_std) clamped at 0;
+'aihwkit_pcm' = aihwkit's clamped log law (:func:`aihwkit_pcm_nu`)."""
+
+# aihwkit 1.1.0, src/aihwkit/inference/noise/pcm.py, PCMLikeNoiseModel.generate_drift_coefficients
+# (x = g_target / g_max, clamped at >= 1e-7):
+#   mu_drift  = clamp(-0.0155 ln x + 0.0244, 0.049, 0.1)
+#   sig_drift = clamp(-0.0125 ln x - 0.0059, 0.008, 0.045)
+#   nu = |mu_drift + sig_drift N(0, 1)|
+AIHWKIT_NU_MEAN = (-0.0155, 0.0244, 0.049, 0.1)
+"""(slope over ln x, intercept, lower clamp, upper clamp) of aihwkit's mean drift exponent."""
+AIHWKIT_NU_STD = (-0.0125, -0.0059, 0.008, 0.045)
+"""(slope over ln x, intercept, lower clamp, upper clamp) of aihwkit's drift-exponent spread."""
+AIHWKIT_X_MIN = 1e-7
+"""aihwkit's floor of g / g_max in the drift law (``_ZERO_CLIP``)."""
+# Same file, apply_drift_noise_to_conductance: accumulated 1/f read noise at t (t = t_inference + t_0),
+#   q_s = clamp(0.0088 / clamp((g_prog / g_max)^0.65, min=1e-3), max=0.2)
+#   sigma = q_s sqrt(ln((t + t_read) / (2 t_read))), t_read = 250 ns
+AIHWKIT_READ_Q = 0.0088
+"""aihwkit's 1/f read-noise amplitude at g = g_max (relative)."""
+AIHWKIT_READ_EXPONENT = -0.65
+"""aihwkit's exponent of the relative read-noise std over g / g_max."""
+AIHWKIT_T_READ_S = 250e-9
+"""aihwkit's t_read of the 1/f fit, seconds."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,29 @@ class DeviceStats:
     """Tiles whose every device is stuck (such a tile stores nothing of the weights)."""
     verify_redraws: int = 0
     """Program-and-verify re-draws made (devices x iterations)."""
+    tiles: int = 0
+    """Tiles of the layer (slices, polarity arrays and row/column tiles)."""
+
+    @property
+    def working_cells(self) -> int:
+        """Devices that are not stuck."""
+        return self.cells - self.stuck_on - self.stuck_off
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts (JSON), with ``working_cells``."""
+        return {"cells": self.cells, "stuck_on": self.stuck_on, "stuck_off": self.stuck_off,
+                "tiles": self.tiles, "tiles_all_stuck": self.tiles_all_stuck,
+                "verify_redraws": self.verify_redraws, "working_cells": self.working_cells}
+
+
+def snap_to_levels(g_s: torch.Tensor, g_off_s: float, g_on_s: float, n_levels: int) -> torch.Tensor:
+    """Each conductance snapped to the nearest of `n_levels` evenly spaced levels in [g_off, g_on]
+    (siemens; values outside the range go to its ends). n_levels 0 = continuous (returned as is)."""
+    if n_levels == 0:
+        return g_s
+    step = (g_on_s - g_off_s) / (n_levels - 1)
+    k = torch.round((g_s - g_off_s) / step).clamp(0, n_levels - 1)
+    return g_off_s + k * step
 
 
 def prog_noise_sigma_s(g_s: torch.Tensor, g_on_s: float, c0_rel: float, c1_rel: float, c2_rel: float
@@ -47,18 +101,20 @@ def prog_noise_sigma_s(g_s: torch.Tensor, g_on_s: float, c0_rel: float, c1_rel: 
 
 def program_conductances(g_target_s: torch.Tensor, g_off_s: float, g_on_s: float,
                          coeffs_rel: tuple[float, float, float], generator: torch.Generator,
-                         verify_iterations: int = 0, verify_tolerance: float = 0.0
+                         verify_iterations: int = 0, verify_tolerance: float = 0.0, clip: str = "range"
                          ) -> tuple[torch.Tensor, int]:
-    """Programmed conductances g + sigma_prog(g) N(0, 1), clipped to [g_off, g_on] (siemens), and the number
-    of re-draws. Program-and-verify: up to `verify_iterations` times, every device whose
+    """Programmed conductances g + sigma_prog(g) N(0, 1), clipped to [g_off, g_on] (`clip` 'range') or at
+    0 ('nonnegative', aihwkit's clip) (siemens), and the number of re-draws. Program-and-verify: up to `verify_iterations` times, every device whose
     |g - target| exceeds ``verify_tolerance (g_on - g_off)`` is programmed again (a fresh draw).
     Draws come from `generator` (CPU), in float64; the result has g_target_s's dtype and device."""
     target = g_target_s.detach().to(device="cpu", dtype=torch.float64)
     sigma = prog_noise_sigma_s(target, g_on_s, *coeffs_rel)
 
+    lo, hi = (g_off_s, g_on_s) if clip == "range" else (0.0, None)
+
     def draw() -> torch.Tensor:
         eps = torch.randn(target.shape, generator=generator, dtype=torch.float64)
-        return (target + sigma * eps).clamp(g_off_s, g_on_s)
+        return (target + sigma * eps).clamp(lo, hi)
 
     g = draw()
     redraws = 0
@@ -121,3 +177,22 @@ def read_noise_scale(g_s: torch.Tensor, g_on_s: float, exponent: float) -> torch
     """Per-device factor of the relative read-noise sigma, (g / g_on)^exponent (dimensionless): the std of
     a read is read_noise_sigma g (g / g_on)^exponent; exponent 0 is plain relative noise."""
     return (g_s.detach() / g_on_s).clamp_min(1e-12).pow(exponent)
+
+
+def aihwkit_pcm_nu(g_target_rel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Drift exponents by aihwkit's clamped log law (``AIHWKIT_NU_MEAN``, ``AIHWKIT_NU_STD``), one per
+    device, g_target_rel = g_target / g_on: nu = |mu(x) + sig(x) N(0, 1)| (CPU, float64)."""
+    x = g_target_rel.detach().to("cpu", torch.float64).abs().clamp_min(AIHWKIT_X_MIN)
+    a, b, lo, hi = AIHWKIT_NU_MEAN
+    mu = (a * torch.log(x) + b).clamp(lo, hi)
+    a, b, lo, hi = AIHWKIT_NU_STD
+    sig = (a * torch.log(x) + b).clamp(lo, hi)
+    eps = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    return (mu + sig * eps).abs()
+
+
+def aihwkit_read_noise_sigma(t_s: float, t_read_s: float = AIHWKIT_T_READ_S) -> float:
+    """Relative read-noise std at g = g_on that aihwkit's PCMLikeNoiseModel accumulates by time t
+    (seconds since programming, t = t_inference + t_0): 0.0088 sqrt(ln((t + t_read) / (2 t_read)));
+    with ``read_noise_g_exponent`` = -0.65 it scales as (g / g_on)^-0.65 (dimensionless)."""
+    return AIHWKIT_READ_Q * math.sqrt(math.log((t_s + t_read_s) / (2.0 * t_read_s)))

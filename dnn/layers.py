@@ -33,12 +33,14 @@ from torch import nn
 from .config import CrossbarConfig
 from .device import (
     DeviceStats,
+    aihwkit_pcm_nu,
     apply_faults_and_range,
     draw_faults,
     draw_range_factors,
     drift_nu_mean_map,
     program_conductances,
     read_noise_scale,
+    snap_to_levels,
     tiles_all_stuck,
 )
 from .mapping import (
@@ -96,6 +98,13 @@ class _Programmed:
     t_sq: torch.Tensor | None = None  # [T, rows, cols] squared effective transfer matrix (per-read noise)
     loaded: LoadedNoiseMaps | None = None  # per-read noise of loaded cells (a LoadedTileMVM's)
     device_stats: DeviceStats | None = None  # faults and verify re-draws of this programming
+    g_prog_s: torch.Tensor | None = None  # programmed conductances before drift (read-noise sigma(g)), None = g_s
+
+    @property
+    def g_read_ref_s(self) -> torch.Tensor:
+        """The conductances read noise sigma(g) follows: the programmed state (before drift), as aihwkit's
+        1/f noise follows g_prog."""
+        return self.g_s if self.g_prog_s is None else self.g_prog_s
 
 
 def _pair(x: int | tuple[int, ...]) -> tuple[int, int]:
@@ -197,6 +206,9 @@ class CrossbarLayerBase(nn.Module):
         same on every device) from (config.seed, layer name, programming index). With drift_nu_slope the
         mean follows the target conductances g_target_rel = g / g_on (same draw of N(0, 1))."""
         cfg = self.config
+        if cfg.drift_nu_law == "aihwkit_pcm" and g_target_rel is not None:
+            seed = derive_seed(cfg.seed, self.name, f"drift{self._programming_index}")
+            return aihwkit_pcm_nu(g_target_rel, make_generator(seed)).to(device=device, dtype=dtype)
         if cfg.drift_nu_slope != 0.0 and g_target_rel is not None:
             seed = derive_seed(cfg.seed, self.name, f"drift{self._programming_index}")
             mean = drift_nu_mean_map(g_target_rel.detach().to("cpu", torch.float32), cfg.drift_nu_mean,
@@ -223,12 +235,14 @@ class CrossbarLayerBase(nn.Module):
         g = g.reshape(-1, mvm.tile.rows, mvm.tile.cols)
         g_target = g
         g, stats = self._program_devices(g)
+        g_prog = g if cfg.drift_on and cfg.read_noise_g_exponent != 0.0 else None
         if cfg.drift_on:
             nu = self._drift_nu(g.shape, device, dtype, g_target / mvm.tile.g_on_s)
             g = apply_drift(g, nu, cfg.t_drift_s, cfg.t0_s)
             if cfg.clip_conductances:
                 g = clip_conductance(g, mvm.tile.g_off_s, mvm.tile.g_on_s)
-        return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid, device_stats=stats)  # type: ignore[arg-type]
+        return _Programmed(key=key, g_s=g, s_w=s_w, grid=grid, device_stats=stats,  # type: ignore[arg-type]
+                           g_prog_s=g_prog)
 
     def _program_devices(self, g_target: torch.Tensor) -> tuple[torch.Tensor, DeviceStats]:
         """Target conductances [T, rows, cols] -> programmed ones (``dnn.device``): programming noise and
@@ -244,10 +258,13 @@ class CrossbarLayerBase(nn.Module):
             return make_generator(derive_seed(cfg.seed, self.name, f"{step}{idx}"))
 
         g, redraws = g_target, 0
+        if cfg.conductance_levels:
+            g = snap_to_levels(g, tile.g_off_s, tile.g_on_s, cfg.conductance_levels)
         if cfg.prog_noise_on:
             coeffs = (cfg.prog_noise_c0_rel, cfg.prog_noise_c1_rel, cfg.prog_noise_c2_rel)
             g, redraws = program_conductances(g, tile.g_off_s, tile.g_on_s, coeffs, gen("program"),
-                                              cfg.program_verify_iterations, cfg.program_verify_tolerance)
+                                              cfg.program_verify_iterations, cfg.program_verify_tolerance,
+                                              cfg.prog_noise_clip)
         stuck_on = stuck_off = torch.zeros(shape, dtype=torch.bool)
         if cfg.faults_on:
             stuck_on, stuck_off = draw_faults(shape, cfg.stuck_on_probability, cfg.stuck_off_probability,
@@ -257,7 +274,7 @@ class CrossbarLayerBase(nn.Module):
             g = apply_faults_and_range(g, tile.g_off_s, tile.g_on_s, stuck_on, stuck_off, factor)
         stats = DeviceStats(cells=g.numel(), stuck_on=int(stuck_on.sum()), stuck_off=int(stuck_off.sum()),
                             tiles_all_stuck=tiles_all_stuck(stuck_on, stuck_off) if n_t else 0,
-                            verify_redraws=redraws)
+                            verify_redraws=redraws, tiles=n_t)
         if g_target.requires_grad and g is not g_target:  # the device model as a constant offset for autograd
             g = g_target + (g - g_target.detach())
         if stats.tiles_all_stuck:
@@ -275,7 +292,8 @@ class CrossbarLayerBase(nn.Module):
         return prog.device_stats
 
     def _read_noise_scale(self, g_s: torch.Tensor) -> torch.Tensor | None:
-        """Per-device factor of the read-noise sigma (read_noise_g_exponent), None for plain relative noise."""
+        """Per-device factor of the read-noise sigma (read_noise_g_exponent) of conductances g_s (the programmed
+        ones, before drift: ``_Programmed.g_read_ref_s``), None for plain relative noise."""
         e = self.config.read_noise_g_exponent
         return None if e == 0.0 else read_noise_scale(g_s, self.mvm.tile.g_on_s, e)
 
@@ -283,8 +301,8 @@ class CrossbarLayerBase(nn.Module):
         w = self.weight
         return (w._version, w.data_ptr(), str(device), dtype, id(self.mvm), self.config)
 
-    def _bind_tiles(self, g_s: torch.Tensor, grid: tuple[int, int, int, int], noisy: bool = False
-                    ) -> tuple[TileReader, BoundMVM | None]:
+    def _bind_tiles(self, g_s: torch.Tensor, grid: tuple[int, int, int, int], noisy: bool = False,
+                    g_ref_s: torch.Tensor | None = None) -> tuple[TileReader, BoundMVM | None]:
         """Bind conductances g_s [T, rows, cols] of grid (S, P, n_r, n_c) as one :data:`TileReader`,
         and the per-tile bound MVM when that is what the reader calls (else None).
 
@@ -297,7 +315,7 @@ class CrossbarLayerBase(nn.Module):
         s, p, n_r, n_c = grid
         if noisy:  # a read fluctuation, not a programmed state: not clipped to [g_off, g_on], kept positive
             floor = (READ_G_FLOOR_FRACTION * mvm.tile.g_off_s, math.inf)
-            scale = self._read_noise_scale(g_s)
+            scale = self._read_noise_scale(g_s if g_ref_s is None else g_ref_s)
             sigma: Any = self.config.read_noise_sigma
             if scale is not None:  # a per-cell sigma [T, 1 (vectors), rows, cols]
                 sigma = sigma * scale.to(torch.float64)[:, None]
@@ -331,12 +349,13 @@ class CrossbarLayerBase(nn.Module):
             self._programmed = prog if cacheable else None
         if cfg.read_noise_on and cfg.read_noise_mode == "per_forward":
             g = apply_read_noise(prog.g_s, cfg.read_noise_sigma, self._read_generator(device),
-                                 self._read_noise_scale(prog.g_s))
+                                 self._read_noise_scale(prog.g_read_ref_s))
             if cfg.clip_conductances:
                 g = clip_conductance(g, self.mvm.tile.g_off_s, self.mvm.tile.g_on_s)
             return prog, self._bind_tiles(g, prog.grid)[0]
         if prog.read is None:
-            prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid, noisy=self._noise_in_tile_model)
+            prog.read, prog.bound = self._bind_tiles(prog.g_s, prog.grid, noisy=self._noise_in_tile_model,
+                                                     g_ref_s=prog.g_read_ref_s)
         return prog, prog.read
 
     @property
@@ -434,7 +453,7 @@ class CrossbarLayerBase(nn.Module):
                 transfer_at, lines = self._one_row_transfer(prog, v_all.device, v_all.dtype)
                 v_max = mvm.tile.v_read_max_v
                 t = transfer_at(v_max).to(v_all.dtype)  # A/V
-                scale = self._read_noise_scale(prog.g_s)
+                scale = self._read_noise_scale(prog.g_read_ref_s)
                 prog.t_sq = t * t if scale is None else t * t * (scale * scale).to(t)
                 if lines is not None:
                     prog.loaded = loaded_noise_maps(t, prog.g_s, *lines, chord_polynomial(transfer_at, v_max),

@@ -220,10 +220,12 @@ def _validate_config(config: dict[str, Any], base_dir: str | Path) -> None:
         if preset is not None and (not isinstance(preset, str) or preset not in DEVICE_PRESETS):
             raise ConfigError(f"{where}.device_preset: unknown preset {short_repr(preset)}; expected one of "
                               f"{sorted(DEVICE_PRESETS)}")
+        preset_keys = DEVICE_PRESETS[preset].device_config() if preset is not None else {}
         try:
-            CrossbarConfig.from_dict(crossbar_settings(config, name))
+            CrossbarConfig.from_dict({**preset_keys, **crossbar_settings(config, name)})
         except ValueError as exc:
-            raise ConfigError(f"{where} (with `crossbar` defaults): {exc}") from None
+            with_preset = f" and device_preset {preset}" if preset is not None else ""
+            raise ConfigError(f"{where} (with `crossbar` defaults{with_preset}): {exc}") from None
     report = _mapping(config.get("report"), "report")
     for key, value in report.items():  # ReportSettings takes true for 1: refuse it here
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

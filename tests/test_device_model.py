@@ -120,7 +120,8 @@ def test_a_tile_with_every_device_stuck_is_counted():
     stats = lay.device_stats()
     assert stats.tiles_all_stuck == lay.tile_count() and stats.stuck_on + stats.stuck_off == stats.cells
     assert layer(CrossbarConfig()).device_stats() == DeviceStats(cells=stats.cells, stuck_on=0, stuck_off=0,
-                                                                 tiles_all_stuck=0)
+                                                                 tiles_all_stuck=0, tiles=lay.tile_count())
+    assert stats.to_dict()["working_cells"] == 0 and stats.tiles == lay.tile_count()
 
 
 @pytest.mark.parametrize("extra", [{}, {"t_drift_s": 1e4, "drift_nu_mean": 0.05, "drift_nu_std": 0.02},
