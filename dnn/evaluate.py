@@ -29,6 +29,7 @@ from .config import CrossbarConfig
 from .convert import convert_to_crossbar
 from .datasets import DatasetSplit
 from .diagnostics import layer_pc2
+from .energy import first_images, measure_energy
 from .layers import calibrate_adc
 from .mitigation import apply_method
 from .mvm import IdealTileMVM, NoisePhysics, SolverTileMVM, TileMVM, TransferTileMVM
@@ -75,7 +76,7 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     for row voltages of either sign.
     """
     from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
-    from spice.nodal import transfer_matrix
+    from spice.nodal import input_admittance, transfer_matrix
 
     cell = cell_model(spec)
     r_sense_ohm = sense_resistance_ohm(spec)  # the TIA sense: its virtual-ground input resistance
@@ -90,7 +91,11 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
             return out
 
         linear_spec = spec if r_sense_ohm == spec.r_sense_ohm else dataclasses.replace(spec, r_sense_ohm=r_sense_ohm)
-        linear = TransferTileMVM.of(tile, transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s))
+        def admittance(g_s: np.ndarray) -> np.ndarray:  # the read power's exact quadratic form v^T Y v
+            return np.stack([input_admittance(linear_spec, g) for g in g_s])
+
+        linear = TransferTileMVM.of(tile, transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s),
+                                    admittance_fn=admittance)
         return linear, tile_model_info("exact", linear, cell=cell.kind, solver="nodal transfer matrix")
 
     def solver(g_s: torch.Tensor) -> ArraySolver:
@@ -196,6 +201,8 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
     pc2: dict[str, dict[str, float]] = {}
     x_diag = next(iter(test_loader))[0][:128].to(device)  # PC2 diagnostic batch
+    energy: dict[str, dict[str, Any]] = {}  # per method, first seed (dnn.energy)
+    x_energy = first_images(test_loader, settings.energy.n_images, device) if settings.energy.enabled else None
     n_seeds = len(settings.seeds)
     bar = Progress(n_seeds * len(settings.methods) * settings.eval_draws, f"scenario {scenario or 'default'}",
                    "test pass", enabled=progress, logger=logger)
@@ -208,10 +215,13 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
                     runs[method].append(record["runs"][method])
                 for method, values in record["pc2"].items():
                     pc2.setdefault(method, values)
+                for method, values in record.get("energy", {}).items():
+                    energy.setdefault(method, values)
                 bar.advance(len(settings.methods) * settings.eval_draws, f"{where}: from the partial results")
                 continue
             seed_runs: dict[str, dict[str, Any]] = {}
             seed_pc2: dict[str, dict[str, float]] = {}
+            seed_energy: dict[str, dict[str, Any]] = {}
             bar.set_stage(f"{where}, conversion")
             base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
             calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
@@ -233,8 +243,10 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
                 seed_runs[method] = runs[method][-1]
                 if method not in pc2:  # first seed
                     pc2[method] = seed_pc2[method] = layer_pc2(model, m, x_diag)
+                if x_energy is not None and method not in energy:  # first seed
+                    energy[method] = seed_energy[method] = measure_energy(m, x_energy, settings.energy)
             if on_seed_done is not None:
-                on_seed_done(int(seed), {"runs": seed_runs, "pc2": seed_pc2})
+                on_seed_done(int(seed), {"runs": seed_runs, "pc2": seed_pc2, "energy": seed_energy})
     results = {}
     for method, rs in runs.items():
         accs = [a for r in rs for a in r["draws"]]  # every seed x evaluation draw
@@ -247,5 +259,6 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
             peak_mem_mb=statistics.fmean(r["peak_mem_mb"] for r in rs), memory_kind=rs[0]["memory_kind"],
             pc2_per_layer=pc2[method],
             pc2_mean=statistics.fmean(pc2[method].values()) if pc2[method] else float("nan"),
+            energy=energy.get(method, {}),
         )
     return software, results

@@ -41,6 +41,9 @@ class MethodResult:
     memory_kind: str
     pc2_per_layer: dict[str, float] = field(default_factory=dict)
     pc2_mean: float = float("nan")
+    energy: dict[str, Any] = field(default_factory=dict)
+    """Energy and latency per inference and per layer on the first seed (``dnn.energy.EnergyMeter.summary``);
+    empty when not measured (or in files written before it existed)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from xbarchar.settings import MAX_SEED, SEED_EXPECTED, check, is_int, is_number, is_seed
 
+from .periphery import EnergySettings
+
 MODEL_NAMES = ("bn_cnn", "vgg8", "vgg11", "vgg16", "resnet20", "resnet18")
 """Architectures of ``dnn.models.MODELS`` (checked equal by a test; listed here so that the
 workflow can validate a config without importing torch)."""
@@ -148,6 +150,8 @@ class EvaluationSettings:
     bn_adapt: BnAdaptSettings = field(default_factory=BnAdaptSettings)
     bn_finetune: BnFinetuneSettings = field(default_factory=BnFinetuneSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    energy: EnergySettings = field(default_factory=EnergySettings)
+    """Energy and latency per layer and per inference (``dnn.energy``; periphery: ``dnn.periphery``)."""
 
     def __post_init__(self) -> None:
         check(_names(self.methods), "methods", f"a non-empty list from {list(METHOD_NAMES)}", self.methods)
