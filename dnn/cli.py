@@ -42,6 +42,7 @@ from .evaluate import (
     spice_tile_model,
     surrogate_tile_model,
 )
+from .layers import device_stats_per_seed
 from .mitigation import METHODS
 from .models import MODELS, build_model
 from .mvm import TileMVM
@@ -198,7 +199,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         architecture=meta["model_name"], model_path=str(ns.model_path), software_accuracy=software,
         methods=methods, circuit_spec=_spec_summary(spec), dataset=data_spec, mvm=mvm_info,
         device_preset=ns.device_preset, xbar_config=cfg.to_dict(), evaluation=to_dict(settings),
-        device=str(device),
+        device=str(device), device_stats=device_stats_per_seed(model, cfg, mvm, list(settings.seeds)),
     ).write(ns.out)
     partial.remove()
     return 0

@@ -598,6 +598,29 @@ class CrossbarConv2d(CrossbarLayerBase):
                 f"stride={self.stride}, padding={self.padding}, " + super().extra_repr())
 
 
+def model_device_stats(model: nn.Module) -> dict[str, dict[str, int]]:
+    """Per crossbar layer (qualified name), what the current programming did to its devices
+    (``DeviceStats.to_dict``: cells, stuck_on, stuck_off, tiles, tiles_all_stuck, verify_redraws,
+    working_cells); programs layers not yet programmed."""
+    return {name: m.device_stats().to_dict() for name, m in model.named_modules()
+            if isinstance(m, CrossbarLayerBase)}
+
+
+def device_stats_per_seed(model: nn.Module, config: CrossbarConfig, mvm: TileMVM, seeds: list[int]
+                          ) -> dict[str, Any]:
+    """The device statistics of the programming each evaluation seed makes (the same seeded draws as the
+    evaluation's conversion): ``per_seed`` {seed: {layer: counts}} and ``layers_without_working_cells``
+    (layers with every device stuck for some seed, sorted): JSON for the evaluation result."""
+    from .convert import convert_to_crossbar
+
+    per_seed = {str(s): model_device_stats(convert_to_crossbar(model, config.replace(seed=int(s)), mvm))
+                for s in seeds}
+    dead = sorted({name for stats in per_seed.values() for name, c in stats.items() if c["working_cells"] == 0})
+    for name in dead:
+        logger.warning("crossbar layer %s has no working device (every device stuck) for some seed", name)
+    return {"per_seed": per_seed, "layers_without_working_cells": dead}
+
+
 def reprogram(model: nn.Module) -> nn.Module:
     """Call `reprogram` on every crossbar layer of `model` (new drift draw on the next forward)."""
     for m in model.modules():

@@ -66,6 +66,10 @@ class EvaluationResult:
     xbar_config: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    device_stats: dict[str, Any] = field(default_factory=dict)
+    """What each seed's programming did to the devices (``dnn.layers.device_stats_per_seed``): ``per_seed``
+    {seed: {layer: {cells, stuck_on, stuck_off, tiles, tiles_all_stuck, verify_redraws, working_cells}}} and
+    ``layers_without_working_cells``; empty in files written before it existed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": RESULT_KIND, "format_version": RESULT_FORMAT_VERSION, **asdict(self)}
