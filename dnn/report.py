@@ -38,12 +38,16 @@ from typing import Any, NamedTuple
 
 from xbarchar.files import reserve_temporary
 
+from .report_energy import energy_columns
+from .report_energy import markdown_lines as energy_lines
+
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain"]
 CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accuracy_std", "n_runs",
                "software_accuracy", "rows", "r_wire_ohm", "g_on_s", "adc_range", "read_noise_sigma", "t_drift_s", "drift_nu_mean",
-               "device_preset", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean"]
+               "device_preset", "trainable_params", "wall_s", "peak_mem_mb", "pc2_mean", "energy_per_inference_j",
+               "latency_per_inference_s"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class ReportSettings:
     """'Close to software': at most this far below it."""
     well_below_points: float = 10.0
     """'Well below software': at least this far below it."""
+    energy_loss_points: float = 1.0
+    """The energy statement names the array size that costs least energy within this many points of software."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ReportSettings:
@@ -116,6 +122,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                     **setting,
                     "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
                     "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
+                    **energy_columns(m),
                 })
         except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an evaluation result ({exc})") from exc
@@ -456,7 +463,8 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
             fail.append(f"| {circuit} | {model} | {sigmas} | " + " | ".join(cells) + " |")
     check = ["", "Shape of Paper 1's result", ""]
     check += [st.line() for st in shape_check(rows, settings, fidelity)]
-    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check) + "\n"
+    energy = energy_lines(rows, settings.energy_loss_points)
+    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + energy) + "\n"
 
 
 # ----------------------------------------------------------------------------- plots
