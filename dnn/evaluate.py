@@ -31,7 +31,7 @@ from .datasets import DatasetSplit
 from .diagnostics import layer_pc2
 from .energy import first_images, measure_energy
 from .layers import calibrate_adc
-from .mitigation import apply_method
+from .mitigation import MethodVariant, apply_method, method_variants
 from .mvm import IdealTileMVM, NoisePhysics, SolverTileMVM, TileMVM, TransferTileMVM
 from .results import MethodResult
 from .settings import EvaluationSettings
@@ -163,15 +163,21 @@ def calibration_loader(data: DatasetSplit, n: int | None, batch_size: int, seed:
     return make_loader(ds, batch_size, shuffle=True, seed=seed)
 
 
-def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | None, progress: bool
-                  ) -> dict[str, Any]:
-    """Keyword arguments of ``dnn.mitigation.apply_method`` for ``method``."""
+def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | None, progress: bool,
+                  rank: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``dnn.mitigation.apply_method`` for ``method`` (``rank``: lora/vera's)."""
     train = {"max_batches": max_batches, "progress": progress}
     adapt = asdict(settings.bn_adapt)
     if method == "bn_adapt":
         return adapt
     if method in ("bn_finetune", "adapt_finetune"):
-        return {"adapt": adapt, "finetune": {**asdict(settings.bn_finetune), **train}}
+        return {"adapt": adapt, "finetune": {**asdict(settings.bn_finetune), **train},
+                "safeguard": asdict(settings.safeguard)}
+    if method == "drift_compensation":
+        return asdict(settings.drift_compensation)
+    if method in ("lora", "vera"):
+        adapter = {k: v for k, v in asdict(getattr(settings, method)).items() if k not in ("param_budget_x_bn", "ranks")}
+        return {"adapter": {**adapter, "rank": rank}, "adapt": adapt, "safeguard": asdict(settings.safeguard), **train}
     if method == "retrain":
         return {**asdict(settings.retrain), **train, "adapt": adapt}
     return {}
@@ -198,13 +204,14 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
     """
     test_loader = make_loader(data.test, eval_batch_size)
     software = evaluate(model, test_loader, device)
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
+    variants = method_variants(settings, convert_to_crossbar(model, cfg, mvm))  # layer shapes only
+    runs: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
     pc2: dict[str, dict[str, float]] = {}
     x_diag = next(iter(test_loader))[0][:128].to(device)  # PC2 diagnostic batch
     energy: dict[str, dict[str, Any]] = {}  # per method, first seed (dnn.energy)
     x_energy = first_images(test_loader, settings.energy.n_images, device) if settings.energy.enabled else None
     n_seeds = len(settings.seeds)
-    bar = Progress(n_seeds * len(settings.methods) * settings.eval_draws, f"scenario {scenario or 'default'}",
+    bar = Progress(n_seeds * len(variants) * settings.eval_draws, f"scenario {scenario or 'default'}",
                    "test pass", enabled=progress, logger=logger)
     with bar:
         for i, seed in enumerate(settings.seeds):
@@ -226,18 +233,24 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
             base = convert_to_crossbar(model, cfg.replace(seed=int(seed)), mvm)
             calib = calibration_loader(data, settings.calibration_samples, batch_size, int(seed))
             calibrate_adc(base.to(device), calib, device=device)  # adc_range 'calibrated' only; else a no-op
-            for method in settings.methods:
+            for variant in variants:
+                method = variant.label
                 bar.set_stage(f"{where}, {method}")
                 m = copy.deepcopy(base)
-                m, cost, n_trained = apply_method(method, m, calib, device, seed=int(seed),
-                                                  **method_kwargs(settings, method, max_batches, progress))
+                calib_v = calib if variant.calibration_images == settings.calibration_samples else \
+                    calibration_loader(data, variant.calibration_images, batch_size, int(seed))
+                m, cost, n_trained = apply_method(variant.method, m, calib_v, device, seed=int(seed),
+                                                  **method_kwargs(settings, variant.method, max_batches, progress,
+                                                                  variant.rank))
                 accs = []
                 for draw in range(settings.eval_draws):
                     accs.append(evaluate(m, test_loader, device))
                     bar.advance(1, f"{method} test pass {draw + 1}/{settings.eval_draws}: accuracy {accs[-1]:.4f}")
                 runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
                                      "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
-                                     "memory_kind": cost.memory_kind})
+                                     "memory_kind": cost.memory_kind, "variant": variant,
+                                     "bytes_per_chip": cost.bytes_per_chip,
+                                     "calibration_images": cost.calibration_images, **cost.details})
                 logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method,
                             runs[method][-1]["accuracy"], software)
                 seed_runs[method] = runs[method][-1]
@@ -260,5 +273,14 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
             pc2_per_layer=pc2[method],
             pc2_mean=statistics.fmean(pc2[method].values()) if pc2[method] else float("nan"),
             energy=energy.get(method, {}),
+            **method_cost_fields(rs),
         )
     return software, results
+
+
+def method_cost_fields(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cost fields of :class:`dnn.results.MethodResult` from one variant's per-seed runs."""
+    variant: MethodVariant = runs[0]["variant"]
+    return {"method": variant.method, "rank": variant.rank, "param_budget_x_bn": list(variant.budgets_x_bn),
+            "bytes_per_chip": int(runs[0]["bytes_per_chip"]), "calibration_images": int(runs[0]["calibration_images"]),
+            "safeguard": [r["safeguard"] for r in runs if "safeguard" in r]}

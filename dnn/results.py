@@ -44,6 +44,20 @@ class MethodResult:
     energy: dict[str, Any] = field(default_factory=dict)
     """Energy and latency per inference and per layer on the first seed (``dnn.energy.EnergyMeter.summary``);
     empty when not measured (or in files written before it existed)."""
+    method: str = ""
+    """The mitigation method this entry ran (its key may add ``_r<rank>``, ``_n<images>``); "" in files
+    written before the field existed, where the key is the method."""
+    bytes_per_chip: int | None = None
+    """Bytes the method stores per deployed chip beside the shared software model
+    (``dnn.mitigation.stored_per_chip``); None in older files."""
+    calibration_images: int | None = None
+    """Training images the method used (0 for 'none'); None in older files."""
+    rank: int | None = None
+    """Adapter rank (lora, vera)."""
+    param_budget_x_bn: list[float] = field(default_factory=list)
+    """The parameter budgets (x the BN gamma/beta count) this rank was chosen for."""
+    safeguard: list[dict[str, Any]] = field(default_factory=list)
+    """Per seed, what the fine-tune safeguard scored and kept (``dnn.mitigation.SafeguardRecord``)."""
 
 
 @dataclass(frozen=True)

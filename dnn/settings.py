@@ -19,8 +19,15 @@ MODEL_NAMES = ("bn_cnn", "vgg8", "vgg11", "vgg16", "resnet20", "resnet18")
 workflow can validate a config without importing torch)."""
 DATASET_NAMES = ("digits", "mnist_subset", "cifar10")
 OPTIMIZERS = ("adam", "sgd")
-METHOD_NAMES = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain")
-"""Mitigation methods of ``dnn.mitigation.METHODS``; 'adapt_finetune' = bn_adapt, then bn_finetune."""
+METHOD_NAMES = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain", "drift_compensation", "lora", "vera")
+"""Mitigation methods of ``dnn.mitigation.METHODS``; 'adapt_finetune' = bn_adapt, then bn_finetune;
+'drift_compensation', 'lora' and 'vera' are the light rivals of BN-only mitigation (``dnn.adapters``)."""
+TRAIN_SPLIT_SIZES = {"digits": 1437, "mnist_subset": 4000, "cifar10": 50000}
+"""Images in each dataset's training split (``dnn.datasets``; checked by a test): the most calibration
+images a config may ask for before the data is loaded."""
+DATASET_INPUTS = {"digits": (1, 8, 10), "mnist_subset": (1, 28, 10), "cifar10": (3, 32, 10)}
+"""(in_channels, image_size, num_classes) of each dataset (checked by a test), so that a config's
+adapter ranks can be checked against the model's layers before the data is loaded."""
 
 
 MAX_COUNT = 10**9
@@ -137,6 +144,104 @@ class RetrainSettings:
 
 
 @dataclass(frozen=True)
+class SafeguardSettings:
+    """How a fine-tune (bn_finetune, adapt_finetune, lora, vera) avoids ending below its own starting point.
+
+    With ``holdout_fraction`` > 0 a seeded share of the calibration images is held out (the method trains
+    on the rest); the starting state and the state after every epoch are scored on it (after the BN
+    statistics are re-estimated, as the deployed state would be) and the best one is kept: the highest
+    held-out accuracy, ties broken by the lower held-out loss, the earlier state on a full tie, so the
+    result is never worse on the held-out images than the start. ``holdout_fraction: 0`` is Paper 1's
+    setting: every calibration image trains, the fixed schedule runs to its end, its last state is kept."""
+
+    holdout_fraction: float = 0.2
+    """Share of the calibration images held out (at least one image, at least one left to train on);
+    0 = Paper 1's setting (no holdout, the last state)."""
+
+    def __post_init__(self) -> None:
+        check(is_number(self.holdout_fraction) and 0 <= self.holdout_fraction <= 0.5, "holdout_fraction",
+              "a number in [0, 0.5] (0 = Paper 1's setting: no holdout)", self.holdout_fraction)
+
+
+@dataclass(frozen=True)
+class DriftCompensationSettings:
+    """aihwkit-style global drift compensation: one output scale per layer (or per column) from a
+    calibration read; no training."""
+
+    per_column: bool = False
+    """One scale per output column (channel) instead of one per layer."""
+    n_batches: int | None = None
+    """Calibration batches read (None = all)."""
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.per_column, bool), "per_column", "true or false", self.per_column)
+        check(_optional_count(self.n_batches), "n_batches", "null (all) or an integer >= 1", self.n_batches)
+
+
+def _budgets(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(is_number(v) and 0 < v <= 1e6 for v in value)  # type: ignore[operator]
+
+
+def _ranks(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(is_int(v) for v in value)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Rank-r digital adapters y = crossbar(x) + B A x on every crossbar layer, trained through the
+    non-ideal forward with BN in train mode, like bn_finetune (same schedule by default), then the BN
+    statistics re-estimated. One evaluation per rank: the ranks whose trained-parameter count is nearest
+    each ``param_budget_x_bn`` times the model's BN gamma/beta count, and the explicit ``ranks``."""
+
+    param_budget_x_bn: tuple[float, ...] = (1.0, 4.0, 16.0)
+    """Parameter budgets as multiples of the BN gamma/beta count (a budget below rank 1 or above the
+    largest rank gets that rank; the result records the count it got)."""
+    ranks: tuple[int, ...] = ()
+    """Explicit ranks, beside the budgets' (1 <= r <= min(d_in, d_out) of every crossbar layer)."""
+    epochs: int = 5
+    lr: float = 0.01
+    lr_step_epochs: int = 2
+    lr_gamma: float = 0.2
+    optimizer: str = "adam"
+    reestimate_stats: bool = True
+    """Re-estimate the BN running statistics for the final adapters (as bn_adapt)."""
+
+    def __post_init__(self) -> None:
+        check(_budgets(self.param_budget_x_bn), "param_budget_x_bn", "a list of numbers in (0, 1e6]",
+              self.param_budget_x_bn)
+        check(_ranks(self.ranks) and all(r >= 1 for r in self.ranks), "ranks",
+              "a list of integers >= 1 (a rank of 0 adapts nothing)", self.ranks)
+        object.__setattr__(self, "param_budget_x_bn", tuple(float(v) for v in self.param_budget_x_bn))
+        object.__setattr__(self, "ranks", tuple(self.ranks))
+        check(bool(self.param_budget_x_bn or self.ranks), "param_budget_x_bn",
+              "at least one budget or one explicit rank", [])
+        for key in ("epochs", "lr_step_epochs"):
+            check(_count(getattr(self, key), 100_000), key, "an integer in [1, 100000]", getattr(self, key))
+        check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
+        check(is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]", self.lr_gamma)
+        check(isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer",
+              f"one of {list(OPTIMIZERS)}", self.optimizer)
+        check(isinstance(self.reestimate_stats, bool), "reestimate_stats", "true or false", self.reestimate_stats)
+
+
+@dataclass(frozen=True)
+class VeraSettings(LoraSettings):
+    """VeRA: y = crossbar(x) + diag(b) B diag(d) A x with A, B frozen random matrices shared by every layer
+    (drawn from ``matrix_seed``, the same on every chip) and only d (r per layer) and b (d_out per layer)
+    trained. Ranks: 1 <= r <= d_in x d_out of every crossbar layer."""
+
+    d_init: float = 0.1
+    """Initial value of every entry of d (b starts at 0, so the adapter starts as a no-op)."""
+    matrix_seed: int = 0
+    """Seed of the shared frozen matrices."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(is_number(self.d_init) and self.d_init != 0, "d_init", "a non-zero number", self.d_init)
+        check(is_seed(self.matrix_seed), "matrix_seed", SEED_EXPECTED, self.matrix_seed)
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
     """What ``evaluate`` measures: which methods, over which seeds, with how much data."""
 
@@ -147,9 +252,16 @@ class EvaluationSettings:
     """Training images every method may use (seeded subset; None = the whole training split)."""
     eval_draws: int = 1
     """Test-set passes per seed, each with new read-noise draws; mean and std are over seeds x draws."""
+    calibration_sizes: tuple[int, ...] = ()
+    """Calibration-data sweep: when given, every method but 'none' runs once per size (nested seeded
+    subsets of the training split; ``calibration_samples`` then only sets the ADC calibration)."""
     bn_adapt: BnAdaptSettings = field(default_factory=BnAdaptSettings)
     bn_finetune: BnFinetuneSettings = field(default_factory=BnFinetuneSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    safeguard: SafeguardSettings = field(default_factory=SafeguardSettings)
+    drift_compensation: DriftCompensationSettings = field(default_factory=DriftCompensationSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    vera: VeraSettings = field(default_factory=VeraSettings)
     energy: EnergySettings = field(default_factory=EnergySettings)
     """Energy and latency per layer and per inference (``dnn.energy``; periphery: ``dnn.periphery``)."""
 
@@ -166,3 +278,19 @@ class EvaluationSettings:
         check(_optional_count(self.calibration_samples), "calibration_samples",
               "null (all) or an integer >= 1", self.calibration_samples)
         check(_count(self.eval_draws, 10_000), "eval_draws", "an integer in [1, 10000]", self.eval_draws)
+        check(isinstance(self.calibration_sizes, (list, tuple)) and all(_count(n) for n in self.calibration_sizes),
+              "calibration_sizes", "a list of integers >= 1 (images)", self.calibration_sizes)
+        object.__setattr__(self, "calibration_sizes", tuple(self.calibration_sizes))
+
+    def calibration_image_counts(self) -> tuple[int | None, ...]:
+        """The calibration sizes the methods run at: ``calibration_sizes``, else ``calibration_samples``."""
+        return self.calibration_sizes or (self.calibration_samples,)
+
+    def check_training_size(self, n_train: int, where: str) -> None:
+        """SettingsError naming the key when a calibration size exceeds ``n_train`` training images
+        (``where`` names the model whose data it is)."""
+        for key, sizes in (("calibration_samples", (self.calibration_samples,)),
+                           ("calibration_sizes", self.calibration_sizes)):
+            too_big = [n for n in sizes if n is not None and n > n_train]
+            check(not too_big, key, f"at most {n_train} images (the training split of {where})",
+                  too_big[0] if too_big else None)

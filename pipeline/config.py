@@ -137,6 +137,38 @@ def crossbar_settings(config: dict[str, Any], scenario: str) -> dict[str, Any]:
             **{k: v for k, v in entry.items() if k not in SCENARIO_WORKFLOW_KEYS}}
 
 
+def check_evaluation_fits(evaluation: Any, config: dict[str, Any], models: dict[str, Any]) -> None:
+    """The evaluation against every model: calibration sizes within its dataset's training split
+    (``dnn.settings.TRAIN_SPLIT_SIZES``, or the model's ``n_train``), and explicit lora/vera ranks within
+    its crossbar layers in every scenario (``dnn.adapters.model_layer_shapes``)."""
+    from dnn.settings import TRAIN_SPLIT_SIZES, TrainSettings
+    from xbarchar.settings import from_dict
+
+    for name, entry in models.items():
+        train = from_dict(TrainSettings, entry, f"models.{name}")
+        n_train = min(TRAIN_SPLIT_SIZES[train.dataset], train.n_train or TRAIN_SPLIT_SIZES[train.dataset])
+        try:
+            evaluation.check_training_size(n_train, f"models.{name}, {train.dataset}")
+        except ValueError as exc:
+            raise _named("evaluation", exc) from None
+        ranked = [m for m in ("lora", "vera") if m in evaluation.methods and getattr(evaluation, m).ranks]
+        if not ranked:
+            continue
+        from dnn.adapters import check_rank, model_layer_shapes
+
+        for scenario in _mapping(config.get("scenarios"), "scenarios"):
+            xbar = crossbar_settings(config, scenario)
+            shapes = model_layer_shapes(train.model, train.dataset, train.width, xbar.get("analog_layers", "conv"),
+                                        tuple(xbar.get("exclude") or ()))
+            for method in ranked:
+                for rank in getattr(evaluation, method).ranks:
+                    try:
+                        check_rank(method, shapes, rank)
+                    except ValueError as exc:
+                        raise ConfigError(f"evaluation.{method}.ranks: {exc} in models.{name} "
+                                          f"(scenario {scenario})") from None
+
+
 def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
     """Raise :class:`ConfigError` for the first mistake found (see the module docstring); its message is
     one line of at most :data:`MAX_MESSAGE_CHARS` characters."""
@@ -203,9 +235,10 @@ def _validate_config(config: dict[str, Any], base_dir: str | Path) -> None:
             if problem:
                 raise ConfigError(f"{where}.surrogate_file: {problem}")
     try:
-        from_dict(EvaluationSettings, config.get("evaluation"), "evaluation")
+        evaluation = from_dict(EvaluationSettings, config.get("evaluation"), "evaluation")
     except ValueError as exc:
         raise _named("evaluation", exc) from None
+    check_evaluation_fits(evaluation, config, models)
     for name, entry in _mapping(config.get("scenarios"), "scenarios").items():
         where = f"scenarios.{name}"
         entry = _mapping(entry, where)

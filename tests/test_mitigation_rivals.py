@@ -1,0 +1,273 @@
+"""The light rivals of BN-only mitigation (drift compensation, LoRA, VeRA), their cost, matched budgets
+and the fine-tune safeguard, on converted models with exact, deterministic tile models."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from dnn.adapters import (
+    LayerShape,
+    add_lora,
+    add_vera,
+    attached,
+    check_rank,
+    layer_shapes,
+    lora_parameter_count,
+    model_layer_shapes,
+    rank_for_budget,
+    shared_vera_matrices,
+    vera_parameter_count,
+)
+from dnn.config import CrossbarConfig
+from dnn.convert import convert_to_crossbar
+from dnn.mitigation import (
+    apply_method,
+    batchnorm_layers,
+    holdout_scores,
+    method_variants,
+    split_holdout,
+    stored_per_chip,
+)
+from dnn.models import build_model
+from dnn.mvm import TransferTileMVM
+from dnn.settings import EvaluationSettings, LoraSettings, VeraSettings
+from dnn.train import make_loader, resolve_device
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+QUIET = CrossbarConfig(seed=1)  # no read noise: every forward is the same, so scores can be compared
+EXACT = CrossbarConfig(input_bits=0, adc_bits=0, seed=1)  # no DAC/ADC rounding either
+IDEAL = TransferTileMVM(32, 16, 5e-6, 50e-6, 0.2, transfer_fn=lambda g: g)
+HALF = TransferTileMVM(32, 16, 5e-6, 50e-6, 0.2, transfer_fn=lambda g: 0.5 * g)  # every current halved
+
+# bn_cnn at width 0.25 on 1x8x8: convs 1->8, 8->16, 16->16 (3x3): (d_in, d_out) = (9, 8), (72, 16), (144, 16);
+# BN channels 8 + 16 + 16 = 40: 80 gamma/beta, 80 running mean/var; classifier 16 -> 10 (digital).
+BN_AFFINE, BN_STATS = 80, 80
+ALL_PARAMS = 9 * 8 + 72 * 16 + 144 * 16 + 2 * 40 + 16 * 10 + 10  # conv weights, BN gamma/beta, classifier
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def _converted(cfg=QUIET, mvm=IDEAL, model_seed=0):
+    torch.manual_seed(model_seed)
+    model = build_model("bn_cnn", 1, 10, 8, width=0.25)
+    for bn in batchnorm_layers(model):  # non-trivial statistics and affine parameters, as after training
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        nn.init.uniform_(bn.weight, 0.5, 1.5)
+        nn.init.uniform_(bn.bias, -0.2, 0.2)
+    return convert_to_crossbar(model, cfg, mvm)
+
+
+def test_layer_shapes_are_the_hand_counted_ones():
+    model = _converted()
+    assert [(s.d_in, s.d_out) for s in layer_shapes(model)] == [(9, 8), (72, 16), (144, 16)]
+    meta = model_layer_shapes("bn_cnn", "digits", 0.25, "conv")
+    assert meta == layer_shapes(model)
+    assert [(s.d_in, s.d_out) for s in model_layer_shapes("bn_cnn", "digits", 0.25, "all")][-1] == (16, 10)
+
+
+@pytest.mark.parametrize("method, kwargs, trained, stored_scalars", [
+    ("none", {}, 0, 0),
+    ("bn_adapt", {}, 0, BN_STATS),
+    ("bn_finetune", {"finetune": {"epochs": 1, "progress": False}}, BN_AFFINE, BN_AFFINE + BN_STATS),
+    ("drift_compensation", {}, 0, 3),  # one scale per layer
+    ("drift_compensation", {"per_column": True}, 0, 8 + 16 + 16),
+    # LoRA rank 2: 2 (9 + 8) + 2 (72 + 16) + 2 (144 + 16) = 530 trained; plus the BN statistics
+    ("lora", {"adapter": {"rank": 2, "epochs": 1}, "progress": False}, 530, 530 + BN_STATS),
+    # VeRA rank 3: (3 + 8) + (3 + 16) + (3 + 16) = 49 trained (the shared matrices come from a seed)
+    ("vera", {"adapter": {"rank": 3, "epochs": 1}, "progress": False}, 49, 49 + BN_STATS),
+    ("retrain", {"epochs": 1, "max_batches": 1, "progress": False}, ALL_PARAMS, ALL_PARAMS + BN_STATS),
+])
+def test_trained_parameters_and_bytes_per_chip_match_a_hand_count(method, kwargs, trained, stored_scalars):
+    model = _converted()
+    _, cost, n_trained = apply_method(method, model, make_loader(_data(), 32, shuffle=True), **kwargs)
+    assert n_trained == trained == cost.extra["trained_parameters"]
+    assert cost.bytes_per_chip == 4 * stored_scalars  # float32
+    assert cost.calibration_images == (0 if method == "none" else 96)
+    assert stored_per_chip(method, model) == (trained, 4 * stored_scalars)
+
+
+def test_parameter_counts_and_budget_ranks():
+    shapes = [LayerShape("a", 9, 8), LayerShape("b", 72, 16), LayerShape("c", 144, 16)]
+    assert lora_parameter_count(shapes, 2) == 530
+    assert vera_parameter_count(shapes, 3) == 49
+    # budget 1x BN = 80: LoRA rank 1 costs 265 already (clamped up); 16x = 1280 -> 1280 / 265 = 4.83 -> 5
+    assert rank_for_budget("lora", shapes, 80) == (1, True)
+    assert rank_for_budget("lora", shapes, 1280) == (5, False)
+    # VeRA: 40 + 3 r = 80 -> r = 13.3 -> 13; 4x = 320 -> r = 93.3 -> 93 (largest: 9 x 8 = 72, clamped)
+    assert rank_for_budget("vera", shapes, 80) == (13, False)
+    assert rank_for_budget("vera", shapes, 320) == (72, True)
+    check_rank("lora", shapes, 8)
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match=r"lora rank .*\[1, 8\].*layer a: 9 x 8"):
+            check_rank("lora", shapes, bad)
+    with pytest.raises(ValueError, match=r"vera rank 73: expected an integer in \[1, 72\]"):
+        check_rank("vera", shapes, 73)
+
+
+def test_method_variants_name_ranks_and_calibration_sizes():
+    settings = EvaluationSettings(methods=("none", "bn_adapt", "lora", "vera"), calibration_sizes=(10, 100),
+                                  lora=LoraSettings(param_budget_x_bn=(1.0, 4.0, 16.0)),
+                                  vera=VeraSettings(param_budget_x_bn=(1.0,), ranks=(2,)))
+    variants = method_variants(settings, _converted())
+    labels = [v.label for v in variants]
+    assert labels == ["none", "bn_adapt_n10", "bn_adapt_n100", "lora_r1_n10", "lora_r5_n10", "lora_r1_n100",
+                      "lora_r5_n100", "vera_r2_n10", "vera_r13_n10", "vera_r2_n100", "vera_r13_n100"]
+    lora_r1 = next(v for v in variants if v.label == "lora_r1_n10")
+    assert lora_r1.budgets_x_bn == (1.0, 4.0) and lora_r1.calibration_images == 10  # 1x and 4x: both rank 1
+    with pytest.raises(ValueError, match="evaluation.lora.ranks: lora rank 9"):
+        method_variants(EvaluationSettings(methods=("lora",), lora=LoraSettings(ranks=(9,))), _converted())
+
+
+def test_lora_with_zero_b_leaves_the_outputs_unchanged():
+    model = _converted()
+    x = _data(16, seed=3).tensors[0]
+    with torch.no_grad():
+        before = model.eval()(x)
+        add_lora(model, rank=4, seed=0)
+        after = model.eval()(x)
+    assert torch.equal(before, after)
+    assert all(torch.count_nonzero(a.lora_a) > 0 and torch.count_nonzero(a.lora_b) == 0
+               for a in attached(model).values())
+
+
+def test_lora_training_changes_only_the_adapters_and_bn_statistics():
+    model = _converted()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_method("lora", model, make_loader(_data(), 32, shuffle=True), adapter={"rank": 2, "epochs": 2, "lr": 0.05},
+                 safeguard={"holdout_fraction": 0.0}, progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("running_" in k or "num_batches" in k for k in changed)  # weights, gamma/beta kept
+    assert any(torch.count_nonzero(a.lora_b) > 0 for a in attached(model).values())
+
+
+def test_vera_matrices_are_frozen_shared_and_seeded():
+    model = _converted()
+    apply_method("vera", model, make_loader(_data(), 32, shuffle=True),
+                 adapter={"rank": 6, "epochs": 2, "lr": 0.05, "matrix_seed": 4, "d_init": 0.1},
+                 safeguard={"holdout_fraction": 0.0}, progress=False)
+    adapters = list(attached(model).values())
+    assert len(adapters) == 3
+    a_ref, b_ref = shared_vera_matrices(layer_shapes(model), 6, 4)
+    for ad in adapters:
+        assert ad.shared_a.data_ptr() == adapters[0].shared_a.data_ptr()  # one tensor for every layer
+        assert ad.shared_b.data_ptr() == adapters[0].shared_b.data_ptr()
+        assert not ad.shared_a.requires_grad and not ad.shared_b.requires_grad
+        assert torch.equal(ad.shared_a, a_ref) and torch.equal(ad.shared_b, b_ref)  # untouched by training
+        assert {n for n, _ in ad.named_parameters()} == {"vera_d", "vera_b"}
+    assert any(torch.count_nonzero(ad.vera_b) > 0 for ad in adapters)
+    assert any(not torch.equal(ad.vera_d, torch.full_like(ad.vera_d, 0.1)) for ad in adapters)
+    # the shared matrices survive a deep copy as one tensor
+    twin = attached(copy.deepcopy(model))
+    first = next(iter(twin.values()))
+    assert all(t.shared_a.data_ptr() == first.shared_a.data_ptr() for t in twin.values())
+
+
+def test_vera_starts_as_a_no_op():
+    model = _converted()
+    x = _data(8, seed=2).tensors[0]
+    with torch.no_grad():
+        before = model.eval()(x)
+        add_vera(model, rank=5, seed=0, d_init=0.1)
+        assert torch.equal(before, model.eval()(x))
+
+
+def _exact_weights(model):
+    """Weights that 8-bit symmetric quantization keeps exactly: integers k (|k| <= 127, max 127) times a step."""
+    g = torch.Generator().manual_seed(7)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            k = torch.randint(-127, 128, m.weight.shape, generator=g).float()
+            k.view(-1)[0] = 127.0
+            m.weight.data = k / 1270.0
+    return model
+
+
+def test_drift_compensation_restores_a_global_scale_exactly():
+    """Every column current halved (a scaled conductance on an exact tile, no DAC/ADC rounding): the
+    estimated scale is 2 and the compensated network gives the unscaled network's outputs, compared
+    with a separately converted model on the unscaled tile (an independent reference)."""
+    torch.manual_seed(0)
+    base = _exact_weights(build_model("bn_cnn", 1, 10, 8, width=0.25)).eval()
+    lossy, ideal = convert_to_crossbar(base, EXACT, HALF), convert_to_crossbar(base, EXACT, IDEAL)
+    x = _data(16, seed=5).tensors[0]
+    with torch.no_grad():
+        far = (lossy.eval()(x) - ideal.eval()(x)).abs().max()
+    apply_method("drift_compensation", lossy, make_loader(_data(), 32))
+    scales = [float(a.scale) for a in attached(lossy).values()]
+    assert scales == pytest.approx([2.0] * 3, rel=1e-5)  # float32 sums of ~1e4 terms
+    with torch.no_grad():
+        out, ref = lossy(x), ideal(x)
+    tol = 1e-4 * float(ref.abs().max())
+    assert far > 30 * tol  # the halving is visible at the output before compensation
+    assert torch.allclose(out, ref, rtol=1e-4, atol=tol)
+
+
+def test_drift_compensation_per_column_restores_column_gains():
+    gains = torch.linspace(0.3, 1.0, 16, dtype=torch.float64).numpy()
+    per_col = TransferTileMVM(32, 16, 5e-6, 50e-6, 0.2, transfer_fn=lambda g: g * gains)
+    torch.manual_seed(0)
+    base = _exact_weights(build_model("bn_cnn", 1, 10, 8, width=0.25)).eval()
+    cfg = EXACT.replace(encoding="differential")
+    lossy, ideal = convert_to_crossbar(base, cfg, per_col), convert_to_crossbar(base, cfg, IDEAL)
+    apply_method("drift_compensation", lossy, make_loader(_data(), 32), per_column=True)
+    x = _data(16, seed=5).tensors[0]
+    with torch.no_grad():
+        out, ref = lossy.eval()(x), ideal.eval()(x)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def _learnable(n, seed):
+    """Images whose label is a fixed linear function of the pixels (argmax of a seeded projection)."""
+    x = _data(n, seed).tensors[0]
+    proj = torch.randn(64, 10, generator=torch.Generator().manual_seed(99))
+    return TensorDataset(x, (x.flatten(1) @ proj).argmax(1))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A software bn_cnn trained on learnable data (a start worth keeping) and 160 calibration images."""
+    from dnn.train import fit
+
+    torch.manual_seed(0)
+    model = build_model("bn_cnn", 1, 10, 8, width=0.5)
+    fit(model, make_loader(_learnable(512, 1), 32, shuffle=True), model.parameters(), 15, 0.01, progress=False)
+    return model.eval(), _learnable(160, 11)
+
+
+@pytest.mark.parametrize("method, kwargs", [
+    ("bn_finetune", {"finetune": {"epochs": 3, "lr": 3.0, "lr_step_epochs": 5, "progress": False}}),
+    ("lora", {"adapter": {"rank": 4, "epochs": 3, "lr": 3.0, "lr_step_epochs": 5}, "progress": False}),
+    ("vera", {"adapter": {"rank": 8, "epochs": 3, "lr": 30.0, "lr_step_epochs": 5}, "progress": False}),
+])
+def test_the_safeguard_never_ends_below_its_start_on_held_out_data(trained, method, kwargs):
+    """A learning rate far too large wrecks a trained network; with the safeguard the kept state scores at
+    least as well on the held-out images as the start did, without it (Paper 1's setting) it ends below."""
+    software, data = trained
+    loader = make_loader(data, 32, shuffle=True)
+    device = resolve_device("cpu")
+    results = {}
+    for fraction in (0.25, 0.0):
+        model = convert_to_crossbar(software, QUIET, HALF)
+        _, cost, _ = apply_method(method, model, loader, device="cpu", seed=3, safeguard={"holdout_fraction": fraction},
+                                  adapt={"n_draws": 1}, **kwargs)
+        _, hold = split_holdout(loader, 0.25, 3)  # the same held-out images either way
+        results[fraction] = (holdout_scores(model, hold, device), cost.details["safeguard"])
+    (acc, loss), record = results[0.25]
+    start_acc, start_loss = record["holdout_accuracy"][0], record["holdout_loss"][0]
+    assert record["holdout_images"] == 40 and record["train_images"] == 120
+    assert len(record["holdout_accuracy"]) == 4  # the start and three epochs
+    assert acc > start_acc or (acc == start_acc and loss <= start_loss + 1e-6 * abs(start_loss))
+    # training did wreck the state at some epoch, so keeping the last one would fail the check above
+    later = zip(record["holdout_accuracy"][1:], [-v for v in record["holdout_loss"][1:]], strict=True)
+    assert min(later) < (start_acc, -start_loss)
+    (acc0, _), record0 = results[0.0]
+    assert record0["holdout_images"] == 0 and record0["kept_epoch"] is None  # Paper 1's setting: no holdout
