@@ -15,6 +15,7 @@ from spice import ngspice
 from spice.circuit import CircuitError, spec_from_config
 from spice.io import DatasetFileError, merge_shards, summary, write_dataset
 from spice.netlist import ACCURACY_OPTIONS
+from spice.power import probes_for
 from spice.sampling import SamplingConfig
 from spice.simulate import simulate_shard
 from xbarchar import cli as xcli
@@ -52,6 +53,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "ngspice_options": ACCURACY_OPTIONS, "seed": cfg.seed, "sampling": cfg.to_json(), "shard": args.shard,
         "cell_current_max_a": check.cell_current_max_a,
         "column_current_bound_a": check.column_current_bound_a,
+        "power_cells_from": probes_for(spec, 1).cells_from,
     }
     write_dataset(args.out, spec, result.arrays(), attrs)
     log.info("wrote %s: %d samples, %d failed", args.out, len(result.v_v), int(result.failed.sum()))

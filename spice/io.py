@@ -1,6 +1,6 @@
 """HDF5 files of SPICE datasets: self-describing, units on every dataset, sealed, written atomically.
 
-Layout (format_version 3)::
+Layout (format_version 4)::
 
     /g_s               float64 [n_g, rows, cols]   S     conductance matrices
     /g_id              int64   [n_g]               1     index of each matrix in the sampler's stream
@@ -10,18 +10,23 @@ Layout (format_version 3)::
     /v_v               float64 [n_samples, rows]   V     row input voltages
     /i_a               float64 [n_samples, cols]   A     column currents from ngspice (NaN if failed)
     /i_ideal_a         float64 [n_samples, cols]   A     ideal currents v @ g
+    /p_w               float64 [n_samples]         W     power drawn from the row sources (NaN if failed)
+    /p_parts_w         float64 [n_samples, 5]      W     its dissipation per part; attribute ``parts`` names
+                                                         them (cells, row_wires, col_wires, driver, sense)
     /failed            bool    [n_samples]         1     sample is not valid (never fabricated)
     /failure_reason    bytes   [n_samples]         -     why (no convergence, implausible currents); b""
 
 Root attributes: format_version, kind, circuit_spec (json), netlist_sha256, ngspice_version,
 ngspice_klu, ngspice_options, pyspice_version, package_version, seed, sampling (json), shard,
-sign_convention, created, content_sha256.
+sign_convention, power_cells_from (how the cells' power was found, :mod:`spice.power`), created,
+content_sha256. Energy per read = ``/p_w`` x the circuit's ``t_read_s`` (in ``circuit_spec``).
 
 Integrity: every non-empty dataset carries HDF5's Fletcher32 checksum, and the root attribute
 ``content_sha256`` (:mod:`xbarchar.integrity`) covers every dataset's bytes, dtype, shape and units and
 every attribute, provenance included. Every read recomputes it: a changed byte anywhere is one
 :class:`DatasetFileError` naming the file, never a silently different number. Files of format_version
-1 and 2 predate that record and are refused with a message saying so. A read also checks the file's
+1 and 2 predate that record and are refused with a message saying so; files of format_version 3 predate
+the read power (``/p_w``) and are refused: regenerate them. A read also checks the file's
 meaning: units, dtypes and shapes of every dataset against the stored circuit, ``/g_index`` within
 ``/g_s``, ``/g_id`` unique.
 """
@@ -40,12 +45,15 @@ import h5py
 import numpy as np
 
 from spice.circuit import FORMAT_NOTE, CircuitSpec
+from spice.nodal import POWER_PARTS
 from xbarchar.files import atomic_write_bytes
 from xbarchar.integrity import HASH_ATTR, IntegrityError, seal, verify
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (3,)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (4,)
 KIND = "xbarchar.spice"
+FIRST_SEALED = {KIND: 3, "xbarchar.surrogate": 2}
+"""The first format version of each kind that carries the integrity record (older files are refused as such)."""
 
 UNITS = {
     "g_s": "S",
@@ -56,10 +64,12 @@ UNITS = {
     "v_v": "V",
     "i_a": "A",
     "i_ideal_a": "A",
+    "p_w": "W",
+    "p_parts_w": "W",
     "failed": "1",
     "failure_reason": "",
 }
-FLOAT_KEYS = ("g_s", "transfer_a_per_v", "v_v", "i_a", "i_ideal_a")
+FLOAT_KEYS = ("g_s", "transfer_a_per_v", "v_v", "i_a", "i_ideal_a", "p_w", "p_parts_w")
 INT_KEYS = ("g_id", "g_index")
 SOLVERS = (b"superposition", b"sweep")
 MERGE_MAY_DIFFER = ("shard", "created", HASH_ATTR)
@@ -83,6 +93,8 @@ class SpiceDataset:
     v_v: np.ndarray
     i_a: np.ndarray
     i_ideal_a: np.ndarray
+    p_w: np.ndarray
+    p_parts_w: np.ndarray
     failed: np.ndarray
     failure_reason: np.ndarray
     attrs: dict[str, Any]
@@ -193,6 +205,7 @@ def write_dataset(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.ndar
                 f.attrs[key] = value
         for key, unit in UNITS.items():
             write_array(f, key, arrays[key], unit)
+        f["p_parts_w"].attrs["parts"] = ",".join(POWER_PARTS)
 
 
 def open_checked(path: str | Path, kind: str, format_version: int | Iterable[int]) -> h5py.File:
@@ -214,14 +227,14 @@ def open_checked(path: str | Path, kind: str, format_version: int | Iterable[int
             raise DatasetFileError(f"{p}: expected an HDF5 file of kind '{kind}', found kind {found_kind!r}")
         version = _plain(f.attrs.get("format_version"))
         readable = (format_version,) if isinstance(format_version, int) else tuple(format_version)
-        if isinstance(version, int) and not isinstance(version, bool) and 0 < version < min(readable):
+        if isinstance(version, int) and not isinstance(version, bool) and 0 < version < FIRST_SEALED.get(kind, min(readable)):
             raise DatasetFileError(
                 f"{p}: format_version {version} was written before files carried an integrity record "
                 f"({HASH_ATTR}); this xbarchar reads {', '.join(map(str, readable))}: regenerate the file")
         if version not in readable:
             raise DatasetFileError(
                 f"{p}: format_version {version!r} is not supported (this xbarchar reads "
-                f"{', '.join(map(str, readable))})")
+                f"{', '.join(map(str, readable))}){': regenerate the file' if isinstance(version, int) and version < min(readable) else ''}")
         verify(f, p)
     except IntegrityError as exc:
         f.close()
@@ -252,6 +265,10 @@ def read_dataset(path: str | Path) -> SpiceDataset:
                 if found != unit:
                     raise DatasetFileError(f"{path}: /{key} has units {found!r}, expected {unit!r}")
             arrays = {key: read_array(f[key], path) for key in UNITS}
+            parts = _plain(f["p_parts_w"].attrs.get("parts"))
+            if parts != ",".join(POWER_PARTS):
+                raise DatasetFileError(f"{path}: /p_parts_w names its parts {parts!r}, expected "
+                                       f"{','.join(POWER_PARTS)!r}")
             spec = CircuitSpec.from_json(attrs["circuit_spec"])
         except DatasetFileError:
             raise
@@ -281,7 +298,8 @@ def check_consistent(path: str | Path, spec: CircuitSpec, arrays: dict[str, np.n
         raise bad(f"the circuit description (circuit_spec) says {spec.rows}x{spec.cols}, /g_s has shape {g.shape}")
     n_g, n = len(g), len(arrays["v_v"])
     shapes = {"transfer_a_per_v": g.shape, "g_id": (n_g,), "solver": (n_g,), "v_v": (n, spec.rows),
-              "i_a": (n, spec.cols), "i_ideal_a": (n, spec.cols), "g_index": (n,), "failed": (n,),
+              "i_a": (n, spec.cols), "i_ideal_a": (n, spec.cols), "p_w": (n,), "p_parts_w": (n, len(POWER_PARTS)),
+              "g_index": (n,), "failed": (n,),
               "failure_reason": (n,)}
     for key, shape in shapes.items():
         if arrays[key].shape != shape:
@@ -355,6 +373,8 @@ def merge_shards(paths: list[str | Path], out: str | Path) -> SpiceDataset:
         "v_v": np.concatenate([p.v_v for p in parts]),
         "i_a": np.concatenate([p.i_a for p in parts]),
         "i_ideal_a": np.concatenate([p.i_ideal_a for p in parts]),
+        "p_w": np.concatenate([p.p_w for p in parts]),
+        "p_parts_w": np.concatenate([p.p_parts_w for p in parts]),
         "failed": np.concatenate([p.failed for p in parts]),
         "failure_reason": np.concatenate([p.failure_reason for p in parts]).astype("S"),
     }
@@ -404,5 +424,10 @@ def summary(path: str | Path) -> str:
         f"  i/i_ideal (mean over samples): {np.nanmean(ds.i_a[ok].sum(1) / ds.i_ideal_a[ok].sum(1)):.4f}",
         f"  |i - i_ideal| / full scale: mean {rel.mean() / fs:.3e}  max {rel.max() / fs:.3e}"
         f"  (full scale = g_on*v_max*rows = {fs:.3e} A)",
+        f"  p_w  [W]: mean {ds.p_w[ok].mean():.3e}  max {ds.p_w[ok].max():.3e}; energy per read at t_read_s = "
+        f"{ds.spec.t_read_s:.3g} s: mean {ds.p_w[ok].mean() * ds.spec.t_read_s:.3e} J",
+        "  power by part (share of the mean): " + ", ".join(
+            f"{name} {share:.3f}" for name, share in zip(POWER_PARTS, ds.p_parts_w[ok].mean(0) / ds.p_w[ok].mean(),
+                                                         strict=True)),
     ]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,18 +237,31 @@ def solve(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarr
     with it. Returns ``(i_a, failed)`` where ``failed`` [n_vectors] marks vectors that never
     converged; their currents are NaN (never fabricated).
     """
+    i_a, failed, _ = solve_probed(spec, g_s, v_v, lambda n: ())
+    return i_a, failed
+
+
+def solve_probed(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray,
+                 probes: Callable[[int], Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`solve`, and the values [n_vectors, len(probes(n))] of the further vectors ``probes(n)`` names for
+    a run of ``n`` vectors (node voltages ``d0``, branch currents ``bin0#branch``; see
+    :func:`spice.power.probes_for`), read from the same runs; NaN for a vector that failed. A vector solved
+    alone is read with ``probes(1)``."""
     v_v = np.atleast_2d(np.asarray(v_v, dtype=float))
     n = v_v.shape[0]
     use_klu = info().has_klu
     names = [column_current_vector(c) for c in range(spec.cols)]
+    extra = list(probes(n))
     last_error = ""
     for aids in CONVERGENCE_AIDS:
         try:
-            out = run_netlist(build_netlist(spec, g_s, v_v, use_klu, aids), sweep_command(spec, n), names)
+            out = run_netlist(build_netlist(spec, g_s, v_v, use_klu, aids), sweep_command(spec, n), names + extra)
             i_a = np.stack([np.atleast_1d(out[name]) for name in names], axis=1)
             if i_a.shape[0] != n:
                 raise NgspiceError(f"sweep returned {i_a.shape[0]} points, expected {n}")
-            return i_a, np.zeros(n, dtype=bool)
+            values = (np.stack([np.atleast_1d(out[name]) for name in extra], axis=1) if extra
+                      else np.zeros((n, 0)))
+            return i_a, np.zeros(n, dtype=bool), values
         except NgspiceError as exc:
             last_error = str(exc)
             if "rejected the netlist" in last_error:
@@ -255,12 +269,13 @@ def solve(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray) -> tuple[np.ndarr
             log.warning("ngspice run failed (%s); retrying with convergence aids", last_error[:200])
     if n == 1:
         log.error("vector failed to converge after all convergence aids: %s", last_error[:300])
-        return np.full((1, spec.cols), np.nan), np.ones(1, dtype=bool)
+        return np.full((1, spec.cols), np.nan), np.ones(1, dtype=bool), np.full((1, len(extra)), np.nan)
     i_a = np.empty((n, spec.cols))
     failed = np.zeros(n, dtype=bool)
+    values = np.empty((n, len(probes(1))))
     for k in range(n):
-        i_a[k:k + 1], failed[k:k + 1] = solve(spec, g_s, v_v[k:k + 1])
-    return i_a, failed
+        i_a[k:k + 1], failed[k:k + 1], values[k:k + 1] = solve_probed(spec, g_s, v_v[k:k + 1], probes)
+    return i_a, failed, values
 
 
 MAX_CELL_CURRENT_RATIO = 1000.0

@@ -114,7 +114,7 @@ def test_implausible_samples_are_failed_with_their_reason(make_spec, tmp_path):
     assert all(r.startswith(b"implausible: |I| ") and b"exceeds the passive bound 1.000e-09 A" in r
                for r in result.failure_reason)
     arrays = {k: getattr(result, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",
-                                              "i_a", "i_ideal_a", "failed", "failure_reason")}
+                                              "i_a", "i_ideal_a", "p_w", "p_parts_w", "failed", "failure_reason")}
     write_dataset(tmp_path / "bad.h5", spec, arrays, {"seed": 2})
     ds = read_dataset(tmp_path / "bad.h5")
     np.testing.assert_array_equal(ds.failure_reason, result.failure_reason)
@@ -138,7 +138,7 @@ def test_training_that_diverges_writes_nothing(dataset, tmp_path, capsys):
     shutil.copy(dataset, bad)
     ds = read_dataset(dataset)
     arrays = {k: getattr(ds, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",
-                                          "i_ideal_a", "failed", "failure_reason")}
+                                          "i_ideal_a", "p_w", "p_parts_w", "failed", "failure_reason")}
     write_dataset(bad, ds.spec, {**arrays, "i_a": ds.i_a * 1e305}, {"seed": 1})
     out = tmp_path / "s.h5"
     assert_cli_error(capsys, surrogate_main, ["train", "--data", str(bad), "--out", str(out), "--design", "mlp",
@@ -162,7 +162,7 @@ def test_training_whose_validation_error_never_falls_writes_nothing(dataset, tmp
 def test_unmarked_non_finite_samples_are_an_inconsistent_file(dataset, tmp_path, capsys):
     ds = read_dataset(dataset)
     arrays = {k: getattr(ds, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",
-                                          "i_ideal_a", "failed", "failure_reason")}
+                                          "i_ideal_a", "p_w", "p_parts_w", "failed", "failure_reason")}
     i_a = ds.i_a.copy()
     i_a[3, 1] = np.nan  # but /failed says the sample is fine
     write_dataset(tmp_path / "nan.h5", ds.spec, {**arrays, "i_a": i_a}, {"seed": 1})
@@ -213,7 +213,7 @@ def test_every_dataset_carries_a_checksum_and_inspect_verifies_it(dataset, surro
         assert all(f[k].fletcher32 for k in f)
     assert spice_main(["inspect", str(dataset)]) == 0
     out = capsys.readouterr().out
-    assert "checksums: fletcher32 on 10 of 10 datasets, all verified" in out
+    assert "checksums: fletcher32 on 12 of 12 datasets, all verified" in out
     assert "integrity: content hash verified" in out
     with h5py.File(surrogate_file) as f:
         weights = list(f["weights"].values())

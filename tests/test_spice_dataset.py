@@ -40,7 +40,7 @@ def test_dataset_file_has_provenance_units_and_exact_physics(tmp_path):
         np.testing.assert_allclose(ds.i_a[rows], nodal.column_currents(ds.spec, ds.g_s[k], ds.v_v[rows]), rtol=1e-6)
         np.testing.assert_allclose(ds.i_ideal_a[rows], ds.v_v[rows] @ ds.g_s[k], rtol=1e-12)
     with h5py.File(path) as f:
-        assert f.attrs["format_version"] == 3 and len(f.attrs["content_sha256"]) == 64
+        assert f.attrs["format_version"] == 4 and len(f.attrs["content_sha256"]) == 64
         assert f.attrs["ngspice_version"] and f.attrs["pyspice_version"] and f.attrs["netlist_sha256"]
         assert f.attrs["seed"] == 5 and "reltol" in f.attrs["ngspice_options"]
         for name, ds_ in f.items():
@@ -225,7 +225,7 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(spice.simulate, "superposition", boom)
+    monkeypatch.setattr(spice.simulate, "superposition_probed", boom)
     rc = spice_main(["simulate", "--circuit", json.dumps(CIRCUIT), "--sampling", '{"n_conductance": 1}',
                      "--out", str(tmp_path / "x.h5"), "--quiet"])
     assert rc == 130

@@ -16,7 +16,8 @@ def _arrays(rows=3, cols=2):
     i = v @ g[0]
     return {"g_s": g, "g_id": np.array([0]), "solver": np.array([b"sweep"]),
             "transfer_a_per_v": np.full((1, rows, cols), np.nan), "g_index": np.array([0, 0]), "v_v": v,
-            "i_a": i, "i_ideal_a": i, "failed": np.zeros(2, dtype=bool), "failure_reason": np.array([b"", b""])}
+            "i_a": i, "i_ideal_a": i, "p_w": (v ** 2) @ g[0].sum(1), "p_parts_w": np.zeros((2, 5)),
+            "failed": np.zeros(2, dtype=bool), "failure_reason": np.array([b"", b""])}
 
 
 def test_a_failure_inside_the_writer_leaves_no_partial_file(tmp_path, make_spec, monkeypatch):

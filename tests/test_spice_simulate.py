@@ -10,7 +10,7 @@ import pytest
 
 from spice import ngspice, nodal
 from spice.sampling import SamplingConfig, draw
-from spice.simulate import simulate_shard, superposition
+from spice.simulate import simulate_shard, superposition, superposition_probed
 from tests.conftest import CIRCUITS, reorder_atol
 
 pytestmark = pytest.mark.spice
@@ -113,7 +113,7 @@ def test_several_matrices_keep_their_own_samples(make_spec):
 def test_forced_sweep_solves_every_vector_directly(make_spec, monkeypatch):
     spec = make_spec(rows=4, cols=3)
     calls = []
-    monkeypatch.setattr("spice.simulate.superposition", lambda *a, **k: calls.append(a) or None)
+    monkeypatch.setattr("spice.simulate.superposition_probed", lambda *a, **k: calls.append(a) or None)
     shard = simulate_shard(spec, SamplingConfig(n_conductance=1, n_vectors=4, solver="sweep"), 0, progress=False)
     assert calls == []  # solver "sweep" never tries superposition
     assert shard.solver.tolist() == [b"sweep"] and np.isnan(shard.transfer_a_per_v).all()
@@ -124,11 +124,11 @@ def test_check_vectors_lie_in_the_read_range_and_are_seeded(make_spec, monkeypat
     spec = make_spec(rows=4, cols=3, v_read_min_v=-0.1)
     seen = []
 
-    def spy(spec_, g, v_check, rtol, check=None):
+    def spy(spec_, g, v_check, rtol, check, probe_names):
         seen.append((v_check.copy(), rtol))
-        return superposition(spec_, g, v_check, rtol, check)
+        return superposition_probed(spec_, g, v_check, rtol, check, probe_names)
 
-    monkeypatch.setattr("spice.simulate.superposition", spy)
+    monkeypatch.setattr("spice.simulate.superposition_probed", spy)
     cfg = SamplingConfig(n_conductance=2, n_vectors=2, seed=1, linearity_rtol=1e-5)
     simulate_shard(spec, cfg, 0, progress=False)
     simulate_shard(spec, cfg, 0, progress=False)
@@ -141,14 +141,14 @@ def test_check_vectors_lie_in_the_read_range_and_are_seeded(make_spec, monkeypat
 
 
 def _basis_spy(monkeypatch):
-    """ngspice.solve, recording the input vectors of every call."""
-    calls, real = [], ngspice.solve
+    """ngspice.solve_probed, recording the input vectors of every call."""
+    calls, real = [], ngspice.solve_probed
 
-    def solve(spec, g, v):
+    def solve(spec, g, v, probes):
         calls.append(np.array(v))
-        return real(spec, g, v)
+        return real(spec, g, v, probes)
 
-    monkeypatch.setattr("spice.simulate.ngspice.solve", solve)
+    monkeypatch.setattr("spice.simulate.ngspice.solve_probed", solve)
     return calls
 
 
@@ -196,15 +196,15 @@ def test_shard_arrays_are_the_dataset_of_the_file(make_spec):
 
 
 def _failing_solve(n_fail_from):
-    """ngspice.solve, but samples from index `n_fail_from` on are reported as failed (NaN)."""
-    real = ngspice.solve
+    """ngspice.solve_probed, but samples from index `n_fail_from` on are reported as failed (NaN)."""
+    real = ngspice.solve_probed
 
-    def solve(spec, g, v):
-        i, failed = real(spec, g, v)
+    def solve(spec, g, v, probes):
+        i, failed, values = real(spec, g, v, probes)
         failed = failed.copy()
         failed[n_fail_from:] = True
         i = np.where(failed[:, None], np.nan, i)
-        return i, failed
+        return i, failed, np.where(failed[:, None], np.nan, values)
 
     return solve
 
@@ -212,13 +212,13 @@ def _failing_solve(n_fail_from):
 def test_a_failed_basis_solve_refuses_superposition(make_spec, monkeypatch):
     spec = make_spec(rows=3, cols=2)
     g = np.full((3, 2), 2e-5)
-    monkeypatch.setattr("spice.simulate.ngspice.solve", _failing_solve(5))  # only the 2nd check vector
+    monkeypatch.setattr("spice.simulate.ngspice.solve_probed", _failing_solve(5))  # only the 2nd check vector
     assert superposition(spec, g, np.full((2, 3), 0.1), rtol=1e-6) is None
 
 
 def test_failed_samples_are_marked_and_counted_never_dropped(make_spec, monkeypatch, caplog):
     spec = make_spec(rows=3, cols=2)
-    monkeypatch.setattr("spice.simulate.ngspice.solve", _failing_solve(2))
+    monkeypatch.setattr("spice.simulate.ngspice.solve_probed", _failing_solve(2))
     with caplog.at_level(logging.ERROR, logger="spice.simulate"):
         shard = simulate_shard(spec, SamplingConfig(n_conductance=2, n_vectors=3), 0, progress=False)
     assert shard.failed.tolist() == [False, False, True] * 2
@@ -242,9 +242,13 @@ def test_an_affine_circuit_gets_its_offset_and_the_same_transfer_matrix(make_spe
     spec = make_spec(rows=4, cols=3)
     g = np.random.default_rng(5).uniform(spec.g_off_s, spec.g_on_s, (4, 3))
     offset_a = np.array([1e-6, -2e-6, 3e-7])
-    real = ngspice.solve
-    monkeypatch.setattr("spice.simulate.ngspice.solve", lambda s, g_, v: (real(s, g_, v)[0] + offset_a,
-                                                                         real(s, g_, v)[1]))
+    real = ngspice.solve_probed
+
+    def solve(s, g_, v, probes):
+        i, failed, values = real(s, g_, v, probes)
+        return i + offset_a, failed, values
+
+    monkeypatch.setattr("spice.simulate.ngspice.solve_probed", solve)
     t, offset = superposition(spec, g, np.full((2, 4), 0.1), rtol=1e-6)
     np.testing.assert_allclose(offset, offset_a, rtol=1e-9)
     np.testing.assert_allclose(t, nodal.transfer_matrix(spec, g), rtol=1e-7)
@@ -302,15 +306,15 @@ def test_failure_reasons_log_and_nan_for_both_kinds_of_failure(make_spec, monkey
     bound = 0.5 * (worst[k_big] + np.max(np.delete(worst, k_big)))  # only sample k_big is above
     k_stuck = (k_big + 1) % 4
 
-    real = ngspice.solve
+    real = ngspice.solve_probed
 
-    def solve(spec_, g_, v_):
-        i, failed = real(spec_, g_, v_)
+    def solve(spec_, g_, v_, probes):
+        i, failed, values = real(spec_, g_, v_, probes)
         failed = failed.copy()
         failed[k_stuck] = True
-        return i, failed  # ngspice's non-converged point keeps finite (wrong) numbers
+        return i, failed, values  # ngspice's non-converged point keeps finite (wrong) numbers
 
-    monkeypatch.setattr("spice.simulate.ngspice.solve", solve)
+    monkeypatch.setattr("spice.simulate.ngspice.solve_probed", solve)
     with caplog.at_level(logging.ERROR, logger="spice.simulate"):
         shard = simulate_shard(spec, cfg, 0, progress=False, check=ngspice.CircuitCheck(1.0, bound))
     expected_failed = np.zeros(4, dtype=bool)

@@ -70,7 +70,7 @@ def test_split_never_shares_a_matrix_and_drops_failed_samples(dataset_path, tmp_
     i_a = ds.i_a.copy()
     i_a[failed] = np.nan
     arrays = {k: getattr(ds, k) for k in ("g_s", "g_id", "solver", "transfer_a_per_v", "g_index", "v_v",
-                                          "i_ideal_a")}
+                                          "i_ideal_a", "p_w", "p_parts_w")}
     path = tmp_path / "with_failed.h5"
     reasons = np.where(failed, b"did not converge", b"").astype("S")
     write_dataset(path, ds.spec, {**arrays, "i_a": i_a, "failed": failed, "failure_reason": reasons}, {"seed": 4})
@@ -99,7 +99,7 @@ def test_too_few_matrices_is_a_clear_error(dataset_path):
     small = type(ds)(**{**ds.__dict__, "g_s": ds.g_s[:2], "g_id": ds.g_id[:2], "solver": ds.solver[:2],
                         "transfer_a_per_v": ds.transfer_a_per_v[:2], "g_index": ds.g_index[keep],
                         "v_v": ds.v_v[keep], "i_a": ds.i_a[keep], "i_ideal_a": ds.i_ideal_a[keep],
-                        "failed": ds.failed[keep]})
+                        "p_w": ds.p_w[keep], "p_parts_w": ds.p_parts_w[keep], "failed": ds.failed[keep]})
     with pytest.raises(ValueError, match=r"2 usable conductance matrices cannot be split .*: the split needs at "
                                          r"least 3; simulate 1 more \(sampling.n_conductance >= 3\)"):
         split_dataset(small)

@@ -195,7 +195,7 @@ def test_a_file_without_the_record_is_refused(files, tmp_path):
 
 @pytest.mark.parametrize("kind_path, version, pattern", [
     ("data", 2, r"format_version 2 was written before files carried an integrity record \(content_sha256\); "
-                r"this xbarchar reads 3: regenerate the file"),
+                r"this xbarchar reads 4: regenerate the file"),
     ("surrogate", 1, r"format_version 1 was written before files carried an integrity record"),
 ])
 def test_files_from_before_the_record_are_refused_with_the_reason(files, tmp_path, kind_path, version, pattern):
