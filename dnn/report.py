@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 
 from xbarchar.files import reserve_temporary
 
+from .report_device import device_columns
+from .report_device import markdown_lines as device_lines
 from .report_energy import energy_columns
 from .report_energy import markdown_lines as energy_lines
 
@@ -108,6 +110,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
                 "mvm_kind": mvm.get("kind", ""),
+                **device_columns(result),
             }
             software = _accuracy(result["software_accuracy"], "software_accuracy")
             for method, m in methods.items():
@@ -464,7 +467,8 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
     check = ["", "Shape of Paper 1's result", ""]
     check += [st.line() for st in shape_check(rows, settings, fidelity)]
     energy = energy_lines(rows, settings.energy_loss_points)
-    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + energy) + "\n"
+    device = device_lines(rows, settings.fail_drop_points)
+    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + energy + device) + "\n"
 
 
 # ----------------------------------------------------------------------------- plots
