@@ -48,7 +48,15 @@ from .models import MODELS, build_model
 from .mvm import TileMVM
 from .results import EvaluationResult
 from .settings import EvaluationSettings, TrainSettings
-from .train import evaluate, load_model, make_loader, resolve_device, save_model, seed_everything, train_model
+from .train import (
+    evaluate,
+    load_model,
+    make_loader,
+    resolve_device,
+    save_model,
+    seed_everything,
+    train_software_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +82,8 @@ def _train_settings(ns: argparse.Namespace) -> TrainSettings:
     flags = {"dataset": ns.dataset, "dataset_root": ns.data_root, "model": ns.model, "epochs": ns.epochs,
              "batch_size": ns.batch_size, "lr": ns.lr, "seed": ns.seed, "width": ns.width,
              "optimizer": ns.optimizer, "weight_decay": ns.weight_decay, "n_train": ns.n_train,
-             "n_test": ns.n_test}
+             "n_test": ns.n_test, "patience": ns.patience, "val_fraction": ns.val_fraction,
+             "monitor": ns.monitor}
     reject_unknown(params, set(flags), "--params-json")
     merged = {**params, **{k: v for k, v in flags.items() if v is not None}}
     for key in ("dataset", "model"):
@@ -86,7 +95,8 @@ def _train_settings(ns: argparse.Namespace) -> TrainSettings:
 def cmd_train(ns: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": ns.out, "--metrics": ns.metrics},
                               {"--params-json": xcli.json_file(ns.params_json)})
-    p = to_dict(_train_settings(ns))
+    settings = _train_settings(ns)
+    p = to_dict(settings)
     device = resolve_device(ns.device)
     spec = {"name": p["dataset"], "root": p["dataset_root"], "seed": p["seed"], "n_train": p["n_train"],
             "n_test": p["n_test"]}
@@ -95,12 +105,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
                     "image_size": data.image_size, "width": p["width"]}
     seed_everything(p["seed"])
     model = build_model(p["model"], **model_kwargs)
-    train_loader = make_loader(data.train, p["batch_size"], shuffle=True, seed=p["seed"])
-    history = train_model(model, train_loader, p["epochs"], p["lr"], p["optimizer"], p["weight_decay"], device,
-                          p["seed"], progress=xcli.show_progress(ns))
+    history, stopping = train_software_model(model, data.train, settings, device, progress=xcli.show_progress(ns))
     acc = evaluate(model, make_loader(data.test, ns.eval_batch_size), device)
     logger.info("%s on %s: test accuracy %.4f", p["model"], p["dataset"], acc)
-    metrics = {"test_accuracy": acc, "history": history, "params": p, "device": str(device),
+    metrics = {"test_accuracy": acc, "history": history, "stopping": stopping, "params": p, "device": str(device),
                "n_train": len(data.train), "n_test": len(data.test)}
     save_model(ns.out, model, p["model"], model_kwargs, dataset=spec, metrics=metrics)
     if ns.metrics:
@@ -230,12 +238,12 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
     refuse_overwriting_inputs(
         {"--md": ns.md, "--csv": ns.csv, "--plot": ns.plot, "--plot-sigma": ns.plot_sigma,
-         "--plot-drift": ns.plot_drift, "--plot-size": ns.plot_size},
+         "--plot-drift": ns.plot_drift, "--plot-size": ns.plot_size, "--summary-json": ns.summary_json},
         {"input": list(ns.inputs), "--settings-json": xcli.json_file(ns.settings_json)})
     try:
         settings = ReportSettings.from_dict(xcli.load_json_object(ns.settings_json, "--settings-json"))
         write_report(ns.inputs, ns.md, ns.csv, ns.plot, ns.plot_sigma, ns.plot_drift, ns.plot_size, settings,
-                     fidelity_paths=ns.fidelity)
+                     fidelity_paths=ns.fidelity, summary_path=ns.summary_json)
     except ValueError as e:
         raise DnnInputError(f"report: {e}") from None
     return 0
@@ -268,6 +276,12 @@ def build_parser(prog: str = "python -m dnn") -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=xcli.real(0), default=None)
     t.add_argument("--n-train", type=count, default=None, help="seeded subset of the training split")
     t.add_argument("--n-test", type=count, default=None, help="seeded subset of the test split")
+    t.add_argument("--patience", type=count, default=None,
+                   help="early stopping: epochs without a better validation score (default: fixed --epochs)")
+    t.add_argument("--val-fraction", type=xcli.real(0, min_exclusive=True), default=None,
+                   help="with --patience: share of the training split held out for validation (0.1)")
+    t.add_argument("--monitor", default=None, choices=["val_loss", "val_accuracy"],
+                   help="with --patience: the validation score watched (val_loss)")
     t.add_argument("--download", action="store_true", help="cifar10: download the official tarball if absent")
     t.add_argument("--out", required=True, help="output .pt (weights + metadata)")
     t.add_argument("--metrics", default=None, help="optional metrics .json")
@@ -330,6 +344,8 @@ def build_parser(prog: str = "python -m dnn") -> argparse.ArgumentParser:
     r.add_argument("--plot-sigma", default=None, help="accuracy vs read-noise sigma (.png)")
     r.add_argument("--plot-drift", default=None, help="accuracy vs drift time (.png)")
     r.add_argument("--plot-size", default=None, help="accuracy vs array size, parasitics only (.png)")
+    r.add_argument("--summary-json", default=None,
+                   help="statements (with their intervals over seeds) and warnings as JSON")
     r.add_argument("--settings-json", default=None,
                    help="thresholds of the shape check (dnn/report.py ReportSettings) as JSON object or file")
     r.add_argument("--fidelity", nargs="*", default=[], metavar="JSON",

@@ -19,6 +19,8 @@ MODEL_NAMES = ("bn_cnn", "vgg8", "vgg11", "vgg16", "resnet20", "resnet18")
 workflow can validate a config without importing torch)."""
 DATASET_NAMES = ("digits", "mnist_subset", "cifar10")
 OPTIMIZERS = ("adam", "sgd")
+MONITORS = ("val_loss", "val_accuracy")
+"""What the software model's early stopping watches (``TrainSettings.monitor``)."""
 METHOD_NAMES = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain", "drift_compensation", "lora", "vera")
 """Mitigation methods of ``dnn.mitigation.METHODS``; 'adapt_finetune' = bn_adapt, then bn_finetune;
 'drift_compensation', 'lora' and 'vera' are the light rivals of BN-only mitigation (``dnn.adapters``)."""
@@ -58,6 +60,7 @@ class TrainSettings:
     dataset_root: str = "data/datasets"
     """Folder of downloaded datasets (cifar10); the offline datasets need none."""
     epochs: int = 8
+    """Epochs of training; with ``patience`` set, the most epochs (training may stop earlier)."""
     batch_size: int = 64
     lr: float = 1e-3
     """Learning rate of the optimizer."""
@@ -71,6 +74,15 @@ class TrainSettings:
     """Seeded subset of the training split (None = all)."""
     n_test: int | None = None
     """Seeded subset of the test split (None = all)."""
+    patience: int | None = None
+    """Early stopping (``dnn.train.fit``): stop once the validation ``monitor`` has not improved for this
+    many epochs and keep the weights of its best epoch. None = exactly ``epochs`` epochs on the whole
+    training split, no validation split (Paper 1's fixed schedule)."""
+    val_fraction: float = 0.1
+    """With ``patience``: the share of the training split held out (seeded by ``seed``) as the
+    validation split the stopping rule watches; the model never trains on it."""
+    monitor: str = "val_loss"
+    """With ``patience``: 'val_loss' (mean cross-entropy, lower is better) or 'val_accuracy'."""
 
     def __post_init__(self) -> None:
         check(isinstance(self.dataset, str) and self.dataset in DATASET_NAMES, "dataset", f"one of {list(DATASET_NAMES)}", self.dataset)
@@ -87,6 +99,12 @@ class TrainSettings:
         for key in ("n_train", "n_test"):
             check(_optional_count(getattr(self, key)), key, "null (all) or an integer >= 1",
                   getattr(self, key))
+        check(self.patience is None or _count(self.patience, 100_000), "patience",
+              "null (a fixed number of epochs) or an integer in [1, 100000]", self.patience)
+        check(is_number(self.val_fraction) and 0 < self.val_fraction <= 0.5, "val_fraction",
+              "a number in (0, 0.5]", self.val_fraction)
+        check(isinstance(self.monitor, str) and self.monitor in MONITORS, "monitor", f"one of {list(MONITORS)}",
+              self.monitor)
 
 
 @dataclass(frozen=True)

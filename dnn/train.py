@@ -1,8 +1,18 @@
-"""Software-baseline training, evaluation, and saving/loading a trained model with its metadata."""
+"""Software-baseline training, evaluation, and saving/loading a trained model with its metadata.
+
+Stopping rule of the software baseline (``TrainSettings.patience``): with a patience, a seeded share
+``val_fraction`` of the training split is held out (:func:`split_validation`); after every epoch the
+model is scored on it in eval mode (mean cross-entropy ``val_loss`` and ``val_accuracy``); training stops
+once the monitored score has not improved (strictly) for ``patience`` epochs in a row, or after
+``epochs`` epochs, and the weights (and BN running statistics) of the best epoch are restored. Without a
+patience the model trains exactly ``epochs`` epochs on the whole training split (Paper 1's fixed
+schedule). Both are reproducible bit for bit for the same seed, device and thread count.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from xbarchar.files import atomic_write_with
 from xbarchar.progress import Progress
 
 from .models import build_model
-from .settings import TrainSettings
+from .settings import MONITORS, TrainSettings
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +73,70 @@ def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentu
     raise ValueError(f"unknown optimizer {name!r}; valid: ['adam', 'sgd']")
 
 
+def split_validation(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(training part, validation part) of ``dataset``: a seeded random ``val_fraction`` of its items
+    (at least one, and at least one left to train on) held out, both parts in the dataset's order."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n < 2:
+        raise ValueError(f"a validation split needs at least 2 training items, got {n}")
+    n_val = min(max(1, round(val_fraction * n)), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    val = np.sort(order[:n_val]).tolist()
+    train = np.sort(order[n_val:]).tolist()
+    return Subset(dataset, train), Subset(dataset, val)
+
+
+def improved(value: float, best: float, monitor: str) -> bool:
+    """Whether ``value`` of ``monitor`` is strictly better than ``best`` (loss: lower; accuracy: higher)."""
+    if monitor not in MONITORS:
+        raise ValueError(f"unknown monitor {monitor!r}; valid: {list(MONITORS)}")
+    return value < best if monitor == "val_loss" else value > best
+
+
+def best_epoch(history: list[dict[str, float]], monitor: str = "val_loss") -> int:
+    """The epoch (1-based) whose weights early stopping kept: the first with the best ``monitor``."""
+    if monitor not in MONITORS:
+        raise ValueError(f"unknown monitor {monitor!r}; valid: {list(MONITORS)}")
+    best = 0
+    for k, rec in enumerate(history):
+        if k == 0 or improved(rec[monitor], history[best][monitor], monitor):
+            best = k
+    return history[best]["epoch"] if history else 0
+
+
+@torch.no_grad()
+def validation_scores(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of ``model`` in eval mode on ``loader``."""
+    model.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        total += len(y)
+    return loss_sum / max(total, 1), correct / max(total, 1)
+
+
 def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], epochs: int, lr: float,
         optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
         lr_step_epochs: int | None = None, lr_gamma: float = 0.1, device: str | torch.device | None = None,
         seed: int = 0, set_mode: Callable[[nn.Module], None] | None = None, max_batches: int | None = None,
-        desc: str = "train", progress: bool = True) -> list[dict[str, float]]:
+        desc: str = "train", progress: bool = True, val_loader: DataLoader | None = None,
+        patience: int | None = None, monitor: str = "val_loss") -> list[dict[str, float]]:
     """Cross-entropy training of `params` only. `set_mode(model)` is called at the start of each epoch
     (default `model.train()`). Seeds torch/numpy/random and re-seeds the loader's shuffling generator
     with `seed`, so a call is reproducible on CPU. Returns per-epoch {'epoch', 'loss', 'train_accuracy',
-    'lr'}."""
+    'lr'}, plus 'val_loss' and 'val_accuracy' with a `val_loader`.
+
+    With a `val_loader`, the model is scored on it (eval mode) after every epoch; with a `patience` as
+    well, training stops once `monitor` ('val_loss' or 'val_accuracy') has not improved for `patience`
+    epochs, and in either case the state of the best epoch (:func:`best_epoch`) is restored at the end:
+    every parameter and buffer, BN running statistics included."""
+    if patience is not None and val_loader is None:
+        raise ValueError("fit: early stopping (patience) needs a val_loader")
+    if monitor not in MONITORS:
+        raise ValueError(f"unknown monitor {monitor!r}; valid: {list(MONITORS)}")
     device = resolve_device(device)
     seed_everything(seed)
     if isinstance(getattr(loader, "generator", None), torch.Generator):
@@ -80,7 +145,9 @@ def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], ep
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, lr_gamma) if lr_step_epochs else None
     loss_fn = nn.CrossEntropyLoss()
-    history = []
+    history: list[dict[str, float]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_value, since_best = math.nan, 0
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     with Progress(epochs * n_batches, desc, "batch", enabled=progress, logger=logger) as bar:
         for epoch in range(epochs):
@@ -107,16 +174,63 @@ def fit(model: nn.Module, loader: DataLoader, params: Iterable[nn.Parameter], ep
                         rec["loss"], rec["train_accuracy"], rec["lr"])
             if sched is not None:
                 sched.step()
+            if val_loader is None:
+                continue
+            rec["val_loss"], rec["val_accuracy"] = validation_scores(model, val_loader, device)
+            logger.info("%s epoch %d: validation loss %.4f, validation accuracy %.4f", desc, epoch + 1,
+                        rec["val_loss"], rec["val_accuracy"])
+            if best_state is None or improved(rec[monitor], best_value, monitor):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_value = rec[monitor]
+                since_best = 0
+            else:
+                since_best += 1
+                if patience is not None and since_best >= patience:
+                    logger.info("%s: %s has not improved for %d epochs: stopped after epoch %d", desc, monitor,
+                                patience, epoch + 1)
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        logger.info("%s: kept epoch %d (best %s)", desc, best_epoch(history, monitor), monitor)
     return history
 
 
 def train_model(model: nn.Module, loader: DataLoader, epochs: int = TrainSettings.epochs,
                 lr: float = TrainSettings.lr, optimizer: str = TrainSettings.optimizer,
                 weight_decay: float = TrainSettings.weight_decay, device: str | torch.device | None = None,
-                seed: int = TrainSettings.seed, progress: bool = True) -> list[dict[str, float]]:
-    """Software-baseline training of all parameters (cross-entropy). Returns the per-epoch history."""
+                seed: int = TrainSettings.seed, progress: bool = True, val_loader: DataLoader | None = None,
+                patience: int | None = TrainSettings.patience, monitor: str = TrainSettings.monitor
+                ) -> list[dict[str, float]]:
+    """Software-baseline training of all parameters (cross-entropy). Returns the per-epoch history.
+    With `patience`, early stopping on `val_loader` (see the module docstring and :func:`fit`)."""
     return fit(model, loader, model.parameters(), epochs, lr, optimizer=optimizer, weight_decay=weight_decay,
-               device=device, seed=seed, desc="train", progress=progress)
+               device=device, seed=seed, desc="train", progress=progress, val_loader=val_loader,
+               patience=patience, monitor=monitor)
+
+
+def train_software_model(model: nn.Module, train_data: Dataset, settings: TrainSettings,
+                         device: str | torch.device | None = None, progress: bool = True
+                         ) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """Train ``model`` on ``train_data`` as ``settings`` say: a fixed number of epochs on all of it, or
+    (with ``settings.patience``) the stopping rule of the module docstring on a seeded validation split.
+    Returns (history, stopping record: rule, epochs run, epoch kept, sizes of the splits)."""
+    if settings.patience is None:
+        loader = make_loader(train_data, settings.batch_size, shuffle=True, seed=settings.seed)
+        history = train_model(model, loader, settings.epochs, settings.lr, settings.optimizer,
+                              settings.weight_decay, device, settings.seed, progress=progress, patience=None)
+        return history, {"rule": "fixed_epochs", "epochs_run": len(history), "epoch_kept": len(history),
+                         "n_fit": len(train_data), "n_validation": 0}  # type: ignore[arg-type]
+    fit_part, val_part = split_validation(train_data, settings.val_fraction, settings.seed)
+    loader = make_loader(fit_part, settings.batch_size, shuffle=True, seed=settings.seed)
+    val_loader = make_loader(val_part, 256)
+    history = train_model(model, loader, settings.epochs, settings.lr, settings.optimizer, settings.weight_decay,
+                          device, settings.seed, progress=progress, val_loader=val_loader,
+                          patience=settings.patience, monitor=settings.monitor)
+    kept = best_epoch(history, settings.monitor)
+    return history, {"rule": "early_stopping", "monitor": settings.monitor, "patience": settings.patience,
+                     "max_epochs": settings.epochs, "epochs_run": len(history), "epoch_kept": kept,
+                     "stopped_early": len(history) < settings.epochs, "n_fit": len(fit_part),
+                     "n_validation": len(val_part), "best_" + settings.monitor: history[kept - 1][settings.monitor]}
 
 
 @torch.no_grad()

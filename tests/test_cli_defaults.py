@@ -24,7 +24,7 @@ def _other_public_functions():
     from dnn.train import train_model
     from surrogate.data import load_splits, split_dataset
 
-    return {train_model: (TrainSettings, {"epochs", "lr", "optimizer", "weight_decay", "seed"}),
+    return {train_model: (TrainSettings, {"epochs", "lr", "optimizer", "weight_decay", "seed", "patience", "monitor"}),
             load_splits: (TrainParams, {"val_fraction", "test_fraction", "seed"}),
             split_dataset: (TrainParams, {"val_fraction", "test_fraction", "seed"})}
 
