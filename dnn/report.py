@@ -54,7 +54,8 @@ CSV_COLUMNS = ["circuit", "model", "scenario", "method", "accuracy_mean", "accur
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """Thresholds of the Paper-1 shape check (accuracy in percentage points)."""
+    """Thresholds of the Paper-1 shape check (accuracy in percentage points) and the uncertainty every
+    statement and warning carries (see :func:`seed_interval`)."""
 
     fail_drop_points: float = 5.0
     """A method 'fails' at a read-noise sigma where it is more than this far below software."""
@@ -64,6 +65,12 @@ class ReportSettings:
     """'Well below software': at least this far below it."""
     energy_loss_points: float = 1.0
     """The energy statement names the array size that costs least energy within this many points of software."""
+    confidence: float = 0.95
+    """Two-sided confidence level of the Student-t interval over seeds of each statement's quantity."""
+    min_half_width_points: float = 0.25
+    """Floor of every interval's half-width, in accuracy points: about one test image of the digits
+    test set (0.28 points), the size of change a CPU's different rounding makes to a result, and the
+    only width a warning from a single seed has."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ReportSettings:
@@ -71,11 +78,86 @@ class ReportSettings:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"report: unknown key(s) {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
-        out = cls(**d)
-        for key, value in vars(out).items():
-            if not isinstance(value, (int, float)) or not 0 < value <= 100:
+        return cls(**d)
+
+    def __post_init__(self) -> None:
+        for key in ("fail_drop_points", "close_drop_points", "well_below_points", "energy_loss_points"):
+            value = getattr(self, key)
+            if not _is_real(value) or not 0 < value <= 100:
                 raise ValueError(f"report.{key}: expected a number of percentage points in (0, 100], got {value!r}")
-        return out
+        if not _is_real(self.confidence) or not 0.5 <= self.confidence < 1:
+            raise ValueError(f"report.confidence: expected a confidence level in [0.5, 1), got {self.confidence!r}")
+        if not _is_real(self.min_half_width_points) or not 0 <= self.min_half_width_points <= 100:
+            raise ValueError("report.min_half_width_points: expected a number of percentage points in [0, 100], "
+                             f"got {self.min_half_width_points!r}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ----------------------------------------------------------------------------- uncertainty over seeds
+@dataclass(frozen=True)
+class Interval:
+    """A quantity over seeds: its mean and a confidence interval [low, high] (see :func:`seed_interval`)."""
+
+    estimate: float
+    low: float
+    high: float
+    n_seeds: int
+
+    def side(self, threshold: float) -> int:
+        """+1: the whole interval lies above ``threshold``; -1: below; 0: the threshold lies inside it
+        (its ends included): the data cannot tell on which side the quantity is."""
+        if self.low > threshold:
+            return 1
+        if self.high < threshold:
+            return -1
+        return 0
+
+    def text(self, fmt: str = ".1f") -> str:
+        return f"{self.estimate:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n_seeds": self.n_seeds}
+
+
+def t_quantile(confidence: float, dof: int) -> float:
+    """The two-sided Student-t critical value: P(|T| <= q) = ``confidence`` with ``dof`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf((1 + confidence) / 2, dof))
+
+
+def seed_interval(values: list[float], settings: ReportSettings, floor: float | None = None) -> Interval:
+    """Mean of ``values`` (one per seed, e.g. paired differences in points) and its two-sided Student-t
+    interval at ``settings.confidence``: mean +- t(n-1) s / sqrt(n), s the sample standard deviation over
+    the n seeds. The half-width is at least ``floor`` (default ``settings.min_half_width_points``); with a
+    single seed it is the floor alone (no spread over seeds is known)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("seed_interval: no values")
+    mean = math.fsum(values) / n
+    floor = settings.min_half_width_points if floor is None else floor
+    half = 0.0
+    if n >= 2:
+        sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+        half = t_quantile(settings.confidence, n - 1) * sd / math.sqrt(n)
+    half = max(half, floor)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def per_seed(r: dict) -> list[float]:
+    """The accuracy of each seed of a result row (its mean alone when the file has no per-seed list)."""
+    return list(r["accuracy_per_seed"]) or [r["accuracy_mean"]]
+
+
+def paired_points(a: list[float], b: list[float]) -> list[float] | None:
+    """Seed-by-seed differences a - b in points (same seed = same programming, noise draws and
+    calibration images), or None when the two were not run over the same number of seeds."""
+    if len(a) != len(b):
+        return None
+    return [100 * (x - y) for x, y in zip(a, b, strict=True)]
 
 
 def _accuracy(value: Any, where: str) -> float:
@@ -110,6 +192,8 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
                 "mvm_kind": mvm.get("kind", ""),
+                "reestimate_stats": bool(result.get("evaluation", {}).get("bn_finetune", {})
+                                         .get("reestimate_stats", True)),
                 **device_columns(result),
             }
             software = _accuracy(result["software_accuracy"], "software_accuracy")
@@ -126,6 +210,9 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                     "trainable_params": m.get("trainable_params", ""), "wall_s": m.get("wall_s", ""),
                     "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
                     **energy_columns(m),
+                    "start_method": str(m.get("start_method") or ""),
+                    "start_accuracy_per_seed": [_accuracy(a, f"methods.{method}.start_accuracy_per_seed")
+                                                for a in m.get("start_accuracy_per_seed") or []],
                 })
         except (OSError, json.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an evaluation result ({exc})") from exc
@@ -300,18 +387,23 @@ def _fmt_sigma(x: float) -> str:
 
 
 class Statement(NamedTuple):
-    """One statement of the shape check. `holds` is None when there is no data for it or it is
-    declined; `declined` then says why the inputs are not to be trusted."""
+    """One statement of the shape check. `holds` is True (yes) or False (NO) when the data decide it;
+    None when there is no data for it, it is declined (`declined` then says why the inputs are not to
+    be trusted) or it is inconclusive (`inconclusive`: its threshold lies inside the uncertainty over
+    seeds of a quantity it rests on)."""
 
     text: str
     holds: bool | None
     evidence: str
     declined: str = ""
+    inconclusive: bool = False
 
     @property
     def mark(self) -> str:
         if self.declined:
             return "declined"
+        if self.inconclusive:
+            return "inconclusive"
         return "n/a" if self.holds is None else ("yes" if self.holds else "NO")
 
     def line(self) -> str:
@@ -319,28 +411,73 @@ class Statement(NamedTuple):
             return f"- **declined**: {self.text} (declined: {self.declined})"
         return f"- **{self.mark}**: {self.text} ({self.evidence})"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "verdict": self.mark, "holds": self.holds, "evidence": self.evidence,
+                "declined": self.declined}
 
-def _statement(text: str, inputs: list[dict], fidelity: list[Fidelity], decide: Callable[[], tuple[bool, str]]
-               ) -> Statement:
-    """A statement over `inputs`: declined when any of them is not to be trusted, else decided."""
+
+def _statement(text: str, inputs: list[dict], fidelity: list[Fidelity],
+               decide: Callable[[], tuple[bool | None, str]]) -> Statement:
+    """A statement over `inputs`: declined when any of them is not to be trusted, else decided by
+    `decide` (True/False, or None: inconclusive)."""
     reason = declined_reason(inputs, fidelity)
     if reason:
         return Statement(text, None, "", reason)
     holds, evidence = decide()
-    return Statement(text, holds, evidence)
+    return Statement(text, holds, evidence, inconclusive=holds is None)
+
+
+def _verdict(sides: list[int], claim: int) -> bool | None:
+    """A statement that claims every quantity lies on side `claim` (+1 above, -1 below its threshold):
+    NO when one of them lies wholly on the other side, yes when all lie wholly on the claimed side,
+    otherwise None (inconclusive)."""
+    if any(side == -claim for side in sides):
+        return False
+    if all(side == claim for side in sides):
+        return True
+    return None
+
+
+def _seeds_note(intervals: list[Interval], settings: ReportSettings) -> str:
+    counts = sorted({i.n_seeds for i in intervals})
+    seeds = "/".join(str(n) for n in counts)
+    return (f"{100 * settings.confidence:g}% t-interval over {seeds} seed(s), half-width >= "
+            f"{settings.min_half_width_points:g} points")
+
+
+MIN_SEEDS = 2
+"""Seeds a statement needs: one seed shows no spread, so no statement rests on one."""
+
+
+def _few_seeds(counts: list[int]) -> str:
+    """'' when every quantity has MIN_SEEDS seeds or more, else why the statement is inconclusive."""
+    low = min(counts) if counts else 0
+    if low < MIN_SEEDS:
+        return (f"{low} seed(s): no spread over seeds to measure, so no verdict; evaluate with {MIN_SEEDS} or "
+                "more seeds (evaluation.seeds)")
+    return ""
 
 
 def shape_check(rows: list[dict], settings: ReportSettings, fidelity: list[Fidelity] | None = None
                 ) -> list[Statement]:
-    """The four statements of Paper 1's result, each a Statement (text, holds?, evidence, declined)."""
+    """The four statements of Paper 1's result, each a Statement (text, holds?, evidence, declined,
+    inconclusive). Each rests on per-seed quantities (drops below software, paired differences between
+    methods of the same seed) and their interval over seeds (:func:`seed_interval`): a statement holds
+    when every interval lies on its side of the threshold, does not when one lies wholly on the other
+    side, and is inconclusive otherwise or with fewer than :data:`MIN_SEEDS` seeds."""
     s = settings
     fidelity = fidelity or []
     out: list[Statement] = []
     none = [r for r in rows if r["method"] == "none"]
     if none:
-        def _well_below() -> tuple[bool, str]:
-            worst = min(100 * (r["software_accuracy"] - r["accuracy_mean"]) for r in none)
-            return worst >= s.well_below_points, f"smallest drop {worst:.1f} points"
+        def _well_below() -> tuple[bool | None, str]:
+            drops = [seed_interval([100 * (r["software_accuracy"] - a) for a in per_seed(r)], s) for r in none]
+            worst = min(drops, key=lambda i: (i.low, i.estimate))
+            evidence = f"smallest drop {worst.text()} points; {_seeds_note(drops, s)}"
+            few = _few_seeds([i.n_seeds for i in drops])
+            if few:
+                return None, f"{evidence}; {few}"
+            return _verdict([i.side(s.well_below_points) for i in drops], +1), evidence
 
         out.append(_statement(f"no mitigation is well below software (>= {s.well_below_points:g} points) in "
                               "every result", none, fidelity, _well_below))
@@ -359,22 +496,21 @@ def shape_check(rows: list[dict], settings: ReportSettings, fidelity: list[Fidel
             out.append(Statement(text, None, "", "no loss to recover: without mitigation the network is at or "
                                  f"above software in every parasitics result ({len(pairs)})"))
         else:
-            recovered = [(r["accuracy_mean"] - base["accuracy_mean"]) / (r["software_accuracy"] - base["accuracy_mean"])
-                         for r, base in lossy]
-            evidence = f"least recovered {100 * min(recovered):.0f}%"
-            if len(lossy) < len(pairs):
-                evidence += f"; {len(pairs) - len(lossy)} result(s) without loss left out"
-            out.append(Statement(text, min(recovered) > 0.5, evidence))
+            out.append(_recovery(text, lossy, len(pairs), s))
     for adc in sorted({r["adc_range"] for r in para}):
         ft = [r for r in para if r["method"] == "bn_finetune" and r["adc_range"] == adc]
         if not ft:
             continue
 
-        def _close(ft: list[dict] = ft) -> tuple[bool, str]:
-            drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})": 100 * (r["software_accuracy"] - r["accuracy_mean"])
-                     for r in ft}
-            return (max(drops.values()) <= s.close_drop_points,
-                    ", ".join(f"{k}: {v:.1f}" for k, v in sorted(drops.items())))
+        def _close(ft: list[dict] = ft) -> tuple[bool | None, str]:
+            drops = {f"{r['circuit']} ({r['rows']}x{r['rows']})":
+                     seed_interval([100 * (r["software_accuracy"] - a) for a in per_seed(r)], s) for r in ft}
+            evidence = (", ".join(f"{k}: {v.text()}" for k, v in sorted(drops.items())) + "; "
+                        + _seeds_note(list(drops.values()), s))
+            few = _few_seeds([i.n_seeds for i in drops.values()])
+            if few:
+                return None, f"{evidence}; {few}"
+            return _verdict([i.side(s.close_drop_points) for i in drops.values()], -1), evidence
 
         out.append(_statement(f"BN fine-tuning is close to software (<= {s.close_drop_points:g} points) for "
                               f"parasitics at every array size (ADC range {adc})", ft, fidelity, _close))
@@ -383,28 +519,169 @@ def shape_check(rows: list[dict], settings: ReportSettings, fidelity: list[Fidel
         if {r["method"] for r in used} != {"bn_adapt", "bn_finetune"}:
             continue
 
-        def _fails_first_in_sweep(sweep: list[dict] = sweep, used: list[dict] = used) -> tuple[bool, str]:
-            a = failure_sigma(sweep, "bn_adapt", s.fail_drop_points)
-            f = failure_sigma(sweep, "bn_finetune", s.fail_drop_points)
-            holds = _fails_first(a, f)
-            evidence = f"adaptation fails at sigma {_fmt_sigma(a)}, fine-tuning at {_fmt_sigma(f)}"
-            n_seeds = min(len(r["accuracy_per_seed"]) for r in used)
-            if n_seeds >= 2:  # the same comparison seed by seed (same programming and noise draws)
-                first = sum(_fails_first(failure_sigma(sweep, "bn_adapt", s.fail_drop_points, k),
-                                         failure_sigma(sweep, "bn_finetune", s.fail_drop_points, k))
-                            for k in range(n_seeds))
-                holds = holds and 2 * first > n_seeds
-                evidence += f"; seed by seed, adaptation fails first in {first} of {n_seeds}"
-            return holds, evidence
+        def _fails_first_in_sweep(sweep: list[dict] = sweep, used: list[dict] = used) -> tuple[bool | None, str]:
+            return _sigma_statement(sweep, used, s)
 
         out.append(_statement(f"{model} on {circuit}: BN adaptation fails ({s.fail_drop_points:g} points below "
-                              "software, interpolated) at a lower read-noise sigma than BN fine-tuning, in the "
-                              "mean and for most seeds", used, fidelity, _fails_first_in_sweep))
+                              "software, interpolated) at a lower read-noise sigma than BN fine-tuning, paired "
+                              "seed by seed", used, fidelity, _fails_first_in_sweep))
     return out
+
+
+def _recovery(text: str, lossy: list[tuple[dict, dict]], n_pairs: int, s: ReportSettings) -> Statement:
+    """'Most of the gap recovered', decided per seed on the margin over half the gap, in points:
+    (adapted - none) - (software - none) / 2 > 0, paired seed by seed."""
+    margins, recovered = [], []
+    for r, base in lossy:
+        diff = paired_points(per_seed(r), per_seed(base))
+        if diff is None:
+            return Statement(text, None, f"{r['scenario']}: bn_adapt and none ran over different numbers of seeds",
+                             inconclusive=True)
+        gaps = [100 * (r["software_accuracy"] - a) for a in per_seed(base)]
+        margins.append(seed_interval([d - g / 2 for d, g in zip(diff, gaps, strict=True)], s))
+        recovered.append((r["accuracy_mean"] - base["accuracy_mean"]) / (r["software_accuracy"] - base["accuracy_mean"]))
+    worst = min(margins, key=lambda i: (i.low, i.estimate))
+    evidence = (f"least recovered {100 * min(recovered):.0f}%; margin over half the gap {worst.text()} points; "
+                f"{_seeds_note(margins, s)}")
+    if len(lossy) < n_pairs:
+        evidence += f"; {n_pairs - len(lossy)} result(s) without loss left out"
+    few = _few_seeds([i.n_seeds for i in margins])
+    if few:
+        return Statement(text, None, f"{evidence}; {few}", inconclusive=True)
+    holds = _verdict([i.side(0.0) for i in margins], +1)
+    return Statement(text, holds, evidence, inconclusive=holds is None)
+
+
+def _sigma_statement(sweep: list[dict], used: list[dict], s: ReportSettings) -> tuple[bool | None, str]:
+    """Adaptation fails first: the paired difference, seed by seed, of the failure sigmas (fine-tuning's
+    minus adaptation's) must be above 0. 'never' (no failure within the sweep) counts as the sweep's
+    largest sigma. The interval is the t-interval over seeds of that difference, widened to the
+    difference the failure sigmas take when the line moves by ``min_half_width_points`` either way
+    against the claim (adaptation's line lower, fine-tuning's higher) and for it."""
+    a = failure_sigma(sweep, "bn_adapt", s.fail_drop_points)
+    f = failure_sigma(sweep, "bn_finetune", s.fail_drop_points)
+    evidence = f"adaptation fails at sigma {_fmt_sigma(a)}, fine-tuning at {_fmt_sigma(f)}"
+    n_seeds = min(len(r["accuracy_per_seed"]) for r in used)
+    if n_seeds < MIN_SEEDS:
+        return None, f"{evidence}; {_few_seeds([n_seeds])}"
+    top = max(r["read_noise_sigma"] for r in sweep)
+
+    def sig(method: str, drop: float, k: int) -> float:
+        x = failure_sigma(sweep, method, drop, k)
+        return top if math.isinf(x) else x
+
+    fl, thr = s.min_half_width_points, s.fail_drop_points
+    diffs = [sig("bn_finetune", thr, k) - sig("bn_adapt", thr, k) for k in range(n_seeds)]
+    against = [sig("bn_finetune", thr - fl, k) - sig("bn_adapt", thr + fl, k) for k in range(n_seeds)]
+    for_it = [sig("bn_finetune", thr + fl, k) - sig("bn_adapt", thr - fl, k) for k in range(n_seeds)]
+    spread = seed_interval(diffs, s, floor=0.0)
+    interval = Interval(spread.estimate, min(spread.low, math.fsum(against) / n_seeds),
+                        max(spread.high, math.fsum(for_it) / n_seeds), n_seeds)
+    first = sum(_fails_first(failure_sigma(sweep, "bn_adapt", thr, k), failure_sigma(sweep, "bn_finetune", thr, k))
+                for k in range(n_seeds))
+    evidence += (f"; fine-tuning's failure sigma minus adaptation's, paired: {interval.text('.3g')} "
+                 f"({100 * s.confidence:g}% t-interval over {n_seeds} seeds, widened by the sigma that "
+                 f"{s.min_half_width_points:g} points move; 'never' = sigma {top:g}); seed by seed, adaptation "
+                 f"fails first in {first} of {n_seeds}")
+    return _verdict([interval.side(0.0)], +1), evidence
 
 
 def _fails_first(sigma_a: float, sigma_b: float) -> bool:
     return sigma_a < sigma_b or (math.isinf(sigma_b) and not math.isinf(sigma_a))
+
+
+# ----------------------------------------------------------------------------- warnings
+UNDERTRAINED_CAUSE = ("the software model is likely undertrained (train it to convergence: models.NAME.patience, "
+                      "dnn/train.py's stopping rule), or the mitigation regularises the network")
+BELOW_START_CAUSE = ("the fine-tune likely overfits its calibration images or its schedule moves the parameters "
+                     "too far (lr, epochs) through the noisy forward; without a safeguard that keeps the "
+                     "starting state (e.g. early stopping on held-out calibration data) it can end below it")
+
+
+@dataclass(frozen=True)
+class ReportWarning:
+    """A result that contradicts what a sound baseline allows, beyond its uncertainty over seeds."""
+
+    kind: str
+    """'above_software': a method's accuracy above the software baseline; 'below_start': a method that
+    trains from a starting state ends below that state's accuracy."""
+    circuit: str
+    model: str
+    scenario: str
+    method: str
+    reference: str
+    """What the method is compared with: 'software' or the starting point's method name."""
+    difference: Interval
+    """The method's accuracy minus the reference's, points, seed by seed."""
+    cause: str
+
+    def line(self) -> str:
+        where = f"{self.circuit} / {self.model} / {self.scenario}"
+        if self.kind == "above_software":
+            what = f"{self.method} is {self.difference.text()} points above software"
+        else:
+            what = (f"{self.method} ends {self.difference.text()} points relative to its starting point "
+                    f"{self.reference}")
+        seeds = f"{self.difference.n_seeds} seed(s)" + (": no spread over seeds, the floor alone"
+                                                         if self.difference.n_seeds < MIN_SEEDS else "")
+        return f"- **{self.kind}**: {where}: {what} ({seeds}). Likely cause: {self.cause}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "circuit": self.circuit, "model": self.model, "scenario": self.scenario,
+                "method": self.method, "reference": self.reference,
+                "difference_points": self.difference.to_dict(), "cause": self.cause}
+
+
+def starting_point(r: dict) -> str:
+    """The method whose state `r`'s method starts from ('' for none known). A result may name it
+    (``methods.X.start_method``); otherwise: ``adapt_finetune`` adapts first, and ``bn_finetune`` (with
+    ``reestimate_stats``, the default) and ``retrain`` re-estimate the statistics at their end, so with
+    zero training steps each of them is exactly ``bn_adapt``; ``bn_finetune`` without the re-estimate starts
+    from the converted network (``none``)."""
+    if r["start_method"]:
+        return r["start_method"]
+    if r["method"] == "bn_finetune":
+        return "bn_adapt" if r["reestimate_stats"] else "none"
+    return {"adapt_finetune": "bn_adapt", "retrain": "bn_adapt"}.get(r["method"], "")
+
+
+def find_warnings(rows: list[dict], settings: ReportSettings) -> list[ReportWarning]:
+    """Every result row whose accuracy, seed by seed, is (a) above software or (b) below its starting
+    point (:func:`starting_point`, or the ``start_accuracy_per_seed`` its result records) with the whole
+    interval (:func:`seed_interval`, floor included) beyond zero. Rows with a non-finite accuracy are left
+    out (the statements resting on them are declined)."""
+    out: list[ReportWarning] = []
+    by_key = {(r["circuit"], r["model"], r["scenario"], r["method"]): r for r in rows}
+    for r in rows:
+        if not all(math.isfinite(v) for v in (r["software_accuracy"], r["accuracy_mean"], *r["accuracy_per_seed"])):
+            continue
+        where = (r["circuit"], r["model"], r["scenario"], r["method"])
+        above = seed_interval([100 * (a - r["software_accuracy"]) for a in per_seed(r)], settings)
+        if above.side(0.0) > 0:
+            out.append(ReportWarning("above_software", *where, "software", above, UNDERTRAINED_CAUSE))
+        start = starting_point(r)
+        if r["start_accuracy_per_seed"]:
+            start_accs = r["start_accuracy_per_seed"]
+        elif start and (r["circuit"], r["model"], r["scenario"], start) in by_key:
+            start_accs = per_seed(by_key[(r["circuit"], r["model"], r["scenario"], start)])
+        else:
+            continue
+        diff = paired_points(per_seed(r), start_accs)
+        if diff is None or not all(math.isfinite(d) for d in diff):
+            continue
+        below = seed_interval(diff, settings)
+        if below.side(0.0) < 0:
+            out.append(ReportWarning("below_start", *where, start or "recorded start", below, BELOW_START_CAUSE))
+    return out
+
+
+def warnings_lines(warnings: list[ReportWarning], settings: ReportSettings) -> list[str]:
+    """Markdown lines of the warnings section."""
+    lines = ["", "Warnings (a method above software, or a method that trains from a starting state ending below "
+             f"it, beyond the {100 * settings.confidence:g}% t-interval over seeds, half-width >= "
+             f"{settings.min_half_width_points:g} points; difference in points, seed by seed)", ""]
+    lines += [w.line() for w in warnings] or ["- none"]
+    return lines
 
 
 def fidelity_table(fidelity: list[Fidelity]) -> list[str]:
@@ -464,11 +741,28 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
             sigmas = ", ".join(f"{x:g}" for x in sorted({r["read_noise_sigma"] for r in sweep}))
             cells = [_fmt_sigma(failure_sigma(sweep, m, settings.fail_drop_points)) for m in methods]
             fail.append(f"| {circuit} | {model} | {sigmas} | " + " | ".join(cells) + " |")
-    check = ["", "Shape of Paper 1's result", ""]
+    check = ["", "Shape of Paper 1's result (each quantity: mean over seeds [interval]; \"inconclusive\" when a "
+             "threshold lies inside its interval or fewer than 2 seeds were run)", ""]
     check += [st.line() for st in shape_check(rows, settings, fidelity)]
+    warn = warnings_lines(find_warnings(rows, settings), settings)
     energy = energy_lines(rows, settings.energy_loss_points)
     device = device_lines(rows, settings.fail_drop_points)
-    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + energy + device) + "\n"
+    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + warn + energy + device) + "\n"
+
+
+SUMMARY_KIND = "xbarchar.report_summary"
+SUMMARY_FORMAT_VERSION = 1
+
+
+def summary(rows: list[dict], settings: ReportSettings | None = None, fidelity: list[Fidelity] | None = None
+            ) -> dict[str, Any]:
+    """The statements and warnings of the report as a JSON-ready record (``--summary-json``)."""
+    settings = settings or ReportSettings()
+    return {"kind": SUMMARY_KIND, "format_version": SUMMARY_FORMAT_VERSION,
+            "units": {"difference_points": "accuracy percentage points", "confidence": "fraction"},
+            "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+            "statements": [st.to_dict() for st in shape_check(rows, settings, fidelity)],
+            "warnings": [w.to_dict() for w in find_warnings(rows, settings)]}
 
 
 # ----------------------------------------------------------------------------- plots
@@ -596,7 +890,8 @@ def _temporary(path: Path) -> Path:
 def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, plot_path: str | Path,
                  plot_sigma_path: str | Path | None = None, plot_drift_path: str | Path | None = None,
                  plot_size_path: str | Path | None = None, settings: ReportSettings | None = None,
-                 fidelity_paths: list[str | Path] | None = None) -> list[dict]:
+                 fidelity_paths: list[str | Path] | None = None, summary_path: str | Path | None = None
+                 ) -> list[dict]:
     """Read the evaluation (and fidelity) files and write every output, atomically as a set: all outputs
     are rendered under temporary names first and renamed only when every one of them succeeded; on any
     error the temporary files are removed and earlier outputs stay as they were."""
@@ -609,6 +904,7 @@ def write_report(paths: list[str | Path], md: str | Path, csv_path: str | Path, 
         (plot_sigma_path, lambda p: plot_sigma(rows, p)),
         (plot_drift_path, lambda p: plot_drift(rows, p)),
         (plot_size_path, lambda p: plot_size(rows, p)),
+        (summary_path, lambda p: p.write_text(json.dumps(summary(rows, settings, fidelity), indent=2) + "\n")),
     ]
     done: list[tuple[Path, Path]] = []
     try:

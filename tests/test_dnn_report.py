@@ -4,6 +4,7 @@ and every output file written (including a figure that says why a sweep is missi
 import json
 import logging
 import math
+import statistics
 
 import pytest
 
@@ -24,8 +25,9 @@ from tests.conftest import assert_cli_error
 
 
 def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, preset=None, software=0.99,
-            per_seed=None, mvm_kind="surrogate", adc_range=None, r_wire=5.0):
-    """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}, per_seed = {method: [...]}."""
+            per_seed=None, mvm_kind="surrogate", adc_range=None, r_wire=5.0, seeds=4):
+    """An evaluation JSON as `dnn evaluate` writes it; accs = {method: accuracy}, per_seed = {method: [...]}
+    (default: `seeds` seeds, each at the method's accuracy)."""
     data = {"circuit": circuit, "model": "m", "scenario": scenario, "software_accuracy": software,
             "mvm": {"rows": rows, "kind": mvm_kind}, "circuit_spec": {"r_wire_row_ohm": r_wire, "g_on_s": 5e-5},
             "device_preset": preset,
@@ -34,6 +36,8 @@ def _result(path, circuit, scenario, accs, sigma=0.0, t_drift_s=0.0, rows=64, pr
             "methods": {m: {"accuracy_mean": a, "accuracy_std": 0.01, "accuracies": [a - 0.01, a + 0.01],
                             "wall_s": 1.0, "peak_mem_mb": 10.0, "trainable_params": 0, "pc2_mean": 0.1}
                         for m, a in accs.items()}}
+    for m, a in accs.items():
+        data["methods"][m]["accuracy_per_seed"] = [a] * seeds
     for m, accuracies in (per_seed or {}).items():
         data["methods"][m]["accuracy_per_seed"] = accuracies
     path.write_text(json.dumps(data))
@@ -69,37 +73,52 @@ def test_sweeps_failure_sigma_and_shape_check(paper1_like):
     assert [c.holds for c in checks] == [True, True, True, True]
     assert [c.mark for c in checks] == ["yes"] * 4 and not any(c.declined for c in checks)
     assert "p128 (128x128): 0.5" in checks[2][2]
-    # Stricter "close to software": fine-tuning at 0.5 points below no longer counts as close.
-    assert shape_check(rows, ReportSettings(close_drop_points=0.4))[2][1] is False
+    # Stricter "close to software": fine-tuning at 0.5 points below no longer counts as close, once the
+    # threshold lies beyond the interval (0.25 to 0.75: every seed at 0.5, the floor's half-width).
+    assert shape_check(rows, ReportSettings(close_drop_points=0.2))[2][1] is False
+    assert shape_check(rows, ReportSettings(close_drop_points=0.4))[2].mark == "inconclusive"
     md = markdown_table(rows)
     assert "| p64 | m | 0, 0.1, 0.2, 0.35 | 0 | 0.143 | 0.227 |" in md
     assert "**yes**: m on p64: BN adaptation fails" in md
     assert "Surrogate fidelity" not in md  # no fidelity files given
 
 
-def test_shape_check_reports_when_adaptation_does_not_fail_first(tmp_path):
+@pytest.mark.parametrize("finetune_at_03, mark", [(0.80, "inconclusive"), (0.70, "NO")])
+def test_shape_check_when_adaptation_does_not_fail_first(tmp_path, finetune_at_03, mark):
+    """Both methods fail at the same sigma (0.0667): no difference to decide on, inconclusive; fine-tuning
+    falls further (drop 29 points at 0.3, failing at 0.0429): adaptation does not fail first, NO."""
     paths = [_result(tmp_path / f"s{s}.json", "p64", f"n{s}", {"none": 0.1, "bn_adapt": a, "bn_finetune": f}, sigma=s)
-             for s, a, f in ((0.0, 0.98, 0.98), (0.3, 0.80, 0.80))]
-    checks = shape_check(load_results(paths), ReportSettings())
-    assert checks[-1][1] is False and "adaptation fails at sigma 0.0667, fine-tuning at 0.0667" in checks[-1][2]
+             for s, a, f in ((0.0, 0.98, 0.98), (0.3, 0.80, finetune_at_03))]
+    check = shape_check(load_results(paths), ReportSettings())[-1]
+    assert check.mark == mark and check.holds is {"NO": False, "inconclusive": None}[mark]
+    assert f"adaptation fails at sigma 0.0667, fine-tuning at {0.3 * 4 / (99 - 100 * finetune_at_03 - 1):.3g}" \
+        in check.evidence
 
 
-@pytest.mark.parametrize("adapt_first_seeds, holds", [(2, True), (1, False)])
-def test_shape_check_needs_most_seeds_to_agree(tmp_path, adapt_first_seeds, holds):
-    """Three seeds; in the mean adaptation always fails first (sigma 0.067 vs 0.106 or 0.082), but per seed fine-tuning
-    fails first (or at the same sigma) in 3 - adapt_first_seeds of them."""
+@pytest.mark.parametrize("finetune_at_03, mark, first", [
+    ([0.90, 0.90, 0.90], "yes", 3),           # every seed: 0.15 against 0.0667
+    ([0.90, 0.80, 0.80], "inconclusive", 1),  # differences 0.083, 0, 0: the interval holds 0
+    ([0.70, 0.70, 0.70], "NO", 0),            # fine-tuning fails first in every seed
+])
+def test_sigma_statement_rests_on_the_paired_difference_over_seeds(tmp_path, finetune_at_03, mark, first):
+    """Three seeds; adaptation fails at sigma 0.3 * 4 / 18 = 0.0667 in each; fine-tuning at 0.15 (0.90 at
+    sigma 0.3), 0.0667 (0.80) or 0.0429 (0.70). The statement is the t-interval of the paired difference."""
     a0, f0 = [0.98] * 3, [0.98] * 3
     a3 = [0.80] * 3
-    f3 = [0.90 if k < adapt_first_seeds else 0.80 for k in range(3)]
     paths = [_result(tmp_path / f"s{s}.json", "p64", f"n{s}", {"none": 0.1, "bn_adapt": sum(a) / 3,
                                                                 "bn_finetune": sum(f) / 3},
                      sigma=s, per_seed={"bn_adapt": a, "bn_finetune": f})
-             for s, a, f in ((0.0, a0, f0), (0.3, a3, f3))]
+             for s, a, f in ((0.0, a0, f0), (0.3, a3, finetune_at_03))]
     rows = load_results(paths)
     check = shape_check(rows, ReportSettings())[-1]
-    assert check[1] is holds
-    assert f"adaptation fails first in {adapt_first_seeds} of 3" in check[2]
-    assert failure_sigma(sigma_sweep(rows)[("p64", "m")], "bn_finetune", 5.0, seed=0) == pytest.approx(0.3 * 4 / 8)
+    assert check.mark == mark
+    assert f"adaptation fails first in {first} of 3" in check.evidence
+    assert failure_sigma(sigma_sweep(rows)[("p64", "m")], "bn_finetune", 5.0, seed=0) == pytest.approx(
+        0.3 * 4 / (99 - 100 * finetune_at_03[0] - 1))
+    if mark == "inconclusive":  # mean 0.0278, sd 0.0481, t(2) 4.303: 0.0278 +- 0.119
+        diff = [0.3 * 4 / 8 - 0.3 * 4 / 18, 0.0, 0.0]
+        half = 4.302653 * statistics.stdev(diff) / math.sqrt(3)
+        assert f"paired: {sum(diff) / 3:.3g} [{sum(diff) / 3 - half:.3g}, {sum(diff) / 3 + half:.3g}]" in check.evidence
 
 
 def test_report_cli_writes_every_plot(paper1_like, tmp_path):
@@ -211,17 +230,26 @@ def test_recovery_leaves_out_results_without_loss_and_says_so(tmp_path):
     paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.995, "bn_adapt": 0.99}),
              _result(tmp_path / "b.json", "p128", "parasitics", {"none": 0.09, "bn_adapt": 0.49}, rows=128)]
     (check,) = [c for c in shape_check(load_results(paths), ReportSettings()) if c.text.startswith("BN adapt")]
-    assert check.holds is False and check.evidence == "least recovered 44%; 1 result(s) without loss left out"
+    assert check.holds is False and check.evidence == (
+        "least recovered 44%; margin over half the gap -5.0 [-5.2, -4.8] points; 95% t-interval over 4 seed(s), "
+        "half-width >= 0.25 points; 1 result(s) without loss left out")
 
 
-def test_well_below_threshold_is_inclusive(tmp_path):
-    """0.75 - 0.625 is exactly 12.5 points (binary fractions): the threshold itself counts as well below."""
-    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.625}, software=0.75)]
-    (check,) = shape_check(load_results(paths), ReportSettings(well_below_points=12.5))
-    assert check.holds is True and check.evidence == "smallest drop 12.5 points"
+@pytest.mark.parametrize("none_accuracy, floor, mark", [
+    (0.625, 0.25, "inconclusive"),   # exactly 12.5 points (binary fractions): the threshold is in the interval
+    (0.625, 0.0, "inconclusive"),    # even with no width at all: the interval is closed
+    (0.6251, 0.0, "NO"),             # 12.49 points, no spread, no floor: below
+    (0.6251, 0.25, "inconclusive"),  # ... within the floor: inconclusive
+    (0.6, 0.25, "yes"), (0.65, 0.25, "NO"),
+])
+def test_well_below_threshold_and_the_floor(tmp_path, none_accuracy, floor, mark):
+    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": none_accuracy}, software=0.75)]
+    (check,) = shape_check(load_results(paths), ReportSettings(well_below_points=12.5, min_half_width_points=floor))
+    assert check.mark == check.line().split("**")[1] == mark
     assert check.text == "no mitigation is well below software (>= 12.5 points) in every result"
-    paths = [_result(tmp_path / "a.json", "p64", "parasitics", {"none": 0.6251}, software=0.75)]
-    assert shape_check(load_results(paths), ReportSettings(well_below_points=12.5))[0].holds is False
+    drop = 100 * (0.75 - none_accuracy)
+    assert check.evidence == (f"smallest drop {drop:.1f} [{drop - floor:.1f}, {drop + floor:.1f}] points; 95% "
+                              f"t-interval over 4 seed(s), half-width >= {floor:g} points")
 
 
 @pytest.mark.parametrize("improvement, failed, declined", [
@@ -373,11 +401,15 @@ Surrogate fidelity against ngspice (RMS error relative to the full-scale column 
 |---|---|---|---|---|---|---|---|
 | p64 | held-out | transfer | 0.05 | 1 | 20x | 0 | yes |
 
-Shape of Paper 1's result
+Shape of Paper 1's result (each quantity: mean over seeds [interval]; "inconclusive" when a threshold lies inside its interval or fewer than 2 seeds were run)
 
-- **yes**: no mitigation is well below software (>= 10 points) in every result (smallest drop 87.0 points)
-- **yes**: BN adaptation recovers most of the loss from parasitics (> 50% of the gap) (least recovered 99%)
-- **NO**: m on p64: BN adaptation fails (5 points below software, interpolated) at a lower read-noise sigma than BN fine-tuning, in the mean and for most seeds (adaptation fails at sigma never, fine-tuning at never)
+- **yes**: no mitigation is well below software (>= 10 points) in every result (smallest drop 87.0 [86.8, 87.2] points; 95% t-interval over 4 seed(s), half-width >= 0.25 points)
+- **yes**: BN adaptation recovers most of the loss from parasitics (> 50% of the gap) (least recovered 99%; margin over half the gap 43.0 [42.8, 43.2] points; 95% t-interval over 4 seed(s), half-width >= 0.25 points)
+- **inconclusive**: m on p64: BN adaptation fails (5 points below software, interpolated) at a lower read-noise sigma than BN fine-tuning, paired seed by seed (adaptation fails at sigma never, fine-tuning at never; fine-tuning's failure sigma minus adaptation's, paired: 0 [0, 0] (95% t-interval over 4 seeds, widened by the sigma that 0.25 points move; 'never' = sigma 0.1); seed by seed, adaptation fails first in 0 of 4)
+
+Warnings (a method above software, or a method that trains from a starting state ending below it, beyond the 95% t-interval over seeds, half-width >= 0.25 points; difference in points, seed by seed)
+
+- none
 """
 
 
@@ -475,20 +507,27 @@ def test_failure_sigma_counts_the_worst_result_at_a_sigma_and_the_line_itself(tm
 
 
 def test_statement_boundaries_and_evidence_in_full(tmp_path):
-    """Binary fractions make the thresholds exact: recovery of exactly 50% is not 'most'; a drop of exactly
-    the close threshold is close; a result without loss is left out of the recovery, not divided by."""
+    """Binary fractions make the thresholds exact: recovery of exactly 50% (margin 0 over half the gap) and a
+    drop of exactly the close threshold are inconclusive; a result without loss is left out of the recovery,
+    not divided by; 0.5 points beyond the threshold (twice the floor) decides."""
     paths = [_result(tmp_path / "a.json", "c64", "parasitics", {"none": 0.25, "bn_adapt": 0.5, "bn_finetune": 0.625},
                      software=0.75),
              _result(tmp_path / "b.json", "c32", "parasitics", {"none": 0.75, "bn_adapt": 0.75, "bn_finetune": 0.75},
                      software=0.75, rows=32)]
     checks = shape_check(load_results(paths), ReportSettings(close_drop_points=12.5))
     recovery = next(c for c in checks if c.text.startswith("BN adaptation recovers"))
-    assert recovery.holds is False and recovery.evidence == "least recovered 50%; 1 result(s) without loss left out"
+    assert recovery.holds is None and recovery.mark == "inconclusive"
+    assert recovery.evidence == ("least recovered 50%; margin over half the gap 0.0 [-0.2, 0.2] points; 95% "
+                                 "t-interval over 4 seed(s), half-width >= 0.25 points; 1 result(s) without loss "
+                                 "left out")
     close = next(c for c in checks if c.text.startswith("BN fine-tuning is close"))
-    assert close.holds is True and close.evidence == "c32 (32x32): 0.0, c64 (64x64): 12.5"
+    assert close.holds is None and close.mark == "inconclusive"
+    assert close.evidence == ("c32 (32x32): 0.0 [-0.2, 0.2], c64 (64x64): 12.5 [12.2, 12.8]; 95% t-interval over "
+                              "4 seed(s), half-width >= 0.25 points")
     assert close.text == ("BN fine-tuning is close to software (<= 12.5 points) for parasitics at every array size "
                           "(ADC range fixed)")
-    assert shape_check(load_results(paths), ReportSettings(close_drop_points=12.4))[2].holds is False
+    assert shape_check(load_results(paths), ReportSettings(close_drop_points=12.0))[2].holds is False
+    assert shape_check(load_results(paths), ReportSettings(close_drop_points=13.0))[2].holds is True
 
 
 def test_statements_for_later_adc_ranges_and_sweeps_are_not_skipped(tmp_path):
@@ -506,15 +545,18 @@ def test_statements_for_later_adc_ranges_and_sweeps_are_not_skipped(tmp_path):
 
 
 def test_two_seeds_that_disagree(tmp_path):
-    """In the mean adaptation fails first (sigma 0.104 vs 0.15), but seed by seed only in 1 of 2: not 'most'."""
+    """In the mean adaptation fails first (sigma 0.104 vs 0.15), but the seeds disagree (differences 0.083 and
+    -0.09): two seeds' t-interval (t(1) = 12.7) holds 0 by far: inconclusive."""
     paths = [_result(tmp_path / f"s{s}.json", "p", f"n{s}", {"none": 0.1, "bn_adapt": sum(a) / 2,
                                                              "bn_finetune": sum(f) / 2},
                      sigma=s, per_seed={"bn_adapt": a, "bn_finetune": f})
              for s, a, f in ((0.0, [0.98, 0.98], [0.98, 0.98]), (0.3, [0.80, 0.93], [0.90, 0.90]))]
     check = shape_check(load_results(paths), ReportSettings())[-1]
-    assert check.holds is False
-    assert check.evidence == ("adaptation fails at sigma 0.104, fine-tuning at 0.15; seed by seed, adaptation "
-                              "fails first in 1 of 2")
+    assert check.holds is None and check.mark == "inconclusive"
+    assert check.evidence.startswith("adaptation fails at sigma 0.104, fine-tuning at 0.15; fine-tuning's failure "
+                                     "sigma minus adaptation's, paired: -0.00333 [-1.1, 1.1] (95% t-interval over 2 "
+                                     "seeds")
+    assert check.evidence.endswith("'never' = sigma 0.3); seed by seed, adaptation fails first in 1 of 2")
 
 
 def test_declined_statements_carry_every_reason_and_no_evidence(tmp_path):
