@@ -1,0 +1,282 @@
+"""Finite levels, aihwkit's laws, the cited presets, their validation (down to snakemake -n), device statistics in
+the result and the device statements of the report."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from bench.device_vs_aihwkit import ks_distance, targets_us
+from dnn.config import DEVICE_PRESETS, CrossbarConfig, get_device_preset
+from dnn.device import (
+    AIHWKIT_T_READ_S,
+    aihwkit_pcm_nu,
+    aihwkit_read_noise_sigma,
+    prog_noise_sigma_s,
+    program_conductances,
+    snap_to_levels,
+)
+from dnn.layers import CrossbarLinear, device_stats_per_seed
+from dnn.mvm import IdealTileMVM
+from dnn.noise import make_generator
+from dnn.report_device import bn_limit, device_statements
+from dnn.results import EvaluationResult, MethodResult
+from pipeline.config import ConfigError, validate_config
+from tests.conftest import REPO
+
+G_OFF, G_ON, V_MAX = 25e-6 / 40, 25e-6, 0.2
+N = 200_000
+
+
+def layer(cfg, n_in=40, n_out=12, seed=0):
+    torch.manual_seed(seed)
+    return CrossbarLinear.from_float(nn.Linear(n_in, n_out), cfg, IdealTileMVM(16, 8, G_OFF, G_ON, V_MAX), name="fc")
+
+
+# ----------------------------------------------------------------------------- finite levels
+def test_levels_snap_to_the_nearest_of_n_evenly_spaced_values():
+    g = torch.rand(N, generator=make_generator(0), dtype=torch.float64) * (G_ON - G_OFF) + G_OFF
+    for n in (2, 5, 17):
+        s = snap_to_levels(g, G_OFF, G_ON, n)
+        levels = G_OFF + torch.arange(n, dtype=torch.float64) * (G_ON - G_OFF) / (n - 1)
+        nearest = levels[(g[:, None] - levels[None]).abs().argmin(dim=1)]
+        torch.testing.assert_close(s, nearest, rtol=0, atol=1e-18)
+        assert len(torch.unique(s)) == n
+    assert snap_to_levels(g, G_OFF, G_ON, 0) is g
+    assert float(snap_to_levels(torch.tensor([0.0, 1.0]), G_OFF, G_ON, 3)[1]) == pytest.approx(G_ON)
+
+
+def test_a_layer_with_few_levels_programs_only_those_levels():
+    cpu, f64 = torch.device("cpu"), torch.float64
+    g = layer(CrossbarConfig(conductance_levels=3)).programmed_conductances(cpu, f64)
+    levels = torch.tensor([G_OFF, (G_OFF + G_ON) / 2, G_ON], dtype=f64)
+    assert bool(((g[..., None] - levels).abs().min(dim=-1).values < 1e-15).all())
+    full = layer(CrossbarConfig()).programmed_conductances(cpu, f64)  # 4-bit slices: 16 levels
+    assert len(torch.unique(full)) > 3
+    assert torch.equal(layer(CrossbarConfig(conductance_levels=16)).programmed_conductances(cpu, f64), full)
+
+
+# ----------------------------------------------------------------------------- aihwkit's laws
+def _folded_normal(mu, s):
+    """Mean and std of |N(mu, s^2)| (closed form)."""
+    mean = s * math.sqrt(2 / math.pi) * math.exp(-mu * mu / (2 * s * s)) + mu * math.erf(mu / (s * math.sqrt(2)))
+    return mean, math.sqrt(mu * mu + s * s - mean * mean)
+
+
+@pytest.mark.parametrize("x, mu, sig", [
+    (0.01, -0.0155 * math.log(0.01) + 0.0244, 0.045),  # sig clamped at 0.045
+    (0.2, -0.0155 * math.log(0.2) + 0.0244, -0.0125 * math.log(0.2) - 0.0059),
+    (0.5, 0.049, 0.008),  # both clamped low
+    (1e-9, 0.1, 0.045),  # x floored at 1e-7: both clamped high
+])
+def test_aihwkit_nu_law_with_its_clamps(x, mu, sig):
+    nu = aihwkit_pcm_nu(torch.full((N,), x), make_generator(1))
+    mean, std = _folded_normal(mu, sig)
+    assert float(nu.min()) >= 0.0
+    assert float(nu.mean()) == pytest.approx(mean, abs=5 * std / math.sqrt(N))
+    assert float(nu.std()) == pytest.approx(std, abs=5 * std / math.sqrt(2 * N))
+
+
+def test_aihwkit_read_noise_sigma():
+    t = 3600.0 + 20.0
+    assert aihwkit_read_noise_sigma(t) == pytest.approx(0.0088 * math.sqrt(math.log((t + 250e-9) / 500e-9)))
+    assert AIHWKIT_T_READ_S == 250e-9
+
+
+def test_nonnegative_clip_lets_devices_leave_the_range_but_not_go_negative():
+    sigma_coeffs = (0.5, 0.0, 0.0)  # sigma = g_on / 2: far beyond both ends
+    g, _ = program_conductances(torch.full((N,), G_ON / 2, dtype=torch.float64), G_OFF, G_ON, sigma_coeffs,
+                                make_generator(2), clip="nonnegative")
+    p0 = 0.5 * (1 + math.erf(-1.0 / math.sqrt(2)))  # P(N(0.5, 0.5) < 0) in units of g_on
+    assert float((g == 0).double().mean()) == pytest.approx(p0, abs=5 * math.sqrt(p0 * (1 - p0) / N))
+    assert float(g.min()) == 0.0 and float(g.max()) > 1.5 * G_ON
+    ranged, _ = program_conductances(torch.full((N,), G_ON / 2, dtype=torch.float64), G_OFF, G_ON, sigma_coeffs,
+                                     make_generator(2))
+    assert float(ranged.min()) == G_OFF and float(ranged.max()) == G_ON
+
+
+def test_layer_uses_the_aihwkit_law_and_reads_noise_of_the_programmed_state():
+    cpu, f64 = torch.device("cpu"), torch.float64
+    drift = dict(t_drift_s=1e6, t0_s=20.0, drift_nu_mean=0.0568, drift_nu_std=0.0111, drift_nu_slope=-0.0112)
+    lin = layer(CrossbarConfig(**drift)).programmed_conductances(cpu, f64)
+    aih = layer(CrossbarConfig(**drift, drift_nu_law="aihwkit_pcm")).programmed_conductances(cpu, f64)
+    assert torch.equal(aih, layer(CrossbarConfig(**drift, drift_nu_law="aihwkit_pcm")).programmed_conductances(cpu, f64))
+    assert not torch.equal(lin, aih)
+    lay = layer(CrossbarConfig(**drift, read_noise_g_exponent=-0.65))
+    prog = lay._programmed_state(cpu, f64)[0]
+    assert torch.equal(prog.g_read_ref_s, layer(CrossbarConfig()).programmed_conductances(cpu, f64))
+    assert not torch.equal(prog.g_read_ref_s, prog.g_s)
+
+
+# ----------------------------------------------------------------------------- presets
+def test_rram_milo_and_pcm_joshi_reproduce_crosssim_sigma():
+    milo = get_device_preset("rram_milo")
+    assert (milo.g_on_s, milo.g_off_s) == pytest.approx((225e-6, 50e-6))
+    for g_us in (50.0, 120.0, 225.0):
+        sigma = float(prog_noise_sigma_s(torch.tensor(g_us * 1e-6, dtype=torch.float64), milo.g_on_s,
+                                         *milo.prog_noise_rel))
+        assert sigma == pytest.approx((-0.009107 * g_us + 4.782321) * 1e-6, rel=1e-9)
+    joshi = get_device_preset("pcm_joshi")
+    assert (joshi.g_on_s, joshi.g_off_s) == pytest.approx((25e-6, 0.25e-6))
+    for g_us in (0.25, 10.0, 25.0):
+        sigma = float(prog_noise_sigma_s(torch.tensor(g_us * 1e-6, dtype=torch.float64), joshi.g_on_s,
+                                         *joshi.prog_noise_rel))
+        assert sigma == pytest.approx((-0.00178767 * g_us ** 2 + 0.07585724 * g_us + 0.28638599) * 1e-6, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_PRESETS))
+def test_every_preset_is_a_valid_config_and_cites_a_source(name):
+    p = DEVICE_PRESETS[name]
+    cfg = CrossbarConfig.from_dict(p.device_config(t_drift_s=3600.0))
+    assert p.source and cfg.t_drift_s == 3600.0
+    assert cfg.prog_noise_c0_rel == p.prog_noise_rel[0]
+
+
+def test_aihwkit_preset_sets_aihwkit_laws():
+    cfg = CrossbarConfig.from_dict(get_device_preset("aihwkit_pcm").device_config())
+    assert (cfg.drift_nu_law, cfg.prog_noise_clip, cfg.read_noise_g_exponent) == ("aihwkit_pcm", "nonnegative", -0.65)
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"g_range_spread": 0.25}, "g_range_spread"),
+    ({"prog_noise_c0_rel": 0.01, "prog_noise_c1_rel": -0.05}, "prog_noise_c0_rel"),  # sigma < 0 at g_on
+    ({"prog_noise_c0_rel": 0.01, "prog_noise_c1_rel": -0.1, "prog_noise_c2_rel": 0.1}, "prog_noise_c0_rel"),
+    ({"conductance_levels": 1}, "conductance_levels"),
+    ({"conductance_levels": 2.5}, "conductance_levels"),
+    ({"prog_noise_clip": "none"}, "prog_noise_clip"),
+    ({"drift_nu_law": "log"}, "drift_nu_law"),
+])
+def test_bad_device_values_name_the_key(settings, key):
+    with pytest.raises(ValueError, match=rf"^CrossbarConfig\.{key} = ") as exc:
+        CrossbarConfig.from_dict(settings)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_valid_quadratic_with_a_dip_is_accepted():
+    CrossbarConfig(prog_noise_c0_rel=0.03, prog_noise_c1_rel=-0.1, prog_noise_c2_rel=0.1)  # min 0.005 at x = 0.5
+
+
+def _config(**scenario):
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["scenarios"] = {"dev": scenario}
+    return cfg
+
+
+@pytest.mark.parametrize("scenario, expected", [
+    ({"stuck_on_probability": 1.5}, "scenarios.dev (with `crossbar` defaults): CrossbarConfig.stuck_on_probability"),
+    ({"g_range_spread": 0.5}, "CrossbarConfig.g_range_spread = 0.5"),
+    ({"device_preset": "rram_wan"}, "scenarios.dev.device_preset: unknown preset 'rram_wan'"),
+    ({"device_preset": "aihwkit_pcm", "prog_noise_c0_rel": -0.02},
+     "scenarios.dev (with `crossbar` defaults and device_preset aihwkit_pcm): CrossbarConfig.prog_noise_c0_rel"),
+])
+def test_pipeline_validation_names_the_key(scenario, expected):
+    with pytest.raises(ConfigError) as exc:
+        validate_config(_config(**scenario), REPO)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_snakemake_dry_run_refuses_a_bad_fault_rate(tmp_path):
+    cfg = _config(stuck_off_probability=-0.01)
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path),
+                           "--replace-workflow-config"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "CrossbarConfig.stuck_off_probability = -0.01" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_device_study_config_dry_runs():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile",
+                           "config/device.yaml"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- device statistics in the result
+def test_device_stats_per_seed_match_the_layers_and_state_dead_layers():
+    model = nn.Sequential(nn.Linear(40, 12))
+    cfg = CrossbarConfig(analog_layers="all", stuck_on_probability=0.01, stuck_off_probability=0.02)
+    mvm = IdealTileMVM(16, 8, G_OFF, G_ON, V_MAX)
+    stats = device_stats_per_seed(model, cfg, mvm, [0, 1])
+    a, b = stats["per_seed"]["0"]["0"], stats["per_seed"]["1"]["0"]
+    assert a != b and a["cells"] == b["cells"] and stats["layers_without_working_cells"] == []
+    assert a["working_cells"] == a["cells"] - a["stuck_on"] - a["stuck_off"]
+    again = device_stats_per_seed(model, cfg, mvm, [0])["per_seed"]["0"]["0"]
+    assert again == a  # the same seed: the same programming the evaluation made
+    dead = device_stats_per_seed(model, cfg.replace(stuck_on_probability=0.5, stuck_off_probability=0.5), mvm, [0])
+    assert dead["layers_without_working_cells"] == ["0"]
+    assert dead["per_seed"]["0"]["0"]["tiles_all_stuck"] == dead["per_seed"]["0"]["0"]["tiles"]
+
+
+def _result(stats=None):
+    m = MethodResult(accuracy_mean=0.9, accuracy_std=0.0, accuracies=[0.9], accuracy_per_seed=[0.9],
+                     trainable_params=0, wall_s=1.0, peak_mem_mb=1.0, memory_kind="x")
+    return EvaluationResult(circuit="c", model="m", scenario="s", architecture="a", model_path="p",
+                            software_accuracy=0.95, methods={"none": m}, **({"device_stats": stats} if stats else {}))
+
+
+def test_device_stats_round_trip_and_older_files_load(tmp_path):
+    stats = {"per_seed": {"0": {"fc": {"cells": 10, "stuck_on": 10, "stuck_off": 0, "tiles": 1, "tiles_all_stuck": 1,
+                                       "verify_redraws": 0, "working_cells": 0}}},
+             "layers_without_working_cells": ["fc"]}
+    _result(stats).write(tmp_path / "r.json")
+    assert EvaluationResult.read(tmp_path / "r.json").device_stats == stats
+    old = _result().to_dict()
+    del old["device_stats"]
+    assert EvaluationResult.from_dict(old).device_stats == {}
+
+
+# ----------------------------------------------------------------------------- statements
+def _rows(scenario, accs, software=95.0, stuck=0.0, settings="", pc2=0.1, dead=""):
+    return [{"circuit": "c", "model": "m", "scenario": scenario, "method": m, "accuracy_mean": a / 100,
+             "software_accuracy": software / 100, "accuracy_per_seed": [a / 100] * 3, "read_noise_sigma": 0.0,
+             "t_drift_s": 0.0, "device_scenario": bool(settings), "device_settings": settings,
+             "stuck_probability": stuck, "stuck_fraction": stuck, "tiles_all_stuck": 0,
+             "layers_without_working_cells": dead, "pc2_mean": pc2} for m, a in accs.items()]
+
+
+def test_statements_give_loss_recovery_bn_limit_and_dead_layers():
+    rows = (_rows("device_ideal", {"none": 94.0, "bn_adapt": 94.5, "bn_finetune": 95.0}, pc2=0.05)
+            + _rows("stuck_0.01", {"none": 84.0, "bn_adapt": 92.0, "bn_finetune": 93.0}, stuck=0.01,
+                    settings="stuck_on_probability=0.005", pc2=0.30)
+            + _rows("stuck_0.05", {"none": 40.0, "bn_adapt": 70.0, "bn_finetune": 80.0}, stuck=0.05,
+                    settings="stuck_on_probability=0.025", pc2=0.60, dead="features.0"))
+    entries = device_statements(rows, 5.0)
+    e1 = next(e for e in entries if e["scenario"] == "stuck_0.01")
+    assert e1["loss_points"] == pytest.approx(10.0) and e1["recovered_points"]["bn_adapt"] == pytest.approx(8.0)
+    assert e1["recovered_share"]["bn_finetune"] == pytest.approx(0.9)
+    assert e1["residual_points"]["bn_finetune"] == pytest.approx(2.0)
+    assert "0.050 -> 0.300" in e1["text"] and "beyond a gain" in e1["text"]
+    e5 = next(e for e in entries if e["scenario"] == "stuck_0.05")
+    assert "NO WORKING DEVICE in layer(s) features.0" in e5["text"]
+    (line,) = bn_limit(entries, 5.0)
+    assert "BN-only stops helping at 5% stuck devices" in line and "bn_finetune" in line
+    (line,) = bn_limit([e1], 5.0)
+    assert "stay within 5 points" in line
+
+
+# ----------------------------------------------------------------------------- the bench's pieces
+def test_ks_distance_matches_scipy_and_counts_point_masses():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=3000), rng.normal(0.1, 1.0, size=2000)
+    assert ks_distance(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
+    a0, b0 = np.maximum(a, 0.0), np.maximum(b, 0.0)  # half of each at exactly 0
+    assert ks_distance(a0, b0) == pytest.approx(ks_2samp(a0, b0).statistic, abs=1e-12)
+
+
+def test_targets_follow_aihwkit_single_pair_converter():
+    w = np.array([[1.0, -0.5], [0.0, 0.25]])
+    gp, gm, s = targets_us(w, 25.0, 0.625)
+    assert s == pytest.approx(24.375)
+    np.testing.assert_allclose(gp, [[25.0, 0.625], [0.625, 0.625 + 0.25 * 24.375]])
+    np.testing.assert_allclose(gm, [[0.625, 0.625 + 0.5 * 24.375], [0.625, 0.625]])
