@@ -9,6 +9,7 @@ rule report:
     output:
         md=report(f"{RESULTS}/report/results.md", caption="../report/results.rst", category="Results"),
         csv=f"{RESULTS}/report/results.csv",
+        summary=f"{RESULTS}/report/summary.json",  # statements (intervals over seeds) and warnings
         plot=report(REPORT_PLOTS["accuracy"], caption="../report/accuracy.rst", category="Results"),
         sigma=report(REPORT_PLOTS["accuracy_vs_sigma"], caption="../report/accuracy_vs_sigma.rst",
                      category="Sweeps"),
@@ -27,6 +28,6 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     shell:
-        "python3 -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} "
+        "python3 -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} --summary-json {output.summary} "
         "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "
         "--threads {threads} > {log} 2>&1"
