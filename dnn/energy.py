@@ -89,16 +89,20 @@ class EnergyMeter:
         self.periphery = periphery
         self.power_sample_vectors = power_sample_vectors
         self.layers: dict[str, LayerTally] = {}
-        self._power: dict[int, tuple[Any, BoundPower, BoundPower, str]] = {}  # id(layer) -> (g_s, power, ideal, model)
+        self._power: dict[int, tuple[Any, BoundPower, torch.Tensor, str]] = {}  # id(layer) -> (g_s, power, g_group, model)
 
-    def _bound_power(self, layer: CrossbarLayerBase, g_s: torch.Tensor) -> tuple[BoundPower, BoundPower, str]:
-        """The tile model's power function and the ideal formula, bound to ``g_s`` (cached while the layer
-        keeps the same programmed tensor)."""
+    def _bound_power(self, layer: CrossbarLayerBase, g_s: torch.Tensor, grid: tuple[int, int, int, int]
+                     ) -> tuple[BoundPower, torch.Tensor, str]:
+        """The tile model's power function bound to ``g_s``, the row conductance sums [n_r, rows] (S) of the
+        tiles that read each row tile (for the ideal formula) and the power model's name; cached while the
+        layer keeps the same programmed tensor."""
         cached = self._power.get(id(layer))
         if cached is not None and cached[0] is g_s:
             return cached[1], cached[2], cached[3]
         g = g_s.detach()
+        s, p, n_r, n_c = grid
         g_row = g.sum(dim=2)  # [T, rows]
+        g_group = g_row.reshape(s, p, n_r, n_c, -1).sum(dim=(0, 1, 3))  # [n_r, rows]
 
         def ideal(v_v: torch.Tensor) -> torch.Tensor:
             return torch.einsum("tbr,tr->tb", v_v * v_v, g_row)
@@ -112,14 +116,20 @@ class EnergyMeter:
                 model = f"{IDEAL_FORMULA} (fallback: {exc})"
         if model.startswith(IDEAL_FORMULA + " (fallback"):
             logger.warning("layer %s: array energy from the ideal formula: %s", layer.name or "?", model)
-        self._power[id(layer)] = (g_s, power, ideal, model)
-        return power, ideal, model
+        self._power[id(layer)] = (g_s, power, g_group, model)
+        return power, g_group, model
 
     @torch.no_grad()
     def record(self, layer: CrossbarLayerBase, v_read: torch.Tensor, g_s: torch.Tensor,
                grid: tuple[int, int, int, int], vectors: int) -> None:
         """One layer forward: ``v_read`` [n_r, vectors x phases, rows] the row voltages every tile of row
-        tile r read (V), ``g_s`` [T, rows, cols] the programmed conductances (S), ``grid`` (S, P, n_r, n_c)."""
+        tile r read (V), ``g_s`` [T, rows, cols] the programmed conductances (S), ``grid`` (S, P, n_r, n_c).
+
+        The ideal formula is summed over every read (cheap: the tiles of a row tile share its voltages).
+        The tile model's power is computed for ``power_sample_vectors`` evenly spaced reads (all when 0 or
+        fewer reads) and scaled by the ideal formula's ratio, every read to the sampled ones (a ratio
+        estimator: exact when the power is proportional to the ideal formula, and when every read is
+        sampled)."""
         cfg, tile = layer.config, layer.mvm.tile
         n_in, n_out = layer.weight_matrix().shape
         tally = self.layers.get(layer.name)
@@ -130,15 +140,19 @@ class EnergyMeter:
                 if cfg.input_bits else 0, adc_bits=cfg.adc_bits, t_read_s=tile.t_read_s)
         s, p, n_r, n_c = grid
         reads = int(v_read.shape[1])
-        power, ideal, tally.power_model = self._bound_power(layer, g_s)
+        power, g_group, tally.power_model = self._bound_power(layer, g_s, grid)
+        v64 = v_read.detach().to(g_group.dtype)
+        ideal_all = float(((v64 * v64).sum(dim=1) * g_group).sum())  # W summed over every read
         k = reads if self.power_sample_vectors <= 0 else min(self.power_sample_vectors, reads)
-        idx = torch.linspace(0, reads - 1, k, device=v_read.device).round().long() if k < reads else None
-        v = v_read if idx is None else v_read.index_select(1, idx)
-        v_all = v[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
-        v_all = v_all.to(g_s.dtype)
-        scale = tile.t_read_s * reads / k  # joules per (watt x sampled vector)
-        tally.array_j += float(power(v_all).sum()) * scale
-        tally.array_ideal_j += float(ideal(v_all).sum()) * scale
+        if k < reads:
+            v64 = v64.index_select(1, torch.linspace(0, reads - 1, k, device=v64.device).round().long())
+        v_all = v64[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
+        sampled = float(power(v_all.to(g_s.dtype)).sum())  # W summed over the sampled reads
+        if k < reads:
+            ideal_sampled = float(((v64 * v64).sum(dim=1) * g_group).sum())
+            sampled = sampled * ideal_all / ideal_sampled if ideal_sampled > 0 else sampled * reads / k
+        tally.array_j += sampled * tile.t_read_s
+        tally.array_ideal_j += ideal_all * tile.t_read_s
         tally.vectors += vectors
         tally.reads += reads
         tally.dac_conversions += reads * s * p * n_c * int(n_in)

@@ -187,7 +187,7 @@ class EnergySettings:
     """Measure energy and latency per layer and per inference."""
     n_images: int = 32
     """Test images the energy pass runs (per method, first seed); energies are per image."""
-    power_sample_vectors: int = 256
+    power_sample_vectors: int = 64
     """Row-voltage vectors per layer forward whose array power is computed (evenly spaced; their mean
     power stands for every read of that forward); 0: every vector."""
     periphery_preset: str = DEFAULT_PERIPHERY_PRESET
