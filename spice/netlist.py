@@ -50,12 +50,17 @@ def column_current_vector(col: int) -> str:
 
 
 def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: bool,
-                  extra_options: str = "") -> str:
+                  extra_options: str = "", step_rise_s: float = 0.0) -> str:
     """Netlist that solves the array with conductances ``g_s`` [rows, cols] for every input vector.
 
     ``v_v`` is [n_vectors, rows] (volts). With one vector the rows are plain DC sources; with more,
     the rows follow the swept index source (see module docstring) and the caller runs
     ``dc vidx 0 n-1 1``.
+
+    ``step_rise_s`` > 0 (one vector only): a transient read (:mod:`spice.dynamic`): every row source steps
+    from 0 V to its voltage at t = 0 with that rise time, and every wire segment's node gets the circuit's
+    capacitance to ground (``c_wire_row_f`` on row nodes ``a<r>_<c>``, ``c_wire_col_f`` on column nodes
+    ``b<r>_<c>``).
     """
     rows, cols = spec.rows, spec.cols
     g_s = np.asarray(g_s, dtype=float)
@@ -65,6 +70,8 @@ def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: 
     if v_v.shape[1] != rows:
         raise ValueError(f"v_v has {v_v.shape[1]} rows, expected {rows} for circuit '{spec.name}'")
     n = v_v.shape[0]
+    if step_rise_s > 0 and n != 1:
+        raise ValueError(f"a transient read takes one input vector, got {n}")
     out: list[str] = [f"* xbarchar crossbar '{spec.name}' {rows}x{cols}"]
     options = " ".join(x for x in ("klu" if use_klu else "", ACCURACY_OPTIONS, extra_options) if x)
     out.append(f".options {options}")
@@ -82,6 +89,10 @@ def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: 
     if not by_temperature:
         out.append(f"{SWEEP_SOURCE} idx 0 0")
     for r in range(rows):
+        if n == 1 and step_rise_s > 0:
+            rise = _fmt(step_rise_s)
+            out.append(f"vin{r} in{r} 0 PULSE(0 {_fmt(v_v[0, r])} 0 {rise} {rise} 1 2)")
+            continue
         if n == 1:
             out.append(f"vin{r} in{r} 0 {_fmt(v_v[0, r])}")
             continue
@@ -123,6 +134,13 @@ def build_netlist(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, use_klu: 
             for r in range(rows - 1):
                 out.append(f"rwc{r}_{c} b{r}_{c} b{r + 1}_{c} {_fmt(spec.r_wire_col_ohm)}")
             out.append(f"rwc{rows - 1}_{c} b{rows - 1}_{c} s{c} {_fmt(spec.r_wire_col_ohm)}")
+    if step_rise_s > 0:
+        for r in range(rows):
+            for c in range(cols):
+                if spec.c_wire_row_f > 0 and spec.r_wire_row_ohm > 0:
+                    out.append(f"cwr{r}_{c} a{r}_{c} 0 {_fmt(spec.c_wire_row_f)}")
+                if spec.c_wire_col_f > 0 and spec.r_wire_col_ohm > 0:
+                    out.append(f"cwc{r}_{c} b{r}_{c} 0 {_fmt(spec.c_wire_col_f)}")
     for c in range(cols):
         if "sense" in subckts:
             out.append(f"vm{c} s{c} t{c} 0")

@@ -72,7 +72,7 @@ def input_admittance(spec: CircuitSpec, g_s: np.ndarray) -> np.ndarray:
     net = _Network(spec, g_s)
     volts = _unit_voltages(spec, net)
     y = np.zeros((spec.rows, spec.rows))
-    for (a, b, g), _part in zip(net.elements, net.parts, strict=True):
+    for a, b, g in net.elements:  # only the elements that touch a source (the driver, or what it merges into)
         for here, there in ((a, b), (b, a)):
             if here[0] == "in":
                 y[here[1]] += g * (volts[here] - volts[there])

@@ -193,6 +193,7 @@ def conservation_failures(spec: CircuitSpec, p_w: np.ndarray, p_parts_w: np.ndar
 
 
 def residuals(p_w: np.ndarray, p_parts_w: np.ndarray) -> np.ndarray:
-    """|source power - sum of dissipations| / source power per sample (NaN where the source power is 0)."""
+    """|source power - sum of dissipations| / source power per sample (NaN where the source power is 0: a
+    read of all-zero inputs)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.abs(p_w - p_parts_w.sum(axis=1)) / np.abs(p_w)
+        return np.where(p_w != 0, np.abs(p_w - p_parts_w.sum(axis=1)) / np.abs(p_w), np.nan)

@@ -27,6 +27,7 @@ from spice.circuit import CircuitError
 from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
+from surrogate.energy import energy_model_or_none
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
 from surrogate.params import AUTO, DESIGNS, TrainParams, TrainParamsError
 from surrogate.train import TooLittleDataError, TrainingDivergedError, train
@@ -77,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     resolved.update({key: result.history[key] for key in ("lr", "weight_decay", "v_order")})
     save_surrogate(args.out, result.model, splits.spec, train_params=resolved, history=result.history,
                    data_sha256=splits.sha256, data_path=str(args.data), split=splits.split_json(),
-                   fidelity=report)
+                   fidelity=report, energy=energy_model_or_none(splits))
     log.info("wrote %s", args.out)
 
 

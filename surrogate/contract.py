@@ -17,8 +17,11 @@ from spice.circuit import CircuitSpec
 from spice.io import DatasetFileError, open_checked
 
 KIND = "xbarchar.surrogate"
-FORMAT_VERSION = 2
-"""Version 2 files carry the integrity record ``content_sha256``; version 1 files are refused."""
+FORMAT_VERSION = 3
+"""Version 2 files carry the integrity record ``content_sha256``; version 1 files are refused. Version 3 files
+may carry an energy model (root attribute ``energy_model``, :mod:`surrogate.energy`)."""
+READABLE_VERSIONS = (2, 3)
+"""Versions this xbarchar reads (a version 2 file has no energy model)."""
 COMPATIBILITY_KEYS = ("rows", "cols", "g_off_s", "g_on_s", "v_read_min_v", "v_read_max_v")
 """Fields a surrogate's tile must share with a circuit (CircuitSpec and spice.tile.Tile use the same names)."""
 def compatibility_problems(tile: dict[str, Any], spec: CircuitSpec) -> list[str]:
@@ -34,7 +37,7 @@ def compatibility_problems(tile: dict[str, Any], spec: CircuitSpec) -> list[str]
 def file_problems(path: str | Path, spec: CircuitSpec) -> str:
     """'' when the surrogate file at ``path`` can serve ``spec``, else one sentence saying why not."""
     try:
-        with open_checked(path, KIND, FORMAT_VERSION) as f:
+        with open_checked(path, KIND, READABLE_VERSIONS) as f:
             architecture = json.loads(f.attrs["architecture"])
             tile = architecture["tile"]
     except DatasetFileError as exc:

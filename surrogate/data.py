@@ -42,6 +42,8 @@ class Split:
     """Column currents from ngspice [n_samples, cols] (A)."""
     i_ideal_a: np.ndarray
     """Ideal column currents v @ G [n_samples, cols] (A)."""
+    p_w: np.ndarray | None = None
+    """Read power drawn from the row sources [n_samples] (W), from the dataset's /p_w."""
 
     @property
     def n_samples(self) -> int:
@@ -116,6 +118,7 @@ def _subset(ds: SpiceDataset, g_rows: np.ndarray, keep: np.ndarray) -> Split:
         v_v=ds.v_v[mask].astype(np.float64),
         i_a=ds.i_a[mask].astype(np.float64),
         i_ideal_a=ds.i_ideal_a[mask].astype(np.float64),
+        p_w=ds.p_w[mask].astype(np.float64),
     )
 
 
@@ -125,7 +128,7 @@ def valid_samples(ds: SpiceDataset, path: str | Path = "") -> np.ndarray:
     written by this package, or was changed)."""
     keep = ~np.asarray(ds.failed, dtype=bool)
     finite = (np.all(np.isfinite(ds.i_a), axis=1) & np.all(np.isfinite(ds.v_v), axis=1)
-              & np.all(np.isfinite(ds.i_ideal_a), axis=1))
+              & np.all(np.isfinite(ds.i_ideal_a), axis=1) & np.isfinite(ds.p_w))
     bad = keep & ~finite
     if bad.any() or not np.all(np.isfinite(ds.g_s)):
         what = f"{int(bad.sum())} samples" if bad.any() else "conductance matrices"

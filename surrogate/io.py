@@ -1,6 +1,6 @@
 """Surrogate HDF5 files: self-describing, units on every dataset, written atomically, checked on load.
 
-Layout (format_version 2)::
+Layout (format_version 3; version 2 files, without an energy model, are read too)::
 
     /weights/<state_dict key>   float32  the module's parameters and buffers (ridge: float64); attr ``units``
                                          (most act on normalized quantities: '1'; see ``normalization``)
@@ -9,7 +9,9 @@ Root attributes: format_version, kind ('xbarchar.surrogate'), design, architectu
 tile constants, hyperparameters), normalization (json), circuit_spec (json), netlist_sha256,
 training_data_sha256 (of the dataset file's bytes), training_data_path, train_params (json),
 split (json: seed, fractions, rows of /g_s per split), history (json), fidelity (json, '{}' when
-not measured), created, package_version, torch_version, content_sha256.
+not measured), energy_model (json of :class:`surrogate.energy.EnergyModel` with its fidelity; absent when the
+dataset had no read power or the circuit has no energy model), created, package_version, torch_version,
+content_sha256. A loaded surrogate whose file has an energy model is a ``dnn.mvm.PoweredTileMVM``.
 
 Integrity: Fletcher32 on every weight, and ``content_sha256`` (:mod:`xbarchar.integrity`) over every
 weight's bytes, dtype, shape and units and every attribute, recomputed on every read; a mismatch is one
@@ -39,8 +41,15 @@ from spice.io import (
     read_array,
     write_array,
 )
-from surrogate.contract import COMPATIBILITY_KEYS, FORMAT_VERSION, KIND, compatibility_problems  # noqa: F401
+from surrogate.contract import (  # noqa: F401
+    COMPATIBILITY_KEYS,
+    FORMAT_VERSION,
+    KIND,
+    READABLE_VERSIONS,
+    compatibility_problems,
+)
 from surrogate.data import SPLITS
+from surrogate.energy import EnergyModel, EnergyModelError, attach
 from surrogate.models import SurrogateMVM, from_architecture
 from xbarchar.integrity import HASH_ATTR
 
@@ -53,8 +62,9 @@ class SurrogateFileError(DatasetFileError):
 
 def save_surrogate(path: str | Path, model: SurrogateMVM, spec: CircuitSpec, *, train_params: dict[str, Any],
                    history: dict[str, Any], data_sha256: str, data_path: str, split: dict[str, Any],
-                   fidelity: dict[str, Any] | None = None) -> None:
-    """Write ``model`` and its provenance to ``path`` atomically (temp name, then rename)."""
+                   fidelity: dict[str, Any] | None = None, energy: EnergyModel | None = None) -> None:
+    """Write ``model`` and its provenance to ``path`` atomically (temp name, then rename); ``energy``: the
+    circuit's energy model (:mod:`surrogate.energy`), when there is one."""
     units = model.param_units()
     with atomic_h5(path) as f:
         f.attrs["format_version"] = FORMAT_VERSION
@@ -70,6 +80,8 @@ def save_surrogate(path: str | Path, model: SurrogateMVM, spec: CircuitSpec, *, 
         f.attrs["split"] = json.dumps(split, sort_keys=True)
         f.attrs["history"] = json.dumps(history, sort_keys=True)
         f.attrs["fidelity"] = json.dumps(fidelity or {}, sort_keys=True)
+        if energy is not None:
+            f.attrs["energy_model"] = energy.to_json()
         f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         f.attrs["package_version"] = package_version()
         f.attrs["torch_version"] = str(torch.__version__)
@@ -85,14 +97,14 @@ def _attr_text(value: Any) -> str:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Root attributes of a surrogate file (json attributes decoded), after the kind/version check."""
     try:
-        f = open_checked(path, KIND, FORMAT_VERSION)
+        f = open_checked(path, KIND, READABLE_VERSIONS)
     except DatasetFileError as exc:
         raise SurrogateFileError(str(exc)) from exc
     with f:
         meta: dict[str, Any] = {}
         for key, value in f.attrs.items():
             value = _attr_text(value) if isinstance(value, (bytes, str)) else value
-            if key in ("architecture", "normalization", "train_params", "split", "history", "fidelity"):
+            if key in ("architecture", "normalization", "train_params", "split", "history", "fidelity", "energy_model"):
                 try:
                     value = json.loads(value)
                 except (TypeError, ValueError) as exc:
@@ -151,7 +163,7 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
     meta = read_metadata(path)
     try:
         model = from_architecture(meta["architecture"])
-        with open_checked(path, KIND, FORMAT_VERSION) as f:
+        with open_checked(path, KIND, READABLE_VERSIONS) as f:
             state = {name: torch.as_tensor(np.asarray(read_array(ds, path))) for name, ds in f["weights"].items()}
             units = {name: _attr_text(ds.attrs.get("units", "")) for name, ds in f["weights"].items()}
         expected = model.state_dict()
@@ -178,6 +190,11 @@ def load_surrogate(path: str | Path, expect_spec: CircuitSpec | None = None,
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         raise SurrogateFileError(f"{path}: corrupt or incomplete surrogate file ({exc})") from exc
     model.metadata = meta
+    if "energy_model" in meta:
+        try:
+            attach(model, EnergyModel.from_dict(meta["energy_model"]))
+        except EnergyModelError as exc:
+            raise SurrogateFileError(f"{path}: {exc}") from None
     model.requires_grad_(False)
     model.eval()
     if expect_spec is not None:
@@ -201,7 +218,7 @@ def describe(path: str | Path) -> str:
                 "training_data_path", "training_data_sha256"):
         lines.append(f"  {key}: {meta.get(key)}")
     lines.append(f"integrity: content hash verified ({HASH_ATTR} {meta[HASH_ATTR]})")
-    with open_checked(path, KIND, FORMAT_VERSION) as f:
+    with open_checked(path, KIND, READABLE_VERSIONS) as f:
         lines.append(f"checksums: {checksum_report(f, path)}")
     lines.append(f"circuit: {json.dumps(spec, sort_keys=True)}")
     lines.append(f"architecture: {json.dumps(meta['architecture']['hyperparameters'], sort_keys=True)}")
@@ -223,4 +240,13 @@ def describe(path: str | Path) -> str:
                              f"{c['test']['rel_rms_fs']:.3e} of full scale, {c['macs_per_vector']} MACs per vector")
     else:
         lines.append("fidelity: not measured")
+    energy = meta.get("energy_model")
+    if energy:
+        test = (energy.get("fidelity") or {}).get("test") or {}
+        lines.append(f"energy model: {', '.join(energy['features'])}; wire fractions {energy['wire_fraction_row']:g} "
+                     f"(rows) {energy['wire_fraction_col']:g} (columns)"
+                     + (f"; held-out RMS relative error {test['rms_rel']:.2e} (ideal formula {test['ideal_rms_rel']:.2e})"
+                        if test else ""))
+    else:
+        lines.append("energy model: none")
     return "\n".join(lines)
