@@ -72,7 +72,7 @@ def test_round_trip_gives_identical_outputs(saved, design):
 def test_file_is_self_describing(saved):
     path, model = saved["transfer"]
     with h5py.File(path) as f:
-        assert f.attrs["format_version"] == 2 and f.attrs["kind"] == "xbarchar.surrogate"
+        assert f.attrs["format_version"] == 3 and f.attrs["kind"] == "xbarchar.surrogate"
         assert f.attrs["training_data_sha256"] == file_sha256(saved["data"])
         assert f.attrs["netlist_sha256"] == saved["splits"].spec.netlist_sha256
         assert json.loads(f.attrs["architecture"])["design"] == "transfer"
@@ -116,8 +116,8 @@ def test_unknown_format_version_kind_and_corrupt_files(saved, tmp_path):
     newer = tmp_path / "newer.h5"
     shutil.copy(path, newer)
     with h5py.File(newer, "a") as f:
-        f.attrs["format_version"] = 3
-    with pytest.raises(SurrogateFileError, match=r"newer.h5: format_version 3 is not supported \(this xbarchar reads 2\)"):
+        f.attrs["format_version"] = 4
+    with pytest.raises(SurrogateFileError, match=r"newer.h5: format_version 4 is not supported \(this xbarchar reads 2, 3\)"):
         load_surrogate(newer)
 
     with pytest.raises(SurrogateFileError, match=r"r8.h5: expected an HDF5 file of kind 'xbarchar.surrogate', "
