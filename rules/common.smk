@@ -95,6 +95,10 @@ def report_json(wildcards):
     return params.report_json(config)
 
 
+def energy_loss_points(wildcards):
+    return config["report"]["energy_loss_points"]
+
+
 def eval_results():
     return params.eval_results(config)
 
@@ -155,6 +159,8 @@ def all_targets():
         f"{RESULTS}/report/results.md",
         f"{RESULTS}/report/results.csv",
         *REPORT_PLOTS.values(),
+        f"{RESULTS}/report/accuracy_energy.png",
+        f"{RESULTS}/report/energy.md",
     ]
 
 

@@ -31,3 +31,24 @@ rule report:
         "python3 -m dnn report {input.evals} --fidelity {input.fidelity} --settings-json {params.report:q} --md {output.md} --csv {output.csv} --summary-json {output.summary} "
         "--plot {output.plot} --plot-sigma {output.sigma} --plot-drift {output.drift} --plot-size {output.size} "
         "--threads {threads} > {log} 2>&1"
+
+
+rule report_energy:
+    input:
+        evals=eval_results(),
+    output:
+        plot=report(f"{RESULTS}/report/accuracy_energy.png", caption="../report/accuracy_energy.rst", category="Results"),
+        md=f"{RESULTS}/report/energy.md",
+    params:
+        loss=energy_loss_points,
+    threads: 1  # one matplotlib figure; no torch work
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        f"{RESULTS}/logs/report_energy.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_energy.tsv"
+    shell:
+        "python3 -m dnn.report_energy {input.evals} --plot {output.plot} --md {output.md} --loss-points {params.loss} "
+        "--threads {threads} > {log} 2>&1"
