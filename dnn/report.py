@@ -211,6 +211,8 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                     "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
                     **energy_columns(m),
                     "start_method": str(m.get("start_method") or ""),
+                    "base_method": str(m.get("method") or method),
+                    "calibration_images": m.get("calibration_images"),
                     "start_accuracy_per_seed": [_accuracy(a, f"methods.{method}.start_accuracy_per_seed")
                                                 for a in m.get("start_accuracy_per_seed") or []],
                 })
@@ -640,9 +642,21 @@ def starting_point(r: dict) -> str:
     from the converted network (``none``)."""
     if r["start_method"]:
         return r["start_method"]
-    if r["method"] == "bn_finetune":
+    if r["base_method"] == "bn_finetune":
         return "bn_adapt" if r["reestimate_stats"] else "none"
-    return {"adapt_finetune": "bn_adapt", "retrain": "bn_adapt"}.get(r["method"], "")
+    return {"adapt_finetune": "bn_adapt", "retrain": "bn_adapt"}.get(r["base_method"], "")
+
+
+def _start_row(r: dict, start: str, rows: list[dict]) -> dict | None:
+    """The result row of `r`'s starting point: the method named `start` in the same result, or, where a
+    result holds variants of a method (``methods.X.method`` names the method, e.g. per calibration size),
+    the variant of `start` with the same ``calibration_images``."""
+    same = [x for x in rows if (x["circuit"], x["model"], x["scenario"]) == (r["circuit"], r["model"], r["scenario"])]
+    named = [x for x in same if x["method"] == start]
+    if named:
+        return named[0]
+    variants = [x for x in same if x["base_method"] == start and x["calibration_images"] == r["calibration_images"]]
+    return variants[0] if len(variants) == 1 else None
 
 
 def find_warnings(rows: list[dict], settings: ReportSettings) -> list[ReportWarning]:
@@ -651,7 +665,6 @@ def find_warnings(rows: list[dict], settings: ReportSettings) -> list[ReportWarn
     interval (:func:`seed_interval`, floor included) beyond zero. Rows with a non-finite accuracy are left
     out (the statements resting on them are declined)."""
     out: list[ReportWarning] = []
-    by_key = {(r["circuit"], r["model"], r["scenario"], r["method"]): r for r in rows}
     for r in rows:
         if not all(math.isfinite(v) for v in (r["software_accuracy"], r["accuracy_mean"], *r["accuracy_per_seed"])):
             continue
@@ -660,10 +673,11 @@ def find_warnings(rows: list[dict], settings: ReportSettings) -> list[ReportWarn
         if above.side(0.0) > 0:
             out.append(ReportWarning("above_software", *where, "software", above, UNDERTRAINED_CAUSE))
         start = starting_point(r)
+        start_row = _start_row(r, start, rows) if start else None
         if r["start_accuracy_per_seed"]:
             start_accs = r["start_accuracy_per_seed"]
-        elif start and (r["circuit"], r["model"], r["scenario"], start) in by_key:
-            start_accs = per_seed(by_key[(r["circuit"], r["model"], r["scenario"], start)])
+        elif start_row is not None:
+            start, start_accs = start_row["method"], per_seed(start_row)
         else:
             continue
         diff = paired_points(per_seed(r), start_accs)

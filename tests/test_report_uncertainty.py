@@ -244,3 +244,19 @@ def test_bad_uncertainty_settings_fail_the_workflow_check():
     bad["report"] = {"min_half_width_points": "wide"}
     with pytest.raises(ConfigError, match=r"report\.min_half_width_points = 'wide': expected a number"):
         validate_config(bad)
+
+
+def test_variants_per_calibration_size_start_from_their_own_size(tmp_path):
+    """A result with one entry per method and calibration size (``methods.X.method`` and
+    ``calibration_images``): bn_finetune at 100 images starts from bn_adapt at 100 images, not at 10."""
+    accs = {"bn_adapt_n10": 0.50, "bn_adapt_n100": 0.90, "bn_finetune_n10": 0.60, "bn_finetune_n100": 0.80}
+    path = _result(tmp_path / "v.json", "c", "s", accs, software=0.99)
+    d = json.loads(path.read_text())
+    for name, m in d["methods"].items():
+        base, _, n = name.rpartition("_n")
+        m.update(method=base, calibration_images=int(n))
+    path.write_text(json.dumps(d))
+    rows = load_results([path])
+    assert [(w.kind, w.method, w.reference) for w in find_warnings(rows, ReportSettings())] == [
+        ("below_start", "bn_finetune_n100", "bn_adapt_n100")]
+    assert {r["method"]: starting_point(r) for r in rows}["bn_finetune_n10"] == "bn_adapt"
