@@ -42,6 +42,7 @@ from .device import (
     read_noise_scale,
     snap_to_levels,
     tiles_all_stuck,
+    work_dtype,
 )
 from .mapping import (
     adc_full_scale,
@@ -269,7 +270,8 @@ class CrossbarLayerBase(nn.Module):
         if cfg.faults_on:
             stuck_on, stuck_off = draw_faults(shape, cfg.stuck_on_probability, cfg.stuck_off_probability,
                                               gen("faults"))
-        factor = draw_range_factors(shape, cfg.g_range_spread, gen("range")) if cfg.g_range_spread > 0 else None
+        factor = (draw_range_factors(shape, cfg.g_range_spread, gen("range"), work_dtype(g_target))
+                  if cfg.g_range_spread > 0 else None)
         if cfg.faults_on or factor is not None:
             g = apply_faults_and_range(g, tile.g_off_s, tile.g_on_s, stuck_on, stuck_off, factor)
         stats = DeviceStats(cells=g.numel(), stuck_on=int(stuck_on.sum()), stuck_off=int(stuck_off.sum()),
