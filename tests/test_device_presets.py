@@ -251,16 +251,24 @@ def test_statements_give_loss_recovery_bn_limit_and_dead_layers():
                     settings="stuck_on_probability=0.025", pc2=0.60, dead="features.0"))
     entries = device_statements(rows, 5.0)
     e1 = next(e for e in entries if e["scenario"] == "stuck_0.01")
-    assert e1["loss_points"] == pytest.approx(10.0) and e1["recovered_points"]["bn_adapt"] == pytest.approx(8.0)
-    assert e1["recovered_share"]["bn_finetune"] == pytest.approx(0.9)
-    assert e1["residual_points"]["bn_finetune"] == pytest.approx(2.0)
-    assert "0.050 -> 0.300" in e1["text"] and "beyond a gain" in e1["text"]
+    assert e1["device_cost_points"] == pytest.approx({"none": 10.0, "bn_adapt": 2.5, "bn_finetune": 2.0})
+    assert e1["recovered_points"]["bn_adapt"] == pytest.approx(8.0)
+    assert e1["gap_closed_share"]["bn_finetune"] == pytest.approx(9.0 / 11.0)
+    assert "0.050 -> 0.300" in e1["text"] and "beyond a gain" in e1["text"] and "near chance" not in e1["text"]
     e5 = next(e for e in entries if e["scenario"] == "stuck_0.05")
     assert "NO WORKING DEVICE in layer(s) features.0" in e5["text"]
-    (line,) = bn_limit(entries, 5.0)
+    pc2_line, line = bn_limit(entries, 5.0)
+    assert "0.050 (no fault) -> 0.300 (1%) -> 0.600 (5%)" in pc2_line and "cannot recover" in pc2_line
     assert "BN-only stops helping at 5% stuck devices" in line and "bn_finetune" in line
-    (line,) = bn_limit([e1], 5.0)
+    line = bn_limit([e1], 5.0)[-1]
     assert "stay within 5 points" in line
+
+
+def test_none_near_chance_is_said():
+    rows = (_rows("device_ideal", {"none": 9.7, "bn_adapt": 98.6}) + _rows(
+        "stuck_0.01", {"none": 9.7, "bn_adapt": 97.2}, stuck=0.01, settings="stuck_on_probability=0.005"))
+    (e,) = device_statements(rows, 5.0)
+    assert "none is near chance" in e["text"] and e["device_cost_points"]["bn_adapt"] == pytest.approx(1.4)
 
 
 # ----------------------------------------------------------------------------- the bench's pieces
