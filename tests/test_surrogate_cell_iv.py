@@ -302,7 +302,7 @@ def test_the_fit_finds_the_effective_sense_resistance_and_the_weights(caplog):
     assert len(calibration) == 1 and calibration[0].endswith(" of full scale on the calibration samples"), messages
     assert float(calibration[0].split("rms ")[1].split(" ")[0]) < 1e-10
     assert f"cell_iv fitted on {10 * 48 * 6} (sample, column) pairs, {len(model.coef)} features" in messages
-    empty = Split(**{k: v[:0] for k, v in vars(train_split).items()})
+    empty = Split(**{k: None if v is None else v[:0] for k, v in vars(train_split).items()})
     with pytest.raises(ValueError, match="^the training split is empty: no samples to fit the cell_iv model on$"):
         model.init_from_data(empty)
 

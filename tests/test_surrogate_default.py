@@ -49,7 +49,7 @@ def _val_split() -> SplitDataset:
     g_index = np.repeat([0, 1], 4)
     val = Split(g_s=np.full((2, TILE.rows, TILE.cols), 1e-5), g_rows=np.array([3, 5]), g_index=g_index,
                 v_v=np.zeros((8, TILE.rows)), i_a=I_A, i_ideal_a=(1 + IDEAL_ERROR) * I_A)
-    empty = Split(**{k: v[:0] for k, v in vars(val).items()})
+    empty = Split(**{k: None if v is None else v[:0] for k, v in vars(val).items()})
     return SplitDataset(spec=None, train=empty, val=val, test=empty, path="", sha256="", n_failed_dropped=0,
                         all_linear=False, seed=0, val_fraction=0.15, test_fraction=0.15, dnn_like_g_rows=(5,))
 
