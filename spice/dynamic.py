@@ -7,8 +7,10 @@ to ground (``c_wire_row_f``, ``c_wire_col_f``), every row source steps from 0 V 
 - **settling time**: the last time any column current is further than half an ADC step from its final (DC)
   value, an ADC step being the full-scale column current ``g_on_s * v_read_max_v * rows`` over 2^bits;
 - **energy**: the source energy ``integral of sum_r v_r(t) I_r(t) dt`` over the run, against the static energy
-  ``p_static_w * t_stop_s`` the same read draws without capacitance; their difference is the charging energy
-  (what the wire capacitance costs per read), next to the energy it stores, ``1/2 sum C V_node^2`` at DC.
+  the same read draws without capacitance (``p_static_w`` over the run, the ramp at ``(t / rise)^2`` of it); their
+  difference is the charging energy (what the wire capacitance costs per read), next to the energy it stores,
+  ``1/2 sum C V_node^2`` at DC. For a linear array driven by a step the charging energy is twice the stored
+  energy (half of it is dissipated while charging): a check of the run's time resolution.
 """
 
 from __future__ import annotations
@@ -99,5 +101,6 @@ def transient_read(spec: CircuitSpec, g_s: np.ndarray, v_v: np.ndarray, t_stop_s
     volts = probe[0, k:]
     e_stored = 0.5 * (spec.c_wire_row_f * np.sum(volts[:n_row] ** 2) + spec.c_wire_col_f * np.sum(volts[n_row:] ** 2))
     return TransientRead(t_s=t, i_a=i_a, p_w=p_w, i_final_a=i_final[0], p_static_w=p_static, tolerance_a=tolerance,
-                         settling_time_s=settling, e_source_j=e_source, e_static_j=p_static * float(t[-1]),
+                         settling_time_s=settling, e_source_j=e_source,
+                         e_static_j=p_static * (float(t[-1]) - 2.0 * rise_s / 3.0),  # the ramp draws (t/rise)^2 of it
                          e_stored_j=float(e_stored))
