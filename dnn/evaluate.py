@@ -31,7 +31,7 @@ from .datasets import DatasetSplit
 from .diagnostics import layer_pc2
 from .energy import first_images, measure_energy
 from .layers import calibrate_adc
-from .mitigation import MethodVariant, apply_method, method_variants
+from .mitigation import apply_method, method_variants
 from .mvm import IdealTileMVM, NoisePhysics, SolverTileMVM, TileMVM, TransferTileMVM
 from .results import MethodResult
 from .settings import EvaluationSettings
@@ -216,15 +216,15 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
     with bar:
         for i, seed in enumerate(settings.seeds):
             where = f"scenario {scenario or 'default'}, seed {i + 1}/{n_seeds} ({seed})"
-            if done_seeds and all(m in done_seeds.get(int(seed), {}).get("runs", {}) for m in settings.methods):
+            if done_seeds and all(m in done_seeds.get(int(seed), {}).get("runs", {}) for m in runs):
                 record = done_seeds[int(seed)]
-                for method in settings.methods:
+                for method in runs:
                     runs[method].append(record["runs"][method])
                 for method, values in record["pc2"].items():
                     pc2.setdefault(method, values)
                 for method, values in record.get("energy", {}).items():
                     energy.setdefault(method, values)
-                bar.advance(len(settings.methods) * settings.eval_draws, f"{where}: from the partial results")
+                bar.advance(len(runs) * settings.eval_draws, f"{where}: from the partial results")
                 continue
             seed_runs: dict[str, dict[str, Any]] = {}
             seed_pc2: dict[str, dict[str, float]] = {}
@@ -248,7 +248,8 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
                     bar.advance(1, f"{method} test pass {draw + 1}/{settings.eval_draws}: accuracy {accs[-1]:.4f}")
                 runs[method].append({"accuracy": statistics.fmean(accs), "draws": accs, "wall_s": cost.wall_s,
                                      "peak_mem_mb": cost.peak_memory_bytes / 2**20, "trainable_params": n_trained,
-                                     "memory_kind": cost.memory_kind, "variant": variant,
+                                     "memory_kind": cost.memory_kind, "method": variant.method,
+                                     "rank": variant.rank, "param_budget_x_bn": list(variant.budgets_x_bn),
                                      "bytes_per_chip": cost.bytes_per_chip,
                                      "calibration_images": cost.calibration_images, **cost.details})
                 logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method,
@@ -280,7 +281,7 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
 
 def method_cost_fields(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The cost fields of :class:`dnn.results.MethodResult` from one variant's per-seed runs."""
-    variant: MethodVariant = runs[0]["variant"]
-    return {"method": variant.method, "rank": variant.rank, "param_budget_x_bn": list(variant.budgets_x_bn),
+    first = runs[0]
+    return {"method": first["method"], "rank": first["rank"], "param_budget_x_bn": list(first["param_budget_x_bn"]),
             "bytes_per_chip": int(runs[0]["bytes_per_chip"]), "calibration_images": int(runs[0]["calibration_images"]),
             "safeguard": [r["safeguard"] for r in runs if "safeguard" in r]}

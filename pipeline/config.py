@@ -150,7 +150,7 @@ def check_evaluation_fits(evaluation: Any, config: dict[str, Any], models: dict[
         try:
             evaluation.check_training_size(n_train, f"models.{name}, {train.dataset}")
         except ValueError as exc:
-            raise _named("evaluation", exc) from None
+            raise ConfigError(f"evaluation.{exc}") from None
         ranked = [m for m in ("lora", "vera") if m in evaluation.methods and getattr(evaluation, m).ranks]
         if not ranked:
             continue

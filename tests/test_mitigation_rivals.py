@@ -271,3 +271,65 @@ def test_the_safeguard_never_ends_below_its_start_on_held_out_data(trained, meth
     assert min(later) < (start_acc, -start_loss)
     (acc0, _), record0 = results[0.0]
     assert record0["holdout_images"] == 0 and record0["kept_epoch"] is None  # Paper 1's setting: no holdout
+
+
+def test_rivals_report_rows_recovered_share_and_older_files(tmp_path):
+    """The table's 'recovered' is (method - none) / (software - none) per seed; a result file written before
+    the cost fields existed still loads (bytes and calibration images unknown)."""
+    import json
+
+    from dnn.report_rivals import load_rows, markdown, recovered
+    from dnn.results import EvaluationResult, MethodResult
+
+    def entry(per_seed, **cost):
+        return MethodResult(accuracy_mean=sum(per_seed) / 2, accuracy_std=0.0, accuracies=per_seed,
+                            accuracy_per_seed=per_seed, trainable_params=cost.pop("params", 0), wall_s=1.0,
+                            peak_mem_mb=1.0, memory_kind="x", **cost)
+    result = EvaluationResult(circuit="c", model="m", scenario="s", architecture="bn_cnn", model_path="",
+                              software_accuracy=0.9, methods={
+                                  "none": entry([0.5, 0.3], method="none", calibration_images=0, bytes_per_chip=0),
+                                  "lora_r2_n10": entry([0.7, 0.9], method="lora", rank=2, calibration_images=10,
+                                                       bytes_per_chip=2440, params=530)})
+    path = tmp_path / "r.json"
+    result.write(path)
+    rows = {r["label"]: r for r in load_rows([path])}
+    lora = rows["lora_r2_n10"]
+    assert lora["recovered_mean"] == pytest.approx(((0.7 - 0.5) / 0.4 + (0.9 - 0.3) / 0.6) / 2)
+    assert (lora["method"], lora["rank"], lora["calibration_images"], lora["bytes_per_chip"]) == ("lora", 2, 10, 2440)
+    assert "| s | c | lora | 2 | 10 | 80.0 ± 14.1 |" in markdown(list(rows.values()))
+    assert recovered(0.8, 0.8, 0.8) != recovered(0.8, 0.8, 0.8)  # no gap: NaN
+    old = json.loads(path.read_text())
+    for m in old["methods"].values():
+        for key in ("method", "bytes_per_chip", "calibration_images", "rank", "param_budget_x_bn", "safeguard"):
+            m.pop(key)
+    path.write_text(json.dumps(old))
+    again = {r["label"]: r for r in load_rows([path])}
+    assert again["lora_r2_n10"]["method"] == "lora_r2_n10" and again["lora_r2_n10"]["bytes_per_chip"] is None
+
+
+def test_evaluate_methods_runs_every_variant_and_resumes_from_a_json_seed_record():
+    """The evaluation runs one entry per (method, rank, calibration size) with its cost fields; each seed's
+    record survives a JSON round trip (the CLI's partial file) and a resumed run takes it as it is."""
+    import json
+
+    from dnn.datasets import DatasetSplit
+    from dnn.evaluate import evaluate_methods
+
+    train, test = _data(120, seed=1), _data(40, seed=2)
+    data = DatasetSplit("toy", train, test, 10, 1, 8, (0.0,), (1.0,))
+    settings = EvaluationSettings(methods=("none", "drift_compensation", "lora"), seeds=(0, 1),
+                                  calibration_samples=100, calibration_sizes=(20, 100),
+                                  lora=LoraSettings(param_budget_x_bn=(), ranks=(1,), epochs=1))
+    model = build_model("bn_cnn", 1, 10, 8, width=0.25).eval()
+    records = {}
+    _, results = evaluate_methods(model, data, IDEAL, QUIET, settings, torch.device("cpu"), batch_size=32,
+                                  progress=False, on_seed_done=lambda s, r: records.setdefault(s, json.loads(json.dumps(r))))
+    assert list(results) == ["none", "drift_compensation_n20", "drift_compensation_n100", "lora_r1_n20", "lora_r1_n100"]
+    lora = results["lora_r1_n20"]
+    assert (lora.method, lora.rank, lora.calibration_images, lora.trainable_params) == ("lora", 1, 20, 265)
+    assert lora.bytes_per_chip == 4 * (265 + BN_STATS) and len(lora.safeguard) == 2
+    assert lora.safeguard[0]["holdout_images"] == 4  # 20% of 20 images
+    assert results["none"].calibration_images == 0 and results["drift_compensation_n100"].bytes_per_chip == 12
+    _, again = evaluate_methods(model, data, IDEAL, QUIET, settings, torch.device("cpu"), batch_size=32,
+                                progress=False, done_seeds=records)
+    assert {k: v.accuracy_per_seed for k, v in again.items()} == {k: v.accuracy_per_seed for k, v in results.items()}

@@ -1,0 +1,119 @@
+"""The rivals table and figure: BN-only mitigation against drift compensation, LoRA and VeRA.
+
+Reads evaluation results (``dnn.results.EvaluationResult``) and writes, per non-ideality (scenario x
+circuit) and method variant (method, rank, calibration images), accuracy mean +- std over seeds, the
+accuracy *recovered* (the share of the gap between no mitigation and software that the method closes,
+per seed, then mean +- std), trained parameters, bytes stored per chip, calibration images and wall time;
+and a figure of accuracy recovered against trained parameters, one panel per non-ideality and
+calibration size. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .results import EvaluationResult
+
+METHOD_ORDER = ("none", "drift_compensation", "bn_adapt", "bn_finetune", "adapt_finetune", "lora", "vera", "retrain")
+COLOURS = {"none": "0.5", "drift_compensation": "tab:purple", "bn_adapt": "tab:blue", "bn_finetune": "tab:orange",
+           "adapt_finetune": "tab:brown", "lora": "tab:green", "vera": "tab:red", "retrain": "k"}
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
+
+
+def recovered(acc: float, none: float, software: float) -> float:
+    """The share of the gap between no mitigation and software closed: (acc - none) / (software - none);
+    NaN when there is no gap (no mitigation already at software)."""
+    gap = software - none
+    return (acc - none) / gap if gap > 0 else math.nan
+
+
+def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per result file x method entry (see the module docstring); accuracies in [0, 1]."""
+    rows = []
+    for path in paths:
+        r = EvaluationResult.read(path)
+        none = r.methods.get("none")
+        for label, m in r.methods.items():
+            per_seed = list(m.accuracy_per_seed)
+            rec = [recovered(a, n, r.software_accuracy) for a, n in zip(per_seed, none.accuracy_per_seed, strict=True)] \
+                if none is not None and len(none.accuracy_per_seed) == len(per_seed) else []
+            acc_mean, acc_std = _stats(per_seed)
+            rec_mean, rec_std = _stats([v for v in rec if not math.isnan(v)])
+            kept = [s.get("kept_epoch") for s in m.safeguard]
+            rows.append({
+                "scenario": r.scenario, "circuit": r.circuit, "model": r.model, "label": label,
+                "method": m.method or label, "rank": m.rank, "param_budget_x_bn": list(m.param_budget_x_bn),
+                "calibration_images": m.calibration_images, "seeds": len(per_seed),
+                "software": r.software_accuracy, "accuracy_mean": acc_mean, "accuracy_std": acc_std,
+                "recovered_mean": rec_mean, "recovered_std": rec_std, "trainable_params": m.trainable_params,
+                "bytes_per_chip": m.bytes_per_chip, "wall_s": m.wall_s, "safeguard_kept_epochs": kept,
+            })
+    rows.sort(key=lambda x: (x["scenario"], x["circuit"], x["calibration_images"] or 0,
+                             METHOD_ORDER.index(x["method"]) if x["method"] in METHOD_ORDER else 99, x["rank"] or 0))
+    return rows
+
+
+def _pct(mean: float, std: float) -> str:
+    return "" if math.isnan(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The cost table: one line per non-ideality x method variant."""
+    lines = ["| non-ideality | circuit | method | rank | calibration images | accuracy (%) | recovered (%) | "
+             "trained params | bytes per chip | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['scenario']} | {r['circuit']} | {r['method']} | {r['rank'] if r['rank'] is not None else ''} | "
+                     f"{r['calibration_images'] if r['calibration_images'] is not None else ''} | "
+                     f"{_pct(r['accuracy_mean'], r['accuracy_std'])} | {_pct(r['recovered_mean'], r['recovered_std'])} | "
+                     f"{r['trainable_params']} | {r['bytes_per_chip'] if r['bytes_per_chip'] is not None else ''} | "
+                     f"{r['wall_s']:.1f} |")
+    software = {(r["scenario"], r["circuit"]): r["software"] for r in rows}
+    if software:
+        lines += ["", "Software accuracy: " + ", ".join(f"{s} / {c} {100 * a:.1f}%" for (s, c), a in sorted(software.items()))]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Accuracy recovered (%) against trained parameters (symmetric log axis: 0 for the training-free
+    methods), a panel per non-ideality (columns) and calibration size (rows); error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["scenario"], r["circuit"]) for r in rows})
+    sizes = sorted({r["calibration_images"] for r in rows if r["method"] != "none" and r["calibration_images"]})
+    fig, axes = plt.subplots(max(len(sizes), 1), max(len(panels), 1), figsize=(3.2 * len(panels), 2.6 * len(sizes)),
+                             squeeze=False, sharex=True, sharey=True)
+    seen: set[str] = set()
+    for i, n in enumerate(sizes):
+        for j, (scenario, circuit) in enumerate(panels):
+            ax = axes[i, j]
+            sel = [r for r in rows if (r["scenario"], r["circuit"]) == (scenario, circuit)
+                   and r["calibration_images"] == n and not math.isnan(r["recovered_mean"])]
+            for r in sel:
+                label = None if r["method"] in seen else r["method"]
+                seen.add(r["method"])
+                ax.errorbar(r["trainable_params"], 100 * r["recovered_mean"], yerr=100 * r["recovered_std"], fmt="o",
+                            ms=4, capsize=2, color=COLOURS.get(r["method"], "tab:gray"), label=label)
+            ax.axhline(100, ls="--", lw=0.8, color="0.4")
+            ax.axhline(0, ls=":", lw=0.8, color="0.4")
+            ax.set_xscale("symlog", linthresh=10)
+            if i == 0:
+                ax.set_title(f"{scenario}\n{circuit}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{n} images\nrecovered (%)", fontsize=8)
+            if i == len(sizes) - 1:
+                ax.set_xlabel("trained parameters", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.legend(loc="lower center", ncol=len(seen), fontsize=8, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
