@@ -3,6 +3,7 @@ the result and the device statements of the report."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -288,3 +289,26 @@ def test_targets_follow_aihwkit_single_pair_converter():
     assert s == pytest.approx(24.375)
     np.testing.assert_allclose(gp, [[25.0, 0.625], [0.625, 0.625 + 0.25 * 24.375]])
     np.testing.assert_allclose(gm, [[0.625, 0.625 + 0.5 * 24.375], [0.625, 0.625]])
+
+
+def test_report_device_cli_writes_statements_and_refuses_a_bad_file(tmp_path, capsys):
+    from dnn.report_device import main
+
+    ref, dev = _result().to_dict(), _result().to_dict()
+    ref["scenario"] = "device_ideal"
+    dev["scenario"], dev["xbar_config"] = "stuck_0.05", {"stuck_on_probability": 0.025, "stuck_off_probability": 0.025}
+    dev["methods"]["none"]["accuracy_mean"] = 0.5
+    paths = []
+    for d in (ref, dev):
+        paths.append(tmp_path / f"{d['scenario']}.json")
+        paths[-1].write_text(json.dumps(d))
+    assert main([*map(str, paths), "--md", str(tmp_path / "d.md"), "--json", str(tmp_path / "d.json")]) == 0
+    out = json.loads((tmp_path / "d.json").read_text())
+    (entry,) = out["entries"]
+    assert entry["scenario"] == "stuck_0.05" and entry["device_cost_points"]["none"] == pytest.approx(40.0)
+    assert "stuck_0.05" in (tmp_path / "d.md").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("report_device: ") and "bad.json" in err and "\n" not in err
