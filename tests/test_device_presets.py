@@ -191,7 +191,7 @@ def test_snakemake_dry_run_refuses_a_bad_fault_rate(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path),
                            "--replace-workflow-config"], cwd=REPO, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "CrossbarConfig.stuck_off_probability = -0.01" in out
+    assert proc.returncode == 2 and "CrossbarConfig.stuck_off_probability = -0.01" in out
     assert not (tmp_path / "results").exists()
 
 
