@@ -103,12 +103,13 @@ def plot_accuracy_energy(rows: list[dict], path: str | Path, loss_points: float)
     plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.6 * len(panels)), squeeze=False)
     for ax, ((model, scenario), lines) in zip(axes[:, 0], panels.items(), strict=True):
-        for method, sweep in lines:
+        for k, (method, sweep) in enumerate(lines):
             x = [r["energy_per_inference_j"] * 1e6 for r in sweep]
             y = [100 * r["accuracy_mean"] for r in sweep]
             ax.errorbar(x, y, yerr=[100 * r["accuracy_std"] for r in sweep], marker="o", ms=4, capsize=2, label=method)
-            for xi, yi, r in zip(x, y, sweep, strict=True):
-                ax.annotate(_size(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            for j, (xi, yi, r) in enumerate(zip(x, y, sweep, strict=True)):  # sizes labelled, staggered
+                ax.annotate(_size(r), (xi, yi), textcoords="offset points", xytext=(4, 4 - 11 * ((j + k) % 2)),
+                            fontsize=7)
         software = 100 * lines[0][1][0]["software_accuracy"]
         ax.axhline(software, color="k", ls="--", lw=1, label="software")
         ax.axhline(software - loss_points, color="k", ls=":", lw=1, label=f"software - {loss_points:g} points")
@@ -117,7 +118,7 @@ def plot_accuracy_energy(rows: list[dict], path: str | Path, loss_points: float)
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"{model} / {scenario}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
