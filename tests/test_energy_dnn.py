@@ -1,5 +1,6 @@
 """Energy and latency of crossbar layers (dnn/energy.py) against an independent hand count."""
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -171,3 +172,38 @@ def test_larger_tiles_need_fewer_adc_conversions():
             layer(x)
         counts[rows] = meter.layers["fc"].adc_conversions
     assert counts[8] == 8 * counts[64]
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    from dnn.cli import main
+
+    out = tmp_path_factory.mktemp("energy") / "digits_small.pt"
+    params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
+              "width": 0.5}
+    assert main(["train", "-q", "--params-json", json.dumps(params), "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_an_evaluation_reports_energy_per_method_and_layer(small_model, tmp_path):
+    from dnn.cli import main
+    from dnn.results import EvaluationResult
+
+    def evaluate(energy, out):
+        evaluation = {"methods": ["none", "bn_adapt"], "seeds": [0], "calibration_samples": 64,
+                      "bn_adapt": {"n_draws": 1}, "energy": energy}
+        return main(["evaluate", "-q", "--model", str(small_model), "--rows", "32", "--cols", "32",
+                     "--evaluation-json", json.dumps(evaluation), "--no-progress", "--device", "cpu", "--out", str(out)])
+
+    assert evaluate({"n_images": 4, "periphery_preset": "survey_envelope", "columns_per_adc": 8}, tmp_path / "e.json") == 0
+    result = EvaluationResult.read(tmp_path / "e.json")
+    for method in ("none", "bn_adapt"):
+        e = result.methods[method].energy
+        assert e["n_images"] == 4 and e["power_model"] == "ideal v^2 G" and e["periphery"]["columns_per_adc"] == 8
+        assert e["energy_per_inference_j"] == pytest.approx(sum(e["energy_breakdown_j"].values()), rel=1e-12)
+        assert e["energy_per_inference_j"] > 0 and e["latency_per_inference_s"] > 0
+        assert [layer["name"] for layer in e["per_layer"]] == ["features.0", "features.4", "features.8"]
+    assert evaluate({"enabled": False}, tmp_path / "off.json") == 0
+    assert EvaluationResult.read(tmp_path / "off.json").methods["none"].energy == {}
+    assert evaluate({"adc_fom_walden_j": -1.0}, tmp_path / "bad.json") == 2  # a bad periphery value: bad input
