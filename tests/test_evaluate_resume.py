@@ -35,15 +35,15 @@ def accuracies(out):
 
 @pytest.fixture
 def conversions(monkeypatch):
-    """The seeds converted (one conversion per seed that runs)."""
+    """The seeds that run (each draws its seeded calibration subset once; one calibration size here)."""
     seen = []
-    convert = dnn.evaluate.convert_to_crossbar
+    loader = dnn.evaluate.calibration_loader
 
-    def counting(model, cfg, mvm):
-        seen.append(cfg.seed)
-        return convert(model, cfg, mvm)
+    def counting(data, n, batch_size, seed):
+        seen.append(seed)
+        return loader(data, n, batch_size, seed)
 
-    monkeypatch.setattr(dnn.evaluate, "convert_to_crossbar", counting)
+    monkeypatch.setattr(dnn.evaluate, "calibration_loader", counting)
     return seen
 
 
