@@ -46,8 +46,9 @@ LINEAR_FEATURES = ("v^T Y v",)
 NONLINEAR_FEATURES = ("v^T Y v", "sum G dV^3", "sum G dV^4", "sum G dV^6")
 CELL_POWERS = (3, 4, 6)
 """Powers of the cell voltage the non-linear features sum (``NONLINEAR_FEATURES[1:]``)."""
-WIRE_FRACTIONS = tuple(float(x) for x in np.round(np.linspace(0.0, 1.0, 21), 4))
-"""Grid the wire fractions ``a``, ``b`` are fitted on."""
+COARSE_FRACTIONS = np.linspace(0.0, 1.0, 11)
+FINE_STEPS = np.linspace(-0.08, 0.08, 9)
+"""The wire fractions ``a``, ``b`` are fitted on a grid: steps of 0.1 over [0, 1], then steps of 0.02 around the best."""
 TARGET_RMS_REL = 0.01
 """The fidelity the model aims at: 1% RMS relative error of the read power on held-out ngspice samples."""
 
@@ -215,12 +216,17 @@ def ideal_w(g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray
 
 
 def _stacked_features(model: EnergyModel, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:
-    out = np.empty((len(v_v), len(model.features)))
-    for k in np.unique(g_index):
-        rows = np.flatnonzero(g_index == k)
-        loaded = model.loaded(torch.as_tensor(g_s[k:k + 1], dtype=torch.float64))
-        out[rows] = model.feature_values(loaded, torch.as_tensor(v_v[rows][None], dtype=torch.float64))[0].numpy()
-    return out
+    """[n, K] features of samples ``v_v`` on matrices ``g_s[g_index]``: every matrix bound at once, its vectors
+    padded with zero vectors (whose features are 0) to the largest count."""
+    counts = np.bincount(g_index, minlength=len(g_s))
+    slot = np.zeros(len(g_index), dtype=np.int64)
+    for k in np.flatnonzero(counts):
+        slot[g_index == k] = np.arange(counts[k])
+    padded = np.zeros((len(g_s), max(int(counts.max()), 1), v_v.shape[1]))
+    padded[g_index, slot] = v_v
+    loaded = model.loaded(torch.as_tensor(g_s, dtype=torch.float64))
+    features = model.feature_values(loaded, torch.as_tensor(padded, dtype=torch.float64)).numpy()
+    return features[g_index, slot]
 
 
 def _least_squares(phi: np.ndarray, p_w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -245,15 +251,24 @@ def fit_energy_model(spec: CircuitSpec, linear: bool, g_s: np.ndarray, g_index: 
     base = dict(features=features, r_driver_ohm=float(r_driver_ohm), r_sense_ohm=float(r_sense_ohm),
                 r_wire_row_ohm=float(spec.r_wire_row_ohm), r_wire_col_ohm=float(spec.r_wire_col_ohm),
                 v_scale_v=float(max(abs(spec.v_read_max_v), abs(spec.v_read_min_v))))
-    rows_grid = WIRE_FRACTIONS if spec.r_wire_row_ohm > 0 else (0.0,)
-    cols_grid = WIRE_FRACTIONS if spec.r_wire_col_ohm > 0 else (0.0,)
+    used = np.unique(g_index)
+    g_used, g_index = g_s[used], np.searchsorted(used, g_index)
     best: tuple[float, float, float, np.ndarray] | None = None
-    for a in rows_grid:
-        for b in cols_grid:
-            trial = EnergyModel(theta=(1.0,) * len(features), wire_fraction_row=a, wire_fraction_col=b, **base)
-            theta, err = _least_squares(_stacked_features(trial, g_s, g_index, v_v), p_w)
-            if best is None or err < best[0]:
-                best = (err, a, b, theta)
+
+    def search(rows_grid: np.ndarray, cols_grid: np.ndarray) -> None:
+        nonlocal best
+        for a in rows_grid if spec.r_wire_row_ohm > 0 else (0.0,):
+            for b in cols_grid if spec.r_wire_col_ohm > 0 else (0.0,):
+                a, b = round(float(a), 4), round(float(b), 4)
+                trial = EnergyModel(theta=(1.0,) * len(features), wire_fraction_row=a, wire_fraction_col=b, **base)
+                theta, err = _least_squares(_stacked_features(trial, g_used, g_index, v_v), p_w)
+                if best is None or err < best[0]:
+                    best = (err, a, b, theta)
+
+    search(COARSE_FRACTIONS, COARSE_FRACTIONS)  # then around the best, finer
+    assert best is not None
+    _, a0, b0 = best[:3]
+    search(np.clip(a0 + FINE_STEPS, 0.0, 1.0), np.clip(b0 + FINE_STEPS, 0.0, 1.0))
     assert best is not None
     err, a, b, theta = best
     log.info("energy model of %s: wire fractions %.2f (rows) %.2f (columns), weights %s, training RMS relative "
