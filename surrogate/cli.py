@@ -27,7 +27,7 @@ from spice.circuit import CircuitError
 from spice.io import DatasetFileError
 from surrogate import fidelity as fid
 from surrogate.data import load_splits, load_whole_as_test
-from surrogate.energy import energy_model_or_none
+from surrogate.energy import EnergyModel, energy_model_or_none, measure_fidelity
 from surrogate.io import SurrogateFileError, describe, load_surrogate, read_metadata, save_surrogate
 from surrogate.params import AUTO, DESIGNS, TrainParams, TrainParamsError
 from surrogate.train import TooLittleDataError, TrainingDivergedError, train
@@ -107,6 +107,10 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
                  args.surrogate, split.get("seed", _DEFAULTS["seed"]))
     report, preds = fid.evaluate(model, splits, ridge=not args.no_ridge)
     report["surrogate_path"] = str(args.surrogate)
+    if "energy_model" in meta:  # the read power of the same samples against ngspice's (the dataset's /p_w)
+        test = splits.test
+        report["energy_model"] = measure_fidelity(EnergyModel.from_dict(meta["energy_model"]), test.g_s,
+                                                  test.g_index, test.v_v, test.p_w)
     fid.write_json(report, args.json)
     if args.png:
         fid.plot(report, preds, splits.test.i_a, args.png)

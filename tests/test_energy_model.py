@@ -131,3 +131,20 @@ def test_the_surrogate_file_carries_the_model_and_the_loaded_surrogate_draws_pow
                    split={})
     again = load_surrogate(plain)
     assert not isinstance(again, PoweredTileMVM) and "energy model: none" in describe(plain)
+
+
+def test_fidelity_on_a_dnn_distribution_dataset(tmp_path):
+    """`surrogate fidelity --whole-file` on DNN-like matrices the model never saw reports its read-power error."""
+    circuit = {"netlist": str(CIRCUITS / "memristor_sinh.cir"), "rows": 6, "cols": 5, "r_driver_ohm": 500.0,
+               "r_sense_ohm": 500.0, "r_wire_row_ohm": 10.0, "r_wire_col_ohm": 10.0}
+    data, dnn, out, report = (tmp_path / n for n in ("d.h5", "dnn.h5", "s.h5", "f.json"))
+    assert spice_main(["simulate", "--circuit", json.dumps(circuit), "--sampling",
+                       '{"n_conductance": 10, "n_vectors": 8, "seed": 1}', "--out", str(data), "--quiet"]) == 0
+    assert spice_main(["simulate", "--circuit", json.dumps(circuit), "--sampling",
+                       '{"n_conductance": 4, "n_vectors": 8, "seed": 2, "sampler": "dnn_like"}', "--out", str(dnn),
+                       "--quiet"]) == 0
+    assert surrogate_main(["train", "--data", str(data), "--out", str(out), "--design", "ridge", "--quiet"]) == 0
+    assert surrogate_main(["fidelity", "--surrogate", str(out), "--data", str(dnn), "--whole-file", "--json",
+                           str(report), "--quiet"]) == 0
+    energy = json.loads(report.read_text())["energy_model"]
+    assert energy["n_matrices"] == 4 and energy["rms_rel"] <= 0.01 and energy["improvement_over_ideal"] >= 10
