@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -385,12 +385,12 @@ def _adapter_finetune(method: str, model: nn.Module, loader: DataLoader, device:
     return record, rank
 
 
-def drift_compensation(model: nn.Module, loader: DataLoader, per_column: bool = DriftCompensationSettings.per_column,
-                       n_batches: int | None = DriftCompensationSettings.n_batches,
+def drift_compensation(model: nn.Module, loader: DataLoader, *, per_column: bool, n_batches: int | None,
                        device: str | torch.device | None = None) -> nn.Module:
     """aihwkit-style global drift compensation: an output scale on every crossbar layer (one, or one per
     column with ``per_column``), ``sum |ideal output| / sum |non-ideal output|`` over a calibration read
-    of the first ``n_batches`` batches (``dnn.adapters.estimate_output_scales``). Weights, BN untouched."""
+    of the first ``n_batches`` batches (None = all; ``dnn.adapters.estimate_output_scales``). Weights, BN
+    untouched. The defaults live in ``DriftCompensationSettings`` (``apply_method`` fills them in)."""
     dev = resolve_device(device)
     model.to(dev)
     scales = add_output_scales(model, per_column)
@@ -472,7 +472,7 @@ def apply_method(method: str, model: nn.Module, loader: DataLoader, device: str 
             retrain(model, loader, device=device, seed=seed, **{k: v for k, v in kwargs.items() if k != "adapt"})
             bn_adapt(model, loader, device=device, **kwargs.get("adapt", {}))
         elif method == "drift_compensation":
-            drift_compensation(model, loader, device=device, **kwargs)
+            drift_compensation(model, loader, device=device, **{**asdict(DriftCompensationSettings()), **kwargs})
         elif method in ("lora", "vera"):
             record, rank = _adapter_finetune(method, model, loader, device, seed, kwargs["adapter"],
                                              kwargs.get("adapt"), kwargs.get("safeguard"),
