@@ -19,6 +19,8 @@ from typing import Any
 from .results import EvaluationResult
 
 METHOD_ORDER = ("none", "drift_compensation", "bn_adapt", "bn_finetune", "adapt_finetune", "lora", "vera", "retrain")
+MARKERS = {"none": "o", "drift_compensation": "v", "bn_adapt": "o", "bn_finetune": "s", "adapt_finetune": "s",
+           "lora": "^", "vera": "D", "retrain": "*"}
 COLOURS = {"none": "0.5", "drift_compensation": "tab:purple", "bn_adapt": "tab:blue", "bn_finetune": "tab:orange",
            "adapt_finetune": "tab:brown", "lora": "tab:green", "vera": "tab:red", "retrain": "k"}
 
@@ -101,8 +103,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
             for r in sel:
                 label = None if r["method"] in seen else r["method"]
                 seen.add(r["method"])
-                ax.errorbar(r["trainable_params"], 100 * r["recovered_mean"], yerr=100 * r["recovered_std"], fmt="o",
-                            ms=4, capsize=2, color=COLOURS.get(r["method"], "tab:gray"), label=label)
+                ax.errorbar(r["trainable_params"], 100 * r["recovered_mean"], yerr=100 * r["recovered_std"],
+                            fmt=MARKERS.get(r["method"], "o"), ms=5, mfc="none", capsize=2,
+                            color=COLOURS.get(r["method"], "tab:gray"), label=label)
             ax.axhline(100, ls="--", lw=0.8, color="0.4")
             ax.axhline(0, ls=":", lw=0.8, color="0.4")
             ax.set_xscale("symlog", linthresh=10)
