@@ -17,6 +17,9 @@ applied as a convolution of the layer's geometry, ``B`` as a 1x1 convolution, so
 exactly the output the crossbar computes. Ranks: LoRA ``1 <= r <= min(d_in, d_out)`` of every adapted
 layer; VeRA ``1 <= r <= d_in x d_out`` (``B diag(d) A`` is a combination of r rank-one matrices, so r
 above the layer's rank still adds freedom, up to the layer's weight count).
+
+VeRA's shared matrices are one tensor on the CPU; moving a model to another device (``Module.to``) moves
+each layer's buffer on its own, so there each layer holds a copy of the same values (memory, not results).
 """
 
 from __future__ import annotations
