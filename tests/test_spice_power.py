@@ -226,3 +226,28 @@ def test_snakemake_dry_run_refuses_a_bad_read_time_or_capacitance(tmp_path, key,
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     assert_refused(dry_run(path, "--replace-workflow-config"), needle)
+
+
+def test_a_driver_subcircuit_gets_the_power_flowing_into_it(make_spec, tmp_path):
+    """A driver subcircuit (here a plain resistor in one): the source current is its branch current, the
+    driver's power what flows into it; the same numbers as the built-in driver resistor."""
+    path = tmp_path / "drv.cir"
+    path.write_text((CIRCUITS / "resistive.cir").read_text()
+                    + "\n.subckt driver in out params: r=1e3\nR1 in out {r}\n.ends driver\n")
+    cfg = SamplingConfig(n_conductance=1, n_vectors=5, seed=2, solver="sweep")
+    custom = simulate_shard(make_spec(netlist=str(path)), cfg, 0, progress=False)
+    plain = simulate_shard(make_spec(), cfg, 0, progress=False)
+    assert power.probes_for(make_spec(netlist=str(path)), 5).source_branch
+    assert not custom.failed.any()
+    np.testing.assert_allclose(custom.p_w, plain.p_w, rtol=1e-8)
+    np.testing.assert_allclose(custom.p_parts_w, plain.p_parts_w, rtol=1e-7, atol=1e-12 * plain.p_w.max())
+
+
+@pytest.mark.parametrize("cell, extra", [("one_t_one_r.cir", {"v_gate_v": 1.8}), ("one_s_one_r.cir", {})])
+def test_non_linear_cells_conserve_energy(make_spec, cell, extra):
+    """Cells whose current comes from Kirchhoff's law along the row wire: the balance holds on real solves."""
+    spec = make_spec(netlist=str(CIRCUITS / cell), rows=4, cols=3, v_read_max_v=0.6, **extra)
+    shard = simulate_shard(spec, SamplingConfig(n_conductance=2, n_vectors=4, seed=3), 0, progress=False)
+    assert not shard.failed.any() and "row wire" in power.probes_for(spec, 4).cells_from
+    assert np.nanmax(power.residuals(shard.p_w, shard.p_parts_w)) < power.CONSERVATION_RTOL
+    assert np.all(shard.p_parts_w >= 0)
