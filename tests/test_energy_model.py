@@ -81,6 +81,7 @@ def test_bound_power_matches_predictions_and_is_batched(make_spec):
     for t in range(3):
         np.testing.assert_allclose(p[t].numpy(), model.predict_w(g.numpy(), np.full(4, t), v[t].numpy()), rtol=1e-12)
     assert model.bind(g)(v.float()).dtype == torch.float32
+    assert model.bind(g)(v[:, :0]).shape == (3, 0)
 
 
 def test_the_record_round_trips_and_refuses_bad_fields():
