@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xbarchar.files import atomic_write_text
+from xbarchar.files import atomic_write_text, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +38,12 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial.json")
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checkpoint_key(files: dict[str, str | Path | None], **inputs: Any) -> str:
     """SHA-256 over the bytes of ``files`` (name -> path; None: absent) and the JSON of ``inputs``."""
     digest = hashlib.sha256()
     for name in sorted(files):
         path = files[name]
-        digest.update(f"{name}={_file_sha256(path) if path is not None else '-'};".encode())
+        digest.update(f"{name}={file_sha256(path) if path is not None else '-'};".encode())
     digest.update(json.dumps(inputs, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

@@ -8,7 +8,6 @@ dropped too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from spice.circuit import CircuitSpec
 from spice.io import DatasetFileError, SpiceDataset, read_dataset
 from spice.sampling import DNN_SAMPLERS, SamplingConfig, matrix_sampler
 from surrogate.params import TrainParams
+from xbarchar.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,6 @@ class SplitDataset:
             "test_fraction": self.test_fraction,
             **{f"{name}_g_rows": [int(x) for x in self.split(name).g_rows] for name in SPLITS},
         }
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _split_counts(n_g: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:

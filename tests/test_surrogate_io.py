@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from spice.cli import main as spice_main
-from surrogate.data import file_sha256, load_splits
+from surrogate.data import load_splits
 from surrogate.io import SurrogateFileError, describe, load_surrogate, save_surrogate
 from surrogate.train import TrainParams, train
 from tests.conftest import CIRCUITS
+from xbarchar.files import file_sha256
 from xbarchar.integrity import seal
 
 pytestmark = pytest.mark.spice

@@ -13,6 +13,7 @@ path.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import secrets
@@ -143,3 +144,12 @@ def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None],
                 raise OutputPathError(f"{flag} {text}: is the same file as the {seen[real]}; "
                                       "choose another output path (the command never replaces its inputs)")
             seen[real] = f"output {flag} {text}"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
