@@ -60,7 +60,7 @@ from .settings import (
     SafeguardSettings,
     VeraSettings,
 )
-from .train import fit, resolve_device
+from .train import fit, resolve_device, validation_scores
 
 logger = logging.getLogger(__name__)
 
@@ -258,18 +258,11 @@ def split_holdout(loader: DataLoader, holdout_fraction: float, seed: int) -> tup
             make_loader(Subset(loader.dataset, hold), batch))
 
 
-@torch.no_grad()
 def holdout_scores(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross-entropy) of ``model`` in eval mode on ``loader``."""
-    model.eval()
-    correct, total, loss_sum = 0, 0, 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
-        total += len(y)
-    return correct / max(total, 1), loss_sum / max(total, 1)
+    """(top-1 accuracy, mean cross-entropy) of ``model`` in eval mode on ``loader``
+    (:func:`dnn.train.validation_scores`, ordered for :func:`_better`)."""
+    loss, accuracy = validation_scores(model, loader, device)
+    return accuracy, loss
 
 
 def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
