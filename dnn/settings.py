@@ -205,26 +205,21 @@ def _ranks(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(BnFinetuneSettings):
     """Rank-r digital adapters y = crossbar(x) + B A x on every crossbar layer, trained through the
-    non-ideal forward with BN in train mode, like bn_finetune (same schedule by default), then the BN
-    statistics re-estimated. One evaluation per rank: the ranks whose trained-parameter count is nearest
-    each ``param_budget_x_bn`` times the model's BN gamma/beta count, and the explicit ``ranks``."""
+    non-ideal forward with BN in train mode, with bn_finetune's schedule keys and defaults, then the BN
+    statistics re-estimated (``reestimate_stats``). One evaluation per rank: the ranks whose
+    trained-parameter count is nearest each ``param_budget_x_bn`` times the model's BN gamma/beta count,
+    and the explicit ``ranks``."""
 
     param_budget_x_bn: tuple[float, ...] = (1.0, 4.0, 16.0)
     """Parameter budgets as multiples of the BN gamma/beta count (a budget below rank 1 or above the
     largest rank gets that rank; the result records the count it got)."""
     ranks: tuple[int, ...] = ()
     """Explicit ranks, beside the budgets' (1 <= r <= min(d_in, d_out) of every crossbar layer)."""
-    epochs: int = 5
-    lr: float = 0.01
-    lr_step_epochs: int = 2
-    lr_gamma: float = 0.2
-    optimizer: str = "adam"
-    reestimate_stats: bool = True
-    """Re-estimate the BN running statistics for the final adapters (as bn_adapt)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(_budgets(self.param_budget_x_bn), "param_budget_x_bn", "a list of numbers in (0, 1e6]",
               self.param_budget_x_bn)
         check(_ranks(self.ranks) and all(r >= 1 for r in self.ranks), "ranks",
@@ -233,13 +228,6 @@ class LoraSettings:
         object.__setattr__(self, "ranks", tuple(self.ranks))
         check(bool(self.param_budget_x_bn or self.ranks), "param_budget_x_bn",
               "at least one budget or one explicit rank", [])
-        for key in ("epochs", "lr_step_epochs"):
-            check(_count(getattr(self, key), 100_000), key, "an integer in [1, 100000]", getattr(self, key))
-        check(is_number(self.lr) and self.lr > 0, "lr", "a number > 0", self.lr)
-        check(is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]", self.lr_gamma)
-        check(isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS, "optimizer",
-              f"one of {list(OPTIMIZERS)}", self.optimizer)
-        check(isinstance(self.reestimate_stats, bool), "reestimate_stats", "true or false", self.reestimate_stats)
 
 
 @dataclass(frozen=True)
