@@ -15,6 +15,11 @@ calls :meth:`EnergyMeter.record` with the DAC'd row voltages). What one layer fo
   that forward. A tile model without power model: the ideal formula ``sum v^2 G``, marked as a fallback.
   The ideal formula is also reported beside it (``array_ideal_formula_j``): the difference is what wires,
   driver, sense and the cells' loading add.
+- **Array parts** (``array_parts_j``): where the array energy goes, per part of :data:`dnn.mvm.POWER_PARTS`
+  (cells, row wires, column wires, driver, sense), from the tile model's ``bind_power_parts``
+  (:class:`dnn.mvm.PartsPoweredTileMVM`; ``power_split`` names how: exact per-part quadratic forms, the
+  surrogate energy model's lumped array, or the ideal array with everything in the cells), sampled and
+  scaled like the total, which is then their sum. None when the tile model tells only the total.
 - **DAC**: one conversion per driven row of every physical tile and read: ``B x phases x S x P x n_c x
   n_in`` (``n_in`` = rows in use over all row tiles), at ``input_bits - 1`` (two_phase: unipolar
   magnitude) or ``input_bits`` (signed) bits.
@@ -41,7 +46,7 @@ import torch
 from torch import nn
 
 from .layers import CrossbarLayerBase
-from .mvm import BoundPower, PoweredTileMVM
+from .mvm import POWER_PARTS, BoundPower, PartsPoweredTileMVM, PoweredTileMVM
 from .periphery import EnergySettings, PeripheryModel
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,26 @@ ENERGY_PARTS = ("array", "dac", "adc", "sense", "shift_add")
 """The parts of the energy breakdown: the array (tile model) and the periphery."""
 PERIPHERY_PARTS = ("dac", "adc", "sense", "shift_add")
 IDEAL_FORMULA = "ideal v^2 G"
+IDEAL_SPLIT = "ideal formula: all in the cells"
+"""How the array energy is split when it comes from the ideal formula (a fallback)."""
+
+
+@dataclass(frozen=True)
+class _BoundArray:
+    """A layer's power functions bound to its programmed conductances (:meth:`EnergyMeter._bound_power`)."""
+
+    power: BoundPower
+    """v_v [T, B, rows] -> p_w [T, B] (W)."""
+    parts: BoundPower | None
+    """v_v [T, B, rows] -> p_w [T, B, len(POWER_PARTS)] (W); None when the tile model tells only the total."""
+    g_group: torch.Tensor
+    power_model: str
+    power_split: str
+
+
+def _summed(parts: BoundPower) -> BoundPower:
+    """The total power [T, B] of a split one [T, B, parts]."""
+    return lambda v_v: parts(v_v).sum(dim=-1)
 
 
 @dataclass
@@ -68,6 +93,9 @@ class LayerTally:
     reads: int = 0
     """Reads of each tile: vectors x phases."""
     array_j: float = 0.0
+    array_parts_j: list[float] | None = None
+    """The array energy per part of :data:`dnn.mvm.POWER_PARTS` (J, summed over forwards); None when the tile
+    model tells only the total."""
     array_ideal_j: float = 0.0
     dac_conversions: int = 0
     adc_conversions: int = 0
@@ -75,6 +103,7 @@ class LayerTally:
     adc_bits: int = 0
     t_read_s: float = 0.0
     power_model: str = ""
+    power_split: str = ""
 
     @property
     def tiles(self) -> int:
@@ -89,16 +118,16 @@ class EnergyMeter:
         self.periphery = periphery
         self.power_sample_vectors = power_sample_vectors
         self.layers: dict[str, LayerTally] = {}
-        self._power: dict[int, tuple[Any, BoundPower, torch.Tensor, str]] = {}  # id(layer) -> (g_s, power, g_group, model)
+        self._power: dict[int, tuple[Any, _BoundArray]] = {}  # id(layer) -> (g_s, bound)
 
     def _bound_power(self, layer: CrossbarLayerBase, g_s: torch.Tensor, grid: tuple[int, int, int, int]
-                     ) -> tuple[BoundPower, torch.Tensor, str]:
-        """The tile model's power function bound to ``g_s``, the row conductance sums [n_r, rows] (S) of the
-        tiles that read each row tile (for the ideal formula) and the power model's name; cached while the
-        layer keeps the same programmed tensor."""
+                     ) -> _BoundArray:
+        """The tile model's power function bound to ``g_s`` (split over the parts when the model can), the row
+        conductance sums [n_r, rows] (S) of the tiles that read each row tile (for the ideal formula) and the
+        power model's and split's names; cached while the layer keeps the same programmed tensor."""
         cached = self._power.get(id(layer))
         if cached is not None and cached[0] is g_s:
-            return cached[1], cached[2], cached[3]
+            return cached[1]
         g = g_s.detach()
         s, p, n_r, n_c = grid
         g_row = g.sum(dim=2)  # [T, rows]
@@ -107,17 +136,36 @@ class EnergyMeter:
         def ideal(v_v: torch.Tensor) -> torch.Tensor:
             return torch.einsum("tbr,tr->tb", v_v * v_v, g_row)
 
+        cells = POWER_PARTS.index("cells")
+
+        def ideal_parts(v_v: torch.Tensor) -> torch.Tensor:
+            p = ideal(v_v)
+            out = p.new_zeros((*p.shape, len(POWER_PARTS)))
+            out[..., cells] = p
+            return out
+
         power, model = ideal, f"{IDEAL_FORMULA} (fallback: the tile model has no power model)"
+        parts: BoundPower | None = ideal_parts
+        split = IDEAL_SPLIT
         mvm = layer.mvm
         if isinstance(mvm, PoweredTileMVM):
+            split_parts: BoundPower | None = None
+            split = "none: the tile model tells only the total"
+            if isinstance(mvm, PartsPoweredTileMVM):  # the parts, when there are any, give the total too
+                try:
+                    split_parts, split = mvm.bind_power_parts(g), mvm.power_split
+                except ValueError as exc:
+                    split = f"none: {exc}"
             try:
-                power, model = mvm.bind_power(g), mvm.power_model
+                power = mvm.bind_power(g) if split_parts is None else _summed(split_parts)
+                parts, model = split_parts, mvm.power_model
             except ValueError as exc:
-                model = f"{IDEAL_FORMULA} (fallback: {exc})"
+                model, split = f"{IDEAL_FORMULA} (fallback: {exc})", IDEAL_SPLIT
         if model.startswith(IDEAL_FORMULA + " (fallback"):
             logger.warning("layer %s: array energy from the ideal formula: %s", layer.name or "?", model)
-        self._power[id(layer)] = (g_s, power, g_group, model)
-        return power, g_group, model
+        bound = _BoundArray(power=power, parts=parts, g_group=g_group, power_model=model, power_split=split)
+        self._power[id(layer)] = (g_s, bound)
+        return bound
 
     @torch.no_grad()
     def record(self, layer: CrossbarLayerBase, v_read: torch.Tensor, g_s: torch.Tensor,
@@ -140,18 +188,30 @@ class EnergyMeter:
                 if cfg.input_bits else 0, adc_bits=cfg.adc_bits, t_read_s=tile.t_read_s)
         s, p, n_r, n_c = grid
         reads = int(v_read.shape[1])
-        power, g_group, tally.power_model = self._bound_power(layer, g_s, grid)
+        bound = self._bound_power(layer, g_s, grid)
+        g_group, tally.power_model, tally.power_split = bound.g_group, bound.power_model, bound.power_split
         v64 = v_read.detach().to(g_group.dtype)
         ideal_all = float(((v64 * v64).sum(dim=1) * g_group).sum())  # W summed over every read
         k = reads if self.power_sample_vectors <= 0 else min(self.power_sample_vectors, reads)
         if k < reads:
             v64 = v64.index_select(1, torch.linspace(0, reads - 1, k, device=v64.device).round().long())
         v_all = v64[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
-        sampled = float(power(v_all.to(g_s.dtype)).sum())  # W summed over the sampled reads
+        if bound.parts is not None:  # W per part summed over the sampled reads; the total is their sum
+            sampled_parts = bound.parts(v_all.to(g_s.dtype)).double().sum(dim=(0, 1))
+            sampled = float(sampled_parts.sum())
+        else:
+            sampled_parts, sampled = None, float(bound.power(v_all.to(g_s.dtype)).sum())  # W over the sampled reads
+        scale = 1.0
         if k < reads:
             ideal_sampled = float(((v64 * v64).sum(dim=1) * g_group).sum())
-            sampled = sampled * ideal_all / ideal_sampled if ideal_sampled > 0 else sampled * reads / k
-        tally.array_j += sampled * tile.t_read_s
+            scale = ideal_all / ideal_sampled if ideal_sampled > 0 else reads / k
+        tally.array_j += sampled * scale * tile.t_read_s
+        if sampled_parts is None:
+            tally.array_parts_j = None
+        elif tally.vectors == 0 or tally.array_parts_j is not None:
+            add = (sampled_parts * (scale * tile.t_read_s)).tolist()
+            tally.array_parts_j = add if tally.array_parts_j is None else [
+                a + b for a, b in zip(tally.array_parts_j, add, strict=True)]
         tally.array_ideal_j += ideal_all * tile.t_read_s
         tally.vectors += vectors
         tally.reads += reads
@@ -180,6 +240,9 @@ class EnergyMeter:
             "dac_bits": tally.dac_bits, "adc_bits": tally.adc_bits, "t_read_s": tally.t_read_s,
             "read_time_s": read_s, "power_model": tally.power_model,
             "energy_j": sum(parts.values()), "energy_breakdown_j": parts,
+            "array_parts_j": None if tally.array_parts_j is None else {
+                name: e / n_images for name, e in zip(POWER_PARTS, tally.array_parts_j, strict=True)},
+            "power_split": tally.power_split,
             "array_ideal_formula_j": tally.array_ideal_j / n_images,
             "latency_s": tally.reads / n_images * read_s,
         }
@@ -189,6 +252,8 @@ class EnergyMeter:
         layers = [self.layer_costs(t, n_images) for t in self.layers.values()]
         breakdown = {k: sum(layer["energy_breakdown_j"][k] for layer in layers) for k in ENERGY_PARTS}
         models = sorted({layer["power_model"] for layer in layers})
+        splits = sorted({layer["power_split"] for layer in layers})
+        known = bool(layers) and all(layer["array_parts_j"] is not None for layer in layers)
         return {
             "energy_per_inference_j": sum(breakdown.values()),
             "latency_per_inference_s": sum(layer["latency_s"] for layer in layers),
@@ -196,7 +261,10 @@ class EnergyMeter:
             "array_j": breakdown["array"],
             "periphery_j": sum(breakdown[k] for k in PERIPHERY_PARTS),
             "array_ideal_formula_j": sum(layer["array_ideal_formula_j"] for layer in layers),
+            "array_parts_j": {k: sum(layer["array_parts_j"][k] for layer in layers) for k in POWER_PARTS}
+            if known else None,
             "power_model": models[0] if len(models) == 1 else models,
+            "power_split": splits[0] if len(splits) == 1 else splits,
             "n_images": n_images,
             "periphery": self.periphery.to_dict(),
             "per_layer": layers,
@@ -244,4 +312,4 @@ def first_images(loader: Any, n: int, device: torch.device | str | None = None) 
 
 
 __all__ = ["EnergyMeter", "LayerTally", "metering", "measure_energy", "first_images", "ENERGY_PARTS",
-           "PERIPHERY_PARTS"]
+           "PERIPHERY_PARTS", "POWER_PARTS"]

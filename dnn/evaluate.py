@@ -76,7 +76,7 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
     for row voltages of either sign.
     """
     from spice.exact import ArraySolver, LinearCell, cell_model, sense_resistance_ohm
-    from spice.nodal import input_admittance, transfer_matrix
+    from spice.nodal import input_admittance, power_quadratic_forms, transfer_matrix
 
     cell = cell_model(spec)
     r_sense_ohm = sense_resistance_ohm(spec)  # the TIA sense: its virtual-ground input resistance
@@ -94,8 +94,11 @@ def exact_tile_model(spec: Any, on_solve: Callable[[int, float], None] | None = 
         def admittance(g_s: np.ndarray) -> np.ndarray:  # the read power's exact quadratic form v^T Y v
             return np.stack([input_admittance(linear_spec, g) for g in g_s])
 
+        def power_forms(g_s: np.ndarray) -> np.ndarray:  # where it goes: v^T Q_part v per part
+            return np.stack([power_quadratic_forms(linear_spec, g) for g in g_s])
+
         linear = TransferTileMVM.of(tile, transfer_fn=transfer, noisy_solver_fn=lambda g_s: ArraySolver(spec, cell, g_s),
-                                    admittance_fn=admittance)
+                                    admittance_fn=admittance, power_forms_fn=power_forms)
         return linear, tile_model_info("exact", linear, cell=cell.kind, solver="nodal transfer matrix")
 
     def solver(g_s: torch.Tensor) -> ArraySolver:

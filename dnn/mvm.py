@@ -8,7 +8,8 @@ physics i = v @ T(G) from a transfer-matrix function, e.g. a nodal solver) and `
 bound to G that solves every input vector: non-linear cells, ngspice in the loop). The surrogate package
 implements the same protocol. `PoweredTileMVM` (optional) adds the read power: `IdealTileMVM` (the ideal
 formula sum v^2 G), `TransferTileMVM` with an admittance function (the exact quadratic form v^T Y(G) v),
-and surrogates whose file carries an energy model.
+and surrogates whose file carries an energy model. `PartsPoweredTileMVM` (optional) splits that power over
+:data:`POWER_PARTS` (cells, row wires, column wires, driver, sense).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import numpy as np
 import torch
 
+from spice.nodal import POWER_PARTS as NODAL_POWER_PARTS
 from spice.tile import DEFAULT_T_READ_S, Tile, TileViews
 
 BoundMVM = Callable[[torch.Tensor], torch.Tensor]
@@ -119,6 +121,26 @@ class PoweredTileMVM(TileMVM, Protocol):
         ...
 
 
+POWER_PARTS = NODAL_POWER_PARTS
+"""Where a read's power goes, in the order of `PartsPoweredTileMVM.bind_power_parts`'s last axis: the order of
+the SPICE dataset's ``/p_parts_w`` columns (``spice.nodal.POWER_PARTS``)."""
+
+
+@runtime_checkable
+class PartsPoweredTileMVM(PoweredTileMVM, Protocol):
+    """A tile model that also tells where the read power goes (optional): the parts of :data:`POWER_PARTS`.
+
+    ``power_split`` says how the parts are found, for the result (e.g. "exact: per-part quadratic forms of
+    the nodal solve"); the sum of the parts is ``bind_power``'s total (up to float rounding)."""
+
+    power_split: str
+
+    def bind_power_parts(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s: [T, rows, cols] (S). Returns f(v_v: [T, B, rows]) -> p_w: [T, B, len(POWER_PARTS)] (W): the
+        power of one read dissipated in each part. Same device, dtype and gradient rules as `bind_power`."""
+        ...
+
+
 def _check_g(g_s: torch.Tensor, tile: Tile) -> None:
     if g_s.ndim != 3 or g_s.shape[1:] != (tile.rows, tile.cols):
         raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {tile.rows}, {tile.cols}]")
@@ -179,6 +201,7 @@ class IdealTileMVM(_BipolarTile):
     power sum over cells of v^2 G (the ideal formula, whatever resistances the tile states)."""
 
     power_model: str = field(default="ideal v^2 G", init=False)
+    power_split: str = field(default="ideal array: all in the cells", init=False)
 
     def bind(self, g_s: torch.Tensor) -> BoundMVM:
         _check_g(g_s, self.tile)
@@ -199,9 +222,23 @@ class IdealTileMVM(_BipolarTile):
 
         return power
 
+    def bind_power_parts(self, g_s: torch.Tensor) -> BoundPower:
+        """p_w [T, B, len(POWER_PARTS)]: the ideal formula in the cells, 0 in every other part (W)."""
+        total = self.bind_power(g_s)
+        cells = POWER_PARTS.index("cells")
+
+        def parts(v_v: torch.Tensor) -> torch.Tensor:
+            p = total(v_v)
+            out = p.new_zeros((*p.shape, len(POWER_PARTS)))
+            out[..., cells] = p
+            return out
+
+        return parts
+
 
 TransferFn = Callable[[np.ndarray], np.ndarray]
 AdmittanceFn = Callable[[np.ndarray], np.ndarray]
+PowerFormsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -222,7 +259,32 @@ class TransferTileMVM(_BipolarTile):
     """Optional: `admittance_fn(g_s [T, rows, cols] numpy, S) -> Y [T, rows, rows]` (A/V), the currents drawn
     from the row sources are ``Y v`` (e.g. ``spice.nodal.input_admittance``). With it the read power is the
     exact quadratic form ``v^T Y v`` (`bind_power`); without it `bind_power` refuses."""
+    power_forms_fn: PowerFormsFn | None = None
+    """Optional: `power_forms_fn(g_s [T, rows, cols] numpy, S) -> Q [T, len(POWER_PARTS), rows, rows]` (A/V), the
+    power dissipated in part p is ``v^T Q[p] v`` (e.g. ``spice.nodal.power_quadratic_forms``). With it
+    `bind_power_parts` tells where the power goes; without it `bind_power_parts` refuses."""
     power_model: str = field(default="exact nodal", init=False)
+    power_split: str = field(default="exact: per-part quadratic forms v^T Q_part v of the nodal solve", init=False)
+
+    def bind_power_parts(self, g_s: torch.Tensor) -> BoundPower:
+        """p_w [T, B, len(POWER_PARTS)] = v^T Q_p(G) v per part (W), Q computed once here by `power_forms_fn`:
+        exact for a linear array; the parts sum to `bind_power`'s ``v^T Y v`` (sum_p Q_p = Y)."""
+        _check_g(g_s, self.tile)
+        if self.power_forms_fn is None:
+            raise ValueError("this transfer-matrix tile model has no per-part power forms (power_forms_fn, e.g. "
+                             "spice.nodal.power_quadratic_forms); it cannot tell where the read power goes")
+        rows, shape = self.tile.rows, (g_s.shape[0], len(POWER_PARTS), self.tile.rows, self.tile.rows)
+        q_np = np.asarray(self.power_forms_fn(g_s.detach().cpu().double().numpy()))
+        if q_np.shape != shape:
+            raise ValueError(f"power_forms_fn returned shape {q_np.shape}; expected {shape} ({rows} rows)")
+        q = torch.as_tensor(q_np, dtype=g_s.dtype, device=g_s.device)
+
+        def parts(v_v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                v = v_v.detach()
+                return (torch.matmul(v[:, None], q) * v[:, None]).sum(dim=3).transpose(1, 2)  # [T, B, parts]
+
+        return parts
 
     def bind_power(self, g_s: torch.Tensor) -> BoundPower:
         """p_w [T, B] = v^T Y(G) v (W), Y computed once here by `admittance_fn`: exact for a linear array

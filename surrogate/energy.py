@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from spice.circuit import CircuitSpec
+from spice.nodal import POWER_PARTS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ ENERGY_FORMAT = 1
 """Layout of the ``energy_model`` attribute of a surrogate file (json of :meth:`EnergyModel.to_dict`)."""
 POWER_MODEL = "surrogate energy model (loaded-array quadratic form)"
 """What computes the power, for the result (``dnn.mvm.PoweredTileMVM.power_model``)."""
+POWER_SPLIT = ("model: the energy model's lumped array (driver and row wires, sense and column wires in "
+               "proportion to their lumped resistances; the cells' curvature features in the cells)")
+"""How the energy model splits the power over :data:`POWER_PARTS` (``dnn.mvm.PartsPoweredTileMVM.power_split``)."""
 IDEAL_FORMULA = "sum over cells of v^2 G"
 LINEAR_FEATURES = ("v^T Y v",)
 NONLINEAR_FEATURES = ("v^T Y v", "sum G dV^3", "sum G dV^4", "sum G dV^6")
@@ -162,6 +166,62 @@ class EnergyModel:
                 return (self.feature_values(loaded, v_v.detach().to(torch.float64)) @ theta).to(v_v.dtype)
 
         return power
+
+    def part_values(self, loaded: Loaded, v_v: torch.Tensor) -> torch.Tensor:
+        """[T, B, len(POWER_PARTS)] (W): the read power split over the parts by the model's own loaded array.
+
+        In the lumped array every element's dissipation is known from the source currents ``i = Y v``, the row
+        nodes ``u = v - R_d' i`` and the column nodes ``w``: the lumped driver ``R_d' |i|^2`` (the driver's
+        ``R_d`` and the row wires' ``a * cols * r_wire_row_ohm`` in proportion to their resistances), the lumped
+        sense ``sum_c w_c^2 / R_s'`` (sense ``R_s`` and column wires ``b * rows * r_wire_col_ohm`` likewise) and
+        the cells ``sum_rc G_rc (u_r - w_c)^2``; these sum to ``v^T Y v`` (energy conservation of the lumped
+        array). Each is weighted by the quadratic form's fitted weight; the non-linear features (the cells'
+        curvature) go to the cells. The parts therefore sum to the model's total; how well each matches
+        ngspice's ``/p_parts_w`` is a property of the lumped-wire approximation, not fitted."""
+        t, b = v_v.shape[:2]
+        if b == 0:
+            return v_v.new_zeros((t, 0, len(POWER_PARTS)))
+        g_s, r_d, d = loaded.g_s, loaded.r_driver_ohm, loaded.d
+        i_src = torch.bmm(v_v, loaded.y)  # [T, B, rows]
+        u = v_v - r_d * i_src  # row node voltages
+        ug = torch.bmm(u, g_s)  # [T, B, cols]: current each column's cells would drive into ground
+        w = d[:, None, :] * ug  # column node voltages
+        col_sum = g_s.sum(dim=1)  # [T, cols]
+        # sum_rc G_rc (u_r - w_c)^2, expanded: no [T, B, rows, cols] tensor
+        cells = (torch.einsum("tbr,tr->tb", u * u, g_s.sum(dim=2)) - 2.0 * (ug * w).sum(dim=2)
+                 + torch.einsum("tbc,tc->tb", w * w, col_sum))
+        rows, cols = g_s.shape[1], g_s.shape[2]
+        r_row = self.wire_fraction_row * cols * self.r_wire_row_ohm
+        r_col = self.wire_fraction_col * rows * self.r_wire_col_ohm
+        i2 = (i_src * i_src).sum(dim=2)  # sum_r i_r^2 (A^2)
+        # column currents into the lumped sense: j_c = w_c / R_s' = ug_c - w_c sum_r G_rc
+        j = ug - w * col_sum[:, None, :]
+        j2 = (j * j).sum(dim=2)
+        out = torch.zeros((t, b, len(POWER_PARTS)), dtype=v_v.dtype, device=v_v.device)
+        theta = self.theta
+        out[..., POWER_PARTS.index("cells")] = theta[0] * cells
+        out[..., POWER_PARTS.index("driver")] = theta[0] * self.r_driver_ohm * i2
+        out[..., POWER_PARTS.index("row_wires")] = theta[0] * r_row * i2
+        out[..., POWER_PARTS.index("sense")] = theta[0] * self.r_sense_ohm * j2
+        out[..., POWER_PARTS.index("col_wires")] = theta[0] * r_col * j2
+        if len(self.features) > 1:
+            curvature = self.feature_values(loaded, v_v)[..., 1:]
+            out[..., POWER_PARTS.index("cells")] += curvature @ torch.tensor(theta[1:], dtype=v_v.dtype,
+                                                                                device=v_v.device)
+        return out
+
+    def bind_parts(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s [T, rows, cols] (S) -> f(v_v [T, B, rows] (V)) -> p_w [T, B, len(POWER_PARTS)] (W), the split of
+        :meth:`part_values`; G-only work once here, in float64, no gradients. The parts sum to :meth:`bind`'s
+        total up to float rounding."""
+        with torch.no_grad():
+            loaded = self.loaded(g_s.detach().to(torch.float64))
+
+        def parts(v_v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.part_values(loaded, v_v.detach().to(torch.float64)).to(v_v.dtype)
+
+        return parts
 
     def predict_w(self, g_s: np.ndarray, g_index: np.ndarray, v_v: np.ndarray) -> np.ndarray:
         """p_w [n] (W) of samples ``v_v`` [n, rows] (V) on matrices ``g_s[g_index]`` (S)."""
@@ -348,8 +408,11 @@ def _cell_is_linear(spec: CircuitSpec) -> bool:
 
 
 def attach(model: Any, energy: EnergyModel) -> None:
-    """Make a loaded surrogate a ``dnn.mvm.PoweredTileMVM``: ``power_model``, ``energy_model`` and
-    ``bind_power`` (the energy model bound to the tiles' conductances)."""
+    """Make a loaded surrogate a ``dnn.mvm.PartsPoweredTileMVM``: ``power_model``, ``energy_model``,
+    ``bind_power`` (the energy model bound to the tiles' conductances), ``power_split`` and ``bind_power_parts``
+    (its split over the parts)."""
     model.energy_model = energy
     model.power_model = POWER_MODEL
     model.bind_power = energy.bind
+    model.power_split = POWER_SPLIT
+    model.bind_power_parts = energy.bind_parts
