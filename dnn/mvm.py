@@ -277,12 +277,15 @@ class TransferTileMVM(_BipolarTile):
         q_np = np.asarray(self.power_forms_fn(g_s.detach().cpu().double().numpy()))
         if q_np.shape != shape:
             raise ValueError(f"power_forms_fn returned shape {q_np.shape}; expected {shape} ({rows} rows)")
-        q = torch.as_tensor(q_np, dtype=g_s.dtype, device=g_s.device)
+        n_parts = len(POWER_PARTS)
+        q = torch.as_tensor(q_np, dtype=g_s.dtype, device=g_s.device)  # [T, parts, rows, rows]
+        q_cat = q.permute(0, 2, 1, 3).reshape(g_s.shape[0], rows, n_parts * rows)  # [T, rows, parts x rows]: one bmm
 
         def parts(v_v: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 v = v_v.detach()
-                return (torch.matmul(v[:, None], q) * v[:, None]).sum(dim=3).transpose(1, 2)  # [T, B, parts]
+                vq = torch.bmm(v, q_cat).view(v.shape[0], v.shape[1], n_parts, rows)  # v^T Q_p per part
+                return (vq * v[:, :, None, :]).sum(dim=3)  # [T, B, parts]
 
         return parts
 
