@@ -8,8 +8,8 @@ Usage::
 Two parts, one run:
 
 - **speed**: the crossbar forward of the config's model on test images, without and with the energy
-  meter attached (``dnn.energy.metering``), per tile model (ideal and exact linear physics) and array
-  size; median of interleaved rounds, so both see the same machine load. The ratio with / without is
+  meter attached (``dnn.energy.metering``), per tile model (ideal, exact linear physics, and the circuit's
+  surrogate where ``--surrogate-dir`` holds one: the default run's tile model) and array size; median of interleaved rounds, so both see the same machine load. The ratio with / without is
   what computing energy adds to the forward.
 - **sweep**: ``python -m dnn evaluate``'s engine (``dnn.evaluate.evaluate_methods``) on every circuit of the
   config with the *exact linear tile model* (``dnn.evaluate.exact_tile_model``: the nodal transfer matrix
@@ -43,7 +43,7 @@ from dnn.config import CrossbarConfig  # noqa: E402
 from dnn.convert import convert_to_crossbar  # noqa: E402
 from dnn.datasets import load_dataset  # noqa: E402
 from dnn.energy import EnergyMeter, first_images, metering  # noqa: E402
-from dnn.evaluate import evaluate_methods, exact_tile_model, ideal_tile_model  # noqa: E402
+from dnn.evaluate import evaluate_methods, exact_tile_model, ideal_tile_model, surrogate_tile_model  # noqa: E402
 from dnn.report import ReportSettings  # noqa: E402
 from dnn.report_energy import write_energy_report  # noqa: E402
 from dnn.results import EvaluationResult  # noqa: E402
@@ -65,8 +65,10 @@ def _load(config: dict[str, Any]) -> tuple[str, torch.nn.Module, dict[str, Any],
     return name, model.eval(), meta, data
 
 
-def speed(config: dict[str, Any], n_images: int, rounds: int) -> list[dict[str, Any]]:
-    """Forward time without and with the energy meter, per circuit and tile model (median of interleaved rounds)."""
+def speed(config: dict[str, Any], n_images: int, rounds: int, surrogate_dir: Path | None = None
+          ) -> list[dict[str, Any]]:
+    """Forward time without and with the energy meter, per circuit and tile model (median of interleaved rounds):
+    ideal, exact, and the circuit's surrogate ``<surrogate_dir>/<circuit>.h5`` where that file exists."""
     _, model, _, data = _load(config)
     settings = from_dict(EvaluationSettings, config.get("evaluation"), "evaluation").energy
     scenario = next(iter(config["scenarios"]))
@@ -77,6 +79,9 @@ def speed(config: dict[str, Any], n_images: int, rounds: int) -> list[dict[str, 
         spec = spec_from_config(circuit, entry)
         models = {"ideal": ideal_tile_model(spec.rows, spec.cols, spec.g_off_s, spec.g_on_s, spec.v_read_max_v)[0],
                   "exact": exact_tile_model(spec)[0]}
+        path = None if surrogate_dir is None else surrogate_dir / f"{circuit}.h5"
+        if path is not None and path.is_file():
+            models["surrogate"] = surrogate_tile_model(path, spec)[0]
         for kind, mvm in models.items():
             xbar = convert_to_crossbar(model, cfg, mvm).eval()
             meter = EnergyMeter(settings.periphery(), settings.power_sample_vectors)
@@ -93,7 +98,8 @@ def speed(config: dict[str, Any], n_images: int, rounds: int) -> list[dict[str, 
                         t0 = time.process_time()
                         xbar(x)
                         metered.append(time.process_time() - t0)
-            row = {"circuit": circuit, "rows": spec.rows, "tile_model": kind, "n_images": n_images, "rounds": rounds,
+            row = {"circuit": circuit, "rows": spec.rows, "tile_model": kind,
+                   **({"surrogate": str(path)} if kind == "surrogate" else {}), "n_images": n_images, "rounds": rounds,
                    "clock": "process CPU time, median of interleaved rounds",
                    "forward_s": statistics.median(plain), "forward_metered_s": statistics.median(metered),
                    "power_sample_vectors": settings.power_sample_vectors, "power_model": meter.summary(1)["power_model"]}
@@ -142,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--speed-images", type=int, default=64)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--surrogate-dir", default=None,
+                   help="speed: also time the surrogate tile model <dir>/<circuit>.h5 where it exists "
+                        "(default <results_dir>/surrogate)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -150,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"command": " ".join(["python bench/energy_dnn.py", *(argv or sys.argv[1:])]),
                               "config": args.config, "environment": env}
     if args.part in ("speed", "all"):
-        result["speed"] = speed(config, args.speed_images, args.rounds)
+        surrogate_dir = Path(args.surrogate_dir or Path(config.get("results_dir", "results")) / "surrogate")
+        result["speed"] = speed(config, args.speed_images, args.rounds, surrogate_dir)
         result["speed_ratio_max"] = max(r["ratio"] for r in result["speed"])
     if args.part in ("sweep", "all"):
         t0 = time.perf_counter()

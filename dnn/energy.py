@@ -46,7 +46,14 @@ import torch
 from torch import nn
 
 from .layers import CrossbarLayerBase
-from .mvm import POWER_PARTS, BoundPower, PartsPoweredTileMVM, PoweredTileMVM
+from .mvm import (
+    POWER_PARTS,
+    BoundPower,
+    FormsPoweredTileMVM,
+    PartsPoweredTileMVM,
+    PoweredTileMVM,
+    bind_power_forms,
+)
 from .periphery import EnergySettings, PeripheryModel
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,9 @@ class _BoundArray:
     g_group: torch.Tensor
     power_model: str
     power_split: str
+    group_parts: BoundPower | None = None
+    """v_v [n_r, B, rows] -> p_w [n_r, B, len(POWER_PARTS)] (W) summed over the tiles that read row tile r's
+    voltages (the sum of their quadratic forms, :class:`dnn.mvm.FormsPoweredTileMVM`); None: ``parts`` per tile."""
 
 
 def _summed(parts: BoundPower) -> BoundPower:
@@ -147,23 +157,35 @@ class EnergyMeter:
         power, model = ideal, f"{IDEAL_FORMULA} (fallback: the tile model has no power model)"
         parts: BoundPower | None = ideal_parts
         split = IDEAL_SPLIT
+        group_parts: BoundPower | None = None
         mvm = layer.mvm
         if isinstance(mvm, PoweredTileMVM):
             split_parts: BoundPower | None = None
             split = "none: the tile model tells only the total"
             if isinstance(mvm, PartsPoweredTileMVM):  # the parts, when there are any, give the total too
                 try:
-                    split_parts, split = mvm.bind_power_parts(g), mvm.power_split
+                    q = None
+                    if isinstance(mvm, FormsPoweredTileMVM):  # quadratic forms: the tiles of a row tile summed
+                        with contextlib.suppress(ValueError):  # none (e.g. a non-linear model): per tile below
+                            q = mvm.power_forms(g)  # [T, parts, rows, rows] (float64)
+                    if q is None:
+                        split_parts = mvm.bind_power_parts(g)
+                    else:  # summed once per programming, applied in float64 to each row tile's voltages
+                        split_parts = bind_power_forms(q, torch.float64)
+                        group_parts = bind_power_forms(q.reshape(s, p, n_r, n_c, *q.shape[1:]).sum(dim=(0, 1, 3)),
+                                                       torch.float64)
+                    split = mvm.power_split
                 except ValueError as exc:
                     split = f"none: {exc}"
             try:
                 power = mvm.bind_power(g) if split_parts is None else _summed(split_parts)
                 parts, model = split_parts, mvm.power_model
             except ValueError as exc:
-                model, split = f"{IDEAL_FORMULA} (fallback: {exc})", IDEAL_SPLIT
+                model, split, group_parts = f"{IDEAL_FORMULA} (fallback: {exc})", IDEAL_SPLIT, None
         if model.startswith(IDEAL_FORMULA + " (fallback"):
             logger.warning("layer %s: array energy from the ideal formula: %s", layer.name or "?", model)
-        bound = _BoundArray(power=power, parts=parts, g_group=g_group, power_model=model, power_split=split)
+        bound = _BoundArray(power=power, parts=parts, g_group=g_group, power_model=model, power_split=split,
+                            group_parts=group_parts)
         self._power[id(layer)] = (g_s, bound)
         return bound
 
@@ -195,11 +217,15 @@ class EnergyMeter:
         k = reads if self.power_sample_vectors <= 0 else min(self.power_sample_vectors, reads)
         if k < reads:
             v64 = v64.index_select(1, torch.linspace(0, reads - 1, k, device=v64.device).round().long())
-        v_all = v64[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
-        if bound.parts is not None:  # W per part summed over the sampled reads; the total is their sum
+        if bound.group_parts is not None:  # the summed forms of each row tile's tiles, on its voltages
+            sampled_parts = bound.group_parts(v64.double()).sum(dim=(0, 1))
+            sampled = float(sampled_parts.sum())
+        elif bound.parts is not None:  # W per part summed over the sampled reads; the total is their sum
+            v_all = v64[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
             sampled_parts = bound.parts(v_all.to(g_s.dtype)).double().sum(dim=(0, 1))
             sampled = float(sampled_parts.sum())
         else:
+            v_all = v64[None, None, :, None].expand(s, p, n_r, n_c, k, tile.rows).reshape(-1, k, tile.rows)
             sampled_parts, sampled = None, float(bound.power(v_all.to(g_s.dtype)).sum())  # W over the sampled reads
         scale = 1.0
         if k < reads:

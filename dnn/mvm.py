@@ -141,6 +141,35 @@ class PartsPoweredTileMVM(PoweredTileMVM, Protocol):
         ...
 
 
+@runtime_checkable
+class FormsPoweredTileMVM(PartsPoweredTileMVM, Protocol):
+    """A tile model whose per-part read power is a quadratic form in the row voltages (optional): p_part =
+    ``v^T Q_part(G) v``. A caller that reads several tiles with the same voltages (the tiles of one row tile)
+    may then sum their forms once per programming and apply the sum, instead of every tile's
+    (:class:`dnn.energy.EnergyMeter`)."""
+
+    def power_forms(self, g_s: torch.Tensor) -> torch.Tensor:
+        """g_s: [T, rows, cols] (S). Returns Q [T, len(POWER_PARTS), rows, rows] (A/V, float64, on the device of
+        `g_s`, no gradient): `bind_power_parts`'s forms. Raises ValueError when the model has none."""
+        ...
+
+
+def bind_power_forms(q: torch.Tensor, dtype: torch.dtype) -> BoundPower:
+    """Per-part quadratic forms Q [T, parts, rows, rows] (A/V) -> f(v_v [T, B, rows] (V)) -> p_w [T, B, parts] =
+    ``v^T Q[t, p] v`` (W), computed in ``dtype`` (one bmm for every part), returned in ``v_v``'s dtype, without
+    gradients."""
+    n, n_parts, rows = q.shape[0], q.shape[1], q.shape[2]
+    q_cat = q.detach().to(dtype).permute(0, 2, 1, 3).reshape(n, rows, n_parts * rows)  # [T, rows, parts x rows]
+
+    def parts(v_v: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            v = v_v.detach().to(dtype)
+            vq = torch.bmm(v, q_cat).view(v.shape[0], v.shape[1], n_parts, rows)  # v^T Q_p per part
+            return (vq * v[:, :, None, :]).sum(dim=3).to(v_v.dtype)  # [T, B, parts]
+
+    return parts
+
+
 def _check_g(g_s: torch.Tensor, tile: Tile) -> None:
     if g_s.ndim != 3 or g_s.shape[1:] != (tile.rows, tile.cols):
         raise ValueError(f"g_s has shape {tuple(g_s.shape)}; expected [T, {tile.rows}, {tile.cols}]")
@@ -266,9 +295,9 @@ class TransferTileMVM(_BipolarTile):
     power_model: str = field(default="exact nodal", init=False)
     power_split: str = field(default="exact: per-part quadratic forms v^T Q_part v of the nodal solve", init=False)
 
-    def bind_power_parts(self, g_s: torch.Tensor) -> BoundPower:
-        """p_w [T, B, len(POWER_PARTS)] = v^T Q_p(G) v per part (W), Q computed once here by `power_forms_fn`:
-        exact for a linear array; the parts sum to `bind_power`'s ``v^T Y v`` (sum_p Q_p = Y)."""
+    def power_forms(self, g_s: torch.Tensor) -> torch.Tensor:
+        """Q [T, len(POWER_PARTS), rows, rows] (A/V, float64, on the device of `g_s`) by `power_forms_fn`: the power
+        dissipated in part p by a read ``v`` is ``v^T Q[p] v``."""
         _check_g(g_s, self.tile)
         if self.power_forms_fn is None:
             raise ValueError("this transfer-matrix tile model has no per-part power forms (power_forms_fn, e.g. "
@@ -277,17 +306,12 @@ class TransferTileMVM(_BipolarTile):
         q_np = np.asarray(self.power_forms_fn(g_s.detach().cpu().double().numpy()))
         if q_np.shape != shape:
             raise ValueError(f"power_forms_fn returned shape {q_np.shape}; expected {shape} ({rows} rows)")
-        n_parts = len(POWER_PARTS)
-        q = torch.as_tensor(q_np, dtype=g_s.dtype, device=g_s.device)  # [T, parts, rows, rows]
-        q_cat = q.permute(0, 2, 1, 3).reshape(g_s.shape[0], rows, n_parts * rows)  # [T, rows, parts x rows]: one bmm
+        return torch.as_tensor(q_np, dtype=torch.float64, device=g_s.device)
 
-        def parts(v_v: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                v = v_v.detach()
-                vq = torch.bmm(v, q_cat).view(v.shape[0], v.shape[1], n_parts, rows)  # v^T Q_p per part
-                return (vq * v[:, :, None, :]).sum(dim=3)  # [T, B, parts]
-
-        return parts
+    def bind_power_parts(self, g_s: torch.Tensor) -> BoundPower:
+        """p_w [T, B, len(POWER_PARTS)] = v^T Q_p(G) v per part (W), Q computed once here by `power_forms_fn`:
+        exact for a linear array; the parts sum to `bind_power`'s ``v^T Y v`` (sum_p Q_p = Y)."""
+        return bind_power_forms(self.power_forms(g_s), g_s.dtype)
 
     def bind_power(self, g_s: torch.Tensor) -> BoundPower:
         """p_w [T, B] = v^T Y(G) v (W), Y computed once here by `admittance_fn`: exact for a linear array

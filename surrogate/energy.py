@@ -210,6 +210,33 @@ class EnergyModel:
                                                                                 device=v_v.device)
         return out
 
+    def power_forms(self, g_s: torch.Tensor) -> torch.Tensor:
+        """Q [T, len(POWER_PARTS), rows, rows] (A/V, float64): :meth:`part_values` as quadratic forms, p_part =
+        ``v^T Q_part v``, for ``g_s`` [T, rows, cols] (S). Only a linear model's split is quadratic in ``v``:
+        raises :class:`EnergyModelError` for a model with the non-linear features.
+
+        With ``i = v Y``, ``u = v M`` (``M = I - R_d' Y``), ``ug = v K`` (``K = M G``), ``w = d ug``: cells
+        ``M diag(sum_c G) M^T + K diag(d^2 sum_r G - 2 d) K^T``; driver and row wires ``Y Y^T`` times their
+        resistances; sense and column wires ``K diag((1 - d sum_r G)^2) K^T`` times theirs."""
+        if len(self.features) > 1:
+            raise EnergyModelError("energy model: the non-linear features' split is not a quadratic form")
+        with torch.no_grad():
+            loaded = self.loaded(g_s.detach().to(torch.float64))
+            g, y, d = loaded.g_s, loaded.y, loaded.d
+            rows, cols = g.shape[1], g.shape[2]
+            col_sum = g.sum(dim=1)  # [T, cols]
+            m = torch.eye(rows, dtype=g.dtype, device=g.device) - loaded.r_driver_ohm * y
+            k = torch.bmm(m, g)  # [T, rows, cols]
+            cells = (torch.bmm(m * g.sum(dim=2)[:, None, :], m.transpose(1, 2))
+                     + torch.bmm(k * (d * d * col_sum - 2.0 * d)[:, None, :], k.transpose(1, 2)))
+            i2 = torch.bmm(y, y.transpose(1, 2))
+            j2 = torch.bmm(k * ((1.0 - d * col_sum) ** 2)[:, None, :], k.transpose(1, 2))
+            r_row = self.wire_fraction_row * cols * self.r_wire_row_ohm
+            r_col = self.wire_fraction_col * rows * self.r_wire_col_ohm
+            forms = {"cells": cells, "driver": self.r_driver_ohm * i2, "row_wires": r_row * i2,
+                     "sense": self.r_sense_ohm * j2, "col_wires": r_col * j2}
+            return self.theta[0] * torch.stack([forms[name] for name in POWER_PARTS], dim=1)
+
     def bind_parts(self, g_s: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """g_s [T, rows, cols] (S) -> f(v_v [T, B, rows] (V)) -> p_w [T, B, len(POWER_PARTS)] (W), the split of
         :meth:`part_values`; G-only work once here, in float64, no gradients. The parts sum to :meth:`bind`'s
@@ -409,10 +436,12 @@ def _cell_is_linear(spec: CircuitSpec) -> bool:
 
 def attach(model: Any, energy: EnergyModel) -> None:
     """Make a loaded surrogate a ``dnn.mvm.PartsPoweredTileMVM``: ``power_model``, ``energy_model``,
-    ``bind_power`` (the energy model bound to the tiles' conductances), ``power_split`` and ``bind_power_parts``
-    (its split over the parts)."""
+    ``bind_power`` (the energy model bound to the tiles' conductances), ``power_split``, ``bind_power_parts``
+    (its split over the parts) and ``power_forms`` (that split as quadratic forms: a linear model's only;
+    ``dnn.mvm.FormsPoweredTileMVM``)."""
     model.energy_model = energy
     model.power_model = POWER_MODEL
     model.bind_power = energy.bind
     model.power_split = POWER_SPLIT
     model.bind_power_parts = energy.bind_parts
+    model.power_forms = energy.power_forms
