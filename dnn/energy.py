@@ -19,7 +19,10 @@ calls :meth:`EnergyMeter.record` with the DAC'd row voltages). What one layer fo
   (cells, row wires, column wires, driver, sense), from the tile model's ``bind_power_parts``
   (:class:`dnn.mvm.PartsPoweredTileMVM`; ``power_split`` names how: exact per-part quadratic forms, the
   surrogate energy model's lumped array, or the ideal array with everything in the cells), sampled and
-  scaled like the total, which is then their sum. None when the tile model tells only the total.
+  scaled like the total, which is then their sum. None when the tile model tells only the total. Where the
+  parts are quadratic forms (:class:`dnn.mvm.FormsPoweredTileMVM`: the exact tile model, a linear surrogate
+  energy model), the forms of the ``S x P x n_c`` tiles that read one row tile's voltages are summed once per
+  programming and applied once per row tile (float64): the same sums, one matmul per row tile, not per tile.
 - **DAC**: one conversion per driven row of every physical tile and read: ``B x phases x S x P x n_c x
   n_in`` (``n_in`` = rows in use over all row tiles), at ``input_bits - 1`` (two_phase: unipolar
   magnitude) or ``input_bits`` (signed) bits.
