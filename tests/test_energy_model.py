@@ -63,10 +63,10 @@ def test_the_fitted_model_meets_the_target_on_held_out_matrices(make_spec, cell)
     keep = t.p_w > 0
     pred = model.predict_w(t.g_s, t.g_index[keep], t.v_v[keep])
     rel = (pred - t.p_w[keep]) / t.p_w[keep]
-    assert np.sqrt(np.mean(rel ** 2)) == pytest.approx(test["rms_rel"], rel=1e-9)
+    assert np.sqrt(np.mean(rel ** 2)) == pytest.approx(test["rms_rel"], rel=1e-9, abs=0)
     ideal = np.einsum("nr,nrc->n", t.v_v[keep] ** 2, t.g_s[t.g_index[keep]])
     assert np.sqrt(np.mean(((ideal - t.p_w[keep]) / t.p_w[keep]) ** 2)) == pytest.approx(test["ideal_rms_rel"],
-                                                                                          rel=1e-9)
+                                                                                          rel=1e-9, abs=0)
     assert "test_dnn_like" in model.fidelity  # the mixed sampler put DNN-like matrices in the test split
 
 

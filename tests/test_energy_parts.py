@@ -167,7 +167,7 @@ def test_the_meter_reports_the_array_parts_summing_to_the_array(make_spec, sampl
     (cost,) = out["per_layer"]
     assert out["power_split"] == cost["power_split"] and out["power_split"].startswith("exact")
     assert list(out["array_parts_j"]) == list(POWER_PARTS) and all(e > 0 for e in out["array_parts_j"].values())
-    assert sum(out["array_parts_j"].values()) == pytest.approx(out["energy_breakdown_j"]["array"], rel=1e-12)
+    assert sum(out["array_parts_j"].values()) == pytest.approx(out["energy_breakdown_j"]["array"], rel=1e-12, abs=0)
     assert out["array_parts_j"] == cost["array_parts_j"]
     # the power is drawn through 500-ohm ends: the cells take less than the ideal formula says
     assert out["array_parts_j"]["cells"] < out["array_ideal_formula_j"]
@@ -215,7 +215,7 @@ def test_an_exact_evaluation_reports_the_array_parts_per_method_and_layer(small_
                  "--out", str(out)]) == 0
     e = EvaluationResult.read(out).methods["none"].energy
     assert e["power_model"] == "exact nodal" and e["power_split"].startswith("exact: per-part quadratic forms")
-    assert sum(e["array_parts_j"].values()) == pytest.approx(e["energy_breakdown_j"]["array"], rel=1e-9)
+    assert sum(e["array_parts_j"].values()) == pytest.approx(e["energy_breakdown_j"]["array"], rel=1e-9, abs=0)
     assert all(e["array_parts_j"][p] > 0 for p in POWER_PARTS)
     for layer in e["per_layer"]:
-        assert sum(layer["array_parts_j"].values()) == pytest.approx(layer["energy_breakdown_j"]["array"], rel=1e-9)
+        assert sum(layer["array_parts_j"].values()) == pytest.approx(layer["energy_breakdown_j"]["array"], rel=1e-9, abs=0)

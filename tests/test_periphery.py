@@ -33,10 +33,10 @@ def test_isaac_preset_reproduces_the_cited_component_figures():
     """hwcomponents-library isaac.py: ADC 16 mW / (8 ADCs x 1.2 GS/s) = 1.667 pJ at 8 bits; its scaled table
     (Saberi et al.) is not 2^bits, so only the 8-bit point is the source's; 1-bit DAC 0.41667 pJ; shift-add
     0.021 pJ; 1.2 GS/s conversions."""
-    assert ISAAC.adc_energy_j(8) == pytest.approx(1.666666667e-12, rel=1e-9)
-    assert ISAAC.adc_energy_j(4) == pytest.approx(1.666666667e-12 / 16, rel=1e-9)  # Walden: 2^bits
-    assert ISAAC.dac_energy_j(1) == pytest.approx(0.41667e-12) and ISAAC.dac_energy_j(7) == pytest.approx(64 * 0.41667e-12)
-    assert ISAAC.shift_add_energy_j == 0.021e-12 and ISAAC.adc_conversion_s == pytest.approx(1 / 1.2e9)
+    assert ISAAC.adc_energy_j(8) == pytest.approx(1.666666667e-12, rel=1e-9, abs=0)
+    assert ISAAC.adc_energy_j(4) == pytest.approx(1.666666667e-12 / 16, rel=1e-9, abs=0)  # Walden: 2^bits
+    assert ISAAC.dac_energy_j(1) == pytest.approx(0.41667e-12, abs=0) and ISAAC.dac_energy_j(7) == pytest.approx(64 * 0.41667e-12, abs=0)
+    assert ISAAC.shift_add_energy_j == 0.021e-12 and ISAAC.adc_conversion_s == pytest.approx(1 / 1.2e9, abs=0)
     assert ISAAC.columns_per_adc == 128
     for preset in PERIPHERY_PRESETS.values():
         assert preset.source and "github.com" in preset.source
@@ -48,18 +48,18 @@ def test_schreier_envelope_matches_the_survey_formula():
     p = PERIPHERY_PRESETS["survey_envelope"]
     fom = 186.72 - 10 * math.log10(math.sqrt(1 + (1.2e9 / 46.73e6) ** 2))
     power_w = 1.2e9 / 2 / 10 ** ((fom - (6.02 * 8 + 1.76)) / 10)  # fs / (2 P) = 10^((FoM - SNDR) / 10)
-    assert p.adc_energy_j(8) == pytest.approx(power_w / 1.2e9, rel=1e-12)
+    assert p.adc_energy_j(8) == pytest.approx(power_w / 1.2e9, rel=1e-12, abs=0)
     slow = p.replace(adc_sample_rate_hz=1e3)
-    assert slow.adc_energy_j(8) == pytest.approx(0.5 * 10 ** ((49.92 - 186.72) / 10), rel=1e-6)  # below the corner
-    assert slow.adc_energy_j(9) / slow.adc_energy_j(8) == pytest.approx(10 ** 0.602, rel=1e-9)  # 4x per bit
+    assert slow.adc_energy_j(8) == pytest.approx(0.5 * 10 ** ((49.92 - 186.72) / 10), rel=1e-6, abs=0)  # below the corner
+    assert slow.adc_energy_j(9) / slow.adc_energy_j(8) == pytest.approx(10 ** 0.602, rel=1e-9, abs=0)  # 4x per bit
     fast = [p.replace(adc_sample_rate_hz=f).adc_energy_j(8) for f in (1e10, 2e10)]
-    assert fast[1] / fast[0] == pytest.approx(2.0, rel=1e-3)  # far above the corner: energy grows with the rate
+    assert fast[1] / fast[0] == pytest.approx(2.0, rel=1e-3, abs=0)  # far above the corner: energy grows with the rate
 
 
 def test_latency_of_a_read_counts_the_shared_adc():
-    assert ISAAC.read_time_s(10e-9, 64) == pytest.approx(10e-9 + 64 / 1.2e9)
-    assert ISAAC.read_time_s(10e-9, 256) == pytest.approx(10e-9 + 128 / 1.2e9)
-    assert ISAAC.replace(columns_per_adc=1).read_time_s(10e-9, 256) == pytest.approx(10e-9 + 1 / 1.2e9)
+    assert ISAAC.read_time_s(10e-9, 64) == pytest.approx(10e-9 + 64 / 1.2e9, abs=0)
+    assert ISAAC.read_time_s(10e-9, 256) == pytest.approx(10e-9 + 128 / 1.2e9, abs=0)
+    assert ISAAC.replace(columns_per_adc=1).read_time_s(10e-9, 256) == pytest.approx(10e-9 + 1 / 1.2e9, abs=0)
 
 
 @pytest.mark.parametrize("key", [k for k in PERIPHERY_KEYS if k != "adc_model"])
