@@ -34,7 +34,7 @@ from .layers import calibrate_adc
 from .mitigation import apply_method, method_variants
 from .mvm import IdealTileMVM, NoisePhysics, SolverTileMVM, TileMVM, TransferTileMVM
 from .results import MethodResult
-from .settings import EvaluationSettings
+from .settings import EvaluationSettings, starting_method
 from .train import evaluate, make_loader
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,12 @@ def method_kwargs(settings: EvaluationSettings, method: str, max_batches: int | 
     return {}
 
 
+def start_of(settings: EvaluationSettings, method: str) -> str:
+    """The method ``method`` starts from (``dnn.settings.starting_method``) under these settings."""
+    block = {"adapt_finetune": "bn_finetune"}.get(method, method)
+    return starting_method(method, getattr(getattr(settings, block, None), "reestimate_stats", True))
+
+
 def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: CrossbarConfig,
                      settings: EvaluationSettings, device: torch.device, batch_size: int = 64,
                      eval_batch_size: int = 256, max_batches: int | None = None, progress: bool = True,
@@ -254,7 +260,8 @@ def evaluate_methods(model: nn.Module, data: DatasetSplit, mvm: TileMVM, cfg: Cr
                                      "memory_kind": cost.memory_kind, "method": variant.method,
                                      "rank": variant.rank, "param_budget_x_bn": list(variant.budgets_x_bn),
                                      "bytes_per_chip": cost.bytes_per_chip,
-                                     "calibration_images": cost.calibration_images, **cost.details})
+                                     "calibration_images": cost.calibration_images,
+                                     "start_method": start_of(settings, variant.method), **cost.details})
                 logger.info("seed %s %s: accuracy %.4f (software %.4f)", seed, method,
                             runs[method][-1]["accuracy"], software)
                 seed_runs[method] = runs[method][-1]
@@ -287,4 +294,5 @@ def method_cost_fields(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     return {"method": first["method"], "rank": first["rank"], "param_budget_x_bn": list(first["param_budget_x_bn"]),
             "bytes_per_chip": int(runs[0]["bytes_per_chip"]), "calibration_images": int(runs[0]["calibration_images"]),
-            "safeguard": [r["safeguard"] for r in runs if "safeguard" in r]}
+            "safeguard": [r["safeguard"] for r in runs if "safeguard" in r],
+            "start_method": str(first.get("start_method", ""))}

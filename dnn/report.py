@@ -42,6 +42,7 @@ from .report_device import device_columns
 from .report_device import markdown_lines as device_lines
 from .report_energy import energy_columns
 from .report_energy import markdown_lines as energy_lines
+from .settings import starting_method
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,13 @@ def _accuracy(value: Any, where: str) -> float:
     return float(value)
 
 
+def _reestimates(result: dict, method: str) -> bool:
+    """Whether `method` re-estimated the BN statistics at its end: its own settings block's
+    ``reestimate_stats`` (lora, vera), bn_finetune's for the BN fine-tunes; true when not recorded."""
+    block = method if method in ("lora", "vera") else "bn_finetune"
+    return bool((result.get("evaluation", {}).get(block) or {}).get("reestimate_stats", True))
+
+
 def load_results(paths: list[str | Path]) -> list[dict]:
     """One row per circuit x model x scenario x method. Every file is checked before any row is
     returned: a file that is not an evaluation result, has no methods or holds an accuracy that is not
@@ -192,8 +200,6 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                 "t_drift_s": float(xbar.get("t_drift_s", 0.0)), "drift_nu_mean": float(xbar.get("drift_nu_mean", 0.0)),
                 "device_preset": result.get("device_preset") or "",
                 "mvm_kind": mvm.get("kind", ""),
-                "reestimate_stats": bool(result.get("evaluation", {}).get("bn_finetune", {})
-                                         .get("reestimate_stats", True)),
                 **device_columns(result),
             }
             software = _accuracy(result["software_accuracy"], "software_accuracy")
@@ -212,6 +218,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                     **energy_columns(m),
                     "start_method": str(m.get("start_method") or ""),
                     "base_method": str(m.get("method") or method),
+                    "reestimate_stats": _reestimates(result, str(m.get("method") or method)),
                     "calibration_images": m.get("calibration_images"),
                     "start_accuracy_per_seed": [_accuracy(a, f"methods.{method}.start_accuracy_per_seed")
                                                 for a in m.get("start_accuracy_per_seed") or []],
@@ -635,16 +642,12 @@ class ReportWarning:
 
 
 def starting_point(r: dict) -> str:
-    """The method whose state `r`'s method starts from ('' for none known). A result may name it
-    (``methods.X.start_method``); otherwise: ``adapt_finetune`` adapts first, and ``bn_finetune`` (with
-    ``reestimate_stats``, the default) and ``retrain`` re-estimate the statistics at their end, so with
-    zero training steps each of them is exactly ``bn_adapt``; ``bn_finetune`` without the re-estimate starts
-    from the converted network (``none``)."""
+    """The method whose state `r`'s method starts from ('' for none known): the one its result records
+    (``methods.X.start_method``), or, in files written before results recorded it,
+    ``dnn.settings.starting_method`` with the file's ``reestimate_stats`` for the method."""
     if r["start_method"]:
         return r["start_method"]
-    if r["base_method"] == "bn_finetune":
-        return "bn_adapt" if r["reestimate_stats"] else "none"
-    return {"adapt_finetune": "bn_adapt", "retrain": "bn_adapt"}.get(r["base_method"], "")
+    return starting_method(r["base_method"], r["reestimate_stats"])
 
 
 def _start_row(r: dict, start: str, rows: list[dict]) -> dict | None:
@@ -675,7 +678,7 @@ def find_warnings(rows: list[dict], settings: ReportSettings) -> list[ReportWarn
         start = starting_point(r)
         start_row = _start_row(r, start, rows) if start else None
         if r["start_accuracy_per_seed"]:
-            start_accs = r["start_accuracy_per_seed"]
+            start, start_accs = "", r["start_accuracy_per_seed"]
         elif start_row is not None:
             start, start_accs = start_row["method"], per_seed(start_row)
         else:

@@ -58,6 +58,9 @@ class MethodResult:
     """The parameter budgets (x the BN gamma/beta count) this rank was chosen for."""
     safeguard: list[dict[str, Any]] = field(default_factory=list)
     """Per seed, what the fine-tune safeguard scored and kept (``dnn.mitigation.SafeguardRecord``)."""
+    start_method: str = ""
+    """The method this one equals after zero training steps (``dnn.settings.starting_method``): what the
+    report's below-start warning compares it with; "" for methods that do not train, and in older files."""
 
 
 @dataclass(frozen=True)

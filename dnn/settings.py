@@ -24,6 +24,14 @@ MONITORS = ("val_loss", "val_accuracy")
 METHOD_NAMES = ("none", "bn_adapt", "bn_finetune", "adapt_finetune", "retrain", "drift_compensation", "lora", "vera")
 """Mitigation methods of ``dnn.mitigation.METHODS``; 'adapt_finetune' = bn_adapt, then bn_finetune;
 'drift_compensation', 'lora' and 'vera' are the light rivals of BN-only mitigation (``dnn.adapters``)."""
+METHOD_SETTINGS = {
+    "none": (), "bn_adapt": ("bn_adapt",), "bn_finetune": ("bn_adapt", "bn_finetune", "safeguard"),
+    "adapt_finetune": ("bn_adapt", "bn_finetune", "safeguard"), "retrain": ("bn_adapt", "retrain"),
+    "drift_compensation": ("drift_compensation",), "lora": ("bn_adapt", "lora", "safeguard"),
+    "vera": ("bn_adapt", "vera", "safeguard"),
+}
+"""The ``evaluation`` blocks each method reads (``dnn.evaluate.method_kwargs``; checked by a test): a
+block no listed method reads decides nothing (``used_evaluation``)."""
 TRAIN_SPLIT_SIZES = {"digits": 1437, "mnist_subset": 4000, "cifar10": 50000}
 """Images in each dataset's training split (``dnn.datasets``; checked by a test): the most calibration
 images a config may ask for before the data is loaded."""
@@ -245,6 +253,30 @@ class VeraSettings(LoraSettings):
         super().__post_init__()
         check(is_number(self.d_init) and self.d_init != 0, "d_init", "a non-zero number", self.d_init)
         check(is_seed(self.matrix_seed), "matrix_seed", SEED_EXPECTED, self.matrix_seed)
+
+
+def used_evaluation(evaluation: dict) -> dict:
+    """A config's ``evaluation`` mapping without the method blocks (``METHOD_SETTINGS``) that none of its
+    ``methods`` reads, so that editing such a block changes no job's parameters (and reruns nothing)."""
+    methods = evaluation.get("methods", EvaluationSettings.methods)
+    if not isinstance(methods, (list, tuple)) or not all(isinstance(m, str) for m in methods):
+        return dict(evaluation)  # left for EvaluationSettings to reject, naming the key
+    blocks = {b for names in METHOD_SETTINGS.values() for b in names}
+    used = {b for m in methods for b in METHOD_SETTINGS.get(m, ())}
+    return {k: v for k, v in evaluation.items() if k not in blocks - used}
+
+
+def starting_method(method: str, reestimate_stats: bool = True) -> str:
+    """The method whose result a trained method equals after zero training steps ('' for one that does not
+    train): the fine-tunes and the adapters (which start as no-ops) re-estimate the BN statistics at their
+    end (``reestimate_stats``), so they start from ``bn_adapt``; without the re-estimate, ``bn_finetune``,
+    ``lora`` and ``vera`` start from the converted network (``none``). ``adapt_finetune`` adapts first, and
+    ``retrain`` always re-estimates. The report's below-start warning compares a method with this one."""
+    if method in ("adapt_finetune", "retrain"):
+        return "bn_adapt"
+    if method in ("bn_finetune", "lora", "vera"):
+        return "bn_adapt" if reestimate_stats else "none"
+    return ""
 
 
 @dataclass(frozen=True)

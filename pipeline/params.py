@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from dnn.settings import used_evaluation
 from pipeline.config import CIRCUIT_STAGE_KEYS, crossbar_settings
 
 REPORT_PLOT_KINDS = ("accuracy", "accuracy_vs_sigma", "accuracy_vs_drift", "accuracy_vs_size")
@@ -128,8 +129,9 @@ def device_preset_flag(config: dict[str, Any], scenario: str) -> str:
 
 
 def evaluation_json(config: dict[str, Any]) -> str:
-    """The evaluation settings shared by every scenario."""
-    return dumps(config["evaluation"])
+    """The evaluation settings shared by every scenario, without the blocks of methods it does not run
+    (``dnn.settings.used_evaluation``): editing those reruns no evaluation."""
+    return dumps(used_evaluation(config["evaluation"]))
 
 
 def report_json(config: dict[str, Any]) -> str:

@@ -330,6 +330,8 @@ def test_evaluate_methods_runs_every_variant_and_resumes_from_a_json_seed_record
     assert lora.bytes_per_chip == 4 * (265 + BN_STATS) and len(lora.safeguard) == 2
     assert lora.safeguard[0]["holdout_images"] == 4  # 20% of 20 images
     assert results["none"].calibration_images == 0 and results["drift_compensation_n100"].bytes_per_chip == 12
+    assert (lora.start_method, results["drift_compensation_n20"].start_method, results["none"].start_method) \
+        == ("bn_adapt", "", "")  # what the report's below-start warning compares lora with
     _, again = evaluate_methods(model, data, IDEAL, QUIET, settings, torch.device("cpu"), batch_size=32,
                                 progress=False, done_seeds=records)
     assert {k: v.accuracy_per_seed for k, v in again.items()} == {k: v.accuracy_per_seed for k, v in results.items()}

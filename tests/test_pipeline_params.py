@@ -67,7 +67,9 @@ def test_a_scenario_overrides_the_shared_crossbar_defaults_and_names_its_circuit
 
 def test_shared_slices_and_report_files(config):
     assert json.loads(params.crossbar_json(config)) == config["crossbar"]
-    assert json.loads(params.evaluation_json(config)) == config["evaluation"]
+    unused = {"retrain", "drift_compensation", "lora", "vera"}  # config/test.yaml: none, bn_adapt, bn_finetune
+    assert json.loads(params.evaluation_json(config)) == {k: v for k, v in config["evaluation"].items()
+                                                          if k not in unused}
     assert json.loads(params.model_json(config, "digits_cnn"))["epochs"] == 2
     config["circuits"]["tiny"]["surrogate"] = {"epochs": 20, "design": "transfer"}
     assert params.surrogate_params_json(config, "tiny") == '{"design": "transfer", "epochs": 20}'
@@ -116,3 +118,18 @@ def test_per_read_noise_evaluations_are_scheduled_first():
                             "shared": {"read_noise_sigma": 0.2, "read_noise_mode": "per_forward"}}}
     assert params.evaluation_priority(config, "noise") > params.evaluation_priority(config, "parasitics")
     assert params.evaluation_priority(config, "shared") == params.evaluation_priority(config, "parasitics")
+
+
+def test_a_block_no_listed_method_reads_changes_no_evaluation(config):
+    """The schema fills every method's block; one that no listed method reads must not be a job parameter,
+    or editing it (or its default) would rerun every evaluation."""
+    before = params.evaluation_json(config)
+    config["evaluation"]["lora"]["epochs"] = 9
+    config["evaluation"]["retrain"]["epochs"] = 9
+    assert params.evaluation_json(config) == before
+    config["evaluation"]["safeguard"]["holdout_fraction"] = 0.5  # read by bn_finetune
+    assert params.evaluation_json(config) != before
+    config["evaluation"]["methods"] = ["none", "lora"]
+    got = json.loads(params.evaluation_json(config))
+    assert got["lora"]["epochs"] == 9 and {"bn_adapt", "safeguard"} <= set(got)
+    assert not {"bn_finetune", "retrain", "vera", "drift_compensation"} & set(got)

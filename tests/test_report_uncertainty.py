@@ -168,13 +168,14 @@ def test_starting_points_follow_the_method_and_what_the_result_records(tmp_path)
     rows = load_results([path])
     assert {r["method"]: starting_point(r) for r in rows} == {
         "none": "", "bn_adapt": "", "bn_finetune": "none", "adapt_finetune": "bn_adapt", "lora": "bn_adapt",
-        "vera": ""}
+        "vera": "bn_adapt"}  # vera: no record, its own block's reestimate_stats (absent: true)
     below = [(w.method, w.reference) for w in find_warnings(rows, ReportSettings()) if w.kind == "below_start"]
     assert below == [("lora", "bn_adapt"), ("vera", "recorded start")]  # bn_finetune 80% is above none's 50%
-    d["evaluation"] = {}
+    d["evaluation"] = {"vera": {"reestimate_stats": False}}
     path.write_text(json.dumps(d))
     rows = load_results([path])
     assert next(starting_point(r) for r in rows if r["method"] == "bn_finetune") == "bn_adapt"
+    assert next(starting_point(r) for r in rows if r["method"] == "vera") == "none"
     assert ("bn_finetune", "bn_adapt") in [(w.method, w.reference) for w in find_warnings(rows, ReportSettings())]
 
 
