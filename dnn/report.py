@@ -763,7 +763,7 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
     check += [st.line() for st in shape_check(rows, settings, fidelity)]
     warn = warnings_lines(find_warnings(rows, settings), settings)
     energy = energy_lines(rows, settings.energy_loss_points)
-    device = device_lines(rows, settings.fail_drop_points)
+    device = device_lines(rows, settings)
     return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + warn + energy + device) + "\n"
 
 

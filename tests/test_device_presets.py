@@ -27,7 +27,8 @@ from dnn.device import (
 from dnn.layers import CrossbarLinear, device_stats_per_seed
 from dnn.mvm import IdealTileMVM
 from dnn.noise import make_generator
-from dnn.report_device import bn_limit, device_statements
+from dnn.report import ReportSettings
+from dnn.report_device import bn_limit, bn_limit_decisions, device_statements
 from dnn.results import EvaluationResult, MethodResult
 from pipeline.config import ConfigError, validate_config
 from tests.conftest import REPO
@@ -250,7 +251,7 @@ def test_statements_give_loss_recovery_bn_limit_and_dead_layers():
                     settings="stuck_on_probability=0.005", pc2=0.30)
             + _rows("stuck_0.05", {"none": 40.0, "bn_adapt": 70.0, "bn_finetune": 80.0}, stuck=0.05,
                     settings="stuck_on_probability=0.025", pc2=0.60, dead="features.0"))
-    entries = device_statements(rows, 5.0)
+    entries = device_statements(rows, ReportSettings())
     e1 = next(e for e in entries if e["scenario"] == "stuck_0.01")
     assert e1["device_cost_points"] == pytest.approx({"none": 10.0, "bn_adapt": 2.5, "bn_finetune": 2.0})
     assert e1["recovered_points"]["bn_adapt"] == pytest.approx(8.0)
@@ -258,18 +259,134 @@ def test_statements_give_loss_recovery_bn_limit_and_dead_layers():
     assert "0.050 -> 0.300" in e1["text"] and "beyond a gain" in e1["text"] and "near chance" not in e1["text"]
     e5 = next(e for e in entries if e["scenario"] == "stuck_0.05")
     assert "NO WORKING DEVICE in layer(s) features.0" in e5["text"]
-    pc2_line, line = bn_limit(entries, 5.0)
+    pc2_line, line = bn_limit(entries, ReportSettings())
     assert "0.050 (no fault) -> 0.300 (1%) -> 0.600 (5%)" in pc2_line and "cannot recover" in pc2_line
     assert "BN-only stops helping at 5% stuck devices" in line and "bn_finetune" in line
-    line = bn_limit([e1], 5.0)[-1]
+    line = bn_limit([e1], ReportSettings())[-1]
     assert "stay within 5 points" in line
 
 
 def test_none_near_chance_is_said():
     rows = (_rows("device_ideal", {"none": 9.7, "bn_adapt": 98.6}) + _rows(
         "stuck_0.01", {"none": 9.7, "bn_adapt": 97.2}, stuck=0.01, settings="stuck_on_probability=0.005"))
-    (e,) = device_statements(rows, 5.0)
+    (e,) = device_statements(rows, ReportSettings())
     assert "none is near chance" in e["text"] and e["device_cost_points"]["bn_adapt"] == pytest.approx(1.4)
+
+
+def _seed_rows(scenario, seeds, software=95.0, stuck=0.0, settings=""):
+    """Rows whose accuracy per seed (points) is given per method; the mean is theirs."""
+    return [{"circuit": "c", "model": "m", "scenario": scenario, "method": m, "accuracy_mean": sum(v) / len(v) / 100,
+             "software_accuracy": software / 100, "accuracy_per_seed": [a / 100 for a in v], "read_noise_sigma": 0.0,
+             "t_drift_s": 0.0, "device_scenario": bool(settings), "device_settings": settings,
+             "stuck_probability": stuck, "stuck_fraction": stuck, "tiles_all_stuck": 0,
+             "layers_without_working_cells": "", "pc2_mean": 0.1} for m, v in seeds.items()]
+
+
+def _t_interval(values, confidence=0.95, floor=0.25):
+    """The interval by hand: mean +- t(0.975, n-1) s / sqrt(n), s the sample standard deviation, the
+    half-width at least the floor."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    half = max(t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)), floor)
+    return x.mean() - half, x.mean() + half
+
+
+def _stuck(scenario, p, seeds):
+    return _seed_rows(scenario, seeds, stuck=p, settings=f"stuck_on_probability={p / 2:g}")
+
+
+def test_bn_limit_is_inconclusive_where_the_means_cross_but_the_seeds_straddle_the_threshold():
+    # software 95: at 1% the best BN-only method (bn_finetune by mean, 89.4) is 5.6 points below software on
+    # average, more than 5, but its seeds lie 3, 5.6 and 8.2 below: the interval holds 5. The means alone
+    # said "stops helping at 1%"; at 5% the gap is clearly above 5, yet the sweep stays inconclusive at 1%.
+    rows = (_seed_rows("device_ideal", {"none": [94, 94, 94], "bn_adapt": [94.5, 94.5, 94.5],
+                                        "bn_finetune": [95, 95, 95]})
+            + _stuck("stuck_0.001", 0.001, {"none": [90, 91, 92], "bn_adapt": [93, 94, 93], "bn_finetune": [94, 94.5, 95]})
+            + _stuck("stuck_0.01", 0.01, {"none": [80, 81, 82], "bn_adapt": [89, 88, 90], "bn_finetune": [92, 89.4, 86.8]})
+            + _stuck("stuck_0.05", 0.05, {"none": [40, 41, 42], "bn_adapt": [60, 61, 62], "bn_finetune": [80, 81, 79]}))
+    entries = device_statements(rows, ReportSettings())
+    e1 = next(e for e in entries if e["scenario"] == "stuck_0.01")
+    assert e1["software"] - max(e1["accuracy"][m] for m in ("bn_adapt", "bn_finetune")) > 5.0  # the means cross
+    gap = e1["bn_only_gap_points"]
+    assert gap["method"] == "bn_finetune"
+    low, high = _t_interval([3.0, 5.6, 8.2])
+    assert (gap["interval"]["low"], gap["interval"]["high"]) == pytest.approx((low, high), abs=1e-9)
+    assert gap["interval"]["estimate"] == pytest.approx(5.6) and gap["interval"]["n_seeds"] == 3
+    (d,) = bn_limit_decisions(entries, ReportSettings())
+    assert d["verdict"] == "inconclusive" and d["stuck_probability"] == 0.01
+    assert [s["stuck_probability"] for s in d["steps"]] == [0.001, 0.01]
+    line = bn_limit(entries, ReportSettings())[-1]
+    assert "inconclusive at 1% stuck devices" in line and "stops helping" not in line
+    assert f"5.6 [{low:.1f}, {high:.1f}]" in line and "contains the 5-point threshold" in line
+    assert "95% t-interval over 3 seed(s)" in line and "below that rate within 5 points (0.1% " in line
+    # with a threshold of 12.3 points ([-0.9, 12.1] at 1%, [12.5, 17.5] at 5%) the intervals at 0.1% and 1% lie wholly below it, the one at 5% wholly above
+    d12 = bn_limit_decisions(entries, ReportSettings(fail_drop_points=12.3))[0]
+    assert d12["verdict"] == "stops helping" and d12["stuck_probability"] == 0.05
+
+
+def test_bn_limit_states_the_rate_where_every_seed_is_clearly_beyond_the_threshold():
+    rows = (_seed_rows("device_ideal", {"none": [94, 94, 94], "bn_adapt": [95, 95, 95]})
+            + _stuck("stuck_0.01", 0.01, {"none": [84, 85, 86], "bn_adapt": [92.8, 93, 93.2], "bn_finetune": [93, 92, 91]})
+            + _stuck("stuck_0.05", 0.05, {"none": [40, 42, 44], "bn_adapt": [79, 80, 81], "bn_finetune": [70, 70, 70]}))
+    entries = device_statements(rows, ReportSettings())
+    (d,) = bn_limit_decisions(entries, ReportSettings())
+    assert d["verdict"] == "stops helping" and d["stuck_probability"] == 0.05 and d["reason"] == ""
+    # the best BN-only method by mean at each rate, then its seeds: bn_adapt at 1% (93.0 against 92.0)
+    first, last = d["steps"]
+    assert first["method"] == "bn_adapt" and last["method"] == "bn_adapt"
+    low, high = _t_interval([2.2, 2.0, 1.8])  # spread 0.2: t s/sqrt(n) = 0.497, above the floor
+    assert (first["interval"]["low"], first["interval"]["high"]) == pytest.approx((low, high), abs=1e-9)
+    low, high = _t_interval([16.0, 15.0, 14.0])
+    assert (last["interval"]["low"], last["interval"]["high"]) == pytest.approx((low, high), abs=1e-9)
+    line = d["line"]
+    assert "BN-only stops helping at 5% stuck devices" in line and "(bn_adapt, 80.0%)" in line
+    assert f"15.0 [{low:.1f}, {high:.1f}] points below software (95.0%), wholly more than 5" in line
+    # a smaller confidence narrows the interval by the ratio of the t quantiles
+    from scipy.stats import t
+
+    narrow = bn_limit_decisions(entries, ReportSettings(confidence=0.5))[0]["steps"][1]["interval"]
+    assert narrow["high"] - narrow["estimate"] == pytest.approx(t.ppf(0.75, 2) / math.sqrt(3), abs=1e-9)
+    # every rate wholly within: the verdict names each rate's interval
+    within = bn_limit(entries[:1], ReportSettings())[-1]
+    assert "stay within 5 points of software at every rate" in within and "1% 2.0 [" in within
+
+
+def test_bn_limit_with_one_seed_is_inconclusive_and_says_why():
+    rows = (_seed_rows("device_ideal", {"none": [94], "bn_adapt": [95]})
+            + _stuck("stuck_0.05", 0.05, {"none": [40], "bn_adapt": [60]}))
+    entries = device_statements(rows, ReportSettings())
+    (d,) = bn_limit_decisions(entries, ReportSettings())
+    assert d["verdict"] == "inconclusive" and d["stuck_probability"] == 0.05
+    assert d["reason"].startswith("1 seed(s): no spread over seeds to measure")
+    iv = d["steps"][0]["interval"]  # one seed: the floor alone
+    assert (iv["low"], iv["estimate"], iv["high"]) == pytest.approx((34.75, 35.0, 35.25))
+    assert "stops helping" not in d["line"] and "inconclusive at 5% stuck devices" in d["line"]
+    assert "evaluation.seeds" in d["line"]
+    assert "no spread over seeds, the floor alone" in entries[0]["text"]
+
+
+def test_device_cost_and_recovery_are_paired_seed_by_seed_with_their_intervals():
+    rows = (_seed_rows("device_ideal", {"none": [94, 95, 96], "bn_adapt": [95, 95, 95]})
+            + _stuck("stuck_0.01", 0.01, {"none": [84, 86, 85], "bn_adapt": [93, 94, 95]}))
+    (e,) = device_statements(rows, ReportSettings())
+    cost = e["device_cost_interval_points"]["none"]
+    low, high = _t_interval([10.0, 9.0, 11.0])  # paired: seed by seed, not the difference of the means' spreads
+    assert (cost["estimate"], cost["low"], cost["high"]) == pytest.approx((10.0, low, high), abs=1e-9)
+    ad = e["device_cost_interval_points"]["bn_adapt"]
+    assert (ad["low"], ad["high"]) == pytest.approx(_t_interval([2.0, 1.0, 0.0]), abs=1e-9)
+    rec = e["recovered_interval_points"]["bn_adapt"]
+    assert (rec["estimate"], rec["low"], rec["high"]) == pytest.approx((9.0, *_t_interval([9.0, 8.0, 10.0])), abs=1e-9)
+    assert f"none 10.0 [{low:.1f}, {high:.1f}] points (95.0% -> 85.0%)" in e["text"]
+    assert "bn_adapt recovers +9.0 [" in e["text"] and "differences paired seed by seed, 95% t-interval over 3" in e["text"]
+    assert e["device_cost_points"]["none"] == pytest.approx(10.0)  # the means stay as they were
+    # different seed counts: no pairing, the mean alone and why
+    rows = (_seed_rows("device_ideal", {"none": [94, 96], "bn_adapt": [95, 95]})
+            + _stuck("stuck_0.01", 0.01, {"none": [84, 86, 85], "bn_adapt": [93, 94, 95]}))
+    (e,) = device_statements(rows, ReportSettings())
+    assert e["device_cost_interval_points"]["none"] is None
+    assert "none 10.0 (mean only: 2 and 3 seeds cannot be paired) points" in e["text"]
+    assert e["recovered_interval_points"]["bn_adapt"] is not None  # same result, same seeds
 
 
 # ----------------------------------------------------------------------------- the bench's pieces
@@ -307,6 +424,14 @@ def test_report_device_cli_writes_statements_and_refuses_a_bad_file(tmp_path, ca
     (entry,) = out["entries"]
     assert entry["scenario"] == "stuck_0.05" and entry["device_cost_points"]["none"] == pytest.approx(40.0)
     assert "stuck_0.05" in (tmp_path / "d.md").read_text()
+    assert out["settings"]["confidence"] == 0.95 and out["fail_drop_points"] == 5.0
+    assert main([*map(str, paths), "--json", str(tmp_path / "d.json"), "--settings-json", '{"confidence": 0.9}',
+                 "--fail-drop-points", "7"]) == 0
+    out = json.loads((tmp_path / "d.json").read_text())
+    assert out["settings"]["confidence"] == 0.9 and out["settings"]["fail_drop_points"] == 7.0
+    assert main([*map(str, paths), "--fail-drop-points", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("report_device: report.fail_drop_points: expected") and "\n" not in err
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
     assert main([str(bad)]) == 2
