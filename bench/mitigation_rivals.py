@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dnn  # noqa: E402
 
-from dnn.report_rivals import load_rows, markdown, plot  # noqa: E402
+from dnn.report_rivals import load_rows, markdown, plot, statements  # noqa: E402
 from pipeline.config import crossbar_settings, validate_config  # noqa: E402
 
 log = logging.getLogger("mitigation_rivals")
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (REPO / args.table).write_text(table + "\n")
     return {"command": " ".join(["python", "bench/mitigation_rivals.py", *sys.argv[1:]]), "config": args.config,
             "model": model_name, "scenarios": scenarios, "wall_s": time.perf_counter() - t0, "steps_s": steps,
-            "threads": args.threads, "evaluation": config["evaluation"], "rows": rows}
+            "threads": args.threads, "evaluation": config["evaluation"], "rows": rows,
+            "statements": statements(rows)}
 
 
 def main(argv: list[str] | None = None) -> None:

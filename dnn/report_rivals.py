@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .report import MIN_SEEDS, Interval, ReportSettings, paired_points, seed_interval
 from .results import EvaluationResult
 
 METHOD_ORDER = ("none", "drift_compensation", "bn_adapt", "bn_finetune", "adapt_finetune", "lora", "vera", "retrain")
@@ -54,6 +55,7 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                 "method": m.method or label, "rank": m.rank, "param_budget_x_bn": list(m.param_budget_x_bn),
                 "calibration_images": m.calibration_images, "seeds": len(per_seed),
                 "software": r.software_accuracy, "accuracy_mean": acc_mean, "accuracy_std": acc_std,
+                "accuracy_per_seed": per_seed,
                 "recovered_mean": rec_mean, "recovered_std": rec_std, "trainable_params": m.trainable_params,
                 "bytes_per_chip": m.bytes_per_chip, "wall_s": m.wall_s, "safeguard_kept_epochs": kept,
             })
@@ -79,7 +81,95 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     software = {(r["scenario"], r["circuit"]): r["software"] for r in rows}
     if software:
         lines += ["", "Software accuracy: " + ", ".join(f"{s} / {c} {100 * a:.1f}%" for (s, c), a in sorted(software.items()))]
+    lines += statement_lines(statements(rows))
     return "\n".join(lines)
+
+
+BN_ONLY = ("bn_adapt", "bn_finetune", "adapt_finetune")
+RIVALS = ("drift_compensation", "lora", "vera")
+EQUAL_BUDGET_X = 1.1
+"""A rival trained with at most this many times the BN gamma/beta count competes at 'equal budget'."""
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of highest mean accuracy (selection by the mean; its interval is then taken seed by seed)."""
+    finite = [r for r in rows if math.isfinite(r["accuracy_mean"])]
+    return max(finite, key=lambda r: r["accuracy_mean"]) if finite else None
+
+
+def _name(r: dict[str, Any]) -> str:
+    return r["method"] + (f" r{r['rank']}" if r["rank"] is not None else "")
+
+
+def _decide(interval: Interval | None, threshold: float, n_seeds: int) -> str:
+    """'above' / 'below' when the whole interval lies on one side of ``threshold``, else 'inconclusive'
+    (the threshold inside it, fewer than MIN_SEEDS seeds, or seeds that do not pair)."""
+    if interval is None or n_seeds < MIN_SEEDS:
+        return "inconclusive"
+    return {1: "above", -1: "below", 0: "inconclusive"}[interval.side(threshold)]
+
+
+def statements(rows: list[dict[str, Any]], settings: ReportSettings | None = None) -> list[dict[str, Any]]:
+    """Per non-ideality (scenario x circuit) and calibration size, three statements, each decided by the
+    Student-t interval over seeds (``dnn.report.seed_interval``) of its quantity, in accuracy points:
+
+    - ``bn_suffices``: the best BN-only method (by mean) is within ``settings.close_drop_points`` of
+      software (interval of software - accuracy, seed by seed);
+    - ``rival_equal_budget``: the best rival trained with at most ``EQUAL_BUDGET_X`` x BN's gamma/beta count
+      (drift compensation's 0 included) against the best BN-only method, paired seed by seed;
+    - ``rival_any_budget``: the best rival at any budget against the best BN-only method.
+
+    Each verdict is 'yes' / 'NO' for the first, 'beats' / 'behind' for the others, or 'inconclusive' where
+    the threshold (``close_drop_points``; 0 for a difference) lies inside the interval or fewer than two
+    seeds pair."""
+    s = settings or ReportSettings()
+    out: list[dict[str, Any]] = []
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["method"] != "none" and r["calibration_images"]:
+            groups.setdefault((r["scenario"], r["circuit"], r["calibration_images"]), []).append(r)
+    for (scenario, circuit, images), g in sorted(groups.items()):
+        bn = _best([r for r in g if r["method"] in BN_ONLY])
+        if bn is None:
+            continue
+        bn_count = max((r["trainable_params"] for r in g if r["method"] in BN_ONLY), default=0)
+        where = {"scenario": scenario, "circuit": circuit, "calibration_images": images,
+                 "software_points": 100 * bn["software"]}
+        gap = seed_interval([100 * (bn["software"] - a) for a in bn["accuracy_per_seed"]], s)
+        verdict = {"below": "yes", "above": "NO"}.get(_decide(gap, s.close_drop_points, gap.n_seeds), "inconclusive")
+        out.append({**where, "kind": "bn_suffices", "verdict": verdict, "method": _name(bn), "reference": "software",
+                    "difference_points": gap.to_dict(),
+                    "text": f"BN-only suffices ({_name(bn)} within {s.close_drop_points:g} point(s) of software): "
+                            f"{verdict}; below software by {gap.text()} points"})
+        for kind, pool in (("rival_equal_budget", [r for r in g if r["method"] in RIVALS
+                                                   and r["trainable_params"] <= EQUAL_BUDGET_X * bn_count]),
+                           ("rival_any_budget", [r for r in g if r["method"] in RIVALS])):
+            rival = _best(pool)
+            if rival is None:
+                continue
+            diff = paired_points(rival["accuracy_per_seed"], bn["accuracy_per_seed"])
+            interval = seed_interval(diff, s) if diff else None
+            verdict = {"above": "beats", "below": "behind"}.get(_decide(interval, 0.0, len(diff or [])), "inconclusive")
+            budget = (f"{rival['trainable_params'] / bn_count:.2g}x" if bn_count else f"{rival['trainable_params']}")
+            what = "at equal budget" if kind == "rival_equal_budget" else "at any budget"
+            text = (f"best rival {what}, {_name(rival)} ({rival['trainable_params']} trained parameters, {budget} BN's "
+                    f"{bn_count}), against {_name(bn)}: {verdict}; ")
+            text += (f"difference {interval.text()} points" if interval is not None
+                     else "seed counts differ: no paired difference")
+            out.append({**where, "kind": kind, "verdict": verdict, "method": _name(rival), "reference": _name(bn),
+                        "trainable_params": rival["trainable_params"], "bn_params": bn_count,
+                        "difference_points": interval.to_dict() if interval is not None else None, "text": text})
+    return out
+
+
+def statement_lines(items: list[dict[str, Any]], settings: ReportSettings | None = None) -> list[str]:
+    """Markdown lines of the statements, one per non-ideality x calibration size x kind."""
+    s = settings or ReportSettings()
+    seeds = sorted({i["difference_points"]["n_seeds"] for i in items if i["difference_points"]})
+    head = (f"Statements ({100 * s.confidence:g}% t-interval over {'/'.join(map(str, seeds)) or 'no'} seed(s), "
+            f"half-width >= {s.min_half_width_points:g} points; the best method of each kind chosen by its mean)")
+    return ["", head, ""] + [f"- {i['scenario']} / {i['circuit']}, {i['calibration_images']} images: {i['text']}"
+                             for i in items]
 
 
 def plot(rows: list[dict[str, Any]], path: str | Path) -> None:

@@ -335,3 +335,61 @@ def test_evaluate_methods_runs_every_variant_and_resumes_from_a_json_seed_record
     _, again = evaluate_methods(model, data, IDEAL, QUIET, settings, torch.device("cpu"), batch_size=32,
                                 progress=False, done_seeds=records)
     assert {k: v.accuracy_per_seed for k, v in again.items()} == {k: v.accuracy_per_seed for k, v in results.items()}
+
+
+def _rival_rows(per_method: dict[str, tuple[list[float], int]], software: float = 0.96) -> list[dict]:
+    """Rows as dnn.report_rivals.load_rows makes them: {label: (accuracy per seed, trained parameters)}."""
+    rows = []
+    for label, (accs, params) in per_method.items():
+        method, _, rank = label.partition("_r")
+        rows.append({"scenario": "s", "circuit": "c", "model": "m", "label": label, "method": method,
+                     "rank": int(rank) if rank else None, "calibration_images": 100 if method != "none" else 0,
+                     "software": software, "accuracy_mean": sum(accs) / len(accs), "accuracy_per_seed": accs,
+                     "trainable_params": params})
+    return rows
+
+
+def test_rival_statements_carry_the_interval_over_seeds_and_say_inconclusive():
+    """Each statement's verdict comes from the Student-t interval of its quantity over seeds (paired seed by
+    seed for a difference), checked here against the formula; a threshold inside it is 'inconclusive'."""
+    import statistics
+
+    from scipy.stats import t
+
+    from dnn.report_rivals import statements
+
+    rows = _rival_rows({"none": ([0.1, 0.1, 0.1], 0), "bn_adapt": ([0.90, 0.91, 0.92], 0),
+                        "bn_finetune": ([0.93, 0.935, 0.94], 320), "drift_compensation": ([0.5, 0.5, 0.5], 0),
+                        "vera_r53": ([0.931, 0.937, 0.941], 319), "lora_r5": ([0.955, 0.958, 0.956], 5165)})
+    got = {s["kind"]: s for s in statements(rows)}
+    gap = [100 * (0.96 - a) for a in (0.93, 0.935, 0.94)]
+    half = t.ppf(0.975, 2) * statistics.stdev(gap) / 3 ** 0.5
+    assert got["bn_suffices"]["verdict"] == "NO" and got["bn_suffices"]["method"] == "bn_finetune"
+    assert got["bn_suffices"]["difference_points"]["low"] == pytest.approx(statistics.fmean(gap) - half)
+    equal = got["rival_equal_budget"]  # vera r53: 319 <= 1.1 x 320; +0.1, +0.2, +0.1 points: inside the interval
+    assert (equal["method"], equal["reference"], equal["verdict"]) == ("vera r53", "bn_finetune", "inconclusive")
+    diff = [100 * (a - b) for a, b in zip((0.955, 0.958, 0.956), (0.93, 0.935, 0.94), strict=True)]
+    anyb = got["rival_any_budget"]
+    assert (anyb["method"], anyb["verdict"]) == ("lora r5", "beats")
+    assert anyb["difference_points"]["estimate"] == pytest.approx(statistics.fmean(diff))
+    assert anyb["difference_points"]["high"] == pytest.approx(
+        statistics.fmean(diff) + t.ppf(0.975, 2) * statistics.stdev(diff) / 3 ** 0.5)
+    assert "16x BN's 320" in anyb["text"]
+
+    worse = _rival_rows({"bn_adapt": ([0.955, 0.956, 0.957], 0), "drift_compensation": ([0.90, 0.91, 0.90], 0)})
+    got = {s["kind"]: s for s in statements(worse)}
+    assert got["bn_suffices"]["verdict"] == "yes"  # 0.4 [0.15, 0.65] points below software: under 1 point
+    edge = _rival_rows({"bn_adapt": ([0.95, 0.951, 0.952], 0)})  # 0.9 [0.65, 1.15]: 1 point inside
+    assert statements(edge)[0]["verdict"] == "inconclusive"
+    assert got["rival_equal_budget"]["verdict"] == "behind"
+
+
+def test_rival_statements_with_one_seed_or_unpaired_seeds_are_inconclusive():
+    from dnn.report_rivals import statements
+
+    one = {s["kind"]: s for s in statements(_rival_rows({"bn_adapt": ([0.5], 0), "lora_r1": ([0.9], 1033)}))}
+    assert one["bn_suffices"]["verdict"] == one["rival_any_budget"]["verdict"] == "inconclusive"
+    unpaired = statements(_rival_rows({"bn_adapt": ([0.5, 0.5], 0), "lora_r1": ([0.9, 0.9, 0.9], 1033)}))
+    rival = next(s for s in unpaired if s["kind"] == "rival_any_budget")
+    assert rival["verdict"] == "inconclusive" and rival["difference_points"] is None
+    assert "no paired difference" in rival["text"]
