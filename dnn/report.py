@@ -217,7 +217,7 @@ def load_results(paths: list[str | Path]) -> list[dict]:
                     "peak_mem_mb": m.get("peak_mem_mb", ""), "pc2_mean": m.get("pc2_mean", ""),
                     **energy_columns(m),
                     "start_method": str(m.get("start_method") or ""),
-                    "base_method": str(m.get("method") or method),
+                    "base_method": str(m.get("method") or method), "rank": m.get("rank"),
                     "reestimate_stats": _reestimates(result, str(m.get("method") or method)),
                     "calibration_images": m.get("calibration_images"),
                     "start_accuracy_per_seed": [_accuracy(a, f"methods.{method}.start_accuracy_per_seed")
@@ -764,7 +764,23 @@ def markdown_table(rows: list[dict], settings: ReportSettings | None = None,
     warn = warnings_lines(find_warnings(rows, settings), settings)
     energy = energy_lines(rows, settings.energy_loss_points)
     device = device_lines(rows, settings)
-    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + warn + energy + device) + "\n"
+    rivals = _rival_lines(rows, settings)
+    return "\n".join(lines + cost + pc2 + fail + fidelity_table(fidelity) + check + warn + energy + device
+                     + rivals) + "\n"
+
+
+def _rival_statements(rows: list[dict], settings: ReportSettings) -> list[dict[str, Any]]:
+    """The light rivals' statements (``dnn.report_rivals.statements``); empty without a rival method."""
+    from .report_rivals import from_report_rows, statements
+
+    return statements(from_report_rows(rows), settings)
+
+
+def _rival_lines(rows: list[dict], settings: ReportSettings) -> list[str]:
+    from .report_rivals import statement_lines
+
+    items = _rival_statements(rows, settings)
+    return statement_lines(items, settings, "Light rivals of BN-only mitigation") if items else []
 
 
 SUMMARY_KIND = "xbarchar.report_summary"
@@ -779,7 +795,8 @@ def summary(rows: list[dict], settings: ReportSettings | None = None, fidelity: 
             "units": {"difference_points": "accuracy percentage points", "confidence": "fraction"},
             "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
             "statements": [st.to_dict() for st in shape_check(rows, settings, fidelity)],
-            "warnings": [w.to_dict() for w in find_warnings(rows, settings)]}
+            "warnings": [w.to_dict() for w in find_warnings(rows, settings)],
+            "rival_statements": _rival_statements(rows, settings)}
 
 
 # ----------------------------------------------------------------------------- plots

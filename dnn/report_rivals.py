@@ -127,13 +127,13 @@ def statements(rows: list[dict[str, Any]], settings: ReportSettings | None = Non
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         if r["method"] != "none" and r["calibration_images"]:
-            groups.setdefault((r["scenario"], r["circuit"], r["calibration_images"]), []).append(r)
-    for (scenario, circuit, images), g in sorted(groups.items()):
+            groups.setdefault((r["scenario"], r["circuit"], r["model"], r["calibration_images"]), []).append(r)
+    for (scenario, circuit, model, images), g in sorted(groups.items()):
         bn = _best([r for r in g if r["method"] in BN_ONLY])
         if bn is None:
             continue
         bn_count = max((r["trainable_params"] for r in g if r["method"] in BN_ONLY), default=0)
-        where = {"scenario": scenario, "circuit": circuit, "calibration_images": images,
+        where = {"scenario": scenario, "circuit": circuit, "model": model, "calibration_images": images,
                  "software_points": 100 * bn["software"]}
         gap = seed_interval([100 * (bn["software"] - a) for a in bn["accuracy_per_seed"]], s)
         verdict = {"below": "yes", "above": "NO"}.get(_decide(gap, s.close_drop_points, gap.n_seeds), "inconclusive")
@@ -162,14 +162,27 @@ def statements(rows: list[dict[str, Any]], settings: ReportSettings | None = Non
     return out
 
 
-def statement_lines(items: list[dict[str, Any]], settings: ReportSettings | None = None) -> list[str]:
+def statement_lines(items: list[dict[str, Any]], settings: ReportSettings | None = None,
+                    title: str = "Statements") -> list[str]:
     """Markdown lines of the statements, one per non-ideality x calibration size x kind."""
     s = settings or ReportSettings()
     seeds = sorted({i["difference_points"]["n_seeds"] for i in items if i["difference_points"]})
-    head = (f"Statements ({100 * s.confidence:g}% t-interval over {'/'.join(map(str, seeds)) or 'no'} seed(s), "
+    head = (f"{title} ({100 * s.confidence:g}% t-interval over {'/'.join(map(str, seeds)) or 'no'} seed(s), "
             f"half-width >= {s.min_half_width_points:g} points; the best method of each kind chosen by its mean)")
-    return ["", head, ""] + [f"- {i['scenario']} / {i['circuit']}, {i['calibration_images']} images: {i['text']}"
-                             for i in items]
+    return ["", head, ""] + [f"- {i['scenario']} / {i['circuit']} / {i['model']}, {i['calibration_images']} images: "
+                             f"{i['text']}" for i in items]
+
+
+def from_report_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows :func:`statements` reads, from the workflow report's rows (``dnn.report.load_results``);
+    empty when no result holds a rival method (the default run's report then has no rivals section)."""
+    if not any(r["base_method"] in RIVALS for r in rows):
+        return []
+    return [{"scenario": r["scenario"], "circuit": r["circuit"], "model": r["model"], "label": r["method"],
+             "method": r["base_method"], "rank": r["rank"], "calibration_images": r["calibration_images"],
+             "software": r["software_accuracy"], "accuracy_mean": r["accuracy_mean"],
+             "accuracy_per_seed": list(r["accuracy_per_seed"]) or [r["accuracy_mean"]],
+             "trainable_params": int(r["trainable_params"] or 0)} for r in rows]
 
 
 def plot(rows: list[dict[str, Any]], path: str | Path) -> None:

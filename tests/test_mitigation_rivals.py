@@ -393,3 +393,32 @@ def test_rival_statements_with_one_seed_or_unpaired_seeds_are_inconclusive():
     rival = next(s for s in unpaired if s["kind"] == "rival_any_budget")
     assert rival["verdict"] == "inconclusive" and rival["difference_points"] is None
     assert "no paired difference" in rival["text"]
+
+
+def test_the_workflow_report_states_the_rivals_when_a_result_holds_one(tmp_path):
+    """results.md and summary.json carry the rivals' statements for results with a rival method, and
+    nothing of them for results without one."""
+    from dnn.report import ReportSettings, load_results, markdown_table, summary
+    from dnn.results import EvaluationResult, MethodResult
+
+    def entry(per_seed, method, params=0, rank=None):
+        return MethodResult(accuracy_mean=sum(per_seed) / len(per_seed), accuracy_std=0.0, accuracies=per_seed,
+                            accuracy_per_seed=per_seed, trainable_params=params, wall_s=1.0, peak_mem_mb=1.0,
+                            memory_kind="x", method=method, rank=rank, calibration_images=0 if method == "none" else 100)
+    methods = {"none": entry([0.1, 0.1, 0.1], "none"), "bn_adapt_n100": entry([0.80, 0.81, 0.80], "bn_adapt"),
+               "lora_r1_n100": entry([0.90, 0.92, 0.91], "lora", 1033, 1)}
+    path = tmp_path / "r.json"
+    EvaluationResult(circuit="c", model="m", scenario="drift", architecture="bn_cnn", model_path="",
+                     software_accuracy=0.95, methods=methods).write(path)
+    rows = load_results([path])
+    md = markdown_table(rows, ReportSettings())
+    assert "Light rivals of BN-only mitigation" in md
+    assert "- drift / c / m, 100 images: best rival at any budget, lora r1 (1033 trained parameters" in md
+    got = summary(rows, ReportSettings())["rival_statements"]
+    assert [(s["kind"], s["verdict"]) for s in got] == [("bn_suffices", "NO"), ("rival_any_budget", "beats")]
+    del methods["lora_r1_n100"]
+    EvaluationResult(circuit="c", model="m", scenario="drift", architecture="bn_cnn", model_path="",
+                     software_accuracy=0.95, methods=methods).write(path)
+    rows = load_results([path])
+    assert "Light rivals" not in markdown_table(rows, ReportSettings())
+    assert summary(rows, ReportSettings())["rival_statements"] == []
