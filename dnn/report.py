@@ -117,7 +117,11 @@ class Interval:
         return 0
 
     def text(self, fmt: str = ".1f") -> str:
-        return f"{self.estimate:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
+        def num(v: float) -> str:  # a bound that rounds to zero prints as 0.0, not -0.0
+            out = f"{v:{fmt}}"
+            return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+        return f"{num(self.estimate)} [{num(self.low)}, {num(self.high)}]"
 
     def to_dict(self) -> dict[str, Any]:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "n_seeds": self.n_seeds}

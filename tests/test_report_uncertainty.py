@@ -14,6 +14,7 @@ from dnn.cli import main
 from dnn.report import (
     BELOW_START_CAUSE,
     UNDERTRAINED_CAUSE,
+    Interval,
     ReportSettings,
     find_warnings,
     load_results,
@@ -261,3 +262,8 @@ def test_variants_per_calibration_size_start_from_their_own_size(tmp_path):
     assert [(w.kind, w.method, w.reference) for w in find_warnings(rows, ReportSettings())] == [
         ("below_start", "bn_finetune_n100", "bn_adapt_n100")]
     assert {r["method"]: starting_point(r) for r in rows}["bn_finetune_n10"] == "bn_adapt"
+
+
+def test_interval_text_prints_no_negative_zero():
+    assert Interval(0.5, -0.04, 1.04, 3).text() == "0.5 [0.0, 1.0]"
+    assert Interval(-0.5, -1.04, -0.06, 3).text() == "-0.5 [-1.0, -0.1]"
