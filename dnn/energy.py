@@ -55,7 +55,9 @@ from .mvm import (
     FormsPoweredTileMVM,
     PartsPoweredTileMVM,
     PoweredTileMVM,
+    all_in_cells,
     bind_power_forms,
+    ideal_power,
 )
 from .periphery import EnergySettings, PeripheryModel
 
@@ -146,19 +148,9 @@ class EnergyMeter:
         g_row = g.sum(dim=2)  # [T, rows]
         g_group = g_row.reshape(s, p, n_r, n_c, -1).sum(dim=(0, 1, 3))  # [n_r, rows]
 
-        def ideal(v_v: torch.Tensor) -> torch.Tensor:
-            return torch.einsum("tbr,tr->tb", v_v * v_v, g_row)
-
-        cells = POWER_PARTS.index("cells")
-
-        def ideal_parts(v_v: torch.Tensor) -> torch.Tensor:
-            p = ideal(v_v)
-            out = p.new_zeros((*p.shape, len(POWER_PARTS)))
-            out[..., cells] = p
-            return out
-
-        power, model = ideal, f"{IDEAL_FORMULA} (fallback: the tile model has no power model)"
-        parts: BoundPower | None = ideal_parts
+        power = ideal_power(g)
+        model = f"{IDEAL_FORMULA} (fallback: the tile model has no power model)"
+        parts: BoundPower | None = all_in_cells(power)
         split = IDEAL_SPLIT
         group_parts: BoundPower | None = None
         mvm = layer.mvm

@@ -243,26 +243,36 @@ class IdealTileMVM(_BipolarTile):
     def bind_power(self, g_s: torch.Tensor) -> BoundPower:
         """p_w [T, B] = sum_r v_r^2 sum_c G_rc (W)."""
         _check_g(g_s, self.tile)
-        g_row = g_s.detach().sum(dim=2)  # [T, rows]
-
-        def power(v_v: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return torch.einsum("tbr,tr->tb", v_v.detach() ** 2, g_row)
-
-        return power
+        return ideal_power(g_s)
 
     def bind_power_parts(self, g_s: torch.Tensor) -> BoundPower:
         """p_w [T, B, len(POWER_PARTS)]: the ideal formula in the cells, 0 in every other part (W)."""
-        total = self.bind_power(g_s)
-        cells = POWER_PARTS.index("cells")
+        return all_in_cells(self.bind_power(g_s))
 
-        def parts(v_v: torch.Tensor) -> torch.Tensor:
-            p = total(v_v)
-            out = p.new_zeros((*p.shape, len(POWER_PARTS)))
-            out[..., cells] = p
-            return out
 
-        return parts
+def ideal_power(g_s: torch.Tensor) -> BoundPower:
+    """The ideal read power bound to ``g_s`` [T, rows, cols] (S): p_w [T, B] = sum_r v_r^2 sum_c G_rc (W),
+    no gradient (whatever resistances a tile states)."""
+    g_row = g_s.detach().sum(dim=2)  # [T, rows]
+
+    def power(v_v: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.einsum("tbr,tr->tb", v_v.detach() ** 2, g_row)
+
+    return power
+
+
+def all_in_cells(total: BoundPower) -> BoundPower:
+    """Parts [T, B, len(POWER_PARTS)] of a total power function with all of it in the cells (W)."""
+    cells = POWER_PARTS.index("cells")
+
+    def parts(v_v: torch.Tensor) -> torch.Tensor:
+        p = total(v_v)
+        out = p.new_zeros((*p.shape, len(POWER_PARTS)))
+        out[..., cells] = p
+        return out
+
+    return parts
 
 
 TransferFn = Callable[[np.ndarray], np.ndarray]
