@@ -10,9 +10,10 @@ checked as ``snakemake -n`` checks it. The study runs the scenarios ``config/riv
 software model is trained by ``python -m dnn train``, and every scenario x circuit is evaluated by
 ``python -m dnn evaluate`` with the circuit's surrogate from ``--surrogates`` (the default run's
 ``results/surrogate/NAME.h5``, checked against the circuit), or, for a circuit without one, its exact array
-physics (``--mvm exact``; about 25x slower to bind here). ``dnn.report_rivals`` then writes the table and
-the figure.
-The JSON holds the table's rows, the wall time of each step and the command.
+physics (``--mvm exact``; about 25x slower to bind here). ``dnn.report_rivals`` then writes the accuracy
+and cost tables, the statements (decided on the t-interval over seeds) and the figure.
+The JSON holds the table's rows, the statements, the wall time of each step and the command; an evaluation
+file an earlier run left is reused, listed under ``reused``, and its time is not in this run's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dnn  # noqa: E402
 
-from dnn.report_rivals import load_rows, markdown, plot, statements  # noqa: E402
+from dnn.report_rivals import accuracy_table, cost_table, load_rows, plot, statement_lines, statements  # noqa: E402
 from pipeline.config import crossbar_settings, validate_config  # noqa: E402
 
 log = logging.getLogger("mitigation_rivals")
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run([sys.executable, "-m", "dnn", "train", "--params-json", json.dumps(config["models"][model_name]),
                         "--threads", str(args.threads), "--out", str(model_path), "--no-progress"],
                        check=True, cwd=REPO)
-    steps["train_s"] = time.perf_counter() - t0
+        steps["train_s"] = time.perf_counter() - t0
     scenarios = args.scenario or list(own["scenarios"])
-    files = []
+    files: list[Path] = []
+    reused = [] if "train_s" in steps else [str(model_path.relative_to(REPO))]  # an earlier run's model
     for scenario in scenarios:
         entry = config["scenarios"][scenario]
         for circuit in entry.get("circuits") or list(config["circuits"]):
@@ -86,10 +88,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     cmd += ["--device-preset", entry["device_preset"]]
                 log.info("evaluating %s on %s", scenario, circuit)
                 subprocess.run(cmd, check=True, cwd=REPO)
-            steps[f"{scenario}/{circuit}_s"] = time.perf_counter() - t1
+                steps[f"{scenario}/{circuit}_s"] = time.perf_counter() - t1
+            else:  # an earlier run's file: its time is not in this run's
+                reused.append(str(out.relative_to(REPO)))
             files.append(out)
     rows = load_rows(files)
-    table = markdown(rows)
+    table = "\n\n".join([accuracy_table(rows), cost_table(rows), "\n".join(statement_lines(statements(rows))[1:])])
     print(table, flush=True)
     if args.figure:
         plot(rows, REPO / args.figure)
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (REPO / args.table).write_text(table + "\n")
     return {"command": " ".join(["python", "bench/mitigation_rivals.py", *sys.argv[1:]]), "config": args.config,
             "model": model_name, "scenarios": scenarios, "wall_s": time.perf_counter() - t0, "steps_s": steps,
+            "reused": reused,
             "threads": args.threads, "evaluation": config["evaluation"], "rows": rows,
             "statements": statements(rows)}
 

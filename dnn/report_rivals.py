@@ -85,6 +85,53 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _variant(r: dict[str, Any]) -> tuple[int, int, str]:
+    """Sort key and column name of a method variant (method, rank)."""
+    order = METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 99
+    return order, r["rank"] or 0, _name(r)
+
+
+def accuracy_table(rows: list[dict[str, Any]]) -> str:
+    """Accuracy (%) mean ± std over seeds: a line per non-ideality (scenario / circuit / model) and
+    calibration size, a column per method variant ('none' and software in the header note)."""
+    variants = sorted({_variant(r) for r in rows if r["method"] != "none"})
+    names = [v[2] for v in variants]
+    cells: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        if r["method"] != "none" and r["calibration_images"]:
+            key = (r["scenario"], r["circuit"], r["model"], r["calibration_images"])
+            cells.setdefault(key, {})[_name(r)] = _pct(r["accuracy_mean"], r["accuracy_std"])
+    lines = ["| non-ideality | circuit | model | images | " + " | ".join(names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    for (scenario, circuit, model, images), c in sorted(cells.items()):
+        lines.append(f"| {scenario} | {circuit} | {model} | {images} | " + " | ".join(c.get(n, "") for n in names) + " |")
+    base = {(r["scenario"], r["circuit"], r["model"]): (r["software"], r["accuracy_mean"], r["accuracy_std"])
+            for r in rows if r["method"] == "none"}
+    lines += ["", "Software and no mitigation (none): " + "; ".join(
+        f"{s} / {c} / {m} {100 * sw:.1f}%, none {_pct(a, sd)}%" for (s, c, m), (sw, a, sd) in sorted(base.items()))]
+    return "\n".join(lines)
+
+
+def cost_table(rows: list[dict[str, Any]]) -> str:
+    """Cost per method variant: trained parameters, x the BN gamma/beta count, bytes stored per chip and
+    the mean wall time (s) at each calibration size over the non-idealities."""
+    bn_count = max((r["trainable_params"] for r in rows if r["method"] in BN_ONLY), default=0)
+    sizes = sorted({r["calibration_images"] for r in rows if r["method"] != "none" and r["calibration_images"]})
+    lines = ["| method | rank | trained parameters | x BN gamma/beta | bytes per chip | wall (s) at "
+             + " / ".join(map(str, sizes)) + " images |", "|---|---|---|---|---|---|"]
+    for _, _, name in sorted({_variant(r) for r in rows if r["method"] != "none"}):
+        sel = [r for r in rows if _name(r) == name and r["method"] != "none"]
+        first = sel[0]
+        walls = [statistics.fmean([r["wall_s"] for r in sel if r["calibration_images"] == n] or [math.nan])
+                 for n in sizes]
+        ratio = f"{first['trainable_params'] / bn_count:.2f}" if bn_count else ""
+        per_chip = "" if first["bytes_per_chip"] is None else f"{first['bytes_per_chip']:,}"
+        lines.append(f"| {first['method']} | {first['rank'] if first['rank'] is not None else ''} | "
+                     f"{first['trainable_params']:,} | {ratio} | {per_chip} | "
+                     + " / ".join(f"{w:.1f}" for w in walls) + " |")
+    return "\n".join(lines)
+
+
 BN_ONLY = ("bn_adapt", "bn_finetune", "adapt_finetune")
 RIVALS = ("drift_compensation", "lora", "vera")
 EQUAL_BUDGET_X = 1.1

@@ -422,3 +422,21 @@ def test_the_workflow_report_states_the_rivals_when_a_result_holds_one(tmp_path)
     rows = load_results([path])
     assert "Light rivals" not in markdown_table(rows, ReportSettings())
     assert summary(rows, ReportSettings())["rival_statements"] == []
+
+
+def test_rivals_accuracy_and_cost_tables():
+    from dnn.report_rivals import accuracy_table, cost_table
+
+    rows = _rival_rows({"none": ([0.1, 0.1], 0), "bn_finetune": ([0.90, 0.92], 320), "lora_r5": ([0.95, 0.97], 5165)})
+    for r, size, wall, per_chip in zip(rows, (0, 100, 100), (0.0, 2.0, 4.0), (0, 2560, 21940), strict=True):
+        r.update(accuracy_std=0.01 * (r["method"] != "none"), calibration_images=size, wall_s=wall,
+                 bytes_per_chip=per_chip)
+    extra = dict(rows[2], calibration_images=10, wall_s=1.0, accuracy_mean=0.5)
+    acc = accuracy_table([*rows, extra]).splitlines()
+    assert acc[0] == "| non-ideality | circuit | model | images | bn_finetune | lora r5 |"
+    assert acc[2] == "| s | c | m | 10 |  | 50.0 ± 1.0 |"
+    assert acc[3] == "| s | c | m | 100 | 91.0 ± 1.0 | 96.0 ± 1.0 |"
+    assert acc[-1] == "Software and no mitigation (none): s / c / m 96.0%, none 10.0 ± 0.0%"
+    cost = cost_table([*rows, extra]).splitlines()
+    assert cost[2] == "| bn_finetune |  | 320 | 1.00 | 2,560 | nan / 2.0 |"
+    assert cost[3] == "| lora | 5 | 5,165 | 16.14 | 21,940 | 1.0 / 4.0 |"
