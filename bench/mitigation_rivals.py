@@ -32,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dnn  # noqa: E402
 
-from dnn.report_rivals import accuracy_table, cost_table, load_rows, plot, statement_lines, statements  # noqa: E402
+from dnn.report_rivals import accuracy_table, cost_table, load_rows, plot, statements, statements_table  # noqa: E402
 from pipeline.config import crossbar_settings, validate_config  # noqa: E402
 
 log = logging.getLogger("mitigation_rivals")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 reused.append(str(out.relative_to(REPO)))
             files.append(out)
     rows = load_rows(files)
-    table = "\n\n".join([accuracy_table(rows), cost_table(rows), "\n".join(statement_lines(statements(rows))[1:])])
+    table = "\n\n".join([accuracy_table(rows), cost_table(rows), statements_table(statements(rows))])
     print(table, flush=True)
     if args.figure:
         plot(rows, REPO / args.figure)

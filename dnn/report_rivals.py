@@ -220,6 +220,25 @@ def statement_lines(items: list[dict[str, Any]], settings: ReportSettings | None
                              f"{i['text']}" for i in items]
 
 
+def statements_table(items: list[dict[str, Any]]) -> str:
+    """The statements as a table: a line per non-ideality and calibration size; per kind the verdict, the
+    methods compared and the interval (points)."""
+    kinds = ("bn_suffices", "rival_equal_budget", "rival_any_budget")
+    cells: dict[tuple, dict[str, str]] = {}
+    for i in items:
+        d = i["difference_points"]
+        interval = "" if d is None else Interval(d["estimate"], d["low"], d["high"], d["n_seeds"]).text()
+        what = f"{i['method']}: {interval}" if i["kind"] == "bn_suffices" else f"{i['method']} − {i['reference']}: {interval}"
+        key = (i["scenario"], i["circuit"], i["model"], i["calibration_images"])
+        cells.setdefault(key, {})[i["kind"]] = f"**{i['verdict']}** ({what})"
+    lines = ["| non-ideality | circuit | model | images | BN-only within the threshold of software (software − "
+             "best BN-only) | best rival at equal budget − best BN-only | best rival at any budget − best BN-only |",
+             "|---|---|---|---|---|---|---|"]
+    for (scenario, circuit, model, images), c in sorted(cells.items()):
+        lines.append(f"| {scenario} | {circuit} | {model} | {images} | " + " | ".join(c.get(k, "") for k in kinds) + " |")
+    return "\n".join(lines)
+
+
 def from_report_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows :func:`statements` reads, from the workflow report's rows (``dnn.report.load_results``);
     empty when no result holds a rival method (the default run's report then has no rivals section)."""

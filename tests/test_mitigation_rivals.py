@@ -384,6 +384,16 @@ def test_rival_statements_carry_the_interval_over_seeds_and_say_inconclusive():
     assert got["rival_equal_budget"]["verdict"] == "behind"
 
 
+def test_rival_statements_table_has_a_line_per_non_ideality_and_size():
+    from dnn.report_rivals import statements, statements_table
+
+    rows = _rival_rows({"bn_finetune": ([0.93, 0.935, 0.94], 320), "lora_r5": ([0.955, 0.958, 0.956], 5165)})
+    lines = statements_table(statements(rows)).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| s | c | m | 100 | **NO** (bn_finetune: 2.5 [")
+    # no rival at equal budget; lora r5 - bn_finetune: 2.5, 2.3, 1.6 points: 2.13 +- t(0.975, 2) 0.473 / sqrt(3)
+    assert lines[2].endswith("|  | **beats** (lora r5 − bn_finetune: 2.1 [1.0, 3.3]) |")
+
+
 def test_rival_statements_with_one_seed_or_unpaired_seeds_are_inconclusive():
     from dnn.report_rivals import statements
 
