@@ -261,7 +261,8 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
 
     panels = sorted({(r["scenario"], r["circuit"]) for r in rows})
     sizes = sorted({r["calibration_images"] for r in rows if r["method"] != "none" and r["calibration_images"]})
-    fig, axes = plt.subplots(max(len(sizes), 1), max(len(panels), 1), figsize=(3.2 * len(panels), 2.6 * len(sizes)),
+    width = max(3.2 * len(panels), 6.4)  # room for the legend under a single panel
+    fig, axes = plt.subplots(max(len(sizes), 1), max(len(panels), 1), figsize=(width, 2.6 * len(sizes)),
                              squeeze=False, sharex=True, sharey=True)
     seen: set[str] = set()
     for i, n in enumerate(sizes):
@@ -285,7 +286,9 @@ def plot(rows: list[dict[str, Any]], path: str | Path) -> None:
             if i == len(sizes) - 1:
                 ax.set_xlabel("trained parameters", fontsize=8)
             ax.tick_params(labelsize=7)
-    fig.legend(loc="lower center", ncol=len(seen), fontsize=8, bbox_to_anchor=(0.5, -0.01))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    ncol = min(len(seen), max(int(width // 1.6), 1))
+    legend_rows = -(-len(seen) // ncol)
+    fig.legend(loc="lower center", ncol=ncol, fontsize=8, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.3 * legend_rows / (2.6 * max(len(sizes), 1)) + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
