@@ -112,3 +112,18 @@ class PerTileOnly:
     def line_resistances_ohm(self):
         stated = getattr(self.model, "line_resistances_ohm", None)
         return stated() if stated is not None else None
+
+
+@pytest.fixture(scope="session")
+def small_digits_model(tmp_path_factory):
+    """A half-width digits BN-CNN trained for one epoch by ``dnn train`` (seconds), shared by the tests that
+    evaluate a real model file end to end."""
+    import json
+
+    from dnn.cli import main
+
+    out = tmp_path_factory.mktemp("model") / "digits_small.pt"
+    params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
+              "width": 0.5}
+    assert main(["train", "-q", "--params-json", json.dumps(params), "--no-progress", "--out", str(out)]) == 0
+    return out

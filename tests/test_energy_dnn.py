@@ -176,26 +176,15 @@ def test_larger_tiles_need_fewer_adc_conversions():
     assert counts[8] == 8 * counts[64]
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    from dnn.cli import main
-
-    out = tmp_path_factory.mktemp("energy") / "digits_small.pt"
-    params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
-              "width": 0.5}
-    assert main(["train", "-q", "--params-json", json.dumps(params), "--no-progress", "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.usefixtures("one_torch_thread")
-def test_an_evaluation_reports_energy_per_method_and_layer(small_model, tmp_path):
+def test_an_evaluation_reports_energy_per_method_and_layer(small_digits_model, tmp_path):
     from dnn.cli import main
     from dnn.results import EvaluationResult
 
     def evaluate(energy, out):
         evaluation = {"methods": ["none", "bn_adapt"], "seeds": [0], "calibration_samples": 64,
                       "bn_adapt": {"n_draws": 1}, "energy": energy}
-        return main(["evaluate", "-q", "--model", str(small_model), "--rows", "32", "--cols", "32",
+        return main(["evaluate", "-q", "--model", str(small_digits_model), "--rows", "32", "--cols", "32",
                      "--evaluation-json", json.dumps(evaluation), "--no-progress", "--device", "cpu", "--out", str(out)])
 
     assert evaluate({"n_images": 4, "periphery_preset": "survey_envelope", "columns_per_adc": 8}, tmp_path / "e.json") == 0

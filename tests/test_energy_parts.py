@@ -188,19 +188,8 @@ def test_a_tile_model_that_tells_only_the_total_has_no_parts(make_spec):
     assert out["energy_breakdown_j"]["array"] > 0
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    from dnn.cli import main
-
-    out = tmp_path_factory.mktemp("parts") / "digits_small.pt"
-    params = {"dataset": "digits", "model": "bn_cnn", "epochs": 1, "batch_size": 32, "lr": 0.003, "seed": 3,
-              "width": 0.5}
-    assert main(["train", "-q", "--params-json", json.dumps(params), "--no-progress", "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.usefixtures("one_torch_thread")
-def test_an_exact_evaluation_reports_the_array_parts_per_method_and_layer(small_model, tmp_path):
+def test_an_exact_evaluation_reports_the_array_parts_per_method_and_layer(small_digits_model, tmp_path):
     """`dnn evaluate --mvm exact` on a 16x16 linear circuit: every method's energy carries the array's parts,
     per inference and per layer, named by the exact split, and they add up to the array energy."""
     from dnn.cli import main
@@ -210,7 +199,7 @@ def test_an_exact_evaluation_reports_the_array_parts_per_method_and_layer(small_
                "r_sense_ohm": 1000.0, "r_wire_row_ohm": 5.0, "r_wire_col_ohm": 5.0}
     evaluation = {"methods": ["none"], "seeds": [0], "calibration_samples": 32, "energy": {"n_images": 2}}
     out = tmp_path / "e.json"
-    assert main(["evaluate", "-q", "--model", str(small_model), "--circuit", json.dumps(circuit), "--mvm", "exact",
+    assert main(["evaluate", "-q", "--model", str(small_digits_model), "--circuit", json.dumps(circuit), "--mvm", "exact",
                  "--evaluation-json", json.dumps(evaluation), "--no-progress", "--device", "cpu",
                  "--out", str(out)]) == 0
     e = EvaluationResult.read(out).methods["none"].energy
